@@ -1,0 +1,246 @@
+package diag
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpvet/tcpvet/netns"
+)
+
+// Schema names the layout of a Snapshot in JSON.
+const Schema = "tcpvet/v1"
+
+// Snapshot is everything tcpvet read from one namespace at one moment.
+type Snapshot struct {
+	Schema  string    `json:"schema"`
+	TakenAt time.Time `json:"taken_at"`
+	Target  Target    `json:"target"`
+	Host    Host      `json:"host"`
+	Sysctls struct {
+		Target Sysctls `json:"target"`
+		// Host is nil when the host namespace is not visible.
+		Host Sysctls `json:"host"`
+	} `json:"sysctls"`
+	Sockets []Socket `json:"sockets"`
+	// Processes counts the processes found in the target namespace.
+	Processes int `json:"processes"`
+	// Notes say what could not be read, and so what is marked unknown.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Target identifies the inspected namespace.
+type Target struct {
+	NetnsInode uint64 `json:"netns_inode"`
+	Path       string `json:"path"`
+	PID        int    `json:"pid,omitempty"`
+}
+
+// Host identifies the namespace holding the node's sysctls, conntrack and IPVS.
+type Host struct {
+	// Visible is false when the host namespace is the target itself (inside
+	// a pod, PID 1 is the pod's own) and so tells nothing about the node.
+	Visible    bool   `json:"visible"`
+	NetnsInode uint64 `json:"netns_inode"`
+	Path       string `json:"path"`
+}
+
+// Socket is one TCP socket of the target namespace.
+type Socket struct {
+	// ID is unique within a snapshot and stable across snapshots: the
+	// kernel's socket cookie in hex, as `ss -e` prints it after "sk:".
+	ID      string         `json:"id"`
+	Inode   uint32         `json:"inode"`
+	UID     uint32         `json:"uid"`
+	Family  string         `json:"family"`
+	State   State          `json:"state"`
+	Local   netip.AddrPort `json:"local"`
+	Remote  netip.AddrPort `json:"remote"`
+	RecvQ   uint32         `json:"recv_q"`
+	SendQ   uint32         `json:"send_q"`
+	Timer   Timer          `json:"timer"`
+	Cong    string         `json:"congestion,omitempty"`
+	ClassID uint32         `json:"class_id,omitempty"`
+	// TCPInfo is nil for sockets that have none (TIME_WAIT, SYN_RECV).
+	TCPInfo   *TCPInfo  `json:"tcp_info"`
+	Keepalive Keepalive `json:"keepalive"`
+	// UserTimeoutMS is TCP_USER_TIMEOUT, 0 when unset, nil when unknown.
+	UserTimeoutMS *int      `json:"user_timeout_ms"`
+	Processes     []Process `json:"processes"`
+}
+
+// Timer is the one timer the kernel reports for a socket.
+type Timer struct {
+	Kind      TimerKind `json:"kind"`
+	ExpiresMS uint32    `json:"expires_ms"`
+	// Retrans counts retransmissions (timer "on") or unanswered probes
+	// (keepalive and persist).
+	Retrans uint8 `json:"retrans"`
+}
+
+// Options selects what Take reads.
+type Options struct {
+	// Target is the namespace whose sockets are read.
+	Target *netns.NS
+	// Host is the node's namespace; nil or the same as Target means not visible.
+	Host *netns.NS
+	// DupSockets reads socket options even where duplicating a socket may
+	// reset its cgroup-v1 classification.
+	DupSockets bool
+	// ProcRoot is where proc is mounted; "" means /proc.
+	ProcRoot string
+}
+
+// Take reads one snapshot of opts.Target.
+func Take(ctx context.Context, opts Options) (*Snapshot, error) {
+	proc := opts.ProcRoot
+	if proc == "" {
+		proc = "/proc"
+	}
+	t := opts.Target
+	snap := &Snapshot{
+		Schema:  Schema,
+		TakenAt: time.Now().UTC(),
+		Target:  Target{NetnsInode: t.Inode, Path: t.Path, PID: t.PID},
+	}
+
+	raws, err := dumpSockets(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	// Process and option reads race with the sockets' lives; doing them
+	// right after the dump keeps that window short.
+	scan := scanProcesses(proc, t)
+	snap.Processes = len(scan.pids)
+	if scan.hidden > 0 {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%d processes could not be inspected (permission denied or gone): sockets they hold show no owner", scan.hidden))
+	}
+
+	var targetSysctls Sysctls
+	if err := t.Do(func() (err error) {
+		targetSysctls, err = readSysctls(proc + "/sys")
+		return err
+	}); err != nil {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("target sysctls unreadable: %v", err))
+	}
+	snap.Sysctls.Target = targetSysctls
+
+	if h := opts.Host; h != nil {
+		snap.Host = Host{NetnsInode: h.Inode, Path: h.Path, Visible: !h.Same(t)}
+		if snap.Host.Visible {
+			if err := h.Do(func() (err error) {
+				snap.Sysctls.Host, err = readSysctls(proc + "/sys")
+				return err
+			}); err != nil {
+				snap.Notes = append(snap.Notes, fmt.Sprintf("host sysctls unreadable: %v", err))
+			}
+		}
+	}
+
+	or := newOptionReader(opts.DupSockets)
+	defer or.close()
+	snap.Sockets = make([]Socket, 0, len(raws))
+	for _, r := range raws {
+		s := Socket{
+			ID:      strconv.FormatUint(r.Cookie, 16),
+			Inode:   r.Inode,
+			UID:     r.UID,
+			Family:  familyName(r.Family),
+			State:   r.State,
+			Local:   r.Local,
+			Remote:  r.Remote,
+			RecvQ:   r.RecvQ,
+			SendQ:   r.SendQ,
+			Timer:   Timer{Kind: r.Timer, ExpiresMS: r.Expires, Retrans: r.Retrans},
+			Cong:    r.Cong,
+			ClassID: r.ClassID,
+			TCPInfo: r.Info,
+		}
+		s.Processes = []Process{}
+		if owners := scan.owners[r.Inode]; r.Inode != 0 && owners != nil {
+			s.Processes = owners
+		}
+		s.attachOptions(or, targetSysctls)
+		snap.Sockets = append(snap.Sockets, s)
+	}
+	return snap, nil
+}
+
+// attachOptions fills Keepalive and UserTimeoutMS from the socket's owner.
+func (s *Socket) attachOptions(or *optionReader, ns Sysctls) {
+	if s.Inode == 0 {
+		// TIME_WAIT and request sockets have no file and no options.
+		s.Keepalive = Keepalive{Source: "unknown", Reason: "no file descriptor: the socket belongs to the kernel alone in " + s.State.String()}
+		return
+	}
+	o, err := or.read(s.Inode, s.ClassID, s.Processes)
+	if err != nil {
+		s.Keepalive = Keepalive{Source: "unknown", Reason: err.Error()}
+		return
+	}
+	src := "namespace"
+	if int64(o.IdleS) != ns[KeepaliveTime] || int64(o.IntervalS) != ns[KeepaliveIntvl] || int64(o.Probes) != ns[KeepaliveProbes] {
+		src = "socket"
+	}
+	s.Keepalive = Keepalive{Enabled: &o.Keepalive, IdleS: &o.IdleS, IntervalS: &o.IntervalS, Probes: &o.Probes, Source: src}
+	s.UserTimeoutMS = &o.UserTimeoutMS
+}
+
+func familyName(f uint8) string {
+	if f == unix.AF_INET6 {
+		return "inet6"
+	}
+	return "inet"
+}
+
+// dumpSockets asks the kernel for every IPv4 and IPv6 TCP socket of ns. The
+// netlink socket is opened inside ns, so no thread of ours changes namespace
+// to read it. Sockets seen twice (a dump racing with the socket table) are
+// kept once.
+func dumpSockets(ctx context.Context, ns *netns.NS) ([]rawSocket, error) {
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: ns.FD()})
+	if err != nil {
+		return nil, fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		if err := c.SetDeadline(dl); err != nil {
+			return nil, fmt.Errorf("set sock_diag deadline: %w", err)
+		}
+	}
+
+	var out []rawSocket
+	seen := make(map[uint64]struct{})
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		if _, err := c.Send(diagRequest(family)); err != nil {
+			return nil, fmt.Errorf("request sock_diag dump in %s: %w", ns.Path, err)
+		}
+		for m, err := range c.ReceiveIter() {
+			if err != nil {
+				return nil, fmt.Errorf("read sock_diag in %s: %w", ns.Path, err)
+			}
+			s, err := decodeDiagMsg(m.Data)
+			if err != nil {
+				return nil, fmt.Errorf("read sock_diag in %s: %w", ns.Path, err)
+			}
+			if _, dup := seen[s.Cookie]; dup {
+				continue
+			}
+			seen[s.Cookie] = struct{}{}
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b rawSocket) int {
+		if c := a.Local.Compare(b.Local); c != 0 {
+			return c
+		}
+		return a.Remote.Compare(b.Remote)
+	})
+	return out, nil
+}

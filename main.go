@@ -1,0 +1,152 @@
+// Command tcpvet finds the TCP connections of a pod, a process or a network
+// namespace that a silent peer, an idle-timeout on the path or untuned
+// keepalive will break, and says how to fix them.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/netns"
+)
+
+// version is stamped at release time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `tcpvet: find TCP connections that keepalive, timeouts or a dead peer will break.
+
+Usage:
+  tcpvet [flags]                 inspect the namespace tcpvet runs in (kubectl debug)
+  tcpvet --pid N [flags]         inspect the network namespace of process N
+  tcpvet --netns PATH [flags]    inspect a namespace file (/run/netns/NAME, /proc/N/ns/net)
+
+Flags:
+`
+
+// config is the parsed command line.
+type config struct {
+	pid        int
+	netnsPath  string
+	hostNetns  string
+	hostSet    bool // --host-netns was given, so failing to open it is an error
+	json       bool
+	dupSockets bool
+	version    bool
+}
+
+func parseFlags(args []string, stdout io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("tcpvet", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&c.pid, "pid", 0, "inspect the network namespace of process `N`")
+	fs.StringVar(&c.netnsPath, "netns", "", "inspect the network namespace file at `PATH`")
+	fs.StringVar(&c.hostNetns, "host-netns", "/proc/1/ns/net", "the node's network namespace, for its sysctls, conntrack and IPVS (`PATH`)")
+	fs.BoolVar(&c.json, "json", false, "print one snapshot as JSON and exit")
+	fs.BoolVar(&c.dupSockets, "dup-sockets", false, "read socket options even where duplicating a socket may reset its cgroup-v1 net_cls/net_prio marks")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return c, err
+		}
+		return c, fmt.Errorf("%w (see tcpvet --help)", err)
+	}
+	fs.Visit(func(f *flag.Flag) { c.hostSet = c.hostSet || f.Name == "host-netns" })
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see tcpvet --help)", fs.Arg(0))
+	}
+	if c.pid != 0 && c.netnsPath != "" {
+		return c, errors.New("--pid and --netns both name a target: give one")
+	}
+	if c.pid < 0 {
+		return c, fmt.Errorf("--pid %d: a PID is a positive number", c.pid)
+	}
+	return c, nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is tcpvet without the process around it, so tests can call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tcpvet: %v\n", err)
+		return 2
+	}
+	if cfg.version {
+		fmt.Fprintf(stdout, "tcpvet %s\n", version)
+		return 0
+	}
+	if err := inspect(ctx, cfg, stdout); err != nil {
+		fmt.Fprintf(stderr, "tcpvet: %s\n", oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+func inspect(ctx context.Context, cfg config, stdout io.Writer) error {
+	target, err := openTarget(cfg)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	host, err := netns.FromPath(cfg.hostNetns)
+	var hostNote string
+	switch {
+	case err != nil && cfg.hostSet:
+		return fmt.Errorf("host namespace (--host-netns): %w", err)
+	case err != nil:
+		// The default guess failed (a sandboxed PID 1, no CAP_SYS_PTRACE):
+		// carry on without the host rather than refuse to look at all.
+		hostNote = fmt.Sprintf("host namespace not visible: %v", err)
+	default:
+		defer host.Close()
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	snap, err := diag.Take(ctx, diag.Options{Target: target, Host: host, DupSockets: cfg.dupSockets})
+	if err != nil {
+		return err
+	}
+	if hostNote != "" {
+		snap.Host.Path = cfg.hostNetns
+		snap.Notes = append(snap.Notes, hostNote)
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(snap)
+}
+
+func openTarget(cfg config) (*netns.NS, error) {
+	switch {
+	case cfg.pid != 0:
+		return netns.FromPID(cfg.pid)
+	case cfg.netnsPath != "":
+		return netns.FromPath(cfg.netnsPath)
+	}
+	return netns.Self()
+}
+
+// oneLine keeps an error to the single line the user is promised.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
