@@ -1,0 +1,395 @@
+package testnet
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// agentEnv tells a test binary started by Start to act as an agent.
+const agentEnv = "TCPVET_TESTNET_AGENT"
+
+// Spec is what an agent sets up: listeners and outgoing connections, each
+// named so the test can refer to it.
+type Spec struct {
+	Listen []Listener `json:"listen,omitempty"`
+	Dial   []Dial     `json:"dial,omitempty"`
+}
+
+// Listener modes: what the agent does with each accepted connection.
+const (
+	// Hold reads and discards until EOF, then closes.
+	Hold = "hold"
+	// NoRead never reads and never closes: the peer's writes pile up.
+	NoRead = "noread"
+	// CloseAtOnce closes each connection as soon as it is accepted.
+	CloseAtOnce = "close"
+	// NoClose reads until EOF but never closes, leaving CLOSE_WAIT behind.
+	NoClose = "noclose"
+)
+
+// Listener is a listening socket.
+type Listener struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	Mode string `json:"mode"`
+	// RcvBuf, when set, is SO_RCVBUF of the listener (inherited by accepted sockets).
+	RcvBuf int `json:"rcvbuf,omitempty"`
+	// Keepalive, when set, applies to the listener and so to what it accepts.
+	Keepalive *KA `json:"keepalive,omitempty"`
+}
+
+// Dial is an outgoing connection. It is read from in the background; a
+// read error or EOF is reported as an event.
+type Dial struct {
+	Name string `json:"name"`
+	To   string `json:"to"`
+	// Keepalive, when set, turns SO_KEEPALIVE on with these timings; when
+	// nil keepalive stays off.
+	Keepalive     *KA `json:"keepalive,omitempty"`
+	UserTimeoutMS int `json:"user_timeout_ms,omitempty"`
+	SndBuf        int `json:"sndbuf,omitempty"`
+	// CloseFirst closes the connection right after it is established.
+	CloseFirst bool `json:"close_first,omitempty"`
+	// NoReadBack leaves incoming data unread (and FIN unnoticed).
+	NoReadBack bool `json:"no_read_back,omitempty"`
+}
+
+// KA are keepalive timings in seconds. A zero field keeps the namespace default.
+type KA struct {
+	Idle     int `json:"idle,omitempty"`
+	Interval int `json:"interval,omitempty"`
+	Count    int `json:"count,omitempty"`
+}
+
+// Event is a line an agent reports.
+type Event struct {
+	Kind string `json:"kind"` // ready, write-error, read-error, eof, written
+	Name string `json:"name,omitempty"`
+	Err  string `json:"err,omitempty"`
+	// Errno is the error number behind Err, when there is one.
+	Errno int `json:"errno,omitempty"`
+	// Local maps each dialed connection's name to its local address (ready).
+	Local map[string]string `json:"local,omitempty"`
+	At    time.Time         `json:"at"`
+}
+
+// Agent is a running agent process inside a namespace.
+type Agent struct {
+	// PID is the agent's process ID.
+	PID    int
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	events chan Event
+	// Local maps dialed connection names to their local "ip:port".
+	Local map[string]string
+}
+
+// Start runs an agent inside n that sets up spec, and waits until it is ready.
+// The test binary must call MaybeRunAgent from TestMain.
+func (n *NS) Start(t testing.TB, spec Spec) *Agent {
+	t.Helper()
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", n.Name, os.Args[0])
+	cmd.Env = append(os.Environ(), agentEnv+"="+string(b))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start agent in %s: %v", n.Name, err)
+	}
+	a := &Agent{PID: cmd.Process.Pid, cmd: cmd, stdin: stdin, events: make(chan Event, 1024)}
+	t.Cleanup(a.stop)
+	go func() {
+		defer close(a.events)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var e Event
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				a.events <- e
+			}
+		}
+	}()
+	e := a.Wait(t, "ready", "", 10*time.Second)
+	a.Local = e.Local
+	return a
+}
+
+// Wait returns the next event of the given kind (and name, when not empty),
+// skipping others, or fails the test after timeout.
+func (a *Agent) Wait(t testing.TB, kind, name string, timeout time.Duration) Event {
+	t.Helper()
+	e, ok := a.WaitFor(kind, name, timeout)
+	if !ok {
+		t.Fatalf("agent %d: no %q event for %q within %v", a.PID, kind, name, timeout)
+	}
+	return e
+}
+
+// WaitFor is Wait that reports a timeout instead of failing.
+func (a *Agent) WaitFor(kind, name string, timeout time.Duration) (Event, bool) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case e, ok := <-a.events:
+			if !ok {
+				return Event{}, false
+			}
+			if e.Kind == kind && (name == "" || e.Name == name) {
+				return e, true
+			}
+		case <-deadline:
+			return Event{}, false
+		}
+	}
+}
+
+// Write makes the agent write n bytes on the named dialed connection in the
+// background; a failure comes back as a write-error event.
+func (a *Agent) Write(t testing.TB, name string, n int) {
+	t.Helper()
+	a.send(t, fmt.Sprintf("write %s %d", name, n))
+}
+
+// Close makes the agent close the named dialed connection.
+func (a *Agent) Close(t testing.TB, name string) {
+	t.Helper()
+	a.send(t, "close "+name)
+}
+
+func (a *Agent) send(t testing.TB, line string) {
+	t.Helper()
+	if _, err := io.WriteString(a.stdin, line+"\n"); err != nil {
+		t.Fatalf("agent %d: %v", a.PID, err)
+	}
+}
+
+func (a *Agent) stop() {
+	a.stdin.Close()
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+}
+
+// MaybeRunAgent turns the process into an agent when Start launched it, and
+// never returns then. Call it first in TestMain.
+func MaybeRunAgent() {
+	spec, ok := os.LookupEnv(agentEnv)
+	if !ok {
+		return
+	}
+	if err := runAgent(spec); err != nil {
+		fmt.Fprintln(os.Stderr, "agent:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+type agent struct {
+	mu    sync.Mutex
+	out   *json.Encoder
+	conns map[string]net.Conn
+}
+
+func (ag *agent) emit(e Event) {
+	e.At = time.Now()
+	ag.mu.Lock()
+	defer ag.mu.Unlock()
+	ag.out.Encode(e)
+}
+
+func runAgent(specJSON string) error {
+	var spec Spec
+	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+		return err
+	}
+	ag := &agent{out: json.NewEncoder(os.Stdout), conns: make(map[string]net.Conn)}
+	for _, l := range spec.Listen {
+		if err := ag.listen(l); err != nil {
+			return fmt.Errorf("listen %s: %w", l.Name, err)
+		}
+	}
+	local := make(map[string]string)
+	for _, d := range spec.Dial {
+		c, err := ag.dial(d)
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", d.Name, err)
+		}
+		local[d.Name] = c.LocalAddr().String()
+	}
+	ag.emit(Event{Kind: "ready", Local: local})
+
+	// Commands come on stdin; EOF means the test is done with us.
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		ag.mu.Lock()
+		c := ag.conns[f[1]]
+		ag.mu.Unlock()
+		if c == nil {
+			return fmt.Errorf("no connection named %q", f[1])
+		}
+		switch f[0] {
+		case "write":
+			n, _ := strconv.Atoi(f[2])
+			go ag.write(f[1], c, n)
+		case "close":
+			c.Close()
+		}
+	}
+	return nil
+}
+
+func (ag *agent) write(name string, c net.Conn, n int) {
+	if _, err := c.Write(make([]byte, n)); err != nil {
+		ag.emit(errEvent("write-error", name, err))
+		return
+	}
+	ag.emit(Event{Kind: "written", Name: name})
+}
+
+func errEvent(kind, name string, err error) Event {
+	e := Event{Kind: kind, Name: name, Err: err.Error()}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		e.Errno = int(errno)
+	}
+	return e
+}
+
+func (ag *agent) listen(l Listener) error {
+	lc := net.ListenConfig{
+		KeepAlive: -1,
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			return setOpts(rc, l.Keepalive, 0, l.RcvBuf, 0)
+		},
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", l.Addr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		for i := 0; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ag.mu.Lock()
+			ag.conns[fmt.Sprintf("%s#%d", l.Name, i)] = c
+			ag.mu.Unlock()
+			switch l.Mode {
+			case CloseAtOnce:
+				c.Close()
+			case Hold:
+				go func() { io.Copy(io.Discard, c); c.Close() }()
+			case NoClose:
+				go io.Copy(io.Discard, c)
+			}
+		}
+	}()
+	return nil
+}
+
+func (ag *agent) dial(d Dial) (net.Conn, error) {
+	dl := net.Dialer{
+		KeepAlive: -1,
+		Timeout:   5 * time.Second,
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			return setOpts(rc, d.Keepalive, d.UserTimeoutMS, 0, d.SndBuf)
+		},
+	}
+	c, err := dl.Dial("tcp", d.To)
+	if err != nil {
+		return nil, err
+	}
+	ag.mu.Lock()
+	ag.conns[d.Name] = c
+	ag.mu.Unlock()
+	if d.CloseFirst {
+		local := c.LocalAddr()
+		c.Close()
+		return closedConn{c, local}, nil
+	}
+	if !d.NoReadBack {
+		go func() {
+			_, err := io.Copy(io.Discard, c)
+			if err != nil {
+				ag.emit(errEvent("read-error", d.Name, err))
+			} else {
+				ag.emit(Event{Kind: "eof", Name: d.Name})
+			}
+		}()
+	}
+	return c, nil
+}
+
+// closedConn remembers the local address of a connection closed at once.
+type closedConn struct {
+	net.Conn
+	local net.Addr
+}
+
+func (c closedConn) LocalAddr() net.Addr { return c.local }
+
+// setOpts sets socket options with raw setsockopt, before connect or listen,
+// so the kernel sees exactly what the test asked for.
+func setOpts(rc syscall.RawConn, ka *KA, userTimeoutMS, rcvbuf, sndbuf int) error {
+	var serr error
+	set := func(fd uintptr, level, opt, v int) {
+		if serr == nil {
+			serr = unix.SetsockoptInt(int(fd), level, opt, v)
+		}
+	}
+	err := rc.Control(func(fd uintptr) {
+		if ka != nil {
+			set(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+			if ka.Idle > 0 {
+				set(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, ka.Idle)
+			}
+			if ka.Interval > 0 {
+				set(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, ka.Interval)
+			}
+			if ka.Count > 0 {
+				set(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, ka.Count)
+			}
+		}
+		if userTimeoutMS > 0 {
+			set(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, userTimeoutMS)
+		}
+		if rcvbuf > 0 {
+			set(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+		}
+		if sndbuf > 0 {
+			set(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sndbuf)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
