@@ -104,7 +104,10 @@ func socketInode(link string) (uint32, bool) {
 		return 0, false
 	}
 	n, err := strconv.ParseUint(rest, 10, 32)
-	return uint32(n), err == nil
+	if err != nil {
+		return 0, false
+	}
+	return uint32(n), true
 }
 
 func readComm(dir string) string {

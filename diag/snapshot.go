@@ -199,42 +199,24 @@ func familyName(f uint8) string {
 	return "inet"
 }
 
-// dumpSockets asks the kernel for every IPv4 and IPv6 TCP socket of ns. The
-// netlink socket is opened inside ns, so no thread of ours changes namespace
-// to read it. Sockets seen twice (a dump racing with the socket table) are
-// kept once.
+// dumpSockets asks the kernel for every IPv4 and IPv6 TCP socket of ns.
+// Sockets seen twice (a dump racing with the socket table) are kept once.
 func dumpSockets(ctx context.Context, ns *netns.NS) ([]rawSocket, error) {
-	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: ns.FD()})
-	if err != nil {
-		return nil, fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		if err := c.SetDeadline(dl); err != nil {
-			return nil, fmt.Errorf("set sock_diag deadline: %w", err)
-		}
-	}
-
 	var out []rawSocket
 	seen := make(map[uint64]struct{})
-	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		if _, err := c.Send(diagRequest(family)); err != nil {
-			return nil, fmt.Errorf("request sock_diag dump in %s: %w", ns.Path, err)
+	err := dumpMessages(ctx, ns, func(b []byte) error {
+		s, err := decodeDiagMsg(b)
+		if err != nil {
+			return err
 		}
-		for m, err := range c.ReceiveIter() {
-			if err != nil {
-				return nil, fmt.Errorf("read sock_diag in %s: %w", ns.Path, err)
-			}
-			s, err := decodeDiagMsg(m.Data)
-			if err != nil {
-				return nil, fmt.Errorf("read sock_diag in %s: %w", ns.Path, err)
-			}
-			if _, dup := seen[s.Cookie]; dup {
-				continue
-			}
+		if _, dup := seen[s.Cookie]; !dup {
 			seen[s.Cookie] = struct{}{}
 			out = append(out, s)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b rawSocket) int {
 		if c := a.Local.Compare(b.Local); c != 0 {
@@ -243,4 +225,34 @@ func dumpSockets(ctx context.Context, ns *netns.NS) ([]rawSocket, error) {
 		return a.Remote.Compare(b.Remote)
 	})
 	return out, nil
+}
+
+// dumpMessages runs an inet_diag dump of each address family in ns and hands
+// every reply's payload to fn. The netlink socket is opened inside ns, so no
+// thread of ours changes namespace to read it.
+func dumpMessages(ctx context.Context, ns *netns.NS, fn func([]byte) error) error {
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: ns.FD()})
+	if err != nil {
+		return fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		if err := c.SetDeadline(dl); err != nil {
+			return fmt.Errorf("set sock_diag deadline: %w", err)
+		}
+	}
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		if _, err := c.Send(diagRequest(family)); err != nil {
+			return fmt.Errorf("request sock_diag dump in %s: %w", ns.Path, err)
+		}
+		for m, err := range c.ReceiveIter() {
+			if err == nil {
+				err = fn(m.Data)
+			}
+			if err != nil {
+				return fmt.Errorf("read sock_diag in %s: %w", ns.Path, err)
+			}
+		}
+	}
+	return nil
 }

@@ -155,8 +155,14 @@ func cgroupV1Classifiers() string {
 	if err != nil {
 		return ""
 	}
+	return parseCgroups(string(b))
+}
+
+// parseCgroups reads /proc/cgroups: a controller with a non-zero hierarchy
+// ID is mounted as cgroup v1.
+func parseCgroups(s string) string {
 	var inUse []string
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(s, "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 4 && (f[0] == "net_cls" || f[0] == "net_prio") && f[1] != "0" && f[3] == "1" {
 			inUse = append(inUse, f[0])

@@ -1,0 +1,68 @@
+package diag
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestSocketInode(t *testing.T) {
+	tests := []struct {
+		link string
+		want uint32
+		ok   bool
+	}{
+		{"socket:[13437]", 13437, true},
+		{"socket:[4294967295]", 4294967295, true},
+		{"socket:[4294967296]", 0, false},
+		{"socket:[]", 0, false},
+		{"socket:[12", 0, false},
+		{"pipe:[13437]", 0, false},
+		{"/dev/null", 0, false},
+		{"anon_inode:[eventpoll]", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := socketInode(tt.link)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("socketInode(%q) = %d, %v; want %d, %v", tt.link, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func FuzzSocketInode(f *testing.F) {
+	f.Add("socket:[13437]")
+	f.Add("socket:[-1]")
+	f.Fuzz(func(t *testing.T, link string) {
+		n, ok := socketInode(link)
+		if !ok {
+			return
+		}
+		digits := strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")
+		if v, err := strconv.ParseUint(digits, 10, 64); err != nil || v != uint64(n) {
+			t.Errorf("socketInode(%q) = %d", link, n)
+		}
+	})
+}
+
+func TestParseCgroups(t *testing.T) {
+	const header = "#subsys_name\thierarchy\tnum_cgroups\tenabled\n"
+	tests := []struct {
+		name, in, want string
+	}{
+		{"cgroup v2 only", header + "cpu\t0\t1\t1\nnet_cls\t0\t1\t1\nnet_prio\t0\t1\t1\n", ""},
+		{"v1 net_cls", header + "net_cls\t9\t3\t1\nnet_prio\t0\t1\t1\n", "cgroup v1 net_cls is in use"},
+		{"v1 both", header + "net_cls\t9\t3\t1\nnet_prio\t9\t3\t1\n", "cgroup v1 net_cls and net_prio is in use"},
+		{"mounted but disabled", header + "net_cls\t9\t3\t0\n", ""},
+		{"garbage", "net_cls", ""},
+	}
+	for _, tt := range tests {
+		if got := parseCgroups(tt.in); got != tt.want {
+			t.Errorf("%s: parseCgroups = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func FuzzParseCgroups(f *testing.F) {
+	f.Add("net_cls\t9\t3\t1\n")
+	f.Fuzz(func(t *testing.T, s string) { parseCgroups(s) })
+}
