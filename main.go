@@ -62,14 +62,18 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		}
 		return c, fmt.Errorf("%w (see tcpvet --help)", err)
 	}
-	fs.Visit(func(f *flag.Flag) { c.hostSet = c.hostSet || f.Name == "host-netns" })
+	pidSet := false
+	fs.Visit(func(f *flag.Flag) {
+		c.hostSet = c.hostSet || f.Name == "host-netns"
+		pidSet = pidSet || f.Name == "pid"
+	})
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (see tcpvet --help)", fs.Arg(0))
 	}
 	if c.pid != 0 && c.netnsPath != "" {
 		return c, errors.New("--pid and --netns both name a target: give one")
 	}
-	if c.pid < 0 {
+	if pidSet && c.pid <= 0 {
 		return c, fmt.Errorf("--pid %d: a PID is a positive number", c.pid)
 	}
 	return c, nil

@@ -166,17 +166,21 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		if owners := scan.owners[r.Inode]; r.Inode != 0 && owners != nil {
 			s.Processes = owners
 		}
-		s.attachOptions(or, targetSysctls)
+		s.attachOptions(or, targetSysctls, scan.hidden)
 		snap.Sockets = append(snap.Sockets, s)
 	}
 	return snap, nil
 }
 
 // attachOptions fills Keepalive and UserTimeoutMS from the socket's owner.
-func (s *Socket) attachOptions(or *optionReader, ns Sysctls) {
+func (s *Socket) attachOptions(or *optionReader, ns Sysctls, hidden int) {
 	if s.Inode == 0 {
 		// TIME_WAIT and request sockets have no file and no options.
 		s.Keepalive = Keepalive{Source: "unknown", Reason: "no file descriptor: the socket belongs to the kernel alone in " + s.State.String()}
+		return
+	}
+	if len(s.Processes) == 0 && hidden > 0 {
+		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: run as root or with CAP_SYS_PTRACE)", hidden)}
 		return
 	}
 	o, err := or.read(s.Inode, s.ClassID, s.Processes)
@@ -231,7 +235,11 @@ func dumpSockets(ctx context.Context, ns *netns.NS) ([]rawSocket, error) {
 // every reply's payload to fn. The netlink socket is opened inside ns, so no
 // thread of ours changes namespace to read it.
 func dumpMessages(ctx context.Context, ns *netns.NS, fn func([]byte) error) error {
-	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: ns.FD()})
+	var cfg netlink.Config
+	if !ns.Own() {
+		cfg.NetNS = ns.FD()
+	}
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &cfg)
 	if err != nil {
 		return fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
 	}

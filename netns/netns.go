@@ -22,6 +22,9 @@ type NS struct {
 	Inode uint64
 	dev   uint64
 	h     vnetns.NsHandle
+	// own is true when this is the namespace tcpvet runs in: nothing needs
+	// entering, which also spares unprivileged users a setns they may not do.
+	own bool
 }
 
 // Self opens the network namespace tcpvet itself runs in.
@@ -84,8 +87,15 @@ func (n *NS) check() error {
 		return fmt.Errorf("stat network namespace %s: %w", n.Path, err)
 	}
 	n.Inode, n.dev = st.Ino, st.Dev
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err == nil {
+		n.own = self.Ino == st.Ino && self.Dev == st.Dev
+	}
 	return nil
 }
+
+// Own reports whether n is the namespace tcpvet itself runs in.
+func (n *NS) Own() bool { return n.own }
 
 // FD returns the namespace's file descriptor, valid until Close.
 func (n *NS) FD() int { return int(n.h) }
@@ -107,6 +117,9 @@ func (n *NS) Close() error {
 // The thread is moved back to its own namespace afterwards; if that fails it
 // stays locked, and the runtime kills it when the goroutine ends.
 func (n *NS) Do(fn func() error) error {
+	if n.own {
+		return fn()
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/internal/testnet"
+)
+
+// TestBadInputOneLine holds every bad command line to one clear line on
+// stderr, nothing on stdout and a non-zero exit.
+func TestBadInputOneLine(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pid", "abc"}, `invalid value "abc" for flag -pid`},
+		{[]string{"--pid", "0"}, "a PID is a positive number"},
+		{[]string{"--pid", "-3"}, "a PID is a positive number"},
+		{[]string{"--pid", "2147483647"}, "no process with PID 2147483647"},
+		{[]string{"--netns", "/run/netns/tcpvet-missing"}, "no such file"},
+		{[]string{"--netns", "/etc/hostname"}, "/etc/hostname is not a namespace file"},
+		{[]string{"--netns", "/proc/self/ns/uts"}, "not a network namespace"},
+		{[]string{"--pid", "1", "--netns", "/proc/1/ns/net"}, "--pid and --netns both name a target"},
+		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--host-netns", "/nonexistent"}, "host namespace (--host-netns)"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"--json"}, tt.args...), &stdout, &stderr)
+			if code == 0 {
+				t.Errorf("exit 0, want non-zero")
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout = %q, want nothing", stdout.String())
+			}
+			msg := stderr.String()
+			if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "tcpvet: ") || !strings.Contains(msg, tt.want) {
+				t.Errorf("stderr = %q, want one line with %q", msg, tt.want)
+			}
+		})
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "--version"} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{arg}, &stdout, &stderr); code != 0 || stderr.Len() != 0 || !strings.Contains(stdout.String(), "tcpvet") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", arg, code, stdout.String(), stderr.String())
+		}
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds tcpvet once for tests that must run it as its own process.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tcpvet-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		os.Chmod(dir, 0o755) // other users run it too
+		binPath = filepath.Join(dir, "tcpvet")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// TestUnprivileged runs tcpvet as nobody: in its own namespace it still
+// lists every socket, with options marked unknown and why; another
+// user's namespace is refused in one line.
+func TestUnprivileged(t *testing.T) {
+	ns := testnet.New(t)
+	a := ns.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:9001", Mode: testnet.Hold}},
+		Dial: []testnet.Dial{{Name: "c", To: "127.0.0.1:9001"}}})
+	bin := binary(t)
+	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}
+
+	out, err := exec.Command("ip", append(append([]string{"netns", "exec", ns.Name}, nobody...), bin, "--json")...).Output()
+	if err != nil {
+		t.Fatalf("tcpvet as nobody in its own namespace: %v", err)
+	}
+	var snap diag.Snapshot
+	if err := json.Unmarshal(out, &snap); err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Sockets) != 3 { // listener, client, accepted
+		t.Fatalf("nobody sees %d sockets, want 3:\n%s", len(snap.Sockets), out)
+	}
+	for _, s := range snap.Sockets {
+		if s.Keepalive.Enabled != nil || s.UserTimeoutMS != nil || !strings.Contains(s.Keepalive.Reason, "CAP_SYS_PTRACE") {
+			t.Errorf("socket %s: keepalive %+v, user timeout %v; want unknown, saying what privilege is missing", s.ID, s.Keepalive, s.UserTimeoutMS)
+		}
+	}
+
+	var stderr bytes.Buffer
+	cmd := exec.Command(nobody[0], append(nobody[1:], bin, "--json", "--pid", strconv.Itoa(a.PID))...)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatal("nobody read root's namespace")
+	}
+	if msg := stderr.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "permission denied") {
+		t.Errorf("stderr = %q, want one line saying permission denied", msg)
+	}
+}
