@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/netns"
 )
@@ -136,7 +138,10 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) error {
 		snap.Notes = append(snap.Notes, hostNote)
 	}
 	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
+	if isTerminal(stdout) {
+		// People read it; programs (and jq) do not need the extra bytes.
+		enc.SetIndent("", "  ")
+	}
 	return enc.Encode(snap)
 }
 
@@ -148,6 +153,16 @@ func openTarget(cfg config) (*netns.NS, error) {
 		return netns.FromPath(cfg.netnsPath)
 	}
 	return netns.Self()
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // oneLine keeps an error to the single line the user is promised.

@@ -110,13 +110,16 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		Target:  Target{NetnsInode: t.Inode, Path: t.Path, PID: t.PID},
 	}
 
+	// The dump and the /proc scan are independent and both mostly wait on
+	// the kernel: run them side by side. Each is short, which also keeps
+	// the window in which sockets and owners can change small.
+	scanc := make(chan procScan, 1)
+	go func() { scanc <- scanProcesses(proc, t) }()
 	raws, err := dumpSockets(ctx, t)
+	scan := <-scanc
 	if err != nil {
 		return nil, err
 	}
-	// Process and option reads race with the sockets' lives; doing them
-	// right after the dump keeps that window short.
-	scan := scanProcesses(proc, t)
 	snap.Processes = len(scan.pids)
 	if scan.hidden > 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%d processes could not be inspected (permission denied or gone): sockets they hold show no owner", scan.hidden))

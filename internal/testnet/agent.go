@@ -28,6 +28,8 @@ const agentEnv = "TCPVET_TESTNET_AGENT"
 type Spec struct {
 	Listen []Listener `json:"listen,omitempty"`
 	Dial   []Dial     `json:"dial,omitempty"`
+	// Bulk opens this many idle connections per address, for load.
+	Bulk map[string]int `json:"bulk,omitempty"`
 }
 
 // Listener modes: what the agent does with each accepted connection.
@@ -196,10 +198,14 @@ func (a *Agent) stop() {
 // MaybeRunAgent turns the process into an agent when Start launched it, and
 // never returns then. Call it first in TestMain.
 func MaybeRunAgent() {
-	spec, ok := os.LookupEnv(agentEnv)
-	if !ok {
-		return
+	if spec, ok := os.LookupEnv(agentEnv); ok {
+		RunAgent(spec)
 	}
+}
+
+// RunAgent sets up the JSON spec, reports events on stdout as JSON lines,
+// obeys commands on stdin until it closes, and exits.
+func RunAgent(spec string) {
 	if err := runAgent(spec); err != nil {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		os.Exit(1)
@@ -238,6 +244,17 @@ func runAgent(specJSON string) error {
 			return fmt.Errorf("dial %s: %w", d.Name, err)
 		}
 		local[d.Name] = c.LocalAddr().String()
+	}
+	for to, n := range spec.Bulk {
+		for i := range n {
+			c, err := net.Dial("tcp", to)
+			if err != nil {
+				return fmt.Errorf("bulk dial %d of %d to %s: %w", i+1, n, to, err)
+			}
+			ag.mu.Lock()
+			ag.conns[fmt.Sprintf("bulk#%s#%d", to, i)] = c
+			ag.mu.Unlock()
+		}
 	}
 	ag.emit(Event{Kind: "ready", Local: local})
 

@@ -1,0 +1,74 @@
+package diag
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/tcpvet/tcpvet/internal/testnet"
+	"github.com/tcpvet/tcpvet/netns"
+)
+
+// benchSockets is how many sockets BenchmarkTake builds; TCPVET_BENCH_SOCKETS
+// overrides it.
+func benchSockets() int {
+	if n, err := strconv.Atoi(os.Getenv("TCPVET_BENCH_SOCKETS")); err == nil && n > 0 {
+		return n
+	}
+	return 40000
+}
+
+// farm fills a new namespace with about n idle loopback sockets, spread over
+// processes of at most 14,000 descriptors each (the machine's limit is 20,000).
+func farm(b *testing.B, n int) *netns.NS {
+	b.Helper()
+	ns := testnet.New(b)
+	const perProc = 7000 // connections, so 14,000 sockets
+	for i := 0; n > 0; i++ {
+		c := min(perProc, (n+1)/2)
+		addr := "127.0.0.1:" + strconv.Itoa(9000+i)
+		ns.Start(b, testnet.Spec{
+			Listen: []testnet.Listener{{Name: "l", Addr: addr, Mode: testnet.Hold}},
+			Bulk:   map[string]int{addr: c},
+		})
+		n -= 2 * c
+	}
+	h, err := netns.FromPath(ns.Path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close() })
+	return h
+}
+
+// BenchmarkTake snapshots a namespace of 40,000 sockets: dump, processes,
+// every socket's options and sysctls.
+func BenchmarkTake(b *testing.B) {
+	ns := farm(b, benchSockets())
+	var n int
+	for b.Loop() {
+		snap, err := Take(context.Background(), Options{Target: ns})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(snap.Sockets)
+	}
+	b.ReportMetric(float64(n), "sockets")
+}
+
+// BenchmarkTakeJSON adds what tcpvet --json does after the snapshot.
+func BenchmarkTakeJSON(b *testing.B) {
+	ns := farm(b, benchSockets())
+	for b.Loop() {
+		snap, err := Take(context.Background(), Options{Target: ns})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := json.NewEncoder(io.Discard).Encode(snap); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Times `tcpvet --json` against `ss -tanoiep` on one namespace holding about
+# SOCKETS (default 40000) idle loopback TCP sockets. Needs root.
+#   scripts/bench-vs-ss.sh [SOCKETS] [RUNS]
+set -euo pipefail
+sockets=${1:-40000}
+runs=${2:-5}
+cd "$(dirname "$0")/.."
+
+work=$(mktemp -d)
+ns=tcpvet-bench-$$
+cleanup() {
+  exec 3>&- 2>/dev/null || true
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+go build -o "$work/tcpvet" .
+go build -o "$work/sockfarm" ./internal/cmd/sockfarm
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+
+# Each farm process holds at most 14,000 descriptors.
+per=7000
+procs=$(( (sockets / 2 + per - 1) / per ))
+n=$(( sockets / 2 / procs ))
+mkfifo "$work/ctl"
+ip netns exec "$ns" "$work/sockfarm" -procs "$procs" -n "$n" <"$work/ctl" >"$work/farm.out" &
+exec 3>"$work/ctl"
+for _ in $(seq 300); do grep -q ready "$work/farm.out" 2>/dev/null && break; sleep 0.2; done
+grep -q ready "$work/farm.out" || { echo "sockfarm did not get ready" >&2; exit 1; }
+
+count=$(ip netns exec "$ns" ss -Htan 2>/dev/null | wc -l)
+echo "namespace $ns: $count TCP sockets, $runs runs each"
+
+# measure CMD...: the median wall time of $runs runs, in milliseconds.
+measure() {
+  local times=() start
+  for _ in $(seq "$runs"); do
+    start=$(date +%s%N)
+    "$@" >/dev/null 2>&1
+    times+=($(( ($(date +%s%N) - start) / 1000000 )))
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+t_tcpvet=$(measure "$work/tcpvet" --json --netns "/run/netns/$ns")
+t_ss=$(measure ip netns exec "$ns" ss -tanoiep)
+echo "tcpvet --json:  ${t_tcpvet} ms (median)"
+echo "ss -tanoiep:    ${t_ss} ms (median)"
