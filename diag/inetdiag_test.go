@@ -194,4 +194,3 @@ func FuzzDecodeTCPInfo(f *testing.F) {
 		}
 	})
 }
-

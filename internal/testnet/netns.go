@@ -101,7 +101,6 @@ func addrs(subnet, host int) Addrs {
 	}
 }
 
-
 // DropInbound makes n silently drop every TCP segment arriving for port, as
 // a dead host or a black-holing firewall would.
 func (n *NS) DropInbound(t testing.TB, port int) {
