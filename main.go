@@ -19,6 +19,7 @@ import (
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/netns"
+	"github.com/tcpvet/tcpvet/rules"
 )
 
 // version is stamped at release time with -ldflags "-X main.version=...".
@@ -36,13 +37,43 @@ Flags:
 
 // config is the parsed command line.
 type config struct {
-	pid        int
-	netnsPath  string
-	hostNetns  string
-	hostSet    bool // --host-netns was given, so failing to open it is an error
-	json       bool
-	dupSockets bool
-	version    bool
+	pid         int
+	netnsPath   string
+	hostNetns   string
+	hostSet     bool // --host-netns was given, so failing to open it is an error
+	json        bool
+	dupSockets  bool
+	version     bool
+	middleboxes []rules.Middlebox
+	failOn      *rules.Severity
+}
+
+// middleboxFlag collects repeated --middlebox values.
+type middleboxFlag struct{ list *[]rules.Middlebox }
+
+func (m middleboxFlag) String() string { return "" }
+
+func (m middleboxFlag) Set(v string) error {
+	mb, err := rules.ParseMiddlebox(v)
+	if err != nil {
+		return err
+	}
+	*m.list = append(*m.list, mb)
+	return nil
+}
+
+// severityFlag parses --fail-on.
+type severityFlag struct{ dst **rules.Severity }
+
+func (f severityFlag) String() string { return "" }
+
+func (f severityFlag) Set(v string) error {
+	s, err := rules.ParseSeverity(v)
+	if err != nil {
+		return err
+	}
+	*f.dst = &s
+	return nil
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
@@ -55,6 +86,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.BoolVar(&c.json, "json", false, "print one snapshot as JSON and exit")
 	fs.BoolVar(&c.dupSockets, "dup-sockets", false, "read socket options even where duplicating a socket may reset its cgroup-v1 net_cls/net_prio marks")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	fs.Var(middleboxFlag{&c.middleboxes}, "middlebox", "an idle timeout on the path: a preset (aws-nlb, aws-nat-gateway, azure-lb, gcp-vpc-firewall, gcp-cloud-nat, ipvs, ...) or `NAME=DURATION`; repeatable")
+	fs.Var(severityFlag{&c.failOn}, "fail-on", "exit 3 when any finding is at or above `SEVERITY` (info, warning, critical)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -101,24 +134,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "tcpvet %s\n", version)
 		return 0
 	}
-	if err := inspect(ctx, cfg, stdout); err != nil {
+	rep, err := inspect(ctx, cfg, stdout)
+	if err != nil {
 		fmt.Fprintf(stderr, "tcpvet: %s\n", oneLine(err))
 		return 1
+	}
+	if worst, any := rep.Worst(); cfg.failOn != nil && any && worst >= *cfg.failOn {
+		return 3
 	}
 	return 0
 }
 
-func inspect(ctx context.Context, cfg config, stdout io.Writer) error {
+// output is what --json prints: the snapshot and what the rules made of it.
+type output struct {
+	*diag.Snapshot
+	rules.Report
+}
+
+func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, error) {
 	target, err := openTarget(cfg)
 	if err != nil {
-		return err
+		return rules.Report{}, err
 	}
 	defer target.Close()
 	host, err := netns.FromPath(cfg.hostNetns)
 	var hostNote string
 	switch {
 	case err != nil && cfg.hostSet:
-		return fmt.Errorf("host namespace (--host-netns): %w", err)
+		return rules.Report{}, fmt.Errorf("host namespace (--host-netns): %w", err)
 	case err != nil:
 		// The default guess failed (a sandboxed PID 1, no CAP_SYS_PTRACE):
 		// carry on without the host rather than refuse to look at all.
@@ -131,7 +174,7 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) error {
 	defer cancel()
 	snap, err := diag.Take(ctx, diag.Options{Target: target, Host: host, DupSockets: cfg.dupSockets})
 	if err != nil {
-		return err
+		return rules.Report{}, err
 	}
 	if hostNote != "" {
 		snap.Host.Path = cfg.hostNetns
@@ -142,7 +185,8 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) error {
 		// People read it; programs (and jq) do not need the extra bytes.
 		enc.SetIndent("", "  ")
 	}
-	return enc.Encode(snap)
+	rep := rules.Evaluate(snap, cfg.middleboxes)
+	return rep, enc.Encode(output{snap, rep})
 }
 
 func openTarget(cfg config) (*netns.NS, error) {

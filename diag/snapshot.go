@@ -49,6 +49,8 @@ type Host struct {
 	Visible    bool   `json:"visible"`
 	NetnsInode uint64 `json:"netns_inode"`
 	Path       string `json:"path"`
+	// IPVS is the host's IPVS configuration; nil when the host is not visible.
+	IPVS *IPVS `json:"ipvs,omitempty"`
 }
 
 // Socket is one TCP socket of the target namespace.
@@ -142,6 +144,11 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 				return err
 			}); err != nil {
 				snap.Notes = append(snap.Notes, fmt.Sprintf("host sysctls unreadable: %v", err))
+			}
+			if ipvs, err := readIPVS(h); err != nil {
+				snap.Notes = append(snap.Notes, fmt.Sprintf("host IPVS unreadable: %v", err))
+			} else {
+				snap.Host.IPVS = &ipvs
 			}
 		}
 	}

@@ -1,0 +1,88 @@
+package rules
+
+import (
+	"fmt"
+	"time"
+)
+
+// keepaliveTimings proposes keepalive settings whose first probe comes well
+// inside the shortest idle timeout on the path: half of it, so one lost
+// probe still leaves room, and a few probes a fraction of that apart.
+type keepaliveTimings struct {
+	Idle, Interval time.Duration
+	Probes         int
+}
+
+func proposeKeepalive(shortest time.Duration) keepaliveTimings {
+	idle := max(time.Second, (shortest / 2).Truncate(time.Second))
+	if idle >= 20*time.Second {
+		idle = idle.Truncate(10 * time.Second)
+	}
+	interval := max(time.Second, min(30*time.Second, (idle/4).Truncate(time.Second)))
+	return keepaliveTimings{Idle: idle, Interval: interval, Probes: 4}
+}
+
+func secs(d time.Duration) int { return int(d / time.Second) }
+
+// keepaliveFixes are the ways to turn keepalive on with timings k, from the
+// pod down to the socket and up to the mesh.
+func keepaliveFixes(k keepaliveTimings) []Fix {
+	i, n, p := secs(k.Idle), secs(k.Interval), k.Probes
+	return []Fix{
+		{Where: "pod sysctls (safe since Kubernetes 1.29; apply to sockets that turn SO_KEEPALIVE on without their own timings)", Snippet: fmt.Sprintf(`spec:
+  securityContext:
+    sysctls:
+    - {name: net.ipv4.tcp_keepalive_time, value: "%d"}
+    - {name: net.ipv4.tcp_keepalive_intvl, value: "%d"}
+    - {name: net.ipv4.tcp_keepalive_probes, value: "%d"}`, i, n, p)},
+		{Where: "setsockopt (C, on the connected or listening socket)", Snippet: fmt.Sprintf(`int on = 1, idle = %d, intvl = %d, cnt = %d;
+setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);`, i, n, p)},
+		{Where: "Go net.Dialer / net.ListenConfig", Snippet: fmt.Sprintf(`net.Dialer{KeepAliveConfig: net.KeepAliveConfig{
+	Enable: true, Idle: %d * time.Second, Interval: %d * time.Second, Count: %d}}`, i, n, p)},
+		{Where: "gRPC Go (client; the server must allow it)", Snippet: fmt.Sprintf(`grpc.WithKeepaliveParams(keepalive.ClientParameters{
+	Time: %d * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true})
+// server:
+grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+	MinTime: %d * time.Second, PermitWithoutStream: true})`, i, max(1, i/2))},
+		{Where: "gRPC Java (Netty)", Snippet: fmt.Sprintf(`NettyChannelBuilder.forTarget(target)
+    .keepAliveTime(%d, TimeUnit.SECONDS).keepAliveTimeout(20, TimeUnit.SECONDS)
+    .keepAliveWithoutCalls(true);
+// server:
+NettyServerBuilder.forPort(port)
+    .permitKeepAliveTime(%d, TimeUnit.SECONDS).permitKeepAliveWithoutCalls(true);`, i, max(1, i/2))},
+		{Where: "gRPC Node (@grpc/grpc-js) and Python (grpcio) channel options", Snippet: fmt.Sprintf(`'grpc.keepalive_time_ms': %d, 'grpc.keepalive_timeout_ms': 20000,
+'grpc.keepalive_permit_without_calls': 1
+// server: 'grpc.http2.min_ping_interval_without_data_ms': %d,
+//         'grpc.keepalive_permit_without_calls': 1`, i*1000, max(1, i/2)*1000)},
+		{Where: "Istio DestinationRule", Snippet: fmt.Sprintf(`spec:
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        tcpKeepalive: {time: %ds, interval: %ds, probes: %d}`, i, n, p)},
+		{Where: "Envoy cluster", Snippet: fmt.Sprintf(`upstream_connection_options:
+  tcp_keepalive: {keepalive_time: %d, keepalive_interval: %d, keepalive_probes: %d}`, i, n, p)},
+		{Where: "Linkerd", Snippet: "the proxy already keeps its own connections alive (LINKERD2_PROXY_OUTBOUND_CONNECT_KEEPALIVE / INBOUND_ACCEPT_KEEPALIVE, 10s);\nthis socket bypasses it (skipped or opaque port, or not meshed): mesh it or use a fix above"},
+	}
+}
+
+// userTimeoutFixes bound how long a dead peer can hold unacknowledged data.
+func userTimeoutFixes(d time.Duration) []Fix {
+	ms := d.Milliseconds()
+	return []Fix{
+		{Where: "setsockopt (C)", Snippet: fmt.Sprintf(`unsigned int ms = %d;
+setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);`, ms)},
+		{Where: "Go", Snippet: fmt.Sprintf(`rc, _ := conn.(*net.TCPConn).SyscallConn()
+rc.Control(func(fd uintptr) {
+	unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, %d)
+})`, ms)},
+		{Where: "gRPC Go", Snippet: "keepalive.ClientParameters{Time: ..., Timeout: 20 * time.Second}\n// grpc-go also sets TCP_USER_TIMEOUT to Timeout when keepalive is on"},
+		{Where: "gRPC Java (Netty epoll)", Snippet: fmt.Sprintf(`.withOption(EpollChannelOption.TCP_USER_TIMEOUT, %d)`, ms)},
+		{Where: "Envoy cluster", Snippet: fmt.Sprintf(`upstream_bind_config:
+  socket_options:
+  - {level: 6, name: 18, int_value: %d, state: STATE_PREBIND}  # IPPROTO_TCP, TCP_USER_TIMEOUT`, ms)},
+		{Where: "namespace sysctl (not a safe sysctl: the kubelet must allow it with --allowed-unsafe-sysctls)", Snippet: "net.ipv4.tcp_retries2 = 8   # ~100 s instead of ~925 s"},
+	}
+}

@@ -1,0 +1,113 @@
+package rules
+
+import (
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+)
+
+// Kernel constants of the retransmission timer (include/net/tcp.h).
+const (
+	// rtoMin is TCP_RTO_MIN: the base of the kernel's give-up model for
+	// established connections, whatever the connection's own RTO.
+	rtoMin = 200 * time.Millisecond
+	// defaultRTOMax is TCP_RTO_MAX, used where net.ipv4.tcp_rto_max_ms (6.15+)
+	// is absent.
+	defaultRTOMax = 120 * time.Second
+)
+
+// Retransmission is the kernel's give-up budget for a connection whose data
+// goes unacknowledged, from the namespace's sysctls and the socket's
+// TCP_USER_TIMEOUT.
+type Retransmission struct {
+	// Budget is how long after the oldest unacknowledged segment was first
+	// sent the kernel may abort the connection.
+	Budget time.Duration
+	// UserTimeout is true when TCP_USER_TIMEOUT sets the budget. It also
+	// clamps the retransmit timer, so the abort comes exactly at Budget;
+	// otherwise the kernel only checks when the timer next fires.
+	UserTimeout bool
+	// Retries2 is net.ipv4.tcp_retries2 behind Budget, when UserTimeout is false.
+	Retries2 int
+	RTOMax   time.Duration
+}
+
+// ModelTimeout is tcp_model_timeout(): the time "retries2" retransmissions
+// take when the first waits rtoMin and each later one twice as long, up to
+// rtoMax. For tcp_retries2=15 and the default 120 s it is 924.6 s.
+func ModelTimeout(retries2 int, rtoMax time.Duration) time.Duration {
+	thresh := 0
+	for rtoMin<<(thresh+1) <= rtoMax { // ilog2(rtoMax / rtoMin)
+		thresh++
+	}
+	if retries2 <= thresh {
+		return time.Duration((2<<retries2)-1) * rtoMin
+	}
+	return time.Duration((2<<thresh)-1)*rtoMin + time.Duration(retries2-thresh)*rtoMax
+}
+
+// NewRetransmission builds the give-up budget for a socket: its
+// TCP_USER_TIMEOUT when it has one, else tcp_retries2. It reports false when
+// the sysctls needed are unknown.
+func NewRetransmission(ns diag.Sysctls, userTimeoutMS *int) (Retransmission, bool) {
+	rtoMax := defaultRTOMax
+	if v, ok := ns.Get(diag.RTOMaxMS); ok && v > 0 {
+		rtoMax = time.Duration(v) * time.Millisecond
+	}
+	if userTimeoutMS != nil && *userTimeoutMS > 0 {
+		return Retransmission{Budget: time.Duration(*userTimeoutMS) * time.Millisecond, UserTimeout: true, RTOMax: rtoMax}, true
+	}
+	r2, ok := ns.Get(diag.Retries2)
+	if !ok {
+		return Retransmission{}, false
+	}
+	return Retransmission{Budget: ModelTimeout(int(r2), rtoMax), Retries2: int(r2), RTOMax: rtoMax}, true
+}
+
+// AbortAfter is when, counted from the first transmission of the oldest
+// unacknowledged segment, the kernel aborts the connection with ETIMEDOUT
+// if no ACK comes: the first retransmit timer expiry at or after the budget,
+// with timers of firstRTO, doubling up to RTOMax.
+func (r Retransmission) AbortAfter(firstRTO time.Duration) time.Duration {
+	if r.UserTimeout || firstRTO <= 0 {
+		return r.Budget
+	}
+	var t time.Duration
+	for rto := firstRTO; t < r.Budget; rto = min(2*rto, r.RTOMax) {
+		t += rto
+	}
+	return t
+}
+
+// retransmitting describes where a socket's retransmit timer is now.
+type retransmitting struct {
+	// Elapsed estimates the time since the oldest unacknowledged segment
+	// was first sent.
+	Elapsed  time.Duration
+	FirstRTO time.Duration
+}
+
+// retransmitState reconstructs the retransmission so far from what the
+// kernel reports: icsk_backoff expiries of a timer that started at the
+// connection's RTO and doubled each time, and the current timer's time left.
+func retransmitState(s *diag.Socket, rtoMax time.Duration) retransmitting {
+	info := s.TCPInfo
+	rto := time.Duration(info.RTO) * time.Microsecond
+	backoff := int(info.Backoff)
+	first := rto >> backoff
+	if rto >= rtoMax || first < rtoMin {
+		// Capped, or shifted below the floor: rebuild the base RTO from the
+		// smoothed RTT as the kernel does (srtt + 4 rttvar, at least rtoMin).
+		first = max(rtoMin, time.Duration(info.RTT+4*info.RTTVar)*time.Microsecond)
+	}
+	var elapsed time.Duration
+	step := first
+	for range backoff {
+		elapsed += step
+		step = min(2*step, rtoMax)
+	}
+	if left := time.Duration(s.Timer.ExpiresMS) * time.Millisecond; left < rto {
+		elapsed += rto - left
+	}
+	return retransmitting{Elapsed: elapsed, FirstRTO: first}
+}

@@ -1,0 +1,77 @@
+package rules
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+)
+
+func TestModelTimeout(t *testing.T) {
+	tests := []struct {
+		retries2 int
+		rtoMax   time.Duration
+		want     time.Duration
+	}{
+		{15, 120 * time.Second, 924600 * time.Millisecond}, // the kernel's documented ~924.6 s
+		{0, 120 * time.Second, 200 * time.Millisecond},
+		{4, 120 * time.Second, 6200 * time.Millisecond},
+		{8, 120 * time.Second, 102200 * time.Millisecond},
+		{9, 120 * time.Second, 204600 * time.Millisecond},  // last exponential step
+		{10, 120 * time.Second, 324600 * time.Millisecond}, // first linear step
+		{15, 60 * time.Second, 522200 * time.Millisecond},  // tcp_rto_max_ms=60000
+	}
+	for _, tt := range tests {
+		if got := ModelTimeout(tt.retries2, tt.rtoMax); got != tt.want {
+			t.Errorf("ModelTimeout(%d, %v) = %v, want %v", tt.retries2, tt.rtoMax, got, tt.want)
+		}
+	}
+}
+
+func TestAbortAfter(t *testing.T) {
+	ms := func(n int) *int { return &n }
+	tests := []struct {
+		name     string
+		sysctls  diag.Sysctls
+		userTO   *int
+		firstRTO time.Duration
+		want     time.Duration
+	}{
+		// Timers of 204 ms doubling: 0.204 0.612 1.428 3.06 6.324 — the first at or past 6.2 s.
+		{"retries2=4", diag.Sysctls{diag.Retries2: 4}, nil, 204 * time.Millisecond, 6324 * time.Millisecond},
+		{"retries2=4, exact 200 ms", diag.Sysctls{diag.Retries2: 4}, nil, 200 * time.Millisecond, 6200 * time.Millisecond},
+		{"retries2=15 default", diag.Sysctls{diag.Retries2: 15}, nil, 200 * time.Millisecond, 924600 * time.Millisecond},
+		{"user timeout wins", diag.Sysctls{diag.Retries2: 15}, ms(3000), 204 * time.Millisecond, 3 * time.Second},
+		{"user timeout 0 is unset", diag.Sysctls{diag.Retries2: 4}, ms(0), 204 * time.Millisecond, 6324 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		rt, ok := NewRetransmission(tt.sysctls, tt.userTO)
+		if !ok {
+			t.Fatalf("%s: no model", tt.name)
+		}
+		if got := rt.AbortAfter(tt.firstRTO); got != tt.want {
+			t.Errorf("%s: AbortAfter = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if _, ok := NewRetransmission(diag.Sysctls{}, nil); ok {
+		t.Error("model without tcp_retries2 or a user timeout")
+	}
+}
+
+func TestRetransmitState(t *testing.T) {
+	// Third backoff: timers of 0.204, 0.408, 0.816 s have expired and the
+	// 1.632 s one has 1.032 s left, so 2.028 s have passed since the send.
+	s := &diag.Socket{
+		Timer:   diag.Timer{Kind: diag.TimerOn, ExpiresMS: 1032, Retrans: 3},
+		TCPInfo: &diag.TCPInfo{RTO: 1632000, Backoff: 3, RTT: 50, RTTVar: 50000},
+	}
+	got := retransmitState(s, 120*time.Second)
+	if got.FirstRTO != 204*time.Millisecond || got.Elapsed != 2028*time.Millisecond {
+		t.Errorf("retransmitState = %+v, want first 204ms, elapsed 2.028s", got)
+	}
+	// At the cap the base comes from the RTT instead.
+	s.TCPInfo = &diag.TCPInfo{RTO: 120000000, Backoff: 12, RTT: 1000, RTTVar: 50000}
+	if got := retransmitState(s, 120*time.Second); got.FirstRTO != 201*time.Millisecond {
+		t.Errorf("capped: first RTO %v, want 201ms", got.FirstRTO)
+	}
+}

@@ -1,0 +1,309 @@
+package rules
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// healthy is an established, busy connection with fast keepalive and a
+// user timeout: no rule may fire on it.
+func healthy() diag.Socket {
+	return diag.Socket{
+		ID: "1a", State: diag.Established, Family: "inet",
+		Local:         netip.MustParseAddrPort("198.18.1.1:40000"),
+		Remote:        netip.MustParseAddrPort("198.18.1.2:443"),
+		Timer:         diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 50000},
+		TCPInfo:       &diag.TCPInfo{Size: 280, RTO: 204000, SndWnd: 65535, LastDataRecv: 200, LastDataSent: 200, LastAckRecv: 200},
+		Keepalive:     diag.Keepalive{Enabled: ptr(true), IdleS: ptr(60), IntervalS: ptr(10), Probes: ptr(5), Source: "socket"},
+		UserTimeoutMS: ptr(30000),
+		Processes:     []diag.Process{{PID: 42, Comm: "api", FD: 7}},
+	}
+}
+
+func snapshot(socks ...diag.Socket) *diag.Snapshot {
+	s := &diag.Snapshot{Sockets: socks}
+	s.Sysctls.Target = diag.Sysctls{
+		diag.KeepaliveTime: 7200, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 15,
+	}
+	return s
+}
+
+func ipvs900(s *diag.Snapshot) {
+	s.Host = diag.Host{Visible: true, IPVS: &diag.IPVS{Present: true, TCPTimeoutS: 900}}
+}
+
+// fired returns the rules that fired for socket id ("" for namespace-wide).
+func fired(r Report, id string) map[string]Finding {
+	out := map[string]Finding{}
+	for _, f := range r.Findings {
+		if deref(f.Socket) == id {
+			out[f.Rule] = f
+		}
+	}
+	return out
+}
+
+func TestSocketRules(t *testing.T) {
+	tests := []struct {
+		name     string
+		mutate   func(*diag.Socket)
+		path     func(*diag.Snapshot)
+		declared []Middlebox
+		want     string // the rule expected to fire, "" for none
+		severity Severity
+	}{
+		{name: "healthy", mutate: func(*diag.Socket) {}, path: ipvs900},
+
+		// no-keepalive
+		{name: "no keepalive, IPVS on the path", mutate: noKA, path: ipvs900, want: RuleNoKeepalive, severity: Critical},
+		{name: "no keepalive, nothing known on the path", mutate: noKA, want: RuleNoKeepalive, severity: Warning},
+		{name: "no keepalive, only a 5-day conntrack", mutate: noKA, path: conntrack(432000), want: RuleNoKeepalive, severity: Warning},
+		{name: "no keepalive, an hour exactly is near", mutate: noKA, path: conntrack(3600), want: RuleNoKeepalive, severity: Critical},
+		{name: "no keepalive on loopback", mutate: func(s *diag.Socket) { noKA(s); s.Remote = netip.MustParseAddrPort("127.0.0.1:9") }, path: ipvs900},
+		{name: "no keepalive on IPv4-mapped loopback", mutate: func(s *diag.Socket) { noKA(s); s.Remote = netip.MustParseAddrPort("[::ffff:127.0.0.1]:9") }, path: ipvs900},
+		{name: "no keepalive, listening", mutate: func(s *diag.Socket) { noKA(s); s.State = diag.Listen }, path: ipvs900},
+		{name: "keepalive unknown is not 'off'", mutate: func(s *diag.Socket) { s.Keepalive = diag.Keepalive{Source: "unknown", Reason: "no ptrace"} }, path: ipvs900},
+
+		// keepalive-too-slow
+		{name: "7200 s keepalive against IPVS 900 s", mutate: slowKA(7200), path: ipvs900, want: RuleKeepaliveTooSlow, severity: Critical},
+		{name: "keepalive idle equal to the timeout", mutate: slowKA(900), path: ipvs900, want: RuleKeepaliveTooSlow, severity: Critical},
+		{name: "keepalive idle one second inside", mutate: slowKA(899), path: ipvs900},
+		{name: "slow keepalive, declared NLB", mutate: slowKA(600), declared: []Middlebox{mustPreset("aws-nlb")}, want: RuleKeepaliveTooSlow, severity: Critical},
+		{name: "slow keepalive, nothing known", mutate: slowKA(7200)},
+
+		// half-open
+		{name: "peer gone", mutate: deadPeer(4, 3000), want: RuleHalfOpen, severity: Critical},
+		{name: "two retransmissions are not yet half-open", mutate: deadPeer(2, 3000)},
+		{name: "retransmitting but acked recently", mutate: deadPeer(5, 500)},
+		{name: "nothing unacknowledged", mutate: func(s *diag.Socket) { deadPeer(5, 3000)(s); s.TCPInfo.Unacked = 0 }},
+
+		// zero-window
+		{name: "persist timer", mutate: func(s *diag.Socket) { s.Timer = diag.Timer{Kind: diag.TimerPersist, Retrans: 2}; s.SendQ = 9000 }, want: RuleZeroWindow, severity: Warning},
+		{name: "window closed, data queued", mutate: func(s *diag.Socket) { s.TCPInfo.SndWnd = 0; s.SendQ = 10 }, want: RuleZeroWindow, severity: Warning},
+		{name: "window closed, nothing queued", mutate: func(s *diag.Socket) { s.TCPInfo.SndWnd = 0 }},
+		{name: "old kernel without snd_wnd", mutate: func(s *diag.Socket) { s.TCPInfo.SndWnd = 0; s.TCPInfo.Size = 104; s.SendQ = 10 }},
+
+		// close-wait
+		{name: "close wait", mutate: func(s *diag.Socket) { s.State = diag.CloseWait }, want: RuleCloseWait, severity: Warning},
+
+		// recv-backlog
+		{name: "unread for 5 s", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecv = 5000 }, want: RuleRecvBacklog, severity: Warning},
+		{name: "just arrived", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecv = 999 }},
+
+		// listen-overflow
+		{name: "accept queue full", mutate: listener(129, 128), want: RuleListenOverflow, severity: Critical},
+		{name: "accept queue at its limit", mutate: listener(128, 128), want: RuleListenOverflow, severity: Critical},
+		{name: "accept queue nearly full", mutate: listener(127, 128)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := healthy()
+			tt.mutate(&s)
+			snap := snapshot(s)
+			if tt.path != nil {
+				tt.path(snap)
+			}
+			got := fired(Evaluate(snap, tt.declared), s.ID)
+			if tt.want == "" {
+				for rule, f := range got {
+					t.Errorf("%s fired: %s", rule, f.Summary)
+				}
+				return
+			}
+			f, ok := got[tt.want]
+			if !ok || len(got) != 1 {
+				t.Fatalf("fired %v, want exactly %s", keys(got), tt.want)
+			}
+			if f.Severity != tt.severity {
+				t.Errorf("severity %v, want %v", f.Severity, tt.severity)
+			}
+			if f.Summary == "" || len(f.Fix) == 0 || len(f.Evidence) == 0 || strings.Contains(f.Summary, "%!") {
+				t.Errorf("finding lacks words, evidence or fix: %+v", f)
+			}
+		})
+	}
+}
+
+func keys(m map[string]Finding) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func noKA(s *diag.Socket) { s.Keepalive.Enabled = ptr(false) }
+
+func slowKA(idle int) func(*diag.Socket) {
+	return func(s *diag.Socket) { s.Keepalive.IdleS = ptr(idle); s.Keepalive.Source = "namespace" }
+}
+
+func conntrack(secs int64) func(*diag.Snapshot) {
+	return func(s *diag.Snapshot) {
+		s.Host = diag.Host{Visible: true}
+		s.Sysctls.Host = diag.Sysctls{diag.ConntrackEstablished: secs}
+	}
+}
+
+func deadPeer(retransmits uint8, sinceAckMS uint32) func(*diag.Socket) {
+	return func(s *diag.Socket) {
+		s.Timer = diag.Timer{Kind: diag.TimerOn, ExpiresMS: 1000, Retrans: retransmits}
+		s.UserTimeoutMS = ptr(0)
+		s.TCPInfo.Retransmits, s.TCPInfo.Backoff, s.TCPInfo.Unacked = retransmits, retransmits, 2
+		s.TCPInfo.RTO = 204000 << retransmits
+		s.TCPInfo.LastAckRecv = sinceAckMS
+	}
+}
+
+func listener(queue, backlog uint32) func(*diag.Socket) {
+	return func(s *diag.Socket) {
+		s.State, s.RecvQ, s.SendQ = diag.Listen, queue, backlog
+		s.Remote = netip.MustParseAddrPort("0.0.0.0:0")
+	}
+}
+
+func mustPreset(name string) Middlebox {
+	m, err := ParseMiddlebox(name)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func TestHalfOpenPredictsTheAbort(t *testing.T) {
+	s := healthy()
+	deadPeer(4, 3000)(&s)
+	f := fired(Evaluate(snapshot(s), nil), s.ID)[RuleHalfOpen]
+	// tcp_retries2=15 from a 204 ms RTO: aborts at the first expiry past
+	// 924.6 s, i.e. 0.204 * (2^10-1) + 120 * 6 = 928.692 s after the send;
+	// four expiries (3.06 s) and 2.264 s of the fifth timer have passed.
+	if got, want := f.Evidence["gives_up_after_s"], 928.692; !near(got, want) {
+		t.Errorf("gives_up_after_s = %v, want %v", got, want)
+	}
+	if got, want := f.Evidence["gives_up_in_s"], 928.692-3.06-2.264; !near(got, want) {
+		t.Errorf("gives_up_in_s = %v, want %v", got, want)
+	}
+	if f.Evidence["gives_up_because"] != "tcp_retries2=15" {
+		t.Errorf("because = %v", f.Evidence["gives_up_because"])
+	}
+}
+
+func near(got any, want float64) bool {
+	g, ok := got.(float64)
+	return ok && g > want-0.001 && g < want+0.001
+}
+
+func TestNamespaceRules(t *testing.T) {
+	t.Run("pod sysctls differ from the host", func(t *testing.T) {
+		snap := snapshot(healthy())
+		snap.Host.Visible = true
+		snap.Sysctls.Host = diag.Sysctls{diag.KeepaliveTime: 600, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 8}
+		f, ok := fired(Evaluate(snap, nil), "")[RulePodSysctlDiffers]
+		if !ok || f.Severity != Warning || !strings.Contains(f.Summary, "tcp_keepalive_time=7200 (host 600)") ||
+			!strings.Contains(f.Fix[0].Snippet, `net.ipv4.tcp_keepalive_time, value: "600"`) || len(f.Fix) != 2 {
+			t.Errorf("finding %+v", f)
+		}
+	})
+	t.Run("same sysctls", func(t *testing.T) {
+		snap := snapshot(healthy())
+		snap.Host.Visible = true
+		snap.Sysctls.Host = snap.Sysctls.Target
+		if f, ok := fired(Evaluate(snap, nil), "")[RulePodSysctlDiffers]; ok {
+			t.Errorf("fired: %s", f.Summary)
+		}
+	})
+	t.Run("host not visible", func(t *testing.T) {
+		snap := snapshot(healthy())
+		if f, ok := fired(Evaluate(snap, nil), "")[RulePodSysctlDiffers]; ok {
+			t.Errorf("fired: %s", f.Summary)
+		}
+	})
+	t.Run("connections without user timeout", func(t *testing.T) {
+		exposed := healthy()
+		exposed.ID, exposed.UserTimeoutMS = "2b", ptr(0)
+		lo := healthy()
+		lo.ID, lo.UserTimeoutMS, lo.Remote = "3c", ptr(0), netip.MustParseAddrPort("127.0.0.1:1")
+		f, ok := fired(Evaluate(snapshot(healthy(), exposed, lo), nil), "")[RuleSlowDeadPeer]
+		if !ok || f.Severity != Warning || f.Evidence["exposed"] != 1 || !near(f.Evidence["gives_up_after_s"], 924.6) {
+			t.Errorf("finding %+v", f)
+		}
+	})
+	t.Run("short retries2 is only info", func(t *testing.T) {
+		exposed := healthy()
+		exposed.UserTimeoutMS = ptr(0)
+		snap := snapshot(exposed)
+		snap.Sysctls.Target[diag.Retries2] = 5
+		if f := fired(Evaluate(snap, nil), "")[RuleSlowDeadPeer]; f.Severity != Info {
+			t.Errorf("severity %v, want info", f.Severity)
+		}
+	})
+	t.Run("every connection has a user timeout", func(t *testing.T) {
+		if f, ok := fired(Evaluate(snapshot(healthy()), nil), "")[RuleSlowDeadPeer]; ok {
+			t.Errorf("fired: %s", f.Summary)
+		}
+	})
+}
+
+func TestPathTimeoutsShortestFirst(t *testing.T) {
+	snap := snapshot()
+	ipvs900(snap)
+	snap.Sysctls.Host = diag.Sysctls{diag.ConntrackEstablished: 432000}
+	got := PathTimeouts(snap, []Middlebox{mustPreset("gcp-cloud-nat"), mustPreset("azure-lb")})
+	var names []string
+	for _, m := range got {
+		names = append(names, m.Name)
+	}
+	if want := "azure-lb ipvs gcp-cloud-nat conntrack (host)"; strings.Join(names, " ") != want {
+		t.Errorf("path = %v, want %s", names, want)
+	}
+}
+
+func TestParseMiddlebox(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"aws-nlb", 350 * time.Second, false},
+		{"azure-lb", 4 * time.Minute, false},
+		{"gcp-cloud-nat", 20 * time.Minute, false},
+		{"corp-fw=30m", 30 * time.Minute, false},
+		{"corp-fw=600", 600 * time.Second, false},
+		{"corp-fw=0s", 0, true},
+		{"corp-fw=-5s", 0, true},
+		{"=5m", 0, true},
+		{"corp-fw=soon", 0, true},
+		{"nonesuch", 0, true},
+	}
+	for _, tt := range tests {
+		m, err := ParseMiddlebox(tt.in)
+		if (err != nil) != tt.wantErr || m.IdleTimeout != tt.want {
+			t.Errorf("ParseMiddlebox(%q) = %v, %v; want %v, error %v", tt.in, m.IdleTimeout, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestProposedKeepaliveBeatsTheTimeout(t *testing.T) {
+	for _, d := range []time.Duration{5 * time.Second, 4 * time.Minute, 350 * time.Second, 900 * time.Second, 20 * time.Minute} {
+		k := proposeKeepalive(d)
+		if k.Idle >= d || k.Idle <= 0 || k.Interval <= 0 || k.Probes < 1 {
+			t.Errorf("proposeKeepalive(%v) = %+v: first probe must come before the timeout", d, k)
+		}
+	}
+}
+
+func TestReportWorst(t *testing.T) {
+	if _, any := (Report{}).Worst(); any {
+		t.Error("empty report has a worst finding")
+	}
+	r := Report{Findings: []Finding{{Severity: Info}, {Severity: Critical}, {Severity: Warning}}}
+	if w, _ := r.Worst(); w != Critical {
+		t.Errorf("worst = %v", w)
+	}
+}
