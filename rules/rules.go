@@ -107,6 +107,13 @@ func who(s *diag.Socket) string {
 	return fmt.Sprintf(" (%s, pid %d)", p.Comm, p.PID)
 }
 
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 func conn(s *diag.Socket) string { return fmt.Sprintf("%s -> %s%s", s.Local, s.Remote, who(s)) }
 
 // human writes a duration the way a person reads it at a glance.
@@ -202,8 +209,8 @@ func halfOpen(snap *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
 	return &Finding{
 		Rule:     RuleHalfOpen,
 		Severity: Critical,
-		Summary: fmt.Sprintf("%s: the peer has not acknowledged anything for %s (%d retransmissions, %d segments unacknowledged): it is probably gone; %s",
-			conn(s), human(time.Duration(info.LastAckRecv)*time.Millisecond), info.Retransmits, info.Unacked, when),
+		Summary: fmt.Sprintf("%s: the peer has not acknowledged anything for %s (%s, %s unacknowledged): it is probably gone; %s",
+			conn(s), human(time.Duration(info.LastAckRecv)*time.Millisecond), plural(int(info.Retransmits), "retransmission"), plural(int(info.Unacked), "segment"), when),
 		Evidence: ev,
 		Fix:      userTimeoutFixes(suggestedUserTimeout),
 	}
@@ -218,8 +225,8 @@ func zeroWindow(_ *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
 	return &Finding{
 		Rule:     RuleZeroWindow,
 		Severity: Warning,
-		Summary: fmt.Sprintf("%s: the peer's receive window is closed, so its application is not reading; %d bytes wait here and writes block (%d window probes so far)",
-			conn(s), s.SendQ, s.Timer.Retrans),
+		Summary: fmt.Sprintf("%s: the peer's receive window is closed, so its application is not reading; %d bytes wait here and writes block (%s so far)",
+			conn(s), s.SendQ, plural(int(s.Timer.Retrans), "window probe")),
 		Evidence: Evidence{"send_q": s.SendQ, "window_probes": s.Timer.Retrans, "timer": s.Timer.Kind.String()},
 		Fix: append([]Fix{{Where: "the peer", Snippet: fmt.Sprintf("find why the process behind %s stopped reading (stuck thread, full downstream, deadlock)", s.Remote)}},
 			userTimeoutFixes(suggestedUserTimeout)[:2]...),
@@ -342,8 +349,8 @@ func slowDeadPeer(snap *diag.Snapshot) *Finding {
 	return &Finding{
 		Rule:     RuleSlowDeadPeer,
 		Severity: sev,
-		Summary: fmt.Sprintf("%d connections have no TCP_USER_TIMEOUT: if a peer dies while data is in flight (keepalive does not run then), writes hang about %s (tcp_retries2=%d) before the application hears of it",
-			len(exposed), human(abort), rt.Retries2),
+		Summary: fmt.Sprintf("%s without TCP_USER_TIMEOUT: if a peer dies while data is in flight (keepalive does not run then), writes hang about %s (tcp_retries2=%d) before the application hears of it",
+			plural(len(exposed), "connection"), human(abort), rt.Retries2),
 		Evidence: Evidence{
 			"tcp_retries2": rt.Retries2, "model_timeout_s": rt.Budget.Seconds(), "gives_up_after_s": abort.Seconds(),
 			"exposed": len(exposed), "sockets": listed, "options_unknown": unknown,

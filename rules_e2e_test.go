@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/internal/testnet"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// result is tcpvet --json with the rules' output.
+type result struct {
+	diag.Snapshot
+	rules.Report
+}
+
+func runReport(t *testing.T, args ...string) *result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), append([]string{"--json"}, args...), &stdout, &stderr); code != 0 && code != 3 {
+		t.Fatalf("tcpvet %v: exit %d: %s", args, code, stderr.String())
+	}
+	var r result
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return &r
+}
+
+// findingsFor maps each socket, by local address, to the rules that fired on it.
+func findingsFor(r *result) map[string][]rules.Finding {
+	byID := map[string]string{}
+	for _, s := range r.Sockets {
+		byID[s.ID] = s.Local.String()
+	}
+	out := map[string][]rules.Finding{}
+	for _, f := range r.Findings {
+		if f.Socket != nil {
+			out[byID[*f.Socket]] = append(out[byID[*f.Socket]], f)
+		}
+	}
+	return out
+}
+
+func hasRule(fs []rules.Finding, names ...string) bool {
+	return slices.ContainsFunc(fs, func(f rules.Finding) bool { return slices.Contains(names, f.Rule) })
+}
+
+// TestIdleTimeoutRulesMatchTheKernel builds an IPVS-like node: a router that
+// NATs a service address to a backend and forgets idle flows after 4 s,
+// answering a forgotten flow with a reset from its own stack. tcpvet, run
+// first with the router as host, must flag exactly the connections the
+// kernel then resets.
+func TestIdleTimeoutRulesMatchTheKernel(t *testing.T) {
+	client, router, server := testnet.New(t), testnet.New(t), testnet.New(t)
+	cAddr, rAddr := testnet.Link(t, client, router, 2)
+	rAddr2, sAddr := testnet.Link(t, router, server, 3)
+	client.Run(t, "ip", "route", "add", "default", "via", rAddr.V4)
+	server.Run(t, "ip", "route", "add", "default", "via", rAddr2.V4)
+	const vip = "198.18.100.1"
+	router.Sysctl(t, "net.ipv4.ip_forward", "1")
+	router.Run(t, "ip", "addr", "add", vip+"/32", "dev", "lo")
+	router.Run(t, "nft", "add table ip svc")
+	router.Run(t, "nft", "add chain ip svc pre { type nat hook prerouting priority -100 ; }")
+	router.Run(t, "nft", fmt.Sprintf("add rule ip svc pre ip daddr %s tcp dport 80 dnat to %s:7001", vip, sAddr.V4))
+	// Forget idle flows fast, and never pick one up mid-stream again: the
+	// next segment of a forgotten flow reaches the router's own stack,
+	// which has no such socket and answers with a reset, as an IPVS node does.
+	router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_timeout_established", "4")
+	router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_loose", "0")
+	_ = cAddr
+
+	server.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "backend", Addr: ":7001", Mode: testnet.Hold}}})
+	svc := vip + ":80"
+	agent := client.Start(t, testnet.Spec{Dial: []testnet.Dial{
+		{Name: "none", To: svc},
+		{Name: "slow", To: svc, Keepalive: &testnet.KA{Idle: 8, Interval: 1, Count: 3}},
+		{Name: "fast", To: svc, Keepalive: &testnet.KA{Idle: 1, Interval: 1, Count: 3}},
+	}})
+
+	r := runReport(t, "--netns", client.Path, "--host-netns", router.Path)
+	if len(r.Middleboxes) == 0 || r.Middleboxes[0].IdleTimeoutS != 4 || r.Middleboxes[0].Name != "conntrack (host)" {
+		t.Fatalf("shortest idle timeout on the path = %+v, want the router's conntrack 4 s", r.Middleboxes)
+	}
+	found := findingsFor(r)
+	flagged := map[string]bool{}
+	for name, local := range agent.Local {
+		flagged[name] = hasRule(found[local], rules.RuleNoKeepalive, rules.RuleKeepaliveTooSlow)
+		for _, f := range found[local] {
+			t.Logf("%s: %s %s: %s", name, f.Severity, f.Rule, f.Summary)
+		}
+	}
+
+	// Let every flow sit idle past the router's timeout (and past the slow
+	// keepalive's first probe), then write on each.
+	time.Sleep(10 * time.Second)
+	for name := range agent.Local {
+		agent.Write(t, name, 100)
+	}
+	reset := map[string]bool{}
+	deadline := time.After(5 * time.Second)
+	for len(reset) < 3 {
+		var e testnet.Event
+		select {
+		case <-deadline:
+		default:
+			if ev, ok := agent.WaitFor("read-error", "", 200*time.Millisecond); ok {
+				e = ev
+			} else {
+				continue
+			}
+		}
+		if e.Kind == "" {
+			break
+		}
+		if e.Errno == int(syscall.ECONNRESET) {
+			reset[e.Name] = true
+		} else {
+			t.Errorf("%s: read error %q, want a reset", e.Name, e.Err)
+		}
+	}
+	for name := range agent.Local {
+		if flagged[name] != reset[name] {
+			t.Errorf("%s: flagged %v, reset by the kernel %v", name, flagged[name], reset[name])
+		}
+	}
+	if !reset["none"] || !reset["slow"] || reset["fast"] {
+		t.Errorf("scenario did not play out: reset %v, want none and slow only", reset)
+	}
+}
+
+// TestHalfOpenPredictionMatchesKernel holds the predicted give-up time of a
+// connection to a silently dropping peer to the moment the kernel reports
+// ETIMEDOUT, with tcp_retries2 and with TCP_USER_TIMEOUT.
+func TestHalfOpenPredictionMatchesKernel(t *testing.T) {
+	client, peer := testnet.New(t), testnet.New(t)
+	_, pAddr := testnet.Link(t, client, peer, 4)
+	client.Sysctl(t, "net.ipv4.tcp_retries2", "4")
+	peer.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: ":7005", Mode: testnet.Hold}}})
+	to := pAddr.V4 + ":7005"
+	agent := client.Start(t, testnet.Spec{Dial: []testnet.Dial{
+		{Name: "retries2", To: to},
+		{Name: "user-timeout", To: to, UserTimeoutMS: 3000},
+	}})
+	peer.DropInbound(t, 7005)
+	for name := range agent.Local {
+		agent.Write(t, name, 100)
+	}
+
+	// Take snapshots until both are half-open (3 unanswered retransmissions,
+	// about 1.4 s in): the user-timeout one dies at 3 s, so poll briskly.
+	type prediction struct {
+		at  time.Time
+		rto time.Duration
+		f   rules.Finding
+	}
+	predicted := map[string]prediction{}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(predicted) < 2 && time.Now().Before(deadline) {
+		r := runReport(t, "--netns", client.Path)
+		found := findingsFor(r)
+		for name, local := range agent.Local {
+			if _, done := predicted[name]; done {
+				continue
+			}
+			for _, f := range found[local] {
+				if f.Rule != rules.RuleHalfOpen {
+					continue
+				}
+				in := time.Duration(f.Evidence["gives_up_in_s"].(float64) * float64(time.Second))
+				rto := time.Duration(f.Evidence["rto_ms"].(float64)) * time.Millisecond
+				predicted[name] = prediction{r.TakenAt.Add(in), rto, f}
+				t.Logf("%s: %s", name, f.Summary)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(predicted) < 2 {
+		t.Fatalf("half-open not flagged on both connections: %v", predicted)
+	}
+	for range 2 {
+		e := agent.Wait(t, "read-error", "", 15*time.Second)
+		p := predicted[e.Name]
+		if e.Errno != int(syscall.ETIMEDOUT) {
+			t.Errorf("%s: %s, want ETIMEDOUT", e.Name, e.Err)
+		}
+		off := e.At.Sub(p.at)
+		t.Logf("%s: predicted %s, kernel gave up %s: off by %v (one RTO then: %v)", e.Name,
+			p.at.Format("15:04:05.000"), e.At.Format("15:04:05.000"), off, p.rto)
+		if off.Abs() > p.rto {
+			t.Errorf("%s: prediction off by %v, more than one RTO (%v)", e.Name, off, p.rto)
+		}
+	}
+	if got := predicted["user-timeout"].f.Evidence["gives_up_because"]; !strings.Contains(fmt.Sprint(got), "TCP_USER_TIMEOUT=3000") {
+		t.Errorf("user-timeout connection gives up because %v", got)
+	}
+}
