@@ -15,11 +15,13 @@ import (
 	"strings"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/netns"
 	"github.com/tcpvet/tcpvet/rules"
+	"github.com/tcpvet/tcpvet/ui"
 )
 
 // version is stamped at release time with -ldflags "-X main.version=...".
@@ -42,6 +44,7 @@ type config struct {
 	hostNetns   string
 	hostSet     bool // --host-netns was given, so failing to open it is an error
 	json        bool
+	interval    time.Duration
 	dupSockets  bool
 	version     bool
 	middleboxes []rules.Middlebox
@@ -84,6 +87,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.StringVar(&c.netnsPath, "netns", "", "inspect the network namespace file at `PATH`")
 	fs.StringVar(&c.hostNetns, "host-netns", "/proc/1/ns/net", "the node's network namespace, for its sysctls, conntrack and IPVS (`PATH`)")
 	fs.BoolVar(&c.json, "json", false, "print one snapshot as JSON and exit")
+	fs.DurationVar(&c.interval, "interval", time.Second, "refresh the live view every `DURATION`")
 	fs.BoolVar(&c.dupSockets, "dup-sockets", false, "read socket options even where duplicating a socket may reset its cgroup-v1 net_cls/net_prio marks")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.Var(middleboxFlag{&c.middleboxes}, "middlebox", "an idle timeout on the path: a preset (aws-nlb, aws-nat-gateway, azure-lb, gcp-vpc-firewall, gcp-cloud-nat, ipvs, ...) or `NAME=DURATION`; repeatable")
@@ -107,6 +111,9 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	}
 	if c.pid != 0 && c.netnsPath != "" {
 		return c, errors.New("--pid and --netns both name a target: give one")
+	}
+	if c.interval < 100*time.Millisecond {
+		return c, fmt.Errorf("--interval %v: too short, 100ms at least", c.interval)
 	}
 	if pidSet && c.pid <= 0 {
 		return c, fmt.Errorf("--pid %d: a PID is a positive number", c.pid)
@@ -170,22 +177,41 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 		defer host.Close()
 	}
 
+	source := func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
+		snap, err := diag.Take(ctx, diag.Options{Target: target, Host: host, DupSockets: cfg.dupSockets})
+		if err != nil {
+			return nil, rules.Report{}, err
+		}
+		if hostNote != "" {
+			snap.Host.Path = cfg.hostNetns
+			snap.Notes = append(snap.Notes, hostNote)
+		}
+		return snap, rules.Evaluate(snap, cfg.middleboxes), nil
+	}
+
+	if !cfg.json && isTerminal(stdout) {
+		m := ui.New(ui.Options{Source: source, Interval: cfg.interval})
+		_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithOutput(stdout)).Run()
+		if err != nil && !errors.Is(err, tea.ErrProgramKilled) {
+			return rules.Report{}, fmt.Errorf("terminal: %w", err)
+		}
+		return rules.Report{}, nil
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	snap, err := diag.Take(ctx, diag.Options{Target: target, Host: host, DupSockets: cfg.dupSockets})
+	snap, rep, err := source(ctx)
 	if err != nil {
 		return rules.Report{}, err
 	}
-	if hostNote != "" {
-		snap.Host.Path = cfg.hostNetns
-		snap.Notes = append(snap.Notes, hostNote)
+	if !cfg.json {
+		return rep, ui.WritePlain(stdout, snap, rep)
 	}
 	enc := json.NewEncoder(stdout)
 	if isTerminal(stdout) {
 		// People read it; programs (and jq) do not need the extra bytes.
 		enc.SetIndent("", "  ")
 	}
-	rep := rules.Evaluate(snap, cfg.middleboxes)
 	return rep, enc.Encode(output{snap, rep})
 }
 

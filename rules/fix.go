@@ -22,12 +22,12 @@ func proposeKeepalive(shortest time.Duration) keepaliveTimings {
 	return keepaliveTimings{Idle: idle, Interval: interval, Probes: 4}
 }
 
-func secs(d time.Duration) int { return int(d / time.Second) }
+func wholeSecs(d time.Duration) int { return int(d / time.Second) }
 
 // keepaliveFixes are the ways to turn keepalive on with timings k, from the
 // pod down to the socket and up to the mesh.
 func keepaliveFixes(k keepaliveTimings) []Fix {
-	i, n, p := secs(k.Idle), secs(k.Interval), k.Probes
+	i, n, p := wholeSecs(k.Idle), wholeSecs(k.Interval), k.Probes
 	return []Fix{
 		{Where: "pod sysctls (safe since Kubernetes 1.29; apply to sockets that turn SO_KEEPALIVE on without their own timings)", Snippet: fmt.Sprintf(`spec:
   securityContext:

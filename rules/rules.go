@@ -3,6 +3,7 @@ package rules
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -77,6 +78,9 @@ func Evaluate(snap *diag.Snapshot, declared []Middlebox) Report {
 	return r
 }
 
+// secs is a duration in seconds, to the millisecond, for evidence.
+func secs(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
+
 func deref(s *string) string {
 	if s == nil {
 		return ""
@@ -120,11 +124,11 @@ func conn(s *diag.Socket) string { return fmt.Sprintf("%s -> %s%s", s.Local, s.R
 func human(d time.Duration) string {
 	switch {
 	case d < 100*time.Second:
-		return fmt.Sprintf("%.1f s", d.Seconds())
+		return fmt.Sprintf("%.1f s", secs(d))
 	case d < 2*time.Hour:
-		return fmt.Sprintf("%.0f s (%s)", d.Seconds(), d.Round(time.Second))
+		return fmt.Sprintf("%.0f s (%s)", secs(d), d.Round(time.Second))
 	}
-	return fmt.Sprintf("%.0f s (%.1f h)", d.Seconds(), d.Hours())
+	return fmt.Sprintf("%.0f s (%.1f h)", secs(d), d.Hours())
 }
 
 func noKeepalive(_ *diag.Snapshot, s *diag.Socket, shortest *Middlebox) *Finding {
@@ -132,7 +136,7 @@ func noKeepalive(_ *diag.Snapshot, s *diag.Socket, shortest *Middlebox) *Finding
 		return nil
 	}
 	idle := idleFor(s)
-	ev := Evidence{"keepalive": false, "idle_s": idle.Seconds()}
+	ev := Evidence{"keepalive": false, "idle_s": secs(idle)}
 	f := &Finding{Rule: RuleNoKeepalive, Evidence: ev}
 	if shortest == nil {
 		f.Severity = Warning
@@ -173,9 +177,9 @@ func keepaliveTooSlow(_ *diag.Snapshot, s *diag.Socket, shortest *Middlebox) *Fi
 			conn(s), human(idle), from, shortest.Name, human(shortest.IdleTimeout)),
 		Evidence: Evidence{
 			"keepalive_idle_s": *k.IdleS, "keepalive_interval_s": *k.IntervalS, "keepalive_probes": *k.Probes,
-			"keepalive_source": k.Source, "detection_s": detection.Seconds(),
+			"keepalive_source": k.Source, "detection_s": secs(detection),
 			"idle_timeout_s": shortest.IdleTimeoutS, "middlebox": shortest.Name, "middlebox_source": shortest.Source,
-			"idle_s": idleFor(s).Seconds(),
+			"idle_s": secs(idleFor(s)),
 		},
 		Fix: keepaliveFixes(proposeKeepalive(shortest.IdleTimeout)),
 	}
@@ -196,9 +200,9 @@ func halfOpen(snap *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
 		state := retransmitState(s, rt.RTOMax)
 		abort := rt.AbortAfter(state.FirstRTO)
 		in := max(0, abort-state.Elapsed)
-		ev["gives_up_in_s"] = in.Seconds()
-		ev["gives_up_after_s"] = abort.Seconds()
-		ev["retransmitting_for_s"] = state.Elapsed.Seconds()
+		ev["gives_up_in_s"] = secs(in)
+		ev["gives_up_after_s"] = secs(abort)
+		ev["retransmitting_for_s"] = secs(state.Elapsed)
 		because := fmt.Sprintf("tcp_retries2=%d", rt.Retries2)
 		if rt.UserTimeout {
 			because = fmt.Sprintf("TCP_USER_TIMEOUT=%d ms", *s.UserTimeoutMS)
@@ -352,7 +356,7 @@ func slowDeadPeer(snap *diag.Snapshot) *Finding {
 		Summary: fmt.Sprintf("%s without TCP_USER_TIMEOUT: if a peer dies while data is in flight (keepalive does not run then), writes hang about %s (tcp_retries2=%d) before the application hears of it",
 			plural(len(exposed), "connection"), human(abort), rt.Retries2),
 		Evidence: Evidence{
-			"tcp_retries2": rt.Retries2, "model_timeout_s": rt.Budget.Seconds(), "gives_up_after_s": abort.Seconds(),
+			"tcp_retries2": rt.Retries2, "model_timeout_s": secs(rt.Budget), "gives_up_after_s": secs(abort),
 			"exposed": len(exposed), "sockets": listed, "options_unknown": unknown,
 		},
 		Fix: userTimeoutFixes(suggestedUserTimeout),

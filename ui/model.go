@@ -1,0 +1,440 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
+	"charm.land/bubbles/v2/viewport"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// Source takes one snapshot and evaluates it. The model calls it from a
+// tea.Cmd, never from Update.
+type Source func(ctx context.Context) (*diag.Snapshot, rules.Report, error)
+
+// Options configure the interface.
+type Options struct {
+	Source Source
+	// Interval between refreshes.
+	Interval time.Duration
+	// ExportDir is where e writes snapshots.
+	ExportDir string
+}
+
+type mode int
+
+const (
+	modeTable mode = iota
+	modeDetails
+	modeFindings
+	modeHelp
+)
+
+// Messages the model receives from its commands.
+type (
+	snapshotMsg struct {
+		snap *diag.Snapshot
+		rep  rules.Report
+		err  error
+	}
+	tickMsg     struct{}
+	exportedMsg struct {
+		path string
+		err  error
+	}
+)
+
+// Model is the root model of the interface.
+type Model struct {
+	opts   Options
+	keys   KeyMap
+	styles Styles
+	help   help.Model
+	filter textinput.Model
+
+	width, height int
+	mode          mode
+
+	snap   *diag.Snapshot
+	report rules.Report
+	rows   []row
+	// visible indexes rows that pass the filter, in sorted order.
+	visible []int
+	prev    map[string]sample
+
+	sortCol  column
+	sortDesc bool
+	cursor   int // index into visible
+	offset   int // first visible row drawn
+
+	details   viewport.Model
+	detailsID string // socket shown in details, "" for a namespace finding
+	finding   int    // finding shown in details when detailsID is ""
+	findItems []int  // findings in the findings view's order
+	findCur   int
+
+	paused, loading bool
+	lastErr         error
+	flash           string
+	flashErr        bool
+}
+
+// New returns the model; run it with tea.NewProgram.
+func New(opts Options) Model {
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	ti := textinput.New()
+	ti.Prompt = "/"
+	ti.Placeholder = "address, port, process, state or rule"
+	return Model{
+		opts:    opts,
+		keys:    DefaultKeyMap(),
+		styles:  NewStyles(true),
+		help:    help.New(),
+		filter:  ti,
+		details: viewport.New(),
+		sortCol: colFinding, sortDesc: true,
+		loading: true,
+	}
+}
+
+// Init takes the first snapshot and asks the terminal for its background.
+func (m Model) Init() tea.Cmd {
+	return tea.Batch(m.fetch(), tea.RequestBackgroundColor)
+}
+
+func (m Model) fetch() tea.Cmd {
+	src := m.opts.Source
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		snap, rep, err := src(ctx)
+		return snapshotMsg{snap: snap, rep: rep, err: err}
+	}
+}
+
+func (m Model) tick() tea.Cmd {
+	return tea.Tick(m.opts.Interval, func(time.Time) tea.Msg { return tickMsg{} })
+}
+
+// Update handles one message.
+func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		m.help.SetWidth(msg.Width)
+		m.resizeDetails()
+		m.clampCursor()
+		return m, nil
+	case tea.BackgroundColorMsg:
+		m.styles = NewStyles(msg.IsDark())
+		m.help.Styles = help.DefaultStyles(msg.IsDark())
+		return m, nil
+	case snapshotMsg:
+		m.loading = false
+		if msg.err != nil {
+			m.lastErr = msg.err
+			m.flash, m.flashErr = "refresh failed: "+msg.err.Error(), true
+		} else {
+			m.lastErr = nil
+			if m.flashErr {
+				m.flash, m.flashErr = "", false
+			}
+			m.apply(msg.snap, msg.rep)
+		}
+		if m.paused {
+			return m, nil
+		}
+		return m, m.tick()
+	case tickMsg:
+		if m.paused || m.loading {
+			return m, nil
+		}
+		m.loading = true
+		return m, m.fetch()
+	case exportedMsg:
+		if msg.err != nil {
+			m.flash, m.flashErr = "export failed: "+msg.err.Error(), true
+		} else {
+			m.flash, m.flashErr = "snapshot written to "+msg.path, false
+		}
+		return m, nil
+	case tea.KeyPressMsg:
+		return m.handleKey(msg)
+	}
+	if m.mode == modeDetails {
+		var cmd tea.Cmd
+		m.details, cmd = m.details.Update(msg)
+		return m, cmd
+	}
+	return m, nil
+}
+
+func (m Model) handleKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	k := m.keys
+	if m.filter.Focused() {
+		switch msg.String() {
+		case "enter":
+			m.filter.Blur()
+			return m, nil
+		case "esc":
+			m.filter.Blur()
+			m.filter.SetValue("")
+			m.refilter()
+			return m, nil
+		case "ctrl+c":
+			return m, tea.Quit
+		}
+		var cmd tea.Cmd
+		m.filter, cmd = m.filter.Update(msg)
+		m.refilter()
+		return m, cmd
+	}
+	switch {
+	case key.Matches(msg, k.Quit):
+		return m, tea.Quit
+	case key.Matches(msg, k.Help):
+		if m.mode == modeHelp {
+			m.mode = modeTable
+		} else {
+			m.mode = modeHelp
+		}
+		return m, nil
+	case key.Matches(msg, k.Pause):
+		m.paused = !m.paused
+		if !m.paused && !m.loading {
+			m.loading = true
+			return m, m.fetch()
+		}
+		return m, nil
+	case key.Matches(msg, k.Refresh):
+		if m.loading {
+			return m, nil
+		}
+		m.loading = true
+		return m, m.fetch()
+	case key.Matches(msg, k.Export):
+		return m, m.export()
+	}
+	switch m.mode {
+	case modeHelp:
+		if key.Matches(msg, k.Back) {
+			m.mode = modeTable
+		}
+		return m, nil
+	case modeDetails:
+		if key.Matches(msg, k.Back) {
+			m.mode = modeTable
+			return m, nil
+		}
+		var cmd tea.Cmd
+		m.details, cmd = m.details.Update(msg)
+		return m, cmd
+	case modeFindings:
+		return m.findingsKey(msg)
+	}
+	return m.tableKey(msg)
+}
+
+func (m Model) tableKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	k := m.keys
+	page := max(1, m.tableHeight()-1)
+	switch {
+	case key.Matches(msg, k.Up):
+		m.cursor--
+	case key.Matches(msg, k.Down):
+		m.cursor++
+	case key.Matches(msg, k.PageUp):
+		m.cursor -= page
+	case key.Matches(msg, k.PageDown):
+		m.cursor += page
+	case key.Matches(msg, k.Top):
+		m.cursor = 0
+	case key.Matches(msg, k.Bottom):
+		m.cursor = len(m.visible) - 1
+	case key.Matches(msg, k.Filter):
+		m.filter.Focus()
+		return m, textinput.Blink
+	case key.Matches(msg, k.Back):
+		if m.filter.Value() != "" {
+			m.filter.SetValue("")
+			m.refilter()
+		}
+	case key.Matches(msg, k.Enter):
+		if r := m.current(); r != nil {
+			m.openDetails(r.s.ID)
+		}
+	case key.Matches(msg, k.Findings):
+		m.mode = modeFindings
+	default:
+		for col, b := range map[column]key.Binding{
+			colState: k.SortState, colRemote: k.SortRemote, colProcess: k.SortProcess, colSendQ: k.SortQueue,
+			colRetrans: k.SortRetrans, colIdle: k.SortIdle, colFinding: k.SortSeverity,
+		} {
+			if key.Matches(msg, b) {
+				m.sortBy(col)
+			}
+		}
+	}
+	m.clampCursor()
+	return m, nil
+}
+
+func (m Model) findingsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	k := m.keys
+	switch {
+	case key.Matches(msg, k.Back), key.Matches(msg, k.Findings):
+		m.mode = modeTable
+	case key.Matches(msg, k.Up):
+		m.findCur = max(0, m.findCur-1)
+	case key.Matches(msg, k.Down):
+		m.findCur = min(len(m.findItems)-1, m.findCur+1)
+	case key.Matches(msg, k.Enter):
+		if m.findCur < len(m.findItems) {
+			f := m.report.Findings[m.findItems[m.findCur]]
+			if f.Socket != nil {
+				m.selectSocket(*f.Socket)
+				m.openDetails(*f.Socket)
+			} else {
+				m.finding = m.findItems[m.findCur]
+				m.openDetails("")
+			}
+		}
+	}
+	return m, nil
+}
+
+// apply takes in a new snapshot, keeping the cursor on the same socket.
+func (m *Model) apply(snap *diag.Snapshot, rep rules.Report) {
+	var keep string
+	if r := m.current(); r != nil {
+		keep = r.s.ID
+	}
+	m.snap, m.report = snap, rep
+	m.rows, m.prev = buildRows(snap, &m.report, m.prev)
+	m.findItems = findingOrder(&m.report)
+	m.findCur = min(m.findCur, max(0, len(m.findItems)-1))
+	m.sortRows()
+	m.refilter()
+	if keep != "" {
+		m.selectSocket(keep)
+	}
+	if m.mode == modeDetails {
+		m.renderDetails()
+	}
+}
+
+func (m *Model) sortBy(c column) {
+	if m.sortCol == c {
+		m.sortDesc = !m.sortDesc
+	} else {
+		m.sortCol, m.sortDesc = c, c == colFinding || c == colSendQ || c == colRetrans || c == colIdle
+	}
+	var keep string
+	if r := m.current(); r != nil {
+		keep = r.s.ID
+	}
+	m.sortRows()
+	m.refilter()
+	m.selectSocket(keep)
+}
+
+func (m *Model) sortRows() {
+	slices.SortStableFunc(m.rows, func(a, b row) int {
+		if m.sortDesc {
+			return less(m.sortCol, &b, &a)
+		}
+		return less(m.sortCol, &a, &b)
+	})
+}
+
+func (m *Model) refilter() {
+	words := strings.Fields(strings.ToLower(m.filter.Value()))
+	m.visible = m.visible[:0]
+	for i := range m.rows {
+		if len(words) == 0 || m.rows[i].matches(words, &m.report) {
+			m.visible = append(m.visible, i)
+		}
+	}
+	m.clampCursor()
+}
+
+func (m *Model) selectSocket(id string) {
+	for i, ri := range m.visible {
+		if m.rows[ri].s.ID == id {
+			m.cursor = i
+			m.clampCursor()
+			return
+		}
+	}
+}
+
+func (m *Model) current() *row {
+	if m.cursor < 0 || m.cursor >= len(m.visible) {
+		return nil
+	}
+	return &m.rows[m.visible[m.cursor]]
+}
+
+func (m *Model) clampCursor() {
+	m.cursor = max(0, min(m.cursor, len(m.visible)-1))
+	h := m.tableHeight()
+	if m.cursor < m.offset {
+		m.offset = m.cursor
+	}
+	if h > 0 && m.cursor >= m.offset+h {
+		m.offset = m.cursor - h + 1
+	}
+	m.offset = max(0, min(m.offset, len(m.visible)-h))
+}
+
+func (m *Model) openDetails(id string) {
+	m.detailsID = id
+	m.mode = modeDetails
+	m.resizeDetails()
+	m.details.SetYOffset(0)
+	m.renderDetails()
+}
+
+func (m *Model) resizeDetails() {
+	m.details.SetWidth(max(20, m.width))
+	m.details.SetHeight(max(3, m.height-2))
+}
+
+// export writes the current snapshot and report as JSON, off the UI loop.
+func (m Model) export() tea.Cmd {
+	snap, rep, dir := m.snap, m.report, m.opts.ExportDir
+	if snap == nil {
+		return nil
+	}
+	return func() tea.Msg {
+		if dir == "" {
+			dir = "."
+		}
+		path := filepath.Join(dir, fmt.Sprintf("tcpvet-%d-%s.json", snap.Target.NetnsInode, snap.TakenAt.Format("20060102T150405")))
+		b, err := json.MarshalIndent(struct {
+			*diag.Snapshot
+			rules.Report
+		}{snap, rep}, "", "  ")
+		if err == nil {
+			err = os.WriteFile(path, append(b, '\n'), 0o600)
+		}
+		if abs, aerr := filepath.Abs(path); aerr == nil {
+			path = abs
+		}
+		return exportedMsg{path: path, err: err}
+	}
+}

@@ -1,0 +1,53 @@
+package ui
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// WritePlain prints the connection table and the findings as plain text,
+// for when stdout is a pipe or a file rather than a terminal.
+func WritePlain(w io.Writer, snap *diag.Snapshot, rep rules.Report) error {
+	rows, _ := buildRows(snap, &rep, nil)
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	plainCols := []column{colState, colRecvQ, colSendQ, colLocal, colRemote, colProcess, colTimer, colRetrans, colRTO, colIdle, colKeepalive, colUserTimeout, colFinding}
+	titles := make([]string, len(plainCols))
+	for i, c := range plainCols {
+		titles[i] = columns[c].title
+	}
+	fmt.Fprintln(tw, strings.Join(titles, "\t"))
+	cells := make([]string, len(plainCols))
+	for i := range rows {
+		for j, c := range plainCols {
+			cells[j] = rows[i].cell(c, &rep)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	if len(rep.Middleboxes) > 0 {
+		fmt.Fprintln(w, "\nIdle timeouts on the path:")
+		for _, mb := range rep.Middleboxes {
+			fmt.Fprintf(w, "  %-20s %8.0f s  %s\n", mb.Name, mb.IdleTimeoutS, mb.Source)
+		}
+	}
+	fmt.Fprintf(w, "\nFindings: %d\n", len(rep.Findings))
+	for _, f := range rep.Findings {
+		sock := "namespace"
+		if f.Socket != nil {
+			sock = "sk:" + *f.Socket
+		}
+		fmt.Fprintf(w, "  %-8s %-24s %-12s %s\n", strings.ToUpper(f.Severity.String()), f.Rule, sock, f.Summary)
+	}
+	for _, n := range snap.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	return nil
+}

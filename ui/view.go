@@ -1,0 +1,458 @@
+package ui
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// headerLines is how many lines the header block takes.
+const headerLines = 4
+
+// View draws the current screen.
+func (m Model) View() tea.View {
+	v := tea.NewView(m.render())
+	v.AltScreen = true
+	v.WindowTitle = "tcpvet"
+	return v
+}
+
+func (m Model) render() string {
+	if m.width == 0 {
+		return "tcpvet: starting…"
+	}
+	var body string
+	switch m.mode {
+	case modeHelp:
+		body = m.helpView()
+	case modeDetails:
+		return m.details.View() + "\n" + m.footer()
+	case modeFindings:
+		body = m.findingsView()
+	default:
+		body = m.tableView()
+	}
+	return m.header() + "\n" + body + "\n" + m.footer()
+}
+
+// tableHeight is how many connection rows fit on screen.
+func (m Model) tableHeight() int {
+	return max(1, m.height-headerLines-3) // column titles, filter/flash line, help line
+}
+
+func fit(s string, w int) string {
+	if w <= 0 {
+		return ""
+	}
+	s = ansi.Truncate(s, w, "…")
+	return s + strings.Repeat(" ", w-ansi.StringWidth(s))
+}
+
+func fitRight(s string, w int) string {
+	s = ansi.Truncate(s, w, "…")
+	return strings.Repeat(" ", max(0, w-ansi.StringWidth(s))) + s
+}
+
+func (m Model) header() string {
+	st := m.styles
+	lines := make([]string, 0, headerLines)
+	if m.snap == nil {
+		msg := "taking the first snapshot…"
+		if m.lastErr != nil {
+			msg = st.FlashErr.Render(m.lastErr.Error())
+		}
+		for len(lines) < headerLines {
+			lines = append(lines, "")
+		}
+		lines[0] = st.Title.Render("tcpvet") + "  " + msg
+		return strings.Join(lines, "\n")
+	}
+	s := m.snap
+	target := fmt.Sprintf("netns %d %s", s.Target.NetnsInode, s.Target.Path)
+	if s.Target.PID != 0 {
+		target += fmt.Sprintf(" (pid %d)", s.Target.PID)
+	}
+	host := st.Dim.Render("host not visible")
+	if s.Host.Visible {
+		host = fmt.Sprintf("host netns %d", s.Host.NetnsInode)
+	}
+	lines = append(lines, fmt.Sprintf("%s  %s  %s  %s %s", st.Title.Render("tcpvet"), st.Value.Render(target), host,
+		st.Label.Render("processes:"), strings.Join(processNames(s, 4), ", ")))
+
+	kv := func(name, short string) string {
+		t, tok := s.Sysctls.Target.Get(name)
+		if !tok {
+			return st.Label.Render(short+" ") + "?"
+		}
+		out := st.Label.Render(short+" ") + fmt.Sprint(t)
+		if h, ok := s.Sysctls.Host.Get(name); ok && s.Host.Visible {
+			if h != t {
+				out = st.Label.Render(short+" ") + st.Drift.Render(fmt.Sprintf("%d≠host %d", t, h))
+			} else {
+				out += st.Dim.Render(" (=host)")
+			}
+		}
+		return out
+	}
+	lines = append(lines, strings.Join([]string{
+		kv(diag.KeepaliveTime, "keepalive_time"), kv(diag.KeepaliveIntvl, "intvl"),
+		kv(diag.KeepaliveProbes, "probes"), kv(diag.Retries2, "retries2"),
+	}, "  "))
+
+	var path []string
+	for _, mb := range m.report.Middleboxes {
+		path = append(path, fmt.Sprintf("%s %s", mb.Name, shortDur(mb.IdleTimeout)))
+	}
+	if len(path) == 0 {
+		path = []string{st.Dim.Render("none known (declare with --middlebox)")}
+	}
+	lines = append(lines, st.Label.Render("idle timeouts on the path: ")+strings.Join(path, " · "))
+
+	counts := map[rules.Severity]int{}
+	for _, f := range m.report.Findings {
+		counts[f.Severity]++
+	}
+	state := fmt.Sprintf("live every %s", m.opts.Interval)
+	switch {
+	case m.paused:
+		state = st.Warning.Render("paused (space resumes)")
+	case m.loading:
+		state += " ⟳"
+	}
+	lines = append(lines, fmt.Sprintf("%s %s  %s  %s   %s  %s  %s",
+		st.Label.Render("findings:"),
+		st.Critical.Render(fmt.Sprintf("%d critical", counts[rules.Critical])),
+		st.Warning.Render(fmt.Sprintf("%d warning", counts[rules.Warning])),
+		st.Info.Render(fmt.Sprintf("%d info", counts[rules.Info])),
+		st.Label.Render(fmt.Sprintf("%d sockets", len(s.Sockets))),
+		st.Dim.Render("taken "+s.TakenAt.Local().Format("15:04:05")), state))
+	for i, l := range lines {
+		lines[i] = ansi.Truncate(l, m.width, "…")
+	}
+	return strings.Join(lines, "\n")
+}
+
+// processNames lists the distinct commands holding sockets, most sockets first.
+func processNames(s *diag.Snapshot, n int) []string {
+	count := map[string]int{}
+	for _, sk := range s.Sockets {
+		for _, p := range sk.Processes {
+			count[p.Comm]++
+		}
+	}
+	names := make([]string, 0, len(count))
+	for c := range count {
+		names = append(names, c)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if count[a] != count[b] {
+			return count[b] - count[a]
+		}
+		return strings.Compare(a, b)
+	})
+	if len(names) > n {
+		names = append(names[:n], fmt.Sprintf("+%d", len(names)-n))
+	}
+	if len(names) == 0 {
+		return []string{"-"}
+	}
+	return names
+}
+
+func (m Model) tableView() string {
+	st := m.styles
+	cols, widths := layout(m.width)
+	var b strings.Builder
+	var titles []string
+	for _, c := range cols {
+		t := columns[c].title
+		if c == m.sortCol || (m.sortCol == colSendQ && c == colSendQ) {
+			if m.sortDesc {
+				t += "↓"
+			} else {
+				t += "↑"
+			}
+		}
+		if columns[c].right {
+			titles = append(titles, fitRight(t, widths[c]))
+		} else {
+			titles = append(titles, fit(t, widths[c]))
+		}
+	}
+	b.WriteString(st.Header.Render(strings.Join(titles, " ")))
+	h := m.tableHeight()
+	for i := m.offset; i < m.offset+h; i++ {
+		b.WriteString("\n")
+		if i >= len(m.visible) {
+			continue
+		}
+		r := &m.rows[m.visible[i]]
+		b.WriteString(m.renderRow(r, cols, widths, i == m.cursor))
+	}
+	if len(m.visible) == 0 && m.snap != nil {
+		b.WriteString("\n" + st.Dim.Render("  no connection matches the filter"))
+	}
+	return b.String()
+}
+
+func (m Model) renderRow(r *row, cols []column, widths [numColumns]int, selected bool) string {
+	st := m.styles
+	cells := make([]string, 0, len(cols))
+	for _, c := range cols {
+		text := r.cell(c, &m.report)
+		if columns[c].right {
+			text = fitRight(text, widths[c])
+		} else {
+			text = fit(text, widths[c])
+		}
+		if !selected {
+			switch {
+			case c == colFinding && len(r.findings) > 0:
+				text = st.Severity(r.worst).Render(text)
+			case c == colState && r.isNew:
+				text = st.New.Render(text)
+			case c == colRetrans && r.retransUp, (c == colSendQ || c == colRecvQ) && r.queueUp:
+				text = st.Changed.Render(text)
+			case c == colKeepalive && strings.HasPrefix(text, "off"):
+				text = st.Warning.Render(text)
+			case c == colState && r.s.State == diag.Established && len(r.findings) == 0:
+				text = st.OK.Render(text)
+			}
+		}
+		cells = append(cells, text)
+	}
+	line := strings.Join(cells, " ")
+	if selected {
+		return st.Selected.Render(line)
+	}
+	return line
+}
+
+func (m Model) footer() string {
+	st := m.styles
+	var status string
+	switch {
+	case m.filter.Focused() || m.filter.Value() != "":
+		status = m.filter.View()
+	case m.flash != "":
+		if m.flashErr {
+			status = st.FlashErr.Render(m.flash)
+		} else {
+			status = st.Flash.Render(m.flash)
+		}
+	}
+	pos := ""
+	if m.mode == modeTable && m.snap != nil {
+		pos = fmt.Sprintf("%d/%d", min(m.cursor+1, len(m.visible)), len(m.visible))
+		if len(m.visible) != len(m.rows) {
+			pos += fmt.Sprintf(" of %d", len(m.rows))
+		}
+	}
+	line1 := fit(status, max(0, m.width-ansi.StringWidth(pos)-1)) + " " + st.Dim.Render(pos)
+	helpLine := m.help.ShortHelpView(m.keys.ShortHelp())
+	if m.mode == modeDetails {
+		helpLine = m.help.ShortHelpView([]key.Binding{m.keys.Up, m.keys.Down, m.keys.PageDown, m.keys.Back, m.keys.Export, m.keys.Quit})
+	}
+	if m.mode == modeDetails {
+		return ansi.Truncate(helpLine, m.width, "…")
+	}
+	return ansi.Truncate(line1, m.width, "…") + "\n" + ansi.Truncate(helpLine, m.width, "…")
+}
+
+func (m Model) helpView() string {
+	body := m.styles.Section.Render("Keys") + "\n\n" + m.help.FullHelpView(m.keys.FullHelp()) +
+		"\n\n" + m.styles.Section.Render("Colours") + "\n\n" +
+		m.styles.Critical.Render("critical") + " will break or is broken   " +
+		m.styles.Warning.Render("warning") + " a risk   " +
+		m.styles.Info.Render("info") + " worth knowing   " +
+		m.styles.OK.Render("ok") + " healthy   " +
+		m.styles.Changed.Render("changed") + " grew since the last refresh   " +
+		m.styles.New.Render("new") + " appeared since the last refresh"
+	return lipgloss.NewStyle().Width(m.width).Height(m.tableHeight() + 1).Render(body)
+}
+
+// findingOrder lists findings grouped by rule, the worst rule first.
+func findingOrder(rep *rules.Report) []int {
+	idx := make([]int, len(rep.Findings))
+	worst := map[string]rules.Severity{}
+	for i, f := range rep.Findings {
+		idx[i] = i
+		worst[f.Rule] = max(worst[f.Rule], f.Severity)
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		fa, fb := rep.Findings[a], rep.Findings[b]
+		if worst[fa.Rule] != worst[fb.Rule] {
+			return int(worst[fb.Rule] - worst[fa.Rule])
+		}
+		return strings.Compare(fa.Rule, fb.Rule)
+	})
+	return idx
+}
+
+func (m Model) findingsView() string {
+	st := m.styles
+	h := m.tableHeight() + 1
+	if len(m.findItems) == 0 {
+		return fit(st.OK.Render("no findings: every connection looks healthy"), m.width) + strings.Repeat("\n", h-1)
+	}
+	// One line per finding, with a title line where a rule's group starts.
+	type line struct {
+		text string
+		item int // -1 for a group title
+	}
+	var lines []line
+	cur := 0
+	for i, fi := range m.findItems {
+		f := m.report.Findings[fi]
+		if i == 0 || m.report.Findings[m.findItems[i-1]].Rule != f.Rule {
+			n := 0
+			for _, fj := range m.findItems[i:] {
+				if m.report.Findings[fj].Rule == f.Rule {
+					n++
+				}
+			}
+			lines = append(lines, line{st.Section.Render(fmt.Sprintf("%s (%d)", f.Rule, n)), -1})
+		}
+		if i == m.findCur {
+			cur = len(lines)
+		}
+		lines = append(lines, line{fmt.Sprintf("  %s %s", st.Severity(f.Severity).Render(fmt.Sprintf("%-8s", f.Severity)), f.Summary), i})
+	}
+	start := max(0, min(cur-h/2, len(lines)-h))
+	var b strings.Builder
+	for i := start; i < start+h; i++ {
+		if i > start {
+			b.WriteString("\n")
+		}
+		if i >= len(lines) {
+			continue
+		}
+		text := ansi.Truncate(lines[i].text, m.width, "…")
+		if lines[i].item == m.findCur {
+			text = st.Selected.Render(ansi.Strip(text))
+		}
+		b.WriteString(text)
+	}
+	return b.String()
+}
+
+// renderDetails fills the details viewport with the socket (or namespace
+// finding) being looked at.
+func (m *Model) renderDetails() {
+	if m.detailsID == "" {
+		if m.finding < len(m.report.Findings) {
+			m.details.SetContent(m.findingText(&m.report.Findings[m.finding]))
+		}
+		return
+	}
+	var s *diag.Socket
+	for i := range m.snap.Sockets {
+		if m.snap.Sockets[i].ID == m.detailsID {
+			s = &m.snap.Sockets[i]
+		}
+	}
+	if s == nil {
+		m.details.SetContent(m.styles.Warning.Render("socket "+m.detailsID+" is gone: it closed since it was selected") + "\n\n(esc to go back)")
+		return
+	}
+	m.details.SetContent(m.socketText(s))
+}
+
+func (m *Model) socketText(s *diag.Socket) string {
+	st := m.styles
+	var b strings.Builder
+	kv := func(k string, v any) { fmt.Fprintf(&b, "  %s %v\n", st.Label.Render(fmt.Sprintf("%-18s", k)), v) }
+	fmt.Fprintf(&b, "%s  %s -> %s  %s\n\n", st.Title.Render("socket "+s.ID), s.Local, s.Remote, st.Value.Render(s.State.String()))
+	kv("family", s.Family)
+	kv("inode", s.Inode)
+	kv("uid", s.UID)
+	kv("recv-q / send-q", fmt.Sprintf("%d / %d", s.RecvQ, s.SendQ))
+	kv("timer", fmt.Sprintf("%s, expires in %s, count %d", s.Timer.Kind, time.Duration(s.Timer.ExpiresMS)*time.Millisecond, s.Timer.Retrans))
+	if s.Cong != "" {
+		kv("congestion", s.Cong)
+	}
+	for _, p := range s.Processes {
+		kv("process", fmt.Sprintf("%s pid %d fd %d", p.Comm, p.PID, p.FD))
+	}
+	if len(s.Processes) == 0 {
+		kv("process", st.Dim.Render("none visible"))
+	}
+
+	b.WriteString("\n" + st.Section.Render("Own options") + "\n")
+	k := s.Keepalive
+	if k.Enabled == nil {
+		kv("keepalive", st.Warning.Render("unknown: "+k.Reason))
+	} else {
+		kv("SO_KEEPALIVE", *k.Enabled)
+		kv("TCP_KEEPIDLE", fmt.Sprintf("%d s", *k.IdleS))
+		kv("TCP_KEEPINTVL", fmt.Sprintf("%d s", *k.IntervalS))
+		kv("TCP_KEEPCNT", *k.Probes)
+		kv("timings from", map[string]string{"socket": "the socket's own setsockopt", "namespace": "the namespace's tcp_keepalive_* sysctls"}[k.Source])
+	}
+	if s.UserTimeoutMS != nil {
+		kv("TCP_USER_TIMEOUT", fmt.Sprintf("%d ms", *s.UserTimeoutMS))
+	}
+
+	fs := []int{}
+	for i, f := range m.report.Findings {
+		if f.Socket != nil && *f.Socket == s.ID {
+			fs = append(fs, i)
+		}
+	}
+	b.WriteString("\n" + st.Section.Render(fmt.Sprintf("Findings (%d)", len(fs))) + "\n")
+	if len(fs) == 0 {
+		b.WriteString("  " + st.OK.Render("none") + "\n")
+	}
+	for _, i := range fs {
+		b.WriteString(m.findingText(&m.report.Findings[i]))
+	}
+
+	if s.TCPInfo != nil {
+		b.WriteString("\n" + st.Section.Render(fmt.Sprintf("tcp_info (%d bytes from the kernel)", s.TCPInfo.Size)) + "\n")
+		for _, f := range tcpInfoFields(s.TCPInfo) {
+			kv(f.name, f.value)
+		}
+	}
+	return wrap(b.String(), m.width)
+}
+
+func (m *Model) findingText(f *rules.Finding) string {
+	st := m.styles
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n  %s %s\n", st.Severity(f.Severity).Render(strings.ToUpper(f.Severity.String())), st.Value.Render(f.Rule))
+	fmt.Fprintf(&b, "  %s\n", f.Summary)
+	keys := make([]string, 0, len(f.Evidence))
+	for k := range f.Evidence {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b.WriteString("  " + st.Label.Render("evidence") + "\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "    %s = %v\n", k, f.Evidence[k])
+	}
+	b.WriteString("  " + st.Label.Render("fix") + "\n")
+	for _, fx := range f.Fix {
+		fmt.Fprintf(&b, "    %s\n", st.Key.Render(fx.Where))
+		for _, l := range strings.Split(fx.Snippet, "\n") {
+			b.WriteString("      " + l + "\n")
+		}
+	}
+	return wrap(b.String(), m.width)
+}
+
+// wrap soft-wraps long lines to the screen width.
+func wrap(s string, w int) string {
+	if w <= 0 {
+		return s
+	}
+	return ansi.Wrap(s, w, " ")
+}
