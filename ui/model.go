@@ -72,7 +72,7 @@ type Model struct {
 	rows   []row
 	// visible indexes rows that pass the filter, in sorted order.
 	visible []int
-	prev    map[string]sample
+	cache   *rowCache
 
 	sortCol  column
 	sortDesc bool
@@ -82,7 +82,8 @@ type Model struct {
 	details   viewport.Model
 	detailsID string // socket shown in details, "" for a namespace finding
 	finding   int    // finding shown in details when detailsID is ""
-	findItems []int  // findings in the findings view's order
+	findItems []int  // findings in the findings view's order, built on entering it
+	procNames string // the header's process list
 	findCur   int
 
 	paused, loading bool
@@ -106,6 +107,7 @@ func New(opts Options) Model {
 		help:    help.New(),
 		filter:  ti,
 		details: viewport.New(),
+		cache:   &rowCache{},
 		sortCol: colFinding, sortDesc: true,
 		loading: true,
 	}
@@ -278,7 +280,7 @@ func (m Model) tableKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			m.openDetails(r.s.ID)
 		}
 	case key.Matches(msg, k.Findings):
-		m.mode = modeFindings
+		m.openFindings()
 	default:
 		for col, b := range map[column]key.Binding{
 			colState: k.SortState, colRemote: k.SortRemote, colProcess: k.SortProcess, colSendQ: k.SortQueue,
@@ -324,9 +326,12 @@ func (m *Model) apply(snap *diag.Snapshot, rep rules.Report) {
 		keep = r.s.ID
 	}
 	m.snap, m.report = snap, rep
-	m.rows, m.prev = buildRows(snap, &m.report, m.prev)
-	m.findItems = findingOrder(&m.report)
-	m.findCur = min(m.findCur, max(0, len(m.findItems)-1))
+	m.rows = m.cache.build(snap, &m.report)
+	m.procNames = strings.Join(processNames(snap, 4), ", ")
+	m.findItems = nil
+	if m.mode == modeFindings {
+		m.openFindings()
+	}
 	m.sortRows()
 	m.refilter()
 	if keep != "" {
@@ -335,6 +340,15 @@ func (m *Model) apply(snap *diag.Snapshot, rep rules.Report) {
 	if m.mode == modeDetails {
 		m.renderDetails()
 	}
+}
+
+// openFindings shows the findings view; its order is built only when shown.
+func (m *Model) openFindings() {
+	m.mode = modeFindings
+	if m.findItems == nil {
+		m.findItems = findingOrder(&m.report)
+	}
+	m.findCur = min(m.findCur, max(0, len(m.findItems)-1))
 }
 
 func (m *Model) sortBy(c column) {
@@ -353,7 +367,14 @@ func (m *Model) sortBy(c column) {
 }
 
 func (m *Model) sortRows() {
-	slices.SortStableFunc(m.rows, func(a, b row) int {
+	if len(m.rows) > 0 {
+		if _, ok := numericKey(m.sortCol, &m.rows[0]); ok {
+			m.rows = m.cache.sortNumeric(m.rows, m.sortCol, m.sortDesc)
+			return
+		}
+	}
+	// less breaks every tie, so an unstable sort is deterministic.
+	slices.SortFunc(m.rows, func(a, b row) int {
 		if m.sortDesc {
 			return less(m.sortCol, &b, &a)
 		}
@@ -365,7 +386,7 @@ func (m *Model) refilter() {
 	words := strings.Fields(strings.ToLower(m.filter.Value()))
 	m.visible = m.visible[:0]
 	for i := range m.rows {
-		if len(words) == 0 || m.rows[i].matches(words, &m.report) {
+		if len(words) == 0 || m.rows[i].matches(words, &m.report, m.cache) {
 			m.visible = append(m.visible, i)
 		}
 	}

@@ -13,7 +13,8 @@ import (
 // WritePlain prints the connection table and the findings as plain text,
 // for when stdout is a pipe or a file rather than a terminal.
 func WritePlain(w io.Writer, snap *diag.Snapshot, rep rules.Report) error {
-	rows, _ := buildRows(snap, &rep, nil)
+	var cache rowCache
+	rows := cache.build(snap, &rep)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	plainCols := []column{colState, colRecvQ, colSendQ, colLocal, colRemote, colProcess, colTimer, colRetrans, colRTO, colIdle, colKeepalive, colUserTimeout, colFinding}
 	titles := make([]string, len(plainCols))
@@ -24,7 +25,7 @@ func WritePlain(w io.Writer, snap *diag.Snapshot, rep rules.Report) error {
 	cells := make([]string, len(plainCols))
 	for i := range rows {
 		for j, c := range plainCols {
-			cells[j] = rows[i].cell(c, &rep)
+			cells[j] = rows[i].cell(c, &rep, &cache)
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}

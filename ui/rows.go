@@ -16,10 +16,14 @@ import (
 // changed since the last refresh. Cells are formatted only when drawn.
 type row struct {
 	s *diag.Socket
-	// findings index the report's findings about this socket, worst first.
-	findings []int
-	worst    rules.Severity
-	isNew    bool
+	// order is the socket's place in the snapshot, which diag sorts by
+	// address: the tie-break that keeps sorting stable and cheap.
+	order int
+	// first is the socket's worst finding, -1 for none; rowCache.chain
+	// leads from it to the others.
+	first int32
+	worst rules.Severity
+	isNew bool
 	// retransUp and queueUp mark values that grew since the last refresh.
 	retransUp, queueUp bool
 	haystack           string
@@ -39,48 +43,112 @@ func sampleOf(s *diag.Socket) sample {
 	return sample{retrans: r, recvQ: s.RecvQ, sendQ: s.SendQ}
 }
 
-// buildRows turns a snapshot and its report into rows, marking what changed
-// since prev (nil on the first snapshot: nothing is new then).
-func buildRows(snap *diag.Snapshot, rep *rules.Report, prev map[string]sample) ([]row, map[string]sample) {
-	byID := make(map[string][]int)
-	for i, f := range rep.Findings {
-		if f.Socket != nil {
-			byID[*f.Socket] = append(byID[*f.Socket], i)
+// rowCache turns snapshots into rows. It remembers the last snapshot's
+// samples to mark what changed, and reuses its maps and slices: the live
+// view rebuilds 40,000 rows a second and the allocator should not notice.
+type rowCache struct {
+	prev, next map[uint64]sample
+	// head maps a socket to its first finding; chain[i] is the next finding
+	// about the same socket as finding i, or -1.
+	head  map[uint64]int32
+	chain []int32
+	rows  []row
+	// keys and sorted are scratch space for sortNumeric.
+	keys   []uint64
+	sorted []row
+	// seen is false until the first snapshot: nothing is "new" in it.
+	seen bool
+}
+
+// cookie turns a socket id (its cookie in hex) into a number: numbers hash
+// faster than strings.
+func cookie(id string) uint64 {
+	c, _ := strconv.ParseUint(id, 16, 64)
+	return c
+}
+
+// build returns the rows of snap. The slice is reused by the next call.
+func (c *rowCache) build(snap *diag.Snapshot, rep *rules.Report) []row {
+	if c.head == nil {
+		c.prev, c.next, c.head = map[uint64]sample{}, map[uint64]sample{}, map[uint64]int32{}
+	}
+	clear(c.head)
+	c.chain = slices.Grow(c.chain[:0], len(rep.Findings))[:len(rep.Findings)]
+	// Walk backwards so each chain runs in report order, worst first.
+	for i := len(rep.Findings) - 1; i >= 0; i-- {
+		c.chain[i] = -1
+		if id := rep.Findings[i].Socket; id != nil {
+			k := cookie(*id)
+			if h, ok := c.head[k]; ok {
+				c.chain[i] = h
+			}
+			c.head[k] = int32(i)
 		}
 	}
-	rows := make([]row, len(snap.Sockets))
-	next := make(map[string]sample, len(snap.Sockets))
+	clear(c.next)
+	c.rows = slices.Grow(c.rows[:0], len(snap.Sockets))[:len(snap.Sockets)]
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
-		r := row{s: s, findings: byID[s.ID], worst: -1}
-		for _, fi := range r.findings {
-			r.worst = max(r.worst, rep.Findings[fi].Severity)
+		k := cookie(s.ID)
+		r := row{s: s, order: i, first: -1, worst: -1}
+		if h, ok := c.head[k]; ok {
+			r.first, r.worst = h, rep.Findings[h].Severity
 		}
 		cur := sampleOf(s)
-		next[s.ID] = cur
-		if prev != nil {
-			old, seen := prev[s.ID]
-			r.isNew = !seen
-			r.retransUp = seen && cur.retrans > old.retrans
-			r.queueUp = seen && (cur.sendQ > old.sendQ || cur.recvQ > old.recvQ)
+		c.next[k] = cur
+		if c.seen {
+			old, had := c.prev[k]
+			r.isNew = !had
+			r.retransUp = had && cur.retrans > old.retrans
+			r.queueUp = had && (cur.sendQ > old.sendQ || cur.recvQ > old.recvQ)
 		}
-		rows[i] = r
+		c.rows[i] = r
 	}
-	return rows, next
+	c.prev, c.next = c.next, c.prev
+	c.seen = true
+	return c.rows
+}
+
+// sortNumeric sorts rows by a numeric column. Each row becomes one integer,
+// the value in the high half (inverted when descending) and its position in
+// the low half, so ties keep address order and sorting is a plain integer
+// sort. It returns the sorted rows; the slice passed in becomes scratch.
+func (c *rowCache) sortNumeric(rows []row, col column, desc bool) []row {
+	c.keys = slices.Grow(c.keys[:0], len(rows))[:len(rows)]
+	for i := range rows {
+		v, _ := numericKey(col, &rows[i])
+		if desc {
+			v = ^v
+		}
+		c.keys[i] = uint64(v)<<32 | uint64(i)
+	}
+	slices.Sort(c.keys)
+	c.sorted = slices.Grow(c.sorted[:0], len(rows))[:len(rows)]
+	for i, k := range c.keys {
+		c.sorted[i] = rows[uint32(k)]
+	}
+	out := c.sorted
+	c.sorted, c.rows = rows, out
+	return out
+}
+
+// findings calls fn with each finding about r, worst first.
+func (c *rowCache) findings(r *row, fn func(int)) {
+	for i := r.first; i >= 0; i = c.chain[i] {
+		fn(int(i))
+	}
 }
 
 // matches reports whether every word of the query appears in the row's
 // address, port, process, state or rule names.
-func (r *row) matches(words []string, rep *rules.Report) bool {
+func (r *row) matches(words []string, rep *rules.Report, c *rowCache) bool {
 	if r.haystack == "" {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s %s %s %s", strings.ToLower(r.s.State.String()), r.s.Local, r.s.Remote, r.s.ID)
 		for _, p := range r.s.Processes {
 			fmt.Fprintf(&b, " %s %d", strings.ToLower(p.Comm), p.PID)
 		}
-		for _, fi := range r.findings {
-			b.WriteString(" " + rep.Findings[fi].Rule)
-		}
+		c.findings(r, func(fi int) { b.WriteString(" " + rep.Findings[fi].Rule) })
 		r.haystack = b.String()
 	}
 	for _, w := range words {
@@ -123,11 +191,11 @@ type columnSpec struct {
 
 var columns = [numColumns]columnSpec{
 	colState:       {"STATE", 11, false, false, 0},
-	colLocal:       {"LOCAL", 21, true, false, 3},
+	colLocal:       {"LOCAL", 21, true, false, 5},
 	colRemote:      {"REMOTE", 21, true, false, 1},
-	colProcess:     {"PROCESS", 14, false, false, 4},
+	colProcess:     {"PROCESS", 14, false, false, 3},
 	colRecvQ:       {"RECV-Q", 7, false, true, 6},
-	colSendQ:       {"SEND-Q", 7, false, true, 5},
+	colSendQ:       {"SEND-Q", 7, false, true, 4},
 	colTimer:       {"TIMER", 16, false, false, 7},
 	colRetrans:     {"RETR", 5, false, true, 9},
 	colRTO:         {"RTO", 6, false, true, 11},
@@ -178,7 +246,7 @@ func layout(width int) (cols []column, widths [numColumns]int) {
 }
 
 // cell formats one cell of r, uncoloured.
-func (r *row) cell(c column, rep *rules.Report) string {
+func (r *row) cell(c column, rep *rules.Report, rc *rowCache) string {
 	s := r.s
 	switch c {
 	case colState:
@@ -186,6 +254,10 @@ func (r *row) cell(c column, rep *rules.Report) string {
 	case colLocal:
 		return s.Local.String()
 	case colRemote:
+		if s.State == diag.Listen {
+			// A listener has no peer: say what it listens on, for narrow screens without LOCAL.
+			return fmt.Sprintf("(listening :%d)", s.Local.Port())
+		}
 		return s.Remote.String()
 	case colProcess:
 		if len(s.Processes) == 0 {
@@ -235,12 +307,14 @@ func (r *row) cell(c column, rep *rules.Report) string {
 		}
 		return shortDur(time.Duration(*s.UserTimeoutMS) * time.Millisecond)
 	case colFinding:
-		if len(r.findings) == 0 {
+		if r.first < 0 {
 			return ""
 		}
-		name := rep.Findings[r.findings[0]].Rule
-		if len(r.findings) > 1 {
-			name += fmt.Sprintf(" +%d", len(r.findings)-1)
+		n := 0
+		rc.findings(r, func(int) { n++ })
+		name := rep.Findings[r.first].Rule
+		if n > 1 {
+			name += fmt.Sprintf(" +%d", n-1)
 		}
 		return name
 	}
@@ -264,8 +338,8 @@ func shortDur(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-// less orders rows by column c; ties fall back to the socket id so the
-// order is stable from one refresh to the next.
+// less orders rows by column c; ties fall back to the snapshot's own
+// order, so rows do not jump around from one refresh to the next.
 func less(c column, a, b *row) int {
 	var r int
 	switch c {
@@ -287,9 +361,25 @@ func less(c column, a, b *row) int {
 		r = a.s.Local.Compare(b.s.Local)
 	}
 	if r == 0 {
-		r = cmp.Compare(a.s.ID, b.s.ID)
+		r = cmp.Compare(a.order, b.order)
 	}
 	return r
+}
+
+// numericKey returns the value a numeric column sorts by, and false for the
+// columns that sort by text.
+func numericKey(c column, r *row) (uint32, bool) {
+	switch c {
+	case colSendQ:
+		return r.s.SendQ + r.s.RecvQ, true
+	case colRetrans:
+		return retrans(r.s), true
+	case colIdle:
+		return idle(r.s), true
+	case colFinding:
+		return uint32(r.worst + 1), true
+	}
+	return 0, false
 }
 
 func procKey(s *diag.Socket) string {

@@ -86,7 +86,7 @@ func (m Model) header() string {
 		host = fmt.Sprintf("host netns %d", s.Host.NetnsInode)
 	}
 	lines = append(lines, fmt.Sprintf("%s  %s  %s  %s %s", st.Title.Render("tcpvet"), st.Value.Render(target), host,
-		st.Label.Render("processes:"), strings.Join(processNames(s, 4), ", ")))
+		st.Label.Render("processes:"), m.procNames))
 
 	kv := func(name, short string) string {
 		t, tok := s.Sysctls.Target.Get(name)
@@ -134,7 +134,7 @@ func (m Model) header() string {
 		st.Warning.Render(fmt.Sprintf("%d warning", counts[rules.Warning])),
 		st.Info.Render(fmt.Sprintf("%d info", counts[rules.Info])),
 		st.Label.Render(fmt.Sprintf("%d sockets", len(s.Sockets))),
-		st.Dim.Render("taken "+s.TakenAt.Local().Format("15:04:05")), state))
+		st.Dim.Render("taken "+s.TakenAt.UTC().Format("15:04:05")+" UTC"), state))
 	for i, l := range lines {
 		lines[i] = ansi.Truncate(l, m.width, "…")
 	}
@@ -208,7 +208,7 @@ func (m Model) renderRow(r *row, cols []column, widths [numColumns]int, selected
 	st := m.styles
 	cells := make([]string, 0, len(cols))
 	for _, c := range cols {
-		text := r.cell(c, &m.report)
+		text := r.cell(c, &m.report, m.cache)
 		if columns[c].right {
 			text = fitRight(text, widths[c])
 		} else {
@@ -216,7 +216,7 @@ func (m Model) renderRow(r *row, cols []column, widths [numColumns]int, selected
 		}
 		if !selected {
 			switch {
-			case c == colFinding && len(r.findings) > 0:
+			case c == colFinding && r.first >= 0:
 				text = st.Severity(r.worst).Render(text)
 			case c == colState && r.isNew:
 				text = st.New.Render(text)
@@ -224,7 +224,7 @@ func (m Model) renderRow(r *row, cols []column, widths [numColumns]int, selected
 				text = st.Changed.Render(text)
 			case c == colKeepalive && strings.HasPrefix(text, "off"):
 				text = st.Warning.Render(text)
-			case c == colState && r.s.State == diag.Established && len(r.findings) == 0:
+			case c == colState && r.s.State == diag.Established && r.first < 0:
 				text = st.OK.Render(text)
 			}
 		}

@@ -1,0 +1,291 @@
+package ui
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden views in testdata")
+
+func ptr[T any](v T) *T { return &v }
+
+// fixture is a small namespace with one connection in each interesting state.
+func fixture() *diag.Snapshot {
+	est := func(id, remote string) diag.Socket {
+		return diag.Socket{
+			ID: id, State: diag.Established, Family: "inet",
+			Local:  netip.MustParseAddrPort("10.0.0.5:" + id),
+			Remote: netip.MustParseAddrPort(remote),
+			Timer:  diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 30000},
+			TCPInfo: &diag.TCPInfo{Size: 280, RTO: 204000, SndWnd: 65535, LastDataRecv: 1200, LastDataSent: 1200,
+				LastAckRecv: 1200, TotalRetrans: 0},
+			Keepalive:     diag.Keepalive{Enabled: ptr(true), IdleS: ptr(60), IntervalS: ptr(10), Probes: ptr(5), Source: "socket"},
+			UserTimeoutMS: ptr(0),
+			Processes:     []diag.Process{{PID: 42, Comm: "api", FD: 9}},
+		}
+	}
+	healthy := est("40001", "10.0.1.9:443")
+	noKA := est("40002", "10.0.1.9:5432")
+	noKA.Keepalive = diag.Keepalive{Enabled: ptr(false), IdleS: ptr(7200), IntervalS: ptr(75), Probes: ptr(9), Source: "namespace"}
+	noKA.Timer = diag.Timer{}
+	dead := est("40003", "10.0.2.7:8080")
+	dead.Timer = diag.Timer{Kind: diag.TimerOn, ExpiresMS: 900, Retrans: 4}
+	dead.SendQ = 1460
+	dead.TCPInfo.Retransmits, dead.TCPInfo.Backoff, dead.TCPInfo.Unacked = 4, 4, 1
+	dead.TCPInfo.RTO, dead.TCPInfo.LastAckRecv, dead.TCPInfo.TotalRetrans = 3264000, 4000, 4
+	cw := est("40004", "10.0.3.3:6379")
+	cw.State = diag.CloseWait
+	listen := diag.Socket{ID: "9", State: diag.Listen, Family: "inet6",
+		Local: netip.MustParseAddrPort("[::]:8080"), Remote: netip.MustParseAddrPort("[::]:0"),
+		SendQ: 4096, Keepalive: diag.Keepalive{Enabled: ptr(false), IdleS: ptr(7200), IntervalS: ptr(75), Probes: ptr(9), Source: "namespace"},
+		UserTimeoutMS: ptr(0), Processes: []diag.Process{{PID: 42, Comm: "api", FD: 3}}}
+	tw := diag.Socket{ID: "7", State: diag.TimeWait, Family: "inet",
+		Local: netip.MustParseAddrPort("10.0.0.5:39000"), Remote: netip.MustParseAddrPort("10.0.1.9:443"),
+		Timer: diag.Timer{Kind: diag.TimerTimeWait, ExpiresMS: 41000}, Keepalive: diag.Keepalive{Source: "unknown", Reason: "no file descriptor"}}
+	snap := &diag.Snapshot{
+		Schema: diag.Schema, TakenAt: time.Date(2026, 11, 23, 3, 4, 5, 0, time.UTC),
+		Target:  diag.Target{NetnsInode: 4026532177, Path: "/proc/42/ns/net", PID: 42},
+		Host:    diag.Host{Visible: true, NetnsInode: 4026531833, Path: "/proc/1/ns/net", IPVS: &diag.IPVS{Present: true, TCPTimeoutS: 900}},
+		Sockets: []diag.Socket{healthy, noKA, dead, cw, listen, tw},
+	}
+	snap.Sysctls.Target = diag.Sysctls{diag.KeepaliveTime: 7200, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 15}
+	snap.Sysctls.Host = diag.Sysctls{diag.KeepaliveTime: 600, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 15}
+	return snap
+}
+
+// drive feeds msgs to a fresh model of the given size holding snap.
+func drive(t testing.TB, w, h int, snap *diag.Snapshot, msgs ...tea.Msg) Model {
+	t.Helper()
+	var m tea.Model = New(Options{Interval: time.Second})
+	m, _ = m.Update(tea.WindowSizeMsg{Width: w, Height: h})
+	m, _ = m.Update(snapshotMsg{snap: snap, rep: rules.Evaluate(snap, nil)})
+	for _, msg := range msgs {
+		m, _ = m.Update(msg)
+	}
+	return m.(Model)
+}
+
+func screen(m Model) string { return ansi.Strip(m.View().Content) }
+
+func press(s string) tea.Msg {
+	switch s {
+	case "enter":
+		return tea.KeyPressMsg{Code: tea.KeyEnter}
+	case "esc":
+		return tea.KeyPressMsg{Code: tea.KeyEscape}
+	case "space":
+		return tea.KeyPressMsg{Code: tea.KeySpace, Text: " "}
+	case "down":
+		return tea.KeyPressMsg{Code: tea.KeyDown}
+	}
+	r := []rune(s)[0]
+	return tea.KeyPressMsg{Code: r, Text: s}
+}
+
+func typeText(s string) []tea.Msg {
+	var out []tea.Msg
+	for _, r := range s {
+		out = append(out, press(string(r)))
+	}
+	return out
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./ui -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from %s (go test ./ui -update rewrites it):\n%s", name, path, got)
+	}
+}
+
+func TestViewsGolden(t *testing.T) {
+	for _, size := range [][2]int{{80, 24}, {160, 40}} {
+		w, h := size[0], size[1]
+		name := fmt.Sprintf("%dx%d", w, h)
+		t.Run(name, func(t *testing.T) {
+			m := drive(t, w, h, fixture())
+			golden(t, "table-"+name, screen(m))
+			golden(t, "findings-"+name, screen(drive(t, w, h, fixture(), press("f"))))
+			golden(t, "help-"+name, screen(drive(t, w, h, fixture(), press("?"))))
+			for _, line := range strings.Split(screen(m), "\n") {
+				if ansi.StringWidth(line) > w {
+					t.Errorf("line wider than %d: %q", w, line)
+				}
+			}
+			if n := strings.Count(screen(m), "\n") + 1; n > h {
+				t.Errorf("%d lines on a %d-line terminal", n, h)
+			}
+		})
+	}
+}
+
+func TestWorstConnectionFirstAndDetails(t *testing.T) {
+	m := drive(t, 160, 40, fixture())
+	lines := strings.Split(screen(m), "\n")
+	top := lines[headerLines+1] + lines[headerLines+2]
+	if !strings.Contains(top, "half-open") || !strings.Contains(top, "no-keepalive") {
+		t.Errorf("first rows %q, want the two critical connections", top)
+	}
+	dm := drive(t, 160, 40, fixture(), append(append([]tea.Msg{press("/")}, typeText("half")...), press("enter"), press("enter"))...)
+	d := screen(dm)
+	for _, want := range []string{"socket 40003", "Own options", "SO_KEEPALIVE", "CRITICAL half-open", "gives_up_in_s"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("details lack %q:\n%s", want, d)
+		}
+	}
+	// The rest is a scroll away.
+	all := ansi.Strip(dm.details.GetContent())
+	for _, want := range []string{"tcp_info (280 bytes", "rto_us", "Envoy cluster"} {
+		if strings.Contains(d, want) || !strings.Contains(all, want) {
+			t.Errorf("%q should be below the fold of the details", want)
+		}
+	}
+}
+
+func TestFilter(t *testing.T) {
+	msgs := append([]tea.Msg{press("/")}, typeText("close")...)
+	m := drive(t, 160, 40, fixture(), append(msgs, press("enter"))...)
+	s := screen(m)
+	if !strings.Contains(s, "CLOSE_WAIT") || strings.Contains(s, "10.0.2.7:8080") || !strings.Contains(s, "1/1 of 6") {
+		t.Errorf("filter 'close' should keep only CLOSE_WAIT:\n%s", s)
+	}
+	// By rule name and by process.
+	m = drive(t, 160, 40, fixture(), append(append([]tea.Msg{press("/")}, typeText("no-keepalive")...), press("enter"))...)
+	if s := screen(m); !strings.Contains(s, "10.0.1.9:5432") || !strings.Contains(s, "1/1 of 6") {
+		t.Errorf("filter by rule:\n%s", s)
+	}
+	// esc clears it.
+	m = drive(t, 160, 40, fixture(), append(append([]tea.Msg{press("/")}, typeText("close")...), press("enter"), press("esc"))...)
+	if s := screen(m); !strings.Contains(s, "1/6") || strings.Contains(s, " of 6") {
+		t.Errorf("esc should clear the filter:\n%s", s)
+	}
+}
+
+func TestFindingsEnterJumpsToSocket(t *testing.T) {
+	m := drive(t, 160, 40, fixture(), press("f"), press("enter"))
+	if m.mode != modeDetails || m.detailsID != "40003" { // half-open sorts first among critical rules
+		t.Errorf("mode %v socket %q, want details of the half-open socket", m.mode, m.detailsID)
+	}
+}
+
+func TestSortAndChangeMarks(t *testing.T) {
+	m := drive(t, 160, 40, fixture(), press("R"))
+	if m.sortCol != colRemote || m.sortDesc {
+		t.Fatalf("sort = %v desc %v", m.sortCol, m.sortDesc)
+	}
+	if !strings.Contains(screen(m), "REMOTE↑") {
+		t.Error("no arrow on the sorted column")
+	}
+	// A refresh where the dead peer retransmitted again and a socket appeared.
+	next := fixture()
+	next.Sockets[2].TCPInfo.TotalRetrans = 5
+	extra := next.Sockets[0]
+	extra.ID, extra.Local = "50000", netip.MustParseAddrPort("10.0.0.5:50000")
+	next.Sockets = append(next.Sockets, extra)
+	var tm tea.Model = m
+	tm, _ = tm.Update(snapshotMsg{snap: next, rep: rules.Evaluate(next, nil)})
+	m = tm.(Model)
+	var changed, fresh bool
+	for _, r := range m.rows {
+		changed = changed || r.s.ID == "40003" && r.retransUp
+		fresh = fresh || r.s.ID == "50000" && r.isNew
+	}
+	if !changed || !fresh {
+		t.Errorf("retransmit growth marked %v, new socket marked %v", changed, fresh)
+	}
+}
+
+func TestPauseAndRefresh(t *testing.T) {
+	m := drive(t, 80, 24, fixture(), press("space"))
+	if !m.paused || !strings.Contains(screen(m), "paused") {
+		t.Errorf("space should pause:\n%s", screen(m))
+	}
+	// A tick while paused fetches nothing.
+	if _, cmd := m.Update(tickMsg{}); cmd != nil {
+		t.Error("paused model scheduled a fetch")
+	}
+}
+
+func TestQuit(t *testing.T) {
+	for _, k := range []tea.Msg{press("q"), tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}} {
+		_, cmd := drive(t, 80, 24, fixture()).Update(k)
+		if cmd == nil {
+			t.Fatalf("%v: no command", k)
+		}
+		if _, ok := cmd().(tea.QuitMsg); !ok {
+			t.Errorf("%v does not quit", k)
+		}
+	}
+}
+
+func TestRefreshErrorKeepsLastSnapshot(t *testing.T) {
+	var tm tea.Model = drive(t, 120, 30, fixture())
+	tm, _ = tm.Update(snapshotMsg{err: fmt.Errorf("read sock_diag: no such process")})
+	s := screen(tm.(Model))
+	if !strings.Contains(s, "refresh failed: read sock_diag") || !strings.Contains(s, "10.0.2.7:8080") {
+		t.Errorf("error should flash over the last good table:\n%s", s)
+	}
+}
+
+// BenchmarkRefreshRender applies a 40,000-socket snapshot and draws a frame,
+// what the live view does every interval.
+func BenchmarkRefreshRender(b *testing.B) {
+	base := fixture()
+	snap := *base
+	snap.Sockets = make([]diag.Socket, 0, 40000)
+	for i := range 40000 {
+		s := base.Sockets[i%4]
+		s.ID = fmt.Sprintf("%x", i+1)
+		s.Local = netip.AddrPortFrom(s.Local.Addr(), uint16(i%60000+1024))
+		snap.Sockets = append(snap.Sockets, s)
+	}
+	rep := rules.Evaluate(&snap, nil)
+	var m tea.Model = New(Options{Interval: time.Second})
+	m, _ = m.Update(tea.WindowSizeMsg{Width: 200, Height: 60})
+	b.ResetTimer()
+	for b.Loop() {
+		m, _ = m.Update(snapshotMsg{snap: &snap, rep: rep})
+		_ = m.View()
+	}
+}
+
+// BenchmarkScroll is one key press and frame on the 40,000-socket table.
+func BenchmarkScroll(b *testing.B) {
+	base := fixture()
+	snap := *base
+	snap.Sockets = nil
+	for i := range 40000 {
+		s := base.Sockets[i%4]
+		s.ID = fmt.Sprintf("%x", i+1)
+		snap.Sockets = append(snap.Sockets, s)
+	}
+	m := drive(b, 200, 60, &snap)
+	var tm tea.Model = m
+	down := press("down")
+	for b.Loop() {
+		tm, _ = tm.Update(down)
+		_ = tm.View()
+	}
+}
