@@ -78,5 +78,6 @@ func (tm *Tmux) Dead() (bool, string) {
 	tm.t.Helper()
 	out := Run(tm.t, "tmux", "display-message", "-p", "-t", tm.name, "#{pane_dead} #{pane_dead_status}")
 	f := strings.Fields(out)
-	return len(f) > 0 && f[0] == "1", strings.Join(f[1:], " ")
+	// tmux marks the pane dead a moment before it records the status.
+	return len(f) > 1 && f[0] == "1", strings.Join(f[1:], " ")
 }
