@@ -46,8 +46,8 @@ func TestTUIInTmux(t *testing.T) {
 	tm.Keys("q")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		dead, status := tm.Dead()
-		if dead {
+		exited, status := tm.Exited()
+		if exited {
 			if status != "0" {
 				t.Errorf("exit status %q, want 0", status)
 			}

@@ -27,8 +27,11 @@ func NewTmux(t testing.TB, width, height int, env []string, command ...string) *
 	for _, e := range env {
 		args = append(args, "-e", e)
 	}
-	Run(t, append(append([]string{"tmux"}, append(args, "--")...), command...)...)
-	Run(t, "tmux", "set-option", "-t", tm.name, "remain-on-exit", "on")
+	// The shell around the command prints its exit status where the test
+	// can read it (tmux 3.3 does not report a dead pane's status), then
+	// keeps the pane open so the screen left behind can be inspected.
+	wrapper := []string{"sh", "-c", `"$@"; echo "` + exitMarker + `$?"; exec sleep 3600`, "sh"}
+	Run(t, append(append(append([]string{"tmux"}, append(args, "--")...), wrapper...), command...)...)
 	t.Cleanup(func() { exec.Command("tmux", "kill-session", "-t", tm.name).Run() })
 	return tm
 }
@@ -73,11 +76,16 @@ func (tm *Tmux) WaitFor(timeout time.Duration, want ...string) string {
 	}
 }
 
-// Dead reports whether the command has exited, and its status.
-func (tm *Tmux) Dead() (bool, string) {
+const exitMarker = "tcpvet-testnet-exit:"
+
+// Exited reports whether the command has exited, and its exit status.
+func (tm *Tmux) Exited() (bool, string) {
 	tm.t.Helper()
-	out := Run(tm.t, "tmux", "display-message", "-p", "-t", tm.name, "#{pane_dead} #{pane_dead_status}")
-	f := strings.Fields(out)
-	// tmux marks the pane dead a moment before it records the status.
-	return len(f) > 1 && f[0] == "1", strings.Join(f[1:], " ")
+	s := tm.Screen(false)
+	i := strings.Index(s, exitMarker)
+	if i < 0 {
+		return false, ""
+	}
+	status, _, _ := strings.Cut(s[i+len(exitMarker):], "\n")
+	return true, strings.TrimSpace(status)
 }
