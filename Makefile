@@ -13,7 +13,7 @@ FUZZ_TARGETS = \
 	./diag:FuzzSocketInode \
 	./diag:FuzzParseCgroups
 
-.PHONY: all build test unit fuzz fuzz-short lint bench bench-ss clean
+.PHONY: all build test unit fuzz fuzz-short lint bench bench-ss screenshots clean
 
 all: build
 
@@ -51,3 +51,7 @@ bench-ss:
 
 clean:
 	rm -f $(BIN)
+
+# PNGs of the main table, details, findings and help from a real scenario.
+screenshots:
+	scripts/screenshots.sh

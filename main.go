@@ -190,7 +190,7 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 	}
 
 	if !cfg.json && isTerminal(stdout) {
-		m := ui.New(ui.Options{Source: source, Interval: cfg.interval})
+		m := ui.New(ui.Options{Source: source, Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
 		_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithOutput(stdout)).Run()
 		if err != nil && !errors.Is(err, tea.ErrProgramKilled) {
 			return rules.Report{}, fmt.Errorf("terminal: %w", err)

@@ -259,7 +259,7 @@ func recvBacklog(_ *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
 	return &Finding{
 		Rule:     RuleRecvBacklog,
 		Severity: Warning,
-		Summary:  fmt.Sprintf("%s: %d bytes have arrived and sat unread for at least %s: the local application is not reading", conn(s), s.RecvQ, human(age)),
+		Summary:  fmt.Sprintf("%s: %s have arrived and sat unread for at least %s: the local application is not reading", conn(s), plural(int(s.RecvQ), "byte"), human(age)),
 		Evidence: Evidence{"recv_q": s.RecvQ, "last_data_recv_ms": s.TCPInfo.LastDataRecv, "processes": s.Processes},
 		Fix:      []Fix{{Where: "the application", Snippet: "find the reader that stopped: a blocked goroutine or thread, a full channel, a lock (kill -QUIT a Go process for its stacks)"}},
 	}

@@ -31,6 +31,8 @@ type Options struct {
 	Interval time.Duration
 	// ExportDir is where e writes snapshots.
 	ExportDir string
+	// NoColor is set when the user asked for no colours (NO_COLOR).
+	NoColor bool
 }
 
 type mode int
@@ -103,7 +105,7 @@ func New(opts Options) Model {
 	return Model{
 		opts:    opts,
 		keys:    DefaultKeyMap(),
-		styles:  NewStyles(true),
+		styles:  NewStyles(true, opts.NoColor),
 		help:    help.New(),
 		filter:  ti,
 		details: viewport.New(),
@@ -142,7 +144,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.clampCursor()
 		return m, nil
 	case tea.BackgroundColorMsg:
-		m.styles = NewStyles(msg.IsDark())
+		m.styles = NewStyles(msg.IsDark(), m.opts.NoColor)
 		m.help.Styles = help.DefaultStyles(msg.IsDark())
 		return m, nil
 	case snapshotMsg:

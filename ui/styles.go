@@ -36,20 +36,22 @@ type Styles struct {
 	FlashErr lipgloss.Style
 }
 
-// NewStyles builds the styles for a dark or light terminal background.
-func NewStyles(isDark bool) Styles {
+// NewStyles builds the styles for a dark or light terminal background. With
+// noColor (NO_COLOR is set) the selection is shown in reverse video, since
+// its background colour will not be drawn.
+func NewStyles(isDark, noColor bool) Styles {
 	ld := lipgloss.LightDark(isDark)
 	c := func(light, dark string) color.Color { return ld(lipgloss.Color(light), lipgloss.Color(dark)) }
 	red, amber, blue, green := c("#c0392b", "#ff6b6b"), c("#a06000", "#ffb347"), c("#1f5fbf", "#6cb6ff"), c("#1e7b34", "#7bd88f")
 	dim := c("#6b6b6b", "#8a8a8a")
 	s := lipgloss.NewStyle()
-	return Styles{
+	st := Styles{
 		Title:    s.Bold(true).Foreground(c("#5b2a86", "#c792ea")),
 		Label:    s.Foreground(dim),
 		Value:    s.Bold(true),
 		Dim:      s.Foreground(dim),
 		Header:   s.Bold(true).Underline(true),
-		Selected: s.Reverse(true),
+		Selected: s.Bold(true).Foreground(c("#000000", "#ffffff")).Background(c("#c9c3f0", "#3d3a6b")),
 		Section:  s.Bold(true).Foreground(c("#5b2a86", "#c792ea")),
 		Key:      s.Bold(true).Foreground(blue),
 		Critical: s.Bold(true).Foreground(red),
@@ -62,6 +64,10 @@ func NewStyles(isDark bool) Styles {
 		Flash:    s.Foreground(green),
 		FlashErr: s.Bold(true).Foreground(red),
 	}
+	if noColor {
+		st.Selected = s.Reverse(true)
+	}
+	return st
 }
 
 // Severity returns the style of a finding's severity.

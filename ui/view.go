@@ -429,7 +429,10 @@ func (m *Model) findingText(f *rules.Finding) string {
 	st := m.styles
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n  %s %s\n", st.Severity(f.Severity).Render(strings.ToUpper(f.Severity.String())), st.Value.Render(f.Rule))
-	fmt.Fprintf(&b, "  %s\n", f.Summary)
+	// Wrap the summary inside the indent rather than let it spill to column 0.
+	for _, l := range strings.Split(ansi.Wrap(f.Summary, max(20, m.width-4), " "), "\n") {
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
 	keys := make([]string, 0, len(f.Evidence))
 	for k := range f.Evidence {
 		keys = append(keys, k)
