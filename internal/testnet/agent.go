@@ -30,6 +30,9 @@ type Spec struct {
 	Dial   []Dial     `json:"dial,omitempty"`
 	// Bulk opens this many idle connections per address, for load.
 	Bulk map[string]int `json:"bulk,omitempty"`
+	// Churn opens and at once resets connections to each address, as fast
+	// as one goroutine can, until the agent exits.
+	Churn []string `json:"churn,omitempty"`
 }
 
 // Listener modes: what the agent does with each accepted connection.
@@ -98,7 +101,8 @@ type Agent struct {
 	stdin  io.WriteCloser
 	events chan Event
 	// Local maps dialed connection names to their local "ip:port".
-	Local map[string]string
+	Local    map[string]string
+	stopOnce sync.Once
 }
 
 // Start runs an agent inside n that sets up spec, and waits until it is ready.
@@ -124,7 +128,7 @@ func (n *NS) Start(t testing.TB, spec Spec) *Agent {
 		t.Fatalf("start agent in %s: %v", n.Name, err)
 	}
 	a := &Agent{PID: cmd.Process.Pid, cmd: cmd, stdin: stdin, events: make(chan Event, 1024)}
-	t.Cleanup(a.stop)
+	t.Cleanup(a.Stop)
 	go func() {
 		defer close(a.events)
 		sc := bufio.NewScanner(stdout)
@@ -189,10 +193,13 @@ func (a *Agent) send(t testing.TB, line string) {
 	}
 }
 
-func (a *Agent) stop() {
-	a.stdin.Close()
-	a.cmd.Process.Kill()
-	a.cmd.Wait()
+// Stop kills the agent and waits for it; the connections it held go with it.
+func (a *Agent) Stop() {
+	a.stopOnce.Do(func() {
+		a.stdin.Close()
+		a.cmd.Process.Kill()
+		a.cmd.Wait()
+	})
 }
 
 // MaybeRunAgent turns the process into an agent when Start launched it, and
@@ -255,6 +262,9 @@ func runAgent(specJSON string) error {
 			ag.conns[fmt.Sprintf("bulk#%s#%d", to, i)] = c
 			ag.mu.Unlock()
 		}
+	}
+	for _, to := range spec.Churn {
+		go churn(to)
 	}
 	ag.emit(Event{Kind: "ready", Local: local})
 
@@ -363,6 +373,22 @@ func (ag *agent) dial(d Dial) (net.Conn, error) {
 		}()
 	}
 	return c, nil
+}
+
+// churn connects to and resets connections to addr in a loop. Closing with
+// linger 0 sends a reset and leaves no TIME_WAIT behind, so the loop never
+// runs out of ports.
+func churn(addr string) {
+	d := net.Dialer{KeepAlive: -1, Timeout: time.Second}
+	for {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
 }
 
 // closedConn remembers the local address of a connection closed at once.
