@@ -3,9 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,4 +143,153 @@ func TestChurn(t *testing.T) {
 	if rate < 1000 {
 		t.Errorf("churn too slow to mean anything: %.0f connections/s", rate)
 	}
+}
+
+// TestReadOnlyUnderStrace runs tcpvet under strace against a busy namespace
+// and holds it to its promise: no write under /proc, no SOCK_DESTROY, nothing
+// but getsockopt and close on a duplicated socket, and every connection it
+// looked at still open, unchanged and working afterwards.
+func TestReadOnlyUnderStrace(t *testing.T) {
+	if _, err := exec.LookPath("strace"); err != nil {
+		t.Skip("needs strace")
+	}
+	s := newScenario(t)
+	before := s.target.SS(t)
+	optsBefore := runJSON(t, "--netns", s.target.Path)
+
+	trace := filepath.Join(t.TempDir(), "strace.txt")
+	cmd := exec.Command("strace", "-f", "-qq", "-s", "256", "-o", trace,
+		"-e", "trace=openat,open,setsockopt,shutdown,pidfd_getfd,close,dup,dup2,dup3,fcntl,ioctl,sendto,sendmsg,write,pwrite64",
+		binary(t), "--json", "--netns", s.target.Path)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tcpvet under strace: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dups := map[string]bool{} // live duplicates, by fd (threads share the fd table)
+	var dupCount int
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		call := f[1]
+		name, args, _ := strings.Cut(call, "(")
+		fd, _, _ := strings.Cut(args, ",")
+		fd = strings.TrimSuffix(fd, ")")
+		switch {
+		case strings.Contains(line, "/proc/") && (name == "openat" || name == "open") &&
+			(strings.Contains(line, "O_WRONLY") || strings.Contains(line, "O_RDWR") || strings.Contains(line, "O_CREAT")):
+			t.Errorf("opened /proc for writing: %s", line)
+		case strings.Contains(line, "SOCK_DESTROY") || strings.Contains(line, "nlmsg_type=0x15"):
+			t.Errorf("sent SOCK_DESTROY: %s", line)
+		case name == "pidfd_getfd":
+			if _, ret, ok := strings.Cut(line, " = "); ok && !strings.HasPrefix(ret, "-") {
+				dups[strings.Fields(ret)[0]] = true
+				dupCount++
+			}
+		case name == "close":
+			delete(dups, fd)
+		case dups[fd]:
+			t.Errorf("touched a duplicated socket with %s: %s", name, line)
+		}
+	}
+	if dupCount == 0 {
+		t.Fatal("no pidfd_getfd traced: the test proves nothing")
+	}
+	if len(dups) != 0 {
+		t.Errorf("duplicates never closed: %v", dups)
+	}
+	t.Logf("%d sockets duplicated, each only read with getsockopt and closed", dupCount)
+
+	// Every connection is still there, in the same state, with the same options.
+	after := s.target.SS(t)
+	for id, x := range before {
+		if x.State != "ESTABLISHED" && x.State != "LISTEN" {
+			continue
+		}
+		if y, ok := after[id]; !ok || y.State != x.State {
+			t.Errorf("socket %s (%s %s -> %s) changed to %+v after tcpvet", id, x.State, x.Local, x.Remote, y)
+		}
+	}
+	optsAfter := runJSON(t, "--netns", s.target.Path)
+	was := map[string]diag.Keepalive{}
+	for _, x := range optsBefore.Sockets {
+		was[x.ID] = x.Keepalive
+	}
+	for _, x := range optsAfter.Sockets {
+		if k, ok := was[x.ID]; ok && kaString(k) != kaString(x.Keepalive) {
+			t.Errorf("socket %s keepalive changed from %s to %s", x.ID, kaString(k), kaString(x.Keepalive))
+		}
+	}
+	// And the idle connections still carry data.
+	for _, name := range []string{"idle", "ka", "v6", "user-timeout"} {
+		s.client.Write(t, name, 100)
+		s.client.Wait(t, "written", name, 5*time.Second)
+	}
+	if e, bad := s.client.WaitFor("read-error", "", time.Second); bad {
+		t.Errorf("%s broke after tcpvet looked at it: %s", e.Name, e.Err)
+	}
+}
+
+// TestNoThreadLeftInTheTarget takes snapshots of a foreign namespace (with
+// a host namespace to enter for its sysctls) and then checks that every
+// thread of the process, and many new goroutines, are in our own.
+func TestNoThreadLeftInTheTarget(t *testing.T) {
+	s := newScenario(t)
+	target, err := netns.FromPath(s.target.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	host, err := netns.FromPath(s.peer.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	self, err := netns.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := diag.Take(context.Background(), diag.Options{Target: target, Host: host}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	tasks, _ := filepath.Glob("/proc/self/task/*/ns/net")
+	for _, task := range tasks {
+		if fi, err := os.Stat(task); err == nil && fi.Sys().(*syscall.Stat_t).Ino != self.Inode {
+			t.Errorf("%s is in netns %d after snapshots, want our own %d", task, fi.Sys().(*syscall.Stat_t).Ino, self.Inode)
+		}
+	}
+	for range 500 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			if fi, err := os.Stat("/proc/thread-self/ns/net"); err == nil && fi.Sys().(*syscall.Stat_t).Ino != self.Inode {
+				t.Errorf("a goroutine runs in netns %d", fi.Sys().(*syscall.Stat_t).Ino)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d threads checked", len(tasks))
+}
+
+func kaString(k diag.Keepalive) string {
+	if k.Enabled == nil {
+		return "unknown"
+	}
+	return fmt.Sprintf("%v %d/%d/%d", *k.Enabled, *k.IdleS, *k.IntervalS, *k.Probes)
 }
