@@ -293,3 +293,62 @@ func kaString(k diag.Keepalive) string {
 	}
 	return fmt.Sprintf("%v %d/%d/%d", *k.Enabled, *k.IdleS, *k.IntervalS, *k.Probes)
 }
+
+// rssKiB reads a process's resident set size.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("tcpvet (pid %d) is gone: %v", pid, err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			return n
+		}
+	}
+	return 0
+}
+
+// TestSoakLiveView runs the live view, refreshing ten times a second,
+// against a namespace that churns thousands of connections a second, for
+// $TCPVET_SOAK (20s by default; make soak runs an hour), and checks that its
+// memory levels off instead of growing with time.
+func TestSoakLiveView(t *testing.T) {
+	d := 20 * time.Second
+	if v := os.Getenv("TCPVET_SOAK"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			t.Fatalf("TCPVET_SOAK=%q: %v", v, err)
+		}
+	}
+	s := newScenario(t)
+	s.target.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:9400", Mode: testnet.Hold}},
+		Churn: []string{"127.0.0.1:9400"}})
+	tm := testnet.NewTmux(t, 160, 40, []string{"TERM=xterm-256color"}, binary(t), "--netns", s.target.Path, "--interval", "100ms")
+	tm.WaitFor(10*time.Second, "STATE")
+	pid := tm.CommandPID()
+	if pid == 0 {
+		t.Fatal("cannot find tcpvet's pid")
+	}
+	start := time.Now()
+	var warm, peak, last int
+	samples := []string{}
+	for time.Since(start) < d {
+		time.Sleep(d / 20)
+		last = rssKiB(t, pid)
+		peak = max(peak, last)
+		if warm == 0 && time.Since(start) >= d/4 {
+			warm = last
+		}
+		samples = append(samples, fmt.Sprintf("%s:%dM", time.Since(start).Round(time.Second), last/1024))
+	}
+	if exited, status := tm.Exited(); exited {
+		t.Fatalf("tcpvet exited (%s) during the soak:\n%s", status, tm.Screen(false))
+	}
+	t.Logf("RSS over %v at 10 refreshes/s: warm %d KiB, peak %d KiB, end %d KiB; %s", d, warm, peak, last, strings.Join(samples, " "))
+	if last > warm*3/2+16*1024 {
+		t.Errorf("RSS grew from %d KiB to %d KiB", warm, last)
+	}
+	tm.Keys("q")
+}

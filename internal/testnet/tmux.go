@@ -2,7 +2,9 @@ package testnet
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,4 +90,21 @@ func (tm *Tmux) Exited() (bool, string) {
 	}
 	status, _, _ := strings.Cut(s[i+len(exitMarker):], "\n")
 	return true, strings.TrimSpace(status)
+}
+
+// CommandPID returns the PID of the command the session runs (the child of
+// the shell that wraps it), or 0 while it has not started.
+func (tm *Tmux) CommandPID() int {
+	tm.t.Helper()
+	shell := strings.TrimSpace(Run(tm.t, "tmux", "display-message", "-p", "-t", tm.name, "#{pane_pid}"))
+	b, err := os.ReadFile("/proc/" + shell + "/task/" + shell + "/children")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	pid, _ := strconv.Atoi(f[0])
+	return pid
 }
