@@ -4,6 +4,10 @@ GO        ?= go
 # its deadline with "context deadline exceeded" on Go 1.26 (go.dev/issue/75804).
 FUZZTIME  ?= 150000x
 BIN       ?= tcpvet
+# Tools run from the Go module proxy at pinned versions: nothing to install.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# v2.14.3: the newest release that builds with Go 1.26 from the module proxy.
+GORELEASER  ?= $(GO) run github.com/goreleaser/goreleaser/v2@v2.14.3
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 # Every fuzz target, as package:Target.
@@ -11,21 +15,22 @@ FUZZ_TARGETS = \
 	./diag:FuzzDecodeDiagMsg \
 	./diag:FuzzDecodeTCPInfo \
 	./diag:FuzzSocketInode \
-	./diag:FuzzParseCgroups
+	./diag:FuzzParseCgroups \
+	./diag:FuzzDecodeIPVSConfig
 
-.PHONY: all build test unit fuzz fuzz-short lint bench bench-ss screenshots clean
+.PHONY: all build test unit fuzz fuzz-short lint release-check snapshot bench bench-ss soak screenshots clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) .
 
-# The whole suite: vet, every test with the race detector, and a short run
-# of every fuzz target. This is what CI runs.
-test: lint unit fuzz-short
+# The whole suite: lint, every test with the race detector, a short run of
+# every fuzz target, and the release configuration. This is what CI runs.
+test: lint unit fuzz-short release-check
 
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \
@@ -41,6 +46,15 @@ fuzz:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# goreleaser's own check, and a snapshot build of the static binaries.
+release-check:
+	$(GORELEASER) check
+	$(GORELEASER) build --snapshot --clean
+
+snapshot:
+	$(GORELEASER) build --snapshot --clean
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./...
@@ -50,7 +64,11 @@ bench-ss:
 	scripts/bench-vs-ss.sh 40000 5
 
 clean:
-	rm -f $(BIN)
+	rm -rf $(BIN) dist
+
+# The live view for an hour against a churning namespace, watching RSS.
+soak:
+	TCPVET_SOAK=1h $(GO) test -count=1 -timeout 70m -run '^TestSoakLiveView$$' -v .
 
 # PNGs of the main table, details, findings and help from a real scenario.
 screenshots:

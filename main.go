@@ -27,12 +27,23 @@ import (
 // version is stamped at release time with -ldflags "-X main.version=...".
 var version = "dev"
 
-const usage = `tcpvet: find TCP connections that keepalive, timeouts or a dead peer will break.
+const usage = `tcpvet: find the TCP connections that an idle timeout on the path, a dead peer or
+untuned keepalive will break, and say how to fix them.
 
 Usage:
-  tcpvet [flags]                 inspect the namespace tcpvet runs in (kubectl debug)
-  tcpvet --pid N [flags]         inspect the network namespace of process N
-  tcpvet --netns PATH [flags]    inspect a namespace file (/run/netns/NAME, /proc/N/ns/net)
+  tcpvet [flags]                 the namespace tcpvet runs in (kubectl debug shares the pod's)
+  tcpvet --pid N [flags]         the network namespace of process N
+  tcpvet --netns PATH [flags]    a namespace file (/run/netns/NAME, /proc/N/ns/net, a bind mount)
+
+On a terminal it opens a live view; piped, it prints a table and the findings; --json prints
+one snapshot for scripts.
+
+Examples:
+  kubectl debug -it pod/api-7d9 --image=ghcr.io/tcpvet/tcpvet --target=api --profile=general -- tcpvet
+  sudo tcpvet --pid "$(pgrep -o grpc-server)" --middlebox aws-nlb
+  tcpvet --json --fail-on critical | jq '.findings[] | .summary'
+
+Exit status: 0 fine, 1 could not inspect, 2 bad command line, 3 a finding at or above --fail-on.
 
 Flags:
 `
