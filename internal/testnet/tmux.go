@@ -71,6 +71,9 @@ func (tm *Tmux) WaitFor(timeout time.Duration, want ...string) string {
 		if missing == "" {
 			return s
 		}
+		if strings.Contains(s, exitMarker) {
+			tm.t.Fatalf("the command exited before the screen showed %q:\n%s", missing, s)
+		}
 		if time.Now().After(deadline) {
 			tm.t.Fatalf("screen never showed %q within %v:\n%s", missing, timeout, s)
 		}
