@@ -175,7 +175,7 @@ func (m Model) tableView() string {
 	var titles []string
 	for _, c := range cols {
 		t := columns[c].title
-		if c == m.sortCol || (m.sortCol == colSendQ && c == colSendQ) {
+		if c == m.sortCol {
 			if m.sortDesc {
 				t += "↓"
 			} else {
