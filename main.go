@@ -62,34 +62,6 @@ type config struct {
 	failOn      *rules.Severity
 }
 
-// middleboxFlag collects repeated --middlebox values.
-type middleboxFlag struct{ list *[]rules.Middlebox }
-
-func (m middleboxFlag) String() string { return "" }
-
-func (m middleboxFlag) Set(v string) error {
-	mb, err := rules.ParseMiddlebox(v)
-	if err != nil {
-		return err
-	}
-	*m.list = append(*m.list, mb)
-	return nil
-}
-
-// severityFlag parses --fail-on.
-type severityFlag struct{ dst **rules.Severity }
-
-func (f severityFlag) String() string { return "" }
-
-func (f severityFlag) Set(v string) error {
-	s, err := rules.ParseSeverity(v)
-	if err != nil {
-		return err
-	}
-	*f.dst = &s
-	return nil
-}
-
 func parseFlags(args []string, stdout io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("tcpvet", flag.ContinueOnError)
@@ -101,8 +73,20 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.interval, "interval", time.Second, "refresh the live view every `DURATION`")
 	fs.BoolVar(&c.dupSockets, "dup-sockets", false, "read socket options even where duplicating a socket may reset its cgroup-v1 net_cls/net_prio marks")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
-	fs.Var(middleboxFlag{&c.middleboxes}, "middlebox", "an idle timeout on the path: a preset (aws-nlb, aws-nat-gateway, azure-lb, gcp-vpc-firewall, gcp-cloud-nat, ipvs, ...) or `NAME=DURATION`; repeatable")
-	fs.Var(severityFlag{&c.failOn}, "fail-on", "exit 3 when any finding is at or above `SEVERITY` (info, warning, critical)")
+	fs.Func("middlebox", "an idle timeout on the path: a preset (aws-nlb, aws-nat-gateway, azure-lb, gcp-vpc-firewall, gcp-cloud-nat, ipvs, ...) or `NAME=DURATION`; repeatable", func(v string) error {
+		mb, err := rules.ParseMiddlebox(v)
+		if err == nil {
+			c.middleboxes = append(c.middleboxes, mb)
+		}
+		return err
+	})
+	fs.Func("fail-on", "exit 3 when any finding is at or above `SEVERITY` (info, warning, critical)", func(v string) error {
+		sev, err := rules.ParseSeverity(v)
+		if err == nil {
+			c.failOn = &sev
+		}
+		return err
+	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
