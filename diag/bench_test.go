@@ -21,20 +21,12 @@ func benchSockets() int {
 	return 40000
 }
 
-// farm fills a new namespace with about n idle loopback sockets, spread over
-// processes of at most 14,000 descriptors each (the machine's limit is 20,000).
+// farm fills a new namespace with about n idle loopback sockets.
 func farm(b *testing.B, n int) *netns.NS {
 	b.Helper()
 	ns := testnet.New(b)
-	const perProc = 7000 // connections, so 14,000 sockets
-	for i := 0; n > 0; i++ {
-		c := min(perProc, (n+1)/2)
-		addr := "127.0.0.1:" + strconv.Itoa(9000+i)
-		ns.Start(b, testnet.Spec{
-			Listen: []testnet.Listener{{Name: "l", Addr: addr, Mode: testnet.Hold}},
-			Bulk:   map[string]int{addr: c},
-		})
-		n -= 2 * c
+	for _, spec := range testnet.FarmSpecs(n) {
+		ns.Start(b, spec)
 	}
 	h, err := netns.FromPath(ns.Path)
 	if err != nil {

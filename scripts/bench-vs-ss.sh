@@ -22,12 +22,8 @@ go build -o "$work/sockfarm" ./internal/cmd/sockfarm
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 
-# Each farm process holds at most 14,000 descriptors.
-per=7000
-procs=$(( (sockets / 2 + per - 1) / per ))
-n=$(( sockets / 2 / procs ))
 mkfifo "$work/ctl"
-ip netns exec "$ns" "$work/sockfarm" -procs "$procs" -n "$n" <"$work/ctl" >"$work/farm.out" &
+ip netns exec "$ns" "$work/sockfarm" -sockets "$sockets" <"$work/ctl" >"$work/farm.out" &
 exec 3>"$work/ctl"
 for _ in $(seq 300); do grep -q ready "$work/farm.out" 2>/dev/null && break; sleep 0.2; done
 grep -q ready "$work/farm.out" || { echo "sockfarm did not get ready" >&2; exit 1; }

@@ -1,9 +1,8 @@
-// Command sockfarm holds many idle TCP connections for benchmarks: it
-// listens on 127.0.0.1 ports 9000+i and opens N connections to each of its
-// own listeners, one process per listener so no process needs more than
-// 2N descriptors. It prints "ready" and holds them until stdin closes.
+// Command sockfarm holds about N idle loopback TCP sockets for benchmarks,
+// spread over child processes as testnet.FarmSpecs splits them. It prints
+// "ready" and holds them until stdin closes.
 //
-//	ip netns exec BENCH sockfarm -procs 3 -n 6700
+//	ip netns exec BENCH sockfarm -sockets 40000
 package main
 
 import (
@@ -20,20 +19,16 @@ import (
 )
 
 func main() {
-	procs := flag.Int("procs", 3, "processes, each with its own listener")
-	n := flag.Int("n", 6700, "connections each process opens to its listener")
+	sockets := flag.Int("sockets", 40000, "sockets to hold, about")
 	flag.Parse()
 	if spec, ok := os.LookupEnv("SOCKFARM_SPEC"); ok {
 		testnet.RunAgent(spec)
 		return
 	}
-	stdin := make([]io.Closer, 0, *procs)
-	for i := range *procs {
-		addr := fmt.Sprintf("127.0.0.1:%d", 9000+i)
-		spec, _ := json.Marshal(testnet.Spec{
-			Listen: []testnet.Listener{{Name: "l", Addr: addr, Mode: testnet.Hold}},
-			Bulk:   map[string]int{addr: *n},
-		})
+	specs := testnet.FarmSpecs(*sockets)
+	stdin := make([]io.Closer, 0, len(specs))
+	for _, s := range specs {
+		spec, _ := json.Marshal(s)
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "SOCKFARM_SPEC="+string(spec))
 		cmd.Stderr = os.Stderr
