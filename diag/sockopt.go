@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpvet/tcpvet/netns"
 )
 
 // Keepalive is a socket's keepalive setting. Pointers are nil when the
@@ -131,7 +133,7 @@ func (r *optionReader) readFrom(p Process, inode uint32) (SockOpts, error) {
 func explainDupErr(p Process, err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return fmt.Errorf("no ptrace right over %s (pid %d): run as root or with CAP_SYS_PTRACE", p.Comm, p.PID)
+		return fmt.Errorf("no ptrace right over %s (pid %d): %s", p.Comm, p.PID, netns.DeniedHint())
 	case errors.Is(err, unix.ESRCH), errors.Is(err, unix.EBADF):
 		return fmt.Errorf("%s (pid %d) exited or closed fd %d while being read", p.Comm, p.PID, p.FD)
 	case errors.Is(err, unix.ENOSYS):

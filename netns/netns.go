@@ -60,7 +60,7 @@ func open(path string, pid int) (*NS, error) {
 		case errors.Is(err, unix.ENOENT):
 			return nil, fmt.Errorf("open network namespace %s: no such file", path)
 		case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-			return nil, fmt.Errorf("open network namespace %s: permission denied (run as root or with CAP_SYS_PTRACE)", path)
+			return nil, fmt.Errorf("open network namespace %s: permission denied (%s)", path, DeniedHint())
 		}
 		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
 	}

@@ -3,9 +3,12 @@ package netns
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpvet/tcpvet/internal/testnet"
 )
@@ -117,4 +120,28 @@ func TestDoRunsInsideAndLeavesNothingBehind(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestPtraceCapAgreesWithProc compares capget(2) with what the kernel
+// prints in /proc/self/status.
+func TestPtraceCapAgreesWithProc(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eff uint64
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			if eff, err = strconv.ParseUint(strings.TrimSpace(v), 16, 64); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := eff&(1<<unix.CAP_SYS_PTRACE) != 0
+	if got := hasPtraceCap(); got != want {
+		t.Errorf("hasPtraceCap() = %v, /proc/self/status CapEff %x says %v", got, eff, want)
+	}
+	if hint := DeniedHint(); strings.Contains(hint, "despite") != want {
+		t.Errorf("DeniedHint() = %q with CAP_SYS_PTRACE %v", hint, want)
+	}
 }
