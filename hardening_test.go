@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -39,13 +40,14 @@ func nstat(t *testing.T, ns *testnet.NS, counter string) int {
 // process that really owns the socket.
 func TestChurn(t *testing.T) {
 	ns := testnet.New(t)
-	var mu sync.Mutex
 	pidByPort := map[uint16]int{}
+	agentPIDs := map[int]bool{}
 	for i := range 2 {
 		port := uint16(9200 + i)
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		a := ns.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: addr, Mode: testnet.Hold}}, Churn: []string{addr, addr}})
 		pidByPort[port] = a.PID
+		agentPIDs[a.PID] = true
 	}
 	target, err := netns.FromPath(ns.Path)
 	if err != nil {
@@ -88,9 +90,8 @@ func TestChurn(t *testing.T) {
 			Listen: []testnet.Listener{{Name: "l", Addr: addr, Mode: testnet.Hold}},
 			Dial:   []testnet.Dial{{Name: "c", To: addr}},
 		})
-		mu.Lock()
 		pidByPort[port] = a.PID
-		mu.Unlock()
+		agentPIDs[a.PID] = true
 		agents = append(agents, a)
 		if k >= 3 {
 			agents[k-3].Stop()
@@ -127,9 +128,16 @@ func TestChurn(t *testing.T) {
 			}
 			owner, ok := pidByPort[port]
 			for _, p := range s.Processes {
-				if !ok || p.PID != owner {
+				switch {
+				case ok && p.PID != owner:
 					t.Errorf("snapshot %d: socket %s %v -> %v attributed to pid %d, but only pid %d holds sockets on port %d",
 						n, s.ID, s.Local, s.Remote, p.PID, owner, port)
+				case !ok && !agentPIDs[p.PID]:
+					// A port the test did not choose: Go's start-up probe
+					// binds an IPv6 socket to [::1]:0 and closes it. Only
+					// the test's own processes live in this namespace.
+					t.Errorf("snapshot %d: socket %s %v -> %v attributed to pid %d, which the test never started",
+						n, s.ID, s.Local, s.Remote, p.PID)
 				}
 			}
 		}
@@ -345,6 +353,14 @@ func TestSoakLiveView(t *testing.T) {
 	}
 	if exited, status := tm.Exited(); exited {
 		t.Fatalf("tcpvet exited (%s) during the soak:\n%s", status, tm.Screen(false))
+	}
+	// A view that stopped refreshing would also stop growing: make sure it
+	// still takes snapshots at the end.
+	taken := regexp.MustCompile(`taken (\d\d:\d\d:\d\d)`)
+	before := taken.FindString(tm.Screen(false))
+	time.Sleep(1500 * time.Millisecond)
+	if after := taken.FindString(tm.Screen(false)); before == "" || after == before {
+		t.Errorf("the live view stopped refreshing: %q, then %q", before, after)
 	}
 	t.Logf("RSS over %v at 10 refreshes/s: warm %d KiB, peak %d KiB, end %d KiB; %s", d, warm, peak, last, strings.Join(samples, " "))
 	if last > warm*3/2+16*1024 {
