@@ -16,7 +16,9 @@ FUZZ_TARGETS = \
 	./diag:FuzzDecodeTCPInfo \
 	./diag:FuzzSocketInode \
 	./diag:FuzzParseCgroups \
-	./diag:FuzzDecodeIPVSConfig
+	./diag:FuzzDecodeIPVSConfig \
+	./diag:FuzzDecodeIPVSService \
+	./diag:FuzzDecodeIPVSDest
 
 .PHONY: all build test unit fuzz fuzz-short lint release-check snapshot bench bench-ss soak screenshots clean
 

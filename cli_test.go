@@ -35,6 +35,10 @@ func TestBadInputOneLine(t *testing.T) {
 		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--host-netns", "/nonexistent"}, "host namespace (--host-netns)"},
+		{[]string{"--middlebox", "nlb"}, "not a preset (aws-nlb, "},
+		{[]string{"--middlebox", "fw=5m,rst"}, "want ,reset or ,drop"},
+		{[]string{"--middlebox", "fw=never"}, "positive duration"},
+		{[]string{"--fail-on", "bad"}, `unknown severity "bad"`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -124,7 +128,7 @@ func TestUnprivileged(t *testing.T) {
 	if err := cmd.Run(); err == nil {
 		t.Fatal("nobody read root's namespace")
 	}
-	if msg := stderr.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "permission denied") {
-		t.Errorf("stderr = %q, want one line saying permission denied", msg)
+	if msg := stderr.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "permission denied (run as root or with CAP_SYS_PTRACE)") {
+		t.Errorf("stderr = %q, want one line saying permission denied and what to do", msg)
 	}
 }

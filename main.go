@@ -73,7 +73,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.interval, "interval", time.Second, "refresh the live view every `DURATION`")
 	fs.BoolVar(&c.dupSockets, "dup-sockets", false, "read socket options even where duplicating a socket may reset its cgroup-v1 net_cls/net_prio marks")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
-	fs.Func("middlebox", "an idle timeout on the path: a preset (aws-nlb, aws-nat-gateway, azure-lb, gcp-vpc-firewall, gcp-cloud-nat, ipvs, ...) or `NAME=DURATION`; repeatable", func(v string) error {
+	fs.Func("middlebox", "an idle timeout on the path: a preset (aws-nlb, aws-nat-gateway, azure-lb, gcp-vpc-firewall, gcp-cloud-nat, ipvs, ...) or `NAME=DURATION[,reset|,drop]`; repeatable", func(v string) error {
 		mb, err := rules.ParseMiddlebox(v)
 		if err == nil {
 			c.middleboxes = append(c.middleboxes, mb)

@@ -2,6 +2,7 @@ package diag
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -40,6 +41,9 @@ type Target struct {
 	NetnsInode uint64 `json:"netns_inode"`
 	Path       string `json:"path"`
 	PID        int    `json:"pid,omitempty"`
+	// IPVS is the target's own IPVS: on a node inspected from inside its
+	// own namespace, the IPVS of kube-proxy.
+	IPVS *IPVS `json:"ipvs,omitempty"`
 }
 
 // Host identifies the namespace holding the node's sysctls, conntrack and IPVS.
@@ -124,7 +128,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	}
 	snap.Processes = len(scan.pids)
 	if scan.hidden > 0 {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%d processes could not be inspected (permission denied or gone): sockets they hold show no owner", scan.hidden))
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%s not be inspected (permission denied or gone), so sockets may show no owner (%s)", count(scan.hidden, "process could", "processes could"), netns.DeniedHint()))
 	}
 
 	var targetSysctls Sysctls
@@ -136,6 +140,8 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	}
 	snap.Sysctls.Target = targetSysctls
 
+	snap.Target.IPVS = snap.readIPVS(t, "target")
+
 	if h := opts.Host; h != nil {
 		snap.Host = Host{NetnsInode: h.Inode, Path: h.Path, Visible: !h.Same(t)}
 		if snap.Host.Visible {
@@ -145,11 +151,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 			}); err != nil {
 				snap.Notes = append(snap.Notes, fmt.Sprintf("host sysctls unreadable: %v", err))
 			}
-			if ipvs, err := readIPVS(h); err != nil {
-				snap.Notes = append(snap.Notes, fmt.Sprintf("host IPVS unreadable: %v", err))
-			} else {
-				snap.Host.IPVS = &ipvs
-			}
+			snap.Host.IPVS = snap.readIPVS(h, "host")
 		}
 	}
 
@@ -190,7 +192,7 @@ func (s *Socket) attachOptions(or *optionReader, ns Sysctls, hidden int) {
 		return
 	}
 	if len(s.Processes) == 0 && hidden > 0 {
-		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: run as root or with CAP_SYS_PTRACE)", hidden)}
+		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: %s)", hidden, netns.DeniedHint())}
 		return
 	}
 	o, err := or.read(s.Inode, s.ClassID, s.Processes)
@@ -273,4 +275,35 @@ func dumpMessages(ctx context.Context, ns *netns.NS, fn func([]byte) error) erro
 		}
 	}
 	return nil
+}
+
+// readIPVS reads the IPVS of ns, the one named where, noting what it could
+// not read. It is nil only when nothing at all could be read.
+func (snap *Snapshot) readIPVS(ns *netns.NS, where string) *IPVS {
+	v, err := readIPVS(ns)
+	if err != nil {
+		snap.Notes = append(snap.Notes, ipvsNote(where, err))
+		if !v.Present {
+			return nil
+		}
+	}
+	return &v
+}
+
+// count writes n with the singular or plural phrase that follows it.
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// ipvsNote says why the IPVS of the namespace named where is unknown.
+func ipvsNote(where string, err error) string {
+	if errors.Is(err, unix.EPERM) {
+		// Usual in a pod on a node with IPVS loaded, where it matters
+		// little: a pod's own namespace balances nothing.
+		return fmt.Sprintf("%s IPVS unreadable without CAP_NET_ADMIN: if IPVS balances these connections (kube-proxy's IPVS mode, in a node's namespace), declare it with --middlebox ipvs", where)
+	}
+	return fmt.Sprintf("%s IPVS unreadable: %v", where, err)
 }

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/tcpvet/tcpvet/diag"
@@ -62,6 +63,14 @@ func NewRetransmission(ns diag.Sysctls, userTimeoutMS *int) (Retransmission, boo
 		return Retransmission{}, false
 	}
 	return Retransmission{Budget: ModelTimeout(int(r2), rtoMax), Retries2: int(r2), RTOMax: rtoMax}, true
+}
+
+// Reason names what sets the budget, as a person would set it.
+func (r Retransmission) Reason() string {
+	if r.UserTimeout {
+		return fmt.Sprintf("TCP_USER_TIMEOUT=%d ms", r.Budget.Milliseconds())
+	}
+	return fmt.Sprintf("tcp_retries2=%d", r.Retries2)
 }
 
 // AbortAfter is when, counted from the first transmission of the oldest

@@ -2,12 +2,30 @@ package rules
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/tcpvet/tcpvet/diag"
+)
+
+// Expiry is what a middlebox does with a packet of a flow it has forgotten.
+type Expiry string
+
+// What middleboxes do once they have forgotten a flow.
+const (
+	// ExpiryReset: the packet is answered with a reset, and the
+	// application sees "connection reset by peer".
+	ExpiryReset Expiry = "reset"
+	// ExpiryDrop: the packet is dropped without a word; the sender
+	// retransmits until it gives up with "connection timed out".
+	ExpiryDrop Expiry = "drop"
+	// ExpiryResetOrDrop: either, depending on what tcpvet cannot see (NAT,
+	// firewall rules, the device's settings).
+	ExpiryResetOrDrop Expiry = "reset-or-drop"
 )
 
 // Middlebox is something on a connection's path that forgets a TCP flow
@@ -17,13 +35,57 @@ type Middlebox struct {
 	IdleTimeout time.Duration `json:"-"`
 	// IdleTimeoutS is IdleTimeout in seconds, for JSON.
 	IdleTimeoutS float64 `json:"idle_timeout_s"`
+	// OnExpiry is what the next packet of a forgotten flow meets.
+	OnExpiry Expiry `json:"on_expiry"`
 	// Source says where the figure comes from: a kernel reading, a flag, or
 	// the vendor documentation behind a preset.
 	Source string `json:"source"`
+	// Scope says which connections pass through it.
+	Scope string `json:"scope"`
+	// carries says whether a connection passes through the middlebox, and
+	// why; nil means every connection that leaves the namespace does.
+	carries func(*diag.Socket) (why string, ok bool)
 }
 
-func newMiddlebox(name string, d time.Duration, source string) Middlebox {
-	return Middlebox{Name: name, IdleTimeout: d, IdleTimeoutS: d.Seconds(), Source: source}
+func newMiddlebox(name string, d time.Duration, onExpiry Expiry, source string) Middlebox {
+	return Middlebox{Name: name, IdleTimeout: d, IdleTimeoutS: d.Seconds(), OnExpiry: onExpiry, Source: source,
+		Scope: "every connection that leaves the namespace"}
+}
+
+// Everywhere reports whether every connection that leaves the namespace
+// passes through m, rather than only those Scope names.
+func (m Middlebox) Everywhere() bool { return m.carries == nil }
+
+// hop is the middlebox a connection meets, and why it meets it ("" when
+// every connection does).
+type hop struct {
+	Middlebox
+	why string
+}
+
+// describe adds the middlebox, and why the connection meets it, to ev.
+func (h *hop) describe(ev Evidence) {
+	ev["idle_timeout_s"] = h.IdleTimeoutS
+	ev["middlebox"] = h.Name
+	ev["middlebox_source"] = h.Source
+	ev["on_expiry"] = string(h.OnExpiry)
+	if h.why != "" {
+		ev["middlebox_match"] = h.why
+	}
+}
+
+// onPath returns the first of path, sorted shortest first, that carries s;
+// nil when none does.
+func onPath(path []Middlebox, s *diag.Socket) *hop {
+	for _, m := range path {
+		if m.carries == nil {
+			return &hop{Middlebox: m}
+		}
+		if why, ok := m.carries(s); ok {
+			return &hop{Middlebox: m, why: why}
+		}
+	}
+	return nil
 }
 
 // Presets are the documented default idle timeouts of common cloud
@@ -31,26 +93,35 @@ func newMiddlebox(name string, d time.Duration, source string) Middlebox {
 func Presets() []Middlebox {
 	return []Middlebox{
 		// "The default idle timeout value for TCP flows is 350 seconds."
-		newMiddlebox("aws-nlb", 350*time.Second, "preset: AWS Network Load Balancer default TCP idle timeout (docs.aws.amazon.com/elasticloadbalancing/latest/network/update-idle-timeout.html)"),
-		// "If a connection that's using a NAT gateway is idle for 350 seconds or more, the connection times out."
-		newMiddlebox("aws-nat-gateway", 350*time.Second, "preset: AWS NAT gateway idle timeout (docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html)"),
+		// After it, "a client or a target [that] sends data ... receives a TCP RST packet".
+		newMiddlebox("aws-nlb", 350*time.Second, ExpiryReset, "preset: AWS Network Load Balancer default TCP idle timeout (docs.aws.amazon.com/elasticloadbalancing/latest/network/update-idle-timeout.html)"),
+		// "If a connection that's using a NAT gateway is idle for 350 seconds or more, the connection times out",
+		// and the NAT gateway answers further packets of it with an RST.
+		newMiddlebox("aws-nat-gateway", 350*time.Second, ExpiryReset, "preset: AWS NAT gateway idle timeout (docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html)"),
 		// Network Firewall TcpIdleTimeoutSeconds: "If no value is provided, it defaults to 350 seconds."
-		newMiddlebox("aws-network-firewall", 350*time.Second, "preset: AWS Network Firewall default TCP idle timeout (docs.aws.amazon.com/network-firewall/latest/APIReference/API_FlowTimeouts.html)"),
+		// "After the idle timeout passes, data packets are dropped."
+		newMiddlebox("aws-network-firewall", 350*time.Second, ExpiryDrop, "preset: AWS Network Firewall default TCP idle timeout (docs.aws.amazon.com/network-firewall/latest/APIReference/API_FlowTimeouts.html)"),
 		// "The default setting is 4 minutes." (configurable 4 to 100 minutes)
-		newMiddlebox("azure-lb", 4*time.Minute, "preset: Azure Load Balancer default idle timeout (learn.microsoft.com/azure/load-balancer/load-balancer-tcp-idle-timeout)"),
-		// VPC firewall connection tracking keeps an idle established TCP connection 10 minutes.
-		newMiddlebox("gcp-vpc-firewall", 10*time.Minute, "preset: Google Cloud VPC firewall connection tracking (cloud.google.com/firewall/docs/firewalls#specifications)"),
+		// "Load Balancer's default behavior is to silently drop flows when the idle timeout of a flow is reached";
+		// a rule with "TCP reset" enabled sends resets instead.
+		newMiddlebox("azure-lb", 4*time.Minute, ExpiryDrop, "preset: Azure Load Balancer default idle timeout, TCP reset off (learn.microsoft.com/azure/load-balancer/load-balancer-tcp-idle-timeout)"),
+		// VPC firewall connection tracking keeps an idle established TCP connection 10 minutes;
+		// what a later packet meets depends on the firewall rules.
+		newMiddlebox("gcp-vpc-firewall", 10*time.Minute, ExpiryResetOrDrop, "preset: Google Cloud VPC firewall connection tracking (cloud.google.com/firewall/docs/firewalls#specifications)"),
 		// tcpEstablishedIdleTimeoutSec: "Defaults to 1200s if not set."
-		newMiddlebox("gcp-cloud-nat", 20*time.Minute, "preset: Google Cloud NAT default TCP established idle timeout (cloud.google.com/nat/docs/tune-nat-configuration)"),
-		// kube-proxy in IPVS mode leaves the kernel's 900 s unless --ipvs-tcp-timeout is set.
-		newMiddlebox("ipvs", 900*time.Second, "preset: IPVS default TCP timeout, kube-proxy IPVS mode (kernel ip_vs_proto_tcp.c)"),
+		newMiddlebox("gcp-cloud-nat", 20*time.Minute, ExpiryResetOrDrop, "preset: Google Cloud NAT default TCP established idle timeout (cloud.google.com/nat/docs/tune-nat-configuration)"),
+		// kube-proxy in IPVS mode leaves the kernel's 900 s unless --ipvs-tcp-timeout is set. A forgotten
+		// flow's next packet is not a SYN, so IPVS does not schedule it; it reaches the VIP kube-proxy binds
+		// on the node, where no socket has it, and the node's stack resets it.
+		newMiddlebox("ipvs", 900*time.Second, ExpiryReset, "preset: IPVS default TCP timeout, kube-proxy IPVS mode (kernel ip_vs_proto_tcp.c)"),
 	}
 }
 
-// ParseMiddlebox parses a --middlebox value: a preset name, or NAME=DURATION
-// (a Go duration, or plain seconds).
+// ParseMiddlebox parses a --middlebox value: a preset name, or
+// NAME=DURATION (a Go duration, or plain seconds), optionally followed by
+// ",reset" or ",drop" for what the middlebox does with a forgotten flow.
 func ParseMiddlebox(s string) (Middlebox, error) {
-	name, dur, ok := strings.Cut(s, "=")
+	name, spec, ok := strings.Cut(s, "=")
 	if !ok {
 		for _, p := range Presets() {
 			if p.Name == s {
@@ -61,7 +132,16 @@ func ParseMiddlebox(s string) (Middlebox, error) {
 		for _, p := range Presets() {
 			names = append(names, p.Name)
 		}
-		return Middlebox{}, fmt.Errorf("--middlebox %q: not a preset (%s) nor NAME=DURATION", s, strings.Join(names, ", "))
+		return Middlebox{}, fmt.Errorf("not a preset (%s) nor NAME=DURATION[,reset|,drop]", strings.Join(names, ", "))
+	}
+	dur, then, comma := strings.Cut(spec, ",")
+	onExpiry := ExpiryResetOrDrop
+	switch {
+	case !comma:
+	case Expiry(then) == ExpiryReset, Expiry(then) == ExpiryDrop:
+		onExpiry = Expiry(then)
+	default:
+		return Middlebox{}, errors.New("after the duration, want ,reset or ,drop (what it does with a flow it forgot)")
 	}
 	d, err := time.ParseDuration(dur)
 	if err != nil {
@@ -70,9 +150,9 @@ func ParseMiddlebox(s string) (Middlebox, error) {
 		}
 	}
 	if err != nil || d <= 0 || name == "" {
-		return Middlebox{}, fmt.Errorf("--middlebox %q: want NAME=DURATION with a positive duration such as 350s or 4m", s)
+		return Middlebox{}, errors.New("want NAME=DURATION with a positive duration such as 350s or 4m")
 	}
-	return newMiddlebox(name, d, "declared: --middlebox "+s), nil
+	return newMiddlebox(name, d, onExpiry, "declared: --middlebox "+s), nil
 }
 
 // PathTimeouts lists every idle timeout known on the target's path: IPVS
@@ -80,15 +160,72 @@ func ParseMiddlebox(s string) (Middlebox, error) {
 // the middleboxes the user declared, shortest first.
 func PathTimeouts(snap *diag.Snapshot, declared []Middlebox) []Middlebox {
 	out := slices.Clone(declared)
-	if ipvs := snap.Host.IPVS; ipvs != nil && ipvs.Present && ipvs.TCPTimeoutS > 0 {
-		out = append(out, newMiddlebox("ipvs", time.Duration(ipvs.TCPTimeoutS)*time.Second, "host IPVS tcp timeout (ipvsadm -l --timeout)"))
+	if m, ok := ipvsMiddlebox(snap.Host.IPVS, "host"); ok {
+		out = append(out, m)
+	}
+	if m, ok := ipvsMiddlebox(snap.Target.IPVS, "target"); ok {
+		out = append(out, m)
 	}
 	if v, ok := snap.Sysctls.Host.Get(diag.ConntrackEstablished); ok && v > 0 {
-		out = append(out, newMiddlebox("conntrack (host)", time.Duration(v)*time.Second, "host sysctl "+diag.ConntrackEstablished))
+		out = append(out, conntrackMiddlebox("host", v))
 	}
 	if v, ok := snap.Sysctls.Target.Get(diag.ConntrackEstablished); ok && v > 0 {
-		out = append(out, newMiddlebox("conntrack (target)", time.Duration(v)*time.Second, "target sysctl "+diag.ConntrackEstablished))
+		out = append(out, conntrackMiddlebox("target", v))
 	}
 	slices.SortStableFunc(out, func(a, b Middlebox) int { return cmp.Compare(a.IdleTimeout, b.IdleTimeout) })
 	return out
 }
+
+// conntrackMiddlebox is the conntrack of the namespace named where, which
+// forgets an idle established flow after secs. What follows depends on
+// what tcpvet does not see: a NATed flow's next packet is translated anew
+// or not at all (a reset, or a drop), while an untranslated one may just
+// be picked up again (nf_conntrack_tcp_loose) or dropped as invalid.
+func conntrackMiddlebox(where string, secs int64) Middlebox {
+	return newMiddlebox("conntrack ("+where+")", time.Duration(secs)*time.Second, ExpiryResetOrDrop, where+" sysctl "+diag.ConntrackEstablished)
+}
+
+// ipvsMiddlebox is the IPVS of the namespace named where, if it carries
+// any TCP flow. A loaded IPVS module answers with its timeouts in every
+// namespace, balancing something or not: only its services say which
+// connections it carries, a virtual service's clients and its real servers.
+func ipvsMiddlebox(v *diag.IPVS, where string) (Middlebox, bool) {
+	if v == nil || !v.Present || v.TCPTimeoutS == 0 {
+		return Middlebox{}, false
+	}
+	m := newMiddlebox("ipvs ("+where+")", time.Duration(v.TCPTimeoutS)*time.Second, ExpiryReset, where+" IPVS tcp timeout (ipvsadm -l --timeout)")
+	switch {
+	case !v.ServicesListed:
+		m.Scope = "every connection that leaves the namespace: IPVS's services could not be listed"
+		return m, true
+	case v.FWMarkServices > 0:
+		m.Scope = fmt.Sprintf("every connection that leaves the namespace: %s selected by firewall mark can carry any flow", plural(v.FWMarkServices, "service"))
+		return m, true
+	case len(v.Services) == 0:
+		return Middlebox{}, false
+	}
+	vips := make(map[netip.AddrPort]bool, len(v.Services))
+	reals := make(map[netip.AddrPort]netip.AddrPort, v.RealServers)
+	for _, svc := range v.Services {
+		vips[unmap(svc.VIP)] = true
+		for _, rs := range svc.RealServers {
+			if _, dup := reals[unmap(rs)]; !dup {
+				reals[unmap(rs)] = svc.VIP
+			}
+		}
+	}
+	m.Scope = fmt.Sprintf("connections to its %s, and those accepted by its %s",
+		plural(len(vips), "TCP virtual service"), plural(len(reals), "real server"))
+	m.carries = func(s *diag.Socket) (string, bool) {
+		if vips[unmap(s.Remote)] {
+			return fmt.Sprintf("%s is a virtual service of the %s's IPVS", s.Remote, where), true
+		}
+		if vip, ok := reals[unmap(s.Local)]; ok {
+			return fmt.Sprintf("%s is a real server of IPVS virtual service %s (%s)", s.Local, vip, where), true
+		}
+		return "", false
+	}
+	return m, true
+}
+
+func unmap(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) }

@@ -45,13 +45,10 @@ const (
 // Evaluate runs every rule over snap, with the middleboxes the user declared.
 func Evaluate(snap *diag.Snapshot, declared []Middlebox) Report {
 	r := Report{Middleboxes: PathTimeouts(snap, declared), Findings: []Finding{}}
-	var shortest *Middlebox
-	if len(r.Middleboxes) > 0 {
-		shortest = &r.Middleboxes[0]
-	}
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
-		for _, rule := range []func(*diag.Snapshot, *diag.Socket, *Middlebox) *Finding{
+		shortest := onPath(r.Middleboxes, s)
+		for _, rule := range []func(*diag.Snapshot, *diag.Socket, *hop) *Finding{
 			noKeepalive, keepaliveTooSlow, halfOpen, zeroWindow, closeWait, recvBacklog, listenOverflow,
 		} {
 			if f := rule(snap, s, shortest); f != nil {
@@ -131,7 +128,7 @@ func human(d time.Duration) string {
 	return fmt.Sprintf("%.0f s (%.1f h)", secs(d), d.Hours())
 }
 
-func noKeepalive(_ *diag.Snapshot, s *diag.Socket, shortest *Middlebox) *Finding {
+func noKeepalive(snap *diag.Snapshot, s *diag.Socket, shortest *hop) *Finding {
 	if !crossesNetwork(s) || s.Keepalive.Enabled == nil || *s.Keepalive.Enabled {
 		return nil
 	}
@@ -140,23 +137,21 @@ func noKeepalive(_ *diag.Snapshot, s *diag.Socket, shortest *Middlebox) *Finding
 	f := &Finding{Rule: RuleNoKeepalive, Evidence: ev}
 	if shortest == nil {
 		f.Severity = Warning
-		f.Summary = fmt.Sprintf("%s has no keepalive: a NAT, load balancer or IPVS on the path that forgets idle flows will reset its next write after a quiet spell, and a dead peer goes unnoticed while it is idle (idle now %s)", conn(s), human(idle))
+		f.Summary = fmt.Sprintf("%s has no keepalive: a NAT, load balancer or IPVS on the path that forgets idle flows will reset or silently drop its next write after a quiet spell, and a dead peer goes unnoticed while it is idle (idle now %s)", conn(s), human(idle))
 		f.Fix = keepaliveFixes(proposeKeepalive(350 * time.Second))
 		return f
 	}
-	ev["idle_timeout_s"] = shortest.IdleTimeoutS
-	ev["middlebox"] = shortest.Name
-	ev["middlebox_source"] = shortest.Source
+	shortest.describe(ev)
 	f.Severity = Warning
 	if shortest.IdleTimeout <= nearTimeout {
 		f.Severity = Critical
 	}
-	f.Summary = fmt.Sprintf("%s has no keepalive: once it is idle %s, %s forgets it and the next write gets \"connection reset by peer\" (idle now %s)", conn(s), human(shortest.IdleTimeout), shortest.Name, human(idle))
+	f.Summary = fmt.Sprintf("%s has no keepalive: once it is idle %s, %s forgets it and %s (idle now %s)", conn(s), human(shortest.IdleTimeout), shortest.Name, nextWrite(shortest, snap, s), human(idle))
 	f.Fix = keepaliveFixes(proposeKeepalive(shortest.IdleTimeout))
 	return f
 }
 
-func keepaliveTooSlow(_ *diag.Snapshot, s *diag.Socket, shortest *Middlebox) *Finding {
+func keepaliveTooSlow(_ *diag.Snapshot, s *diag.Socket, shortest *hop) *Finding {
 	k := s.Keepalive
 	if !crossesNetwork(s) || shortest == nil || k.Enabled == nil || !*k.Enabled {
 		return nil
@@ -170,22 +165,55 @@ func keepaliveTooSlow(_ *diag.Snapshot, s *diag.Socket, shortest *Middlebox) *Fi
 	if k.Source == "namespace" {
 		from = "the namespace's net.ipv4.tcp_keepalive_time"
 	}
+	ev := Evidence{
+		"keepalive_idle_s": *k.IdleS, "keepalive_interval_s": *k.IntervalS, "keepalive_probes": *k.Probes,
+		"keepalive_source": k.Source, "detection_s": secs(detection),
+		"idle_s": secs(idleFor(s)),
+	}
+	shortest.describe(ev)
 	return &Finding{
 		Rule:     RuleKeepaliveTooSlow,
 		Severity: Critical,
-		Summary: fmt.Sprintf("%s sends its first keepalive probe after %s idle (%s), but %s forgets an idle flow after %s: the probe or the next write gets \"connection reset by peer\"",
-			conn(s), human(idle), from, shortest.Name, human(shortest.IdleTimeout)),
-		Evidence: Evidence{
-			"keepalive_idle_s": *k.IdleS, "keepalive_interval_s": *k.IntervalS, "keepalive_probes": *k.Probes,
-			"keepalive_source": k.Source, "detection_s": secs(detection),
-			"idle_timeout_s": shortest.IdleTimeoutS, "middlebox": shortest.Name, "middlebox_source": shortest.Source,
-			"idle_s": secs(idleFor(s)),
-		},
-		Fix: keepaliveFixes(proposeKeepalive(shortest.IdleTimeout)),
+		Summary: fmt.Sprintf("%s sends its first keepalive probe after %s idle (%s), but %s forgets an idle flow after %s: %s",
+			conn(s), human(idle), from, shortest.Name, human(shortest.IdleTimeout), lateProbe(shortest, detection)),
+		Evidence: ev,
+		Fix:      keepaliveFixes(proposeKeepalive(shortest.IdleTimeout)),
 	}
 }
 
-func halfOpen(snap *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
+// nextWrite says what the next write of s meets once h has forgotten it.
+func nextWrite(h *hop, snap *diag.Snapshot, s *diag.Socket) string {
+	hang := "hangs until the kernel gives up"
+	if rt, ok := NewRetransmission(snap.Sysctls.Target, s.UserTimeoutMS); ok {
+		first := rtoMin
+		if s.TCPInfo != nil {
+			first = max(rtoMin, time.Duration(s.TCPInfo.RTO)*time.Microsecond)
+		}
+		hang = fmt.Sprintf("hangs %s until the kernel gives up (%s) with \"connection timed out\"", human(rt.AbortAfter(first)), rt.Reason())
+	}
+	switch h.OnExpiry {
+	case ExpiryReset:
+		return `the next write gets "connection reset by peer"`
+	case ExpiryDrop:
+		return "the next write is dropped without a word and " + hang
+	}
+	return `the next write gets "connection reset by peer", or is dropped and ` + hang
+}
+
+// lateProbe says what a keepalive probe sent after h forgot the flow meets;
+// detection is when keepalive gives up on a silent peer, from the last data.
+func lateProbe(h *hop, detection time.Duration) string {
+	dies := fmt.Sprintf("the connection dies with \"connection timed out\" %s after its last data", human(detection))
+	switch h.OnExpiry {
+	case ExpiryReset:
+		return `the probe or the next write gets "connection reset by peer"`
+	case ExpiryDrop:
+		return "the probe is dropped without a word, the next write hangs, and " + dies
+	}
+	return `the probe or the next write gets "connection reset by peer", or is dropped and ` + dies
+}
+
+func halfOpen(snap *diag.Snapshot, s *diag.Socket, _ *hop) *Finding {
 	info := s.TCPInfo
 	if s.Timer.Kind != diag.TimerOn || info == nil || info.Unacked == 0 ||
 		info.Retransmits < halfOpenRetransmits || time.Duration(info.LastAckRecv)*time.Millisecond < halfOpenSilence {
@@ -203,10 +231,7 @@ func halfOpen(snap *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
 		ev["gives_up_in_s"] = secs(in)
 		ev["gives_up_after_s"] = secs(abort)
 		ev["retransmitting_for_s"] = secs(state.Elapsed)
-		because := fmt.Sprintf("tcp_retries2=%d", rt.Retries2)
-		if rt.UserTimeout {
-			because = fmt.Sprintf("TCP_USER_TIMEOUT=%d ms", *s.UserTimeoutMS)
-		}
+		because := rt.Reason()
 		ev["gives_up_because"] = because
 		when = fmt.Sprintf("the kernel gives up in %s (%s); until then writes hang", human(in), because)
 	}
@@ -220,7 +245,7 @@ func halfOpen(snap *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
 	}
 }
 
-func zeroWindow(_ *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
+func zeroWindow(_ *diag.Snapshot, s *diag.Socket, _ *hop) *Finding {
 	persist := s.Timer.Kind == diag.TimerPersist
 	closed := s.TCPInfo != nil && s.TCPInfo.Size >= 232 && s.TCPInfo.SndWnd == 0 && s.SendQ > 0 && s.State == diag.Established
 	if !persist && !closed {
@@ -237,7 +262,7 @@ func zeroWindow(_ *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
 	}
 }
 
-func closeWait(_ *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
+func closeWait(_ *diag.Snapshot, s *diag.Socket, _ *hop) *Finding {
 	if s.State != diag.CloseWait {
 		return nil
 	}
@@ -250,7 +275,7 @@ func closeWait(_ *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
 	}
 }
 
-func recvBacklog(_ *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
+func recvBacklog(_ *diag.Snapshot, s *diag.Socket, _ *hop) *Finding {
 	if s.State == diag.Listen || s.RecvQ == 0 || s.TCPInfo == nil ||
 		time.Duration(s.TCPInfo.LastDataRecv)*time.Millisecond < unreadFor {
 		return nil
@@ -265,7 +290,7 @@ func recvBacklog(_ *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
 	}
 }
 
-func listenOverflow(_ *diag.Snapshot, s *diag.Socket, _ *Middlebox) *Finding {
+func listenOverflow(_ *diag.Snapshot, s *diag.Socket, _ *hop) *Finding {
 	if s.State != diag.Listen || s.SendQ == 0 || s.RecvQ < s.SendQ {
 		return nil
 	}

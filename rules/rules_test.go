@@ -34,8 +34,47 @@ func snapshot(socks ...diag.Socket) *diag.Snapshot {
 	return s
 }
 
+// ipvs900 puts the host's IPVS, with its default 900 s and healthy()'s
+// remote as one of its virtual services, on the path.
 func ipvs900(s *diag.Snapshot) {
+	s.Host = diag.Host{Visible: true, IPVS: ipvsWith(diag.IPVSService{
+		VIP:         netip.MustParseAddrPort("198.18.1.2:443"),
+		RealServers: []netip.AddrPort{netip.MustParseAddrPort("10.244.1.5:8080")},
+	})}
+}
+
+func ipvsWith(services ...diag.IPVSService) *diag.IPVS {
+	return &diag.IPVS{Present: true, TCPTimeoutS: 900, ServicesListed: true, Services: services, TCPServices: len(services), RealServers: len(services)}
+}
+
+// ipvsIdle is an IPVS module that is loaded and balances nothing.
+func ipvsIdle(s *diag.Snapshot) { s.Host = diag.Host{Visible: true, IPVS: ipvsWith()} }
+
+// ipvsElsewhere balances a service this connection does not use.
+func ipvsElsewhere(s *diag.Snapshot) {
+	s.Host = diag.Host{Visible: true, IPVS: ipvsWith(diag.IPVSService{VIP: netip.MustParseAddrPort("10.96.0.1:443")})}
+}
+
+// ipvsBlind is an IPVS whose services could not be listed.
+func ipvsBlind(s *diag.Snapshot) {
 	s.Host = diag.Host{Visible: true, IPVS: &diag.IPVS{Present: true, TCPTimeoutS: 900}}
+}
+
+// ipvsFWMark balances by firewall mark: any flow may be one of its.
+func ipvsFWMark(s *diag.Snapshot) {
+	ipvsElsewhere(s)
+	s.Host.IPVS.FWMarkServices = 1
+}
+
+// ipvsInTarget is the target's own IPVS (tcpvet run in a node's namespace).
+func ipvsInTarget(s *diag.Snapshot) {
+	s.Target.IPVS = ipvsWith(diag.IPVSService{VIP: netip.MustParseAddrPort("198.18.1.2:443")})
+}
+
+// backend makes the socket the server side of a connection to a real server.
+func backend(s *diag.Socket) {
+	s.Local = netip.MustParseAddrPort("10.244.1.5:8080")
+	s.Remote = netip.MustParseAddrPort("10.244.7.3:51000")
 }
 
 // fired returns the rules that fired for socket id ("" for namespace-wide).
@@ -68,6 +107,13 @@ func TestSocketRules(t *testing.T) {
 		{name: "no keepalive on loopback", mutate: func(s *diag.Socket) { noKA(s); s.Remote = netip.MustParseAddrPort("127.0.0.1:9") }, path: ipvs900},
 		{name: "no keepalive on IPv4-mapped loopback", mutate: func(s *diag.Socket) { noKA(s); s.Remote = netip.MustParseAddrPort("[::ffff:127.0.0.1]:9") }, path: ipvs900},
 		{name: "no keepalive, listening", mutate: func(s *diag.Socket) { noKA(s); s.State = diag.Listen }, path: ipvs900},
+		{name: "no keepalive, IPVS loaded but balancing nothing", mutate: noKA, path: ipvsIdle, want: RuleNoKeepalive, severity: Warning},
+		{name: "no keepalive, IPVS balances other services", mutate: noKA, path: ipvsElsewhere, want: RuleNoKeepalive, severity: Warning},
+		{name: "no keepalive, to an IPVS service through IPv4-mapped", mutate: func(s *diag.Socket) { noKA(s); s.Remote = netip.MustParseAddrPort("[::ffff:198.18.1.2]:443") }, path: ipvs900, want: RuleNoKeepalive, severity: Critical},
+		{name: "no keepalive, a real server of IPVS", mutate: func(s *diag.Socket) { noKA(s); backend(s) }, path: ipvs900, want: RuleNoKeepalive, severity: Critical},
+		{name: "no keepalive, IPVS services unknown", mutate: noKA, path: ipvsBlind, want: RuleNoKeepalive, severity: Critical},
+		{name: "no keepalive, IPVS with firewall-mark services", mutate: noKA, path: ipvsFWMark, want: RuleNoKeepalive, severity: Critical},
+		{name: "no keepalive, the target's own IPVS", mutate: noKA, path: ipvsInTarget, want: RuleNoKeepalive, severity: Critical},
 		{name: "keepalive unknown is not 'off'", mutate: func(s *diag.Socket) { s.Keepalive = diag.Keepalive{Source: "unknown", Reason: "no ptrace"} }, path: ipvs900},
 
 		// keepalive-too-slow
@@ -76,6 +122,8 @@ func TestSocketRules(t *testing.T) {
 		{name: "keepalive idle one second inside", mutate: slowKA(899), path: ipvs900},
 		{name: "slow keepalive, declared NLB", mutate: slowKA(600), declared: []Middlebox{mustPreset("aws-nlb")}, want: RuleKeepaliveTooSlow, severity: Critical},
 		{name: "slow keepalive, nothing known", mutate: slowKA(7200)},
+		{name: "slow keepalive, IPVS balances other services", mutate: slowKA(7200), path: ipvsElsewhere},
+		{name: "slow keepalive, a real server of IPVS", mutate: func(s *diag.Socket) { slowKA(7200)(s); backend(s) }, path: ipvs900, want: RuleKeepaliveTooSlow, severity: Critical},
 
 		// half-open
 		{name: "peer gone", mutate: deadPeer(4, 3000), want: RuleHalfOpen, severity: Critical},
@@ -139,6 +187,9 @@ func keys(m map[string]Finding) []string {
 }
 
 func noKA(s *diag.Socket) { s.Keepalive.Enabled = ptr(false) }
+
+// noKAnoUT has neither keepalive nor TCP_USER_TIMEOUT.
+func noKAnoUT(s *diag.Socket) { noKA(s); s.UserTimeoutMS = ptr(0) }
 
 func slowKA(idle int) func(*diag.Socket) {
 	return func(s *diag.Socket) { s.Keepalive.IdleS = ptr(idle); s.Keepalive.Source = "namespace" }
@@ -259,32 +310,82 @@ func TestPathTimeoutsShortestFirst(t *testing.T) {
 	for _, m := range got {
 		names = append(names, m.Name)
 	}
-	if want := "azure-lb ipvs gcp-cloud-nat conntrack (host)"; strings.Join(names, " ") != want {
+	if want := "azure-lb ipvs (host) gcp-cloud-nat conntrack (host)"; strings.Join(names, " ") != want {
 		t.Errorf("path = %v, want %s", names, want)
+	}
+}
+
+// TestIPVSMatchEvidence: a finding says which IPVS service put the
+// connection on IPVS's path, and the report says which connections IPVS
+// carries.
+func TestIPVSMatchEvidence(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*diag.Socket)
+		path   func(*diag.Snapshot)
+		match  string // "" when the evidence must name no match
+		scope  string
+	}{
+		{name: "client of a virtual service", mutate: noKA, path: ipvs900,
+			match: "198.18.1.2:443 is a virtual service of the host's IPVS", scope: "connections to its 1 TCP virtual service, and those accepted by its 1 real server"},
+		{name: "real server", mutate: func(s *diag.Socket) { noKA(s); backend(s) }, path: ipvs900,
+			match: "10.244.1.5:8080 is a real server of IPVS virtual service 198.18.1.2:443 (host)"},
+		{name: "services unknown", mutate: noKA, path: ipvsBlind,
+			scope: "every connection that leaves the namespace: IPVS's services could not be listed"},
+		{name: "firewall marks", mutate: noKA, path: ipvsFWMark,
+			scope: "every connection that leaves the namespace: 1 service selected by firewall mark can carry any flow"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := healthy()
+			tt.mutate(&s)
+			snap := snapshot(s)
+			tt.path(snap)
+			r := Evaluate(snap, nil)
+			f := fired(r, s.ID)[RuleNoKeepalive]
+			if f.Evidence["middlebox"] != "ipvs (host)" {
+				t.Fatalf("middlebox %v, want ipvs (host): %+v", f.Evidence["middlebox"], f)
+			}
+			if got, _ := f.Evidence["middlebox_match"].(string); got != tt.match {
+				t.Errorf("middlebox_match %q, want %q", got, tt.match)
+			}
+			if tt.scope != "" && (len(r.Middleboxes) != 1 || r.Middleboxes[0].Scope != tt.scope) {
+				t.Errorf("middleboxes %+v, want one with scope %q", r.Middleboxes, tt.scope)
+			}
+			// Only a middlebox that carries every connection names no match.
+			if everywhere := r.Middleboxes[0].Everywhere(); everywhere != (tt.match == "") {
+				t.Errorf("Everywhere() = %v with match %q", everywhere, tt.match)
+			}
+		})
 	}
 }
 
 func TestParseMiddlebox(t *testing.T) {
 	tests := []struct {
-		in      string
-		want    time.Duration
-		wantErr bool
+		in       string
+		want     time.Duration
+		onExpiry Expiry
+		wantErr  bool
 	}{
-		{"aws-nlb", 350 * time.Second, false},
-		{"azure-lb", 4 * time.Minute, false},
-		{"gcp-cloud-nat", 20 * time.Minute, false},
-		{"corp-fw=30m", 30 * time.Minute, false},
-		{"corp-fw=600", 600 * time.Second, false},
-		{"corp-fw=0s", 0, true},
-		{"corp-fw=-5s", 0, true},
-		{"=5m", 0, true},
-		{"corp-fw=soon", 0, true},
-		{"nonesuch", 0, true},
+		{"aws-nlb", 350 * time.Second, ExpiryReset, false},
+		{"azure-lb", 4 * time.Minute, ExpiryDrop, false},
+		{"gcp-cloud-nat", 20 * time.Minute, ExpiryResetOrDrop, false},
+		{"corp-fw=30m", 30 * time.Minute, ExpiryResetOrDrop, false},
+		{"corp-fw=600", 600 * time.Second, ExpiryResetOrDrop, false},
+		{"azure-lb-tcp-reset=4m,reset", 4 * time.Minute, ExpiryReset, false},
+		{"corp-fw=600,drop", 600 * time.Second, ExpiryDrop, false},
+		{"corp-fw=600,", 0, "", true},
+		{"corp-fw=600,rst", 0, "", true},
+		{"corp-fw=0s", 0, "", true},
+		{"corp-fw=-5s", 0, "", true},
+		{"=5m", 0, "", true},
+		{"corp-fw=soon", 0, "", true},
+		{"nonesuch", 0, "", true},
 	}
 	for _, tt := range tests {
 		m, err := ParseMiddlebox(tt.in)
-		if (err != nil) != tt.wantErr || m.IdleTimeout != tt.want {
-			t.Errorf("ParseMiddlebox(%q) = %v, %v; want %v, error %v", tt.in, m.IdleTimeout, err, tt.want, tt.wantErr)
+		if (err != nil) != tt.wantErr || m.IdleTimeout != tt.want || m.OnExpiry != tt.onExpiry {
+			t.Errorf("ParseMiddlebox(%q) = %v then %q, %v; want %v then %q, error %v", tt.in, m.IdleTimeout, m.OnExpiry, err, tt.want, tt.onExpiry, tt.wantErr)
 		}
 	}
 }
@@ -305,5 +406,58 @@ func TestReportWorst(t *testing.T) {
 	r := Report{Findings: []Finding{{Severity: Info}, {Severity: Critical}, {Severity: Warning}}}
 	if w, _ := r.Worst(); w != Critical {
 		t.Errorf("worst = %v", w)
+	}
+}
+
+// TestWhatTheNextWriteMeets: the summary tells a reset from a silent drop,
+// with the hang the kernel's give-up model predicts for a drop.
+func TestWhatTheNextWriteMeets(t *testing.T) {
+	tests := []struct {
+		name     string
+		mutate   func(*diag.Socket)
+		declared string
+		rule     string
+		want     []string
+		wantNot  []string
+		onExpiry Expiry
+	}{
+		{name: "NLB resets", mutate: noKA, declared: "aws-nlb", rule: RuleNoKeepalive, onExpiry: ExpiryReset,
+			want: []string{`aws-nlb forgets it and the next write gets "connection reset by peer"`}, wantNot: []string{"dropped"}},
+		// 204 ms first RTO, tcp_retries2=15: 928.692 s.
+		{name: "Azure LB drops", mutate: noKAnoUT, declared: "azure-lb", rule: RuleNoKeepalive, onExpiry: ExpiryDrop,
+			want:    []string{"the next write is dropped without a word and hangs 929 s (15m29s) until the kernel gives up (tcp_retries2=15) with \"connection timed out\""},
+			wantNot: []string{"reset by peer"}},
+		{name: "user timeout shortens the hang", mutate: func(s *diag.Socket) { noKA(s); s.UserTimeoutMS = ptr(20000) }, declared: "azure-lb", rule: RuleNoKeepalive, onExpiry: ExpiryDrop,
+			want: []string{"hangs 20.0 s until the kernel gives up (TCP_USER_TIMEOUT=20000 ms)"}},
+		{name: "declared: either", mutate: noKAnoUT, declared: "corp-fw=5m", rule: RuleNoKeepalive, onExpiry: ExpiryResetOrDrop,
+			want: []string{`"connection reset by peer", or is dropped and hangs 929 s`}},
+		{name: "slow keepalive, NLB", mutate: slowKA(600), declared: "aws-nlb", rule: RuleKeepaliveTooSlow, onExpiry: ExpiryReset,
+			want: []string{`the probe or the next write gets "connection reset by peer"`}, wantNot: []string{"dropped"}},
+		// 600 s idle, then 5 probes 10 s apart.
+		{name: "slow keepalive, Azure LB", mutate: slowKA(600), declared: "azure-lb", rule: RuleKeepaliveTooSlow, onExpiry: ExpiryDrop,
+			want: []string{`the probe is dropped without a word, the next write hangs, and the connection dies with "connection timed out" 650 s (10m50s) after its last data`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := healthy()
+			tt.mutate(&s)
+			f, ok := fired(Evaluate(snapshot(s), []Middlebox{mustPreset(tt.declared)}), s.ID)[tt.rule]
+			if !ok {
+				t.Fatalf("%s did not fire", tt.rule)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(f.Summary, w) {
+					t.Errorf("summary %q\nlacks %q", f.Summary, w)
+				}
+			}
+			for _, w := range tt.wantNot {
+				if strings.Contains(f.Summary, w) {
+					t.Errorf("summary %q\nhas %q", f.Summary, w)
+				}
+			}
+			if f.Evidence["on_expiry"] != string(tt.onExpiry) {
+				t.Errorf("on_expiry %v, want %s", f.Evidence["on_expiry"], tt.onExpiry)
+			}
+		})
 	}
 }

@@ -56,8 +56,11 @@ func fixture() *diag.Snapshot {
 		Timer: diag.Timer{Kind: diag.TimerTimeWait, ExpiresMS: 41000}, Keepalive: diag.Keepalive{Source: "unknown", Reason: "no file descriptor"}}
 	snap := &diag.Snapshot{
 		Schema: diag.Schema, TakenAt: time.Date(2026, 11, 23, 3, 4, 5, 0, time.UTC),
-		Target:  diag.Target{NetnsInode: 4026532177, Path: "/proc/42/ns/net", PID: 42},
-		Host:    diag.Host{Visible: true, NetnsInode: 4026531833, Path: "/proc/1/ns/net", IPVS: &diag.IPVS{Present: true, TCPTimeoutS: 900}},
+		Target: diag.Target{NetnsInode: 4026532177, Path: "/proc/42/ns/net", PID: 42},
+		Host: diag.Host{Visible: true, NetnsInode: 4026531833, Path: "/proc/1/ns/net", IPVS: &diag.IPVS{
+			Present: true, TCPTimeoutS: 900, ServicesListed: true, TCPServices: 2,
+			Services: []diag.IPVSService{{VIP: noKA.Remote}, {VIP: healthy.Remote}},
+		}},
 		Sockets: []diag.Socket{healthy, noKA, dead, cw, listen, tw},
 	}
 	snap.Sysctls.Target = diag.Sysctls{diag.KeepaliveTime: 7200, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 15}
@@ -160,6 +163,21 @@ func TestWorstConnectionFirstAndDetails(t *testing.T) {
 	for _, want := range []string{"tcp_info (280 bytes", "rto_us", "Envoy cluster"} {
 		if strings.Contains(d, want) || !strings.Contains(all, want) {
 			t.Errorf("%q should be below the fold of the details", want)
+		}
+	}
+}
+
+// TestDetailsSayWhyAMiddleboxApplies: the details of a finding name the
+// middlebox, why the connection meets it, and what it does then.
+func TestDetailsSayWhyAMiddleboxApplies(t *testing.T) {
+	dm := drive(t, 160, 40, fixture(), append(append([]tea.Msg{press("/")}, typeText("5432")...), press("enter"), press("enter"))...)
+	all := ansi.Strip(dm.details.GetContent())
+	for _, want := range []string{
+		"socket 40002", "CRITICAL no-keepalive", "middlebox = ipvs (host)",
+		"middlebox_match = 10.0.1.9:5432 is a virtual service of the host's IPVS", "on_expiry = reset",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("details lack %q:\n%s", want, all)
 		}
 	}
 }

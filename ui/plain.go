@@ -36,7 +36,7 @@ func WritePlain(w io.Writer, snap *diag.Snapshot, rep rules.Report) error {
 	if len(rep.Middleboxes) > 0 {
 		fmt.Fprintln(w, "\nIdle timeouts on the path:")
 		for _, mb := range rep.Middleboxes {
-			fmt.Fprintf(w, "  %-20s %8.0f s  %s\n", mb.Name, mb.IdleTimeoutS, mb.Source)
+			fmt.Fprintf(w, "  %-20s %8.0f s  then %-13s %s; carries %s\n", mb.Name, mb.IdleTimeoutS, mb.OnExpiry, mb.Source, mb.Scope)
 		}
 	}
 	fmt.Fprintf(w, "\nFindings: %d\n", len(rep.Findings))

@@ -110,7 +110,11 @@ func (m Model) header() string {
 
 	var path []string
 	for _, mb := range m.report.Middleboxes {
-		path = append(path, fmt.Sprintf("%s %s", mb.Name, shortDur(mb.IdleTimeout)))
+		hop := fmt.Sprintf("%s %s", mb.Name, shortDur(mb.IdleTimeout))
+		if !mb.Everywhere() {
+			hop += st.Dim.Render(" (its services' connections)")
+		}
+		path = append(path, hop)
 	}
 	if len(path) == 0 {
 		path = []string{st.Dim.Render("none known (declare with --middlebox)")}
