@@ -141,7 +141,32 @@ func TestPtraceCapAgreesWithProc(t *testing.T) {
 	if got := hasPtraceCap(); got != want {
 		t.Errorf("hasPtraceCap() = %v, /proc/self/status CapEff %x says %v", got, eff, want)
 	}
-	if hint := DeniedHint(); strings.Contains(hint, "despite") != want {
-		t.Errorf("DeniedHint() = %q with CAP_SYS_PTRACE %v", hint, want)
+	scope, _ := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+	if hint, wantHint := DeniedHint(), deniedHint(want, strings.TrimSpace(string(scope))); hint != wantHint {
+		t.Errorf("DeniedHint() = %q, want %q", hint, wantHint)
+	}
+}
+
+func TestDeniedHint(t *testing.T) {
+	tests := []struct {
+		ptraceCap bool
+		yamaScope string
+		want      string
+	}{
+		{false, "", "run as root or with CAP_SYS_PTRACE"},
+		{false, "1", "run as root or with CAP_SYS_PTRACE"},
+		{true, "", "despite CAP_SYS_PTRACE"},
+		{true, "2", "despite CAP_SYS_PTRACE"},
+		{true, "3", "ptrace_scope=3"},
+		{false, "3", "ptrace_scope=3"},
+	}
+	for _, tt := range tests {
+		got := deniedHint(tt.ptraceCap, tt.yamaScope)
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("deniedHint(%v, %q) = %q, want it to say %q", tt.ptraceCap, tt.yamaScope, got, tt.want)
+		}
+		if tt.yamaScope != "3" && strings.Contains(got, "yama") {
+			t.Errorf("deniedHint(%v, %q) = %q blames Yama, which is not set to refuse", tt.ptraceCap, tt.yamaScope, got)
+		}
 	}
 }

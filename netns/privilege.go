@@ -1,14 +1,29 @@
 package netns
 
-import "golang.org/x/sys/unix"
+import (
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
 
 // DeniedHint says what to do about the kernel refusing access to another
 // process's namespace or descriptors. Root is not always enough: inside a
 // container or a user namespace root may lack CAP_SYS_PTRACE over the
 // target, and Yama or an LSM can refuse even a process that has it.
 func DeniedHint() string {
-	if hasPtraceCap() {
-		return "refused despite CAP_SYS_PTRACE: the target is in another user namespace, or Yama (kernel.yama.ptrace_scope=3) or an LSM (AppArmor, SELinux) forbids it"
+	scope, _ := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+	return deniedHint(hasPtraceCap(), strings.TrimSpace(string(scope)))
+}
+
+// deniedHint names only causes this machine can have: Yama's scope 3
+// refuses everyone, so it is named alone when set.
+func deniedHint(ptraceCap bool, yamaScope string) string {
+	switch {
+	case yamaScope == "3":
+		return "kernel.yama.ptrace_scope=3 forbids reading other processes' sockets, even to root"
+	case ptraceCap:
+		return "refused despite CAP_SYS_PTRACE: the target is in another user namespace, or an LSM (AppArmor, SELinux) forbids it"
 	}
 	return "run as root or with CAP_SYS_PTRACE"
 }
