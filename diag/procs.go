@@ -2,6 +2,7 @@ package diag
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"strconv"
@@ -24,8 +25,9 @@ type procScan struct {
 	owners map[uint32][]Process
 	// pids are the processes that live in the namespace.
 	pids []int
-	// hidden counts processes whose namespace or descriptors could not be read.
-	hidden int
+	// hidden are the processes whose namespace or descriptors could not be
+	// read.
+	hidden []int
 }
 
 // scanProcesses finds the processes of namespace ns
@@ -47,7 +49,7 @@ func scanProcesses(procRoot string, ns *netns.NS) procScan {
 		fi, err := os.Stat(dir + "/ns/net")
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
-				scan.hidden++
+				scan.hidden = append(scan.hidden, pid)
 			}
 			continue
 		}
@@ -57,7 +59,7 @@ func scanProcesses(procRoot string, ns *netns.NS) procScan {
 		}
 		scan.pids = append(scan.pids, pid)
 		if !scanFDs(dir, pid, scan.owners) {
-			scan.hidden++
+			scan.hidden = append(scan.hidden, pid)
 		}
 	}
 	return scan
@@ -108,6 +110,32 @@ func socketInode(link string) (uint32, bool) {
 		return 0, false
 	}
 	return uint32(n), true
+}
+
+// describeProcesses counts pids and names the first few, so that a user
+// told some processes were out of reach knows which.
+func describeProcesses(procRoot string, pids []int) string {
+	const named = 3
+	var b strings.Builder
+	if len(pids) == 1 {
+		b.WriteString("1 process")
+	} else {
+		fmt.Fprintf(&b, "%d processes", len(pids))
+	}
+	for i, pid := range pids[:min(len(pids), named)] {
+		sep := ", "
+		if i == 0 {
+			sep = " ("
+		}
+		fmt.Fprintf(&b, "%spid %d %s", sep, pid, readComm(procRoot+"/"+strconv.Itoa(pid)))
+	}
+	if len(pids) > named {
+		fmt.Fprintf(&b, " and %d more", len(pids)-named)
+	}
+	if len(pids) > 0 {
+		b.WriteString(")")
+	}
+	return b.String()
 }
 
 func readComm(dir string) string {

@@ -1,6 +1,7 @@
 package diag
 
 import (
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,4 +66,31 @@ func TestParseCgroups(t *testing.T) {
 func FuzzParseCgroups(f *testing.F) {
 	f.Add("net_cls\t9\t3\t1\n")
 	f.Fuzz(func(t *testing.T, s string) { parseCgroups(s) })
+}
+
+func TestDescribeProcesses(t *testing.T) {
+	proc := t.TempDir()
+	for pid, comm := range map[int]string{1: "systemd", 20: "sshd", 31: "containerd", 40: "kubelet"} {
+		dir := proc + "/" + strconv.Itoa(pid)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dir+"/comm", []byte(comm+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		pids []int
+		want string
+	}{
+		{[]int{1}, "1 process (pid 1 systemd)"},
+		{[]int{1, 20}, "2 processes (pid 1 systemd, pid 20 sshd)"},
+		{[]int{1, 20, 31, 40, 99}, "5 processes (pid 1 systemd, pid 20 sshd, pid 31 containerd and 2 more)"},
+		{[]int{99}, "1 process (pid 99 ?)"},
+	}
+	for _, tt := range tests {
+		if got := describeProcesses(proc, tt.pids); got != tt.want {
+			t.Errorf("describeProcesses(%v) = %q, want %q", tt.pids, got, tt.want)
+		}
+	}
 }

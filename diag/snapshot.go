@@ -127,8 +127,8 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		return nil, err
 	}
 	snap.Processes = len(scan.pids)
-	if scan.hidden > 0 {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s not be inspected (permission denied or gone), so sockets may show no owner (%s)", count(scan.hidden, "process could", "processes could"), netns.DeniedHint()))
+	if len(scan.hidden) > 0 {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), netns.DeniedHint()))
 	}
 
 	var targetSysctls Sysctls
@@ -178,7 +178,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		if owners := scan.owners[r.Inode]; r.Inode != 0 && owners != nil {
 			s.Processes = owners
 		}
-		s.attachOptions(or, targetSysctls, scan.hidden)
+		s.attachOptions(or, targetSysctls, len(scan.hidden))
 		snap.Sockets = append(snap.Sockets, s)
 	}
 	return snap, nil
@@ -288,14 +288,6 @@ func (snap *Snapshot) readIPVS(ns *netns.NS, where string) *IPVS {
 		}
 	}
 	return &v
-}
-
-// count writes n with the singular or plural phrase that follows it.
-func count(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }
 
 // ipvsNote says why the IPVS of the namespace named where is unknown.
