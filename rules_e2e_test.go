@@ -90,6 +90,16 @@ func TestIdleTimeoutRulesMatchTheKernel(t *testing.T) {
 	if len(r.Middleboxes) == 0 || r.Middleboxes[0].IdleTimeoutS != 4 || r.Middleboxes[0].Name != "conntrack (host)" {
 		t.Fatalf("shortest idle timeout on the path = %+v, want the router's conntrack 4 s", r.Middleboxes)
 	}
+	// The client has no rule that needs conntrack, so the kernel tracks
+	// none of its flows there, whatever its timeout says.
+	if n := strings.TrimSpace(client.Run(t, "sysctl", "-n", "net.netfilter.nf_conntrack_count")); n != "0" {
+		t.Fatalf("client's nf_conntrack_count = %s, want 0", n)
+	}
+	for _, m := range r.Middleboxes {
+		if m.Name == "conntrack (target)" {
+			t.Errorf("the client's conntrack tracks no flow, yet is on the path: %+v", m)
+		}
+	}
 	found := findingsFor(r)
 	flagged := map[string]bool{}
 	for name, local := range agent.Local {

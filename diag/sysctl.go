@@ -28,6 +28,11 @@ const (
 	ConntrackTimeWait    = "net.netfilter.nf_conntrack_tcp_timeout_time_wait"
 	ConntrackUnack       = "net.netfilter.nf_conntrack_tcp_timeout_unacknowledged"
 	ConntrackMaxRetrans  = "net.netfilter.nf_conntrack_tcp_timeout_max_retrans"
+	// ConntrackCount is how many flows conntrack tracks now, not a setting.
+	// The kernel hooks conntrack into a namespace only once a rule there
+	// needs it (NAT, ct state), so 0 beside established connections means
+	// it tracks none of them.
+	ConntrackCount = "net.netfilter.nf_conntrack_count"
 )
 
 // sysctlNames are read in this order; those the kernel lacks (no conntrack
@@ -36,7 +41,7 @@ var sysctlNames = []string{
 	KeepaliveTime, KeepaliveIntvl, KeepaliveProbes,
 	Retries1, Retries2, FinTimeout, SynRetries, SynackRetries, RTOMinUS, RTOMaxMS,
 	ConntrackEstablished, ConntrackCloseWait, ConntrackFinWait, ConntrackTimeWait,
-	ConntrackUnack, ConntrackMaxRetrans,
+	ConntrackUnack, ConntrackMaxRetrans, ConntrackCount,
 }
 
 // Sysctls maps a sysctl's dotted name to its value.

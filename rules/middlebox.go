@@ -166,23 +166,31 @@ func PathTimeouts(snap *diag.Snapshot, declared []Middlebox) []Middlebox {
 	if m, ok := ipvsMiddlebox(snap.Target.IPVS, "target"); ok {
 		out = append(out, m)
 	}
-	if v, ok := snap.Sysctls.Host.Get(diag.ConntrackEstablished); ok && v > 0 {
-		out = append(out, conntrackMiddlebox("host", v))
+	if m, ok := conntrackMiddlebox(snap.Sysctls.Host, "host"); ok {
+		out = append(out, m)
 	}
-	if v, ok := snap.Sysctls.Target.Get(diag.ConntrackEstablished); ok && v > 0 {
-		out = append(out, conntrackMiddlebox("target", v))
+	if m, ok := conntrackMiddlebox(snap.Sysctls.Target, "target"); ok {
+		out = append(out, m)
 	}
 	slices.SortStableFunc(out, func(a, b Middlebox) int { return cmp.Compare(a.IdleTimeout, b.IdleTimeout) })
 	return out
 }
 
-// conntrackMiddlebox is the conntrack of the namespace named where, which
-// forgets an idle established flow after secs. What follows depends on
-// what tcpvet does not see: a NATed flow's next packet is translated anew
-// or not at all (a reset, or a drop), while an untranslated one may just
-// be picked up again (nf_conntrack_tcp_loose) or dropped as invalid.
-func conntrackMiddlebox(where string, secs int64) Middlebox {
-	return newMiddlebox("conntrack ("+where+")", time.Duration(secs)*time.Second, ExpiryResetOrDrop, where+" sysctl "+diag.ConntrackEstablished)
+// conntrackMiddlebox is the conntrack of the namespace named where, if it
+// tracks any flow: it forgets an idle established one after its timeout.
+// What follows depends on what tcpvet does not see: a NATed flow's next
+// packet is translated anew or not at all (a reset, or a drop), while an
+// untranslated one may just be picked up again (nf_conntrack_tcp_loose) or
+// dropped as invalid.
+func conntrackMiddlebox(s diag.Sysctls, where string) (Middlebox, bool) {
+	secs, ok := s.Get(diag.ConntrackEstablished)
+	if !ok || secs <= 0 {
+		return Middlebox{}, false
+	}
+	if n, ok := s.Get(diag.ConntrackCount); ok && n == 0 {
+		return Middlebox{}, false
+	}
+	return newMiddlebox("conntrack ("+where+")", time.Duration(secs)*time.Second, ExpiryResetOrDrop, where+" sysctl "+diag.ConntrackEstablished), true
 }
 
 // ipvsMiddlebox is the IPVS of the namespace named where, if it carries

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -312,6 +313,36 @@ func TestPathTimeoutsShortestFirst(t *testing.T) {
 	}
 	if want := "azure-lb ipvs (host) gcp-cloud-nat conntrack (host)"; strings.Join(names, " ") != want {
 		t.Errorf("path = %v, want %s", names, want)
+	}
+}
+
+// TestConntrackOnlyWhereItTracks: a namespace's conntrack is on the path
+// unless it tracks nothing at all; an unreadable count proves nothing.
+func TestConntrackOnlyWhereItTracks(t *testing.T) {
+	tests := []struct {
+		name    string
+		sysctls diag.Sysctls
+		want    bool
+	}{
+		{"tracks flows", diag.Sysctls{diag.ConntrackEstablished: 600, diag.ConntrackCount: 12}, true},
+		{"count unreadable", diag.Sysctls{diag.ConntrackEstablished: 600}, true},
+		{"hooked into no rule", diag.Sysctls{diag.ConntrackEstablished: 600, diag.ConntrackCount: 0}, false},
+		{"not loaded", diag.Sysctls{}, false},
+	}
+	for _, tt := range tests {
+		for _, where := range []string{"host", "target"} {
+			snap := snapshot()
+			if where == "host" {
+				snap.Sysctls.Host = tt.sysctls
+			} else {
+				snap.Sysctls.Target = tt.sysctls
+			}
+			path := PathTimeouts(snap, nil)
+			got := slices.ContainsFunc(path, func(m Middlebox) bool { return m.Name == "conntrack ("+where+")" && m.IdleTimeoutS == 600 })
+			if got != tt.want || len(path) > 1 {
+				t.Errorf("%s, %s: path = %+v, want conntrack (%s) on it: %v", tt.name, where, path, where, tt.want)
+			}
+		}
 	}
 }
 
