@@ -24,6 +24,10 @@ func proposeKeepalive(shortest time.Duration) keepaliveTimings {
 
 func wholeSecs(d time.Duration) int { return int(d / time.Second) }
 
+// http2Pings warns that gRPC keepalive fixes the flow but not what tcpvet
+// sees, so that the finding staying after the fix is no surprise.
+const http2Pings = "HTTP/2 pings keep the flow alive but leave SO_KEEPALIVE off: tcpvet cannot see them and keeps listing the socket"
+
 // keepaliveFixes are the ways to turn keepalive on with timings k, from the
 // pod down to the socket and up to the mesh.
 func keepaliveFixes(k keepaliveTimings) []Fix {
@@ -42,18 +46,21 @@ setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
 setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);`, i, n, p)},
 		{Where: "Go net.Dialer / net.ListenConfig", Snippet: fmt.Sprintf(`net.Dialer{KeepAliveConfig: net.KeepAliveConfig{
 	Enable: true, Idle: %d * time.Second, Interval: %d * time.Second, Count: %d}}`, i, n, p)},
-		{Where: "gRPC Go (client; the server must allow it)", Snippet: fmt.Sprintf(`grpc.WithKeepaliveParams(keepalive.ClientParameters{
+		{Where: "gRPC Go (client; the server must allow it)", Snippet: fmt.Sprintf(`// `+http2Pings+`
+grpc.WithKeepaliveParams(keepalive.ClientParameters{
 	Time: %d * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true})
 // server:
 grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 	MinTime: %d * time.Second, PermitWithoutStream: true})`, i, max(1, i/2))},
-		{Where: "gRPC Java (Netty)", Snippet: fmt.Sprintf(`NettyChannelBuilder.forTarget(target)
+		{Where: "gRPC Java (Netty)", Snippet: fmt.Sprintf(`// `+http2Pings+`
+NettyChannelBuilder.forTarget(target)
     .keepAliveTime(%d, TimeUnit.SECONDS).keepAliveTimeout(20, TimeUnit.SECONDS)
     .keepAliveWithoutCalls(true);
 // server:
 NettyServerBuilder.forPort(port)
     .permitKeepAliveTime(%d, TimeUnit.SECONDS).permitKeepAliveWithoutCalls(true);`, i, max(1, i/2))},
-		{Where: "gRPC Node (@grpc/grpc-js) and Python (grpcio) channel options", Snippet: fmt.Sprintf(`'grpc.keepalive_time_ms': %d, 'grpc.keepalive_timeout_ms': 20000,
+		{Where: "gRPC Node (@grpc/grpc-js) and Python (grpcio) channel options", Snippet: fmt.Sprintf(`// `+http2Pings+`
+'grpc.keepalive_time_ms': %d, 'grpc.keepalive_timeout_ms': 20000,
 'grpc.keepalive_permit_without_calls': 1
 // server: 'grpc.http2.min_ping_interval_without_data_ms': %d,
 //         'grpc.keepalive_permit_without_calls': 1`, i*1000, max(1, i/2)*1000)},
