@@ -81,6 +81,16 @@ type Socket struct {
 	Processes     []Process `json:"processes"`
 }
 
+// IdleMS is how many milliseconds the connection has carried no data in
+// either direction: the quiet that NATs, load balancers and IPVS time flows
+// out by. It is 0 without tcp_info.
+func (s *Socket) IdleMS() uint32 {
+	if s.TCPInfo == nil {
+		return 0
+	}
+	return min(s.TCPInfo.LastDataRecv, s.TCPInfo.LastDataSent)
+}
+
 // Timer is the one timer the kernel reports for a socket.
 type Timer struct {
 	Kind      TimerKind `json:"kind"`

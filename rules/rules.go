@@ -93,10 +93,7 @@ func crossesNetwork(s *diag.Socket) bool {
 
 // idleFor is how long the connection has carried no data either way.
 func idleFor(s *diag.Socket) time.Duration {
-	if s.TCPInfo == nil {
-		return 0
-	}
-	return time.Duration(min(s.TCPInfo.LastDataRecv, s.TCPInfo.LastDataSent)) * time.Millisecond
+	return time.Duration(s.IdleMS()) * time.Millisecond
 }
 
 // who names the processes holding s, for summaries.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -305,5 +306,32 @@ func BenchmarkScroll(b *testing.B) {
 	for b.Loop() {
 		tm, _ = tm.Update(down)
 		_ = tm.View()
+	}
+}
+
+// TestIdleCountsBothDirections: a connection that only sends is busy, not
+// idle, however long ago it last received. The IDLE column and its sort
+// must agree with the rules, which time flows out by traffic either way.
+func TestIdleCountsBothDirections(t *testing.T) {
+	snap := fixture()
+	sender, quiet := snap.Sockets[0].TCPInfo, snap.Sockets[1].TCPInfo
+	sender.LastDataRecv, sender.LastDataSent = 3_600_000, 100
+	quiet.LastDataRecv, quiet.LastDataSent = 50_000, 60_000
+	m := drive(t, 160, 40, snap, press("I"))
+	if m.sortCol != colIdle {
+		t.Fatalf("I sorts by %v", m.sortCol)
+	}
+	idle := map[string]string{}
+	var order []string
+	for _, i := range m.visible {
+		r := &m.rows[i]
+		idle[r.s.ID] = r.cell(colIdle, &m.report, m.cache)
+		order = append(order, r.s.ID)
+	}
+	if idle["40001"] != "100ms" || idle["40002"] != "50s" {
+		t.Errorf("IDLE of the sender = %q, of the quiet one = %q; want 100ms and 50s", idle["40001"], idle["40002"])
+	}
+	if senderLater := slices.Index(order, "40001") > slices.Index(order, "40002"); senderLater != m.sortDesc {
+		t.Errorf("sorted by idle (desc %v): %v", m.sortDesc, order)
 	}
 }

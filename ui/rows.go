@@ -288,7 +288,7 @@ func (r *row) cell(c column, rep *rules.Report, rc *rowCache) string {
 		if s.TCPInfo == nil || s.State != diag.Established {
 			return "-"
 		}
-		return shortDur(time.Duration(s.TCPInfo.LastDataRecv) * time.Millisecond)
+		return shortDur(time.Duration(s.IdleMS()) * time.Millisecond)
 	case colKeepalive:
 		k := s.Keepalive
 		switch {
@@ -354,7 +354,7 @@ func less(c column, a, b *row) int {
 	case colRetrans:
 		r = cmp.Compare(retrans(a.s), retrans(b.s))
 	case colIdle:
-		r = cmp.Compare(idle(a.s), idle(b.s))
+		r = cmp.Compare(a.s.IdleMS(), b.s.IdleMS())
 	case colFinding:
 		r = cmp.Compare(a.worst, b.worst)
 	default:
@@ -375,7 +375,7 @@ func numericKey(c column, r *row) (uint32, bool) {
 	case colRetrans:
 		return retrans(r.s), true
 	case colIdle:
-		return idle(r.s), true
+		return r.s.IdleMS(), true
 	case colFinding:
 		return uint32(r.worst + 1), true
 	}
@@ -394,11 +394,4 @@ func retrans(s *diag.Socket) uint32 {
 		return 0
 	}
 	return s.TCPInfo.TotalRetrans
-}
-
-func idle(s *diag.Socket) uint32 {
-	if s.TCPInfo == nil {
-		return 0
-	}
-	return s.TCPInfo.LastDataRecv
 }
