@@ -335,3 +335,25 @@ func TestIdleCountsBothDirections(t *testing.T) {
 		t.Errorf("sorted by idle (desc %v): %v", m.sortDesc, order)
 	}
 }
+
+// TestDetailsShowTheLongestQuietWhileWatched: over refreshes the details
+// say how long a connection has been watched and its longest quiet, the
+// evidence that something (HTTP/2 pings) keeps it busy.
+func TestDetailsShowTheLongestQuietWhileWatched(t *testing.T) {
+	first := fixture()
+	var tm tea.Model = drive(t, 160, 40, first)
+	for i, idleMS := range []uint32{25_000, 2_000} {
+		next := fixture()
+		next.TakenAt = first.TakenAt.Add(time.Duration(i+1) * 30 * time.Second)
+		next.Sockets[1].TCPInfo.LastDataRecv, next.Sockets[1].TCPInfo.LastDataSent = idleMS, idleMS
+		tm, _ = tm.Update(snapshotMsg{snap: next, rep: rules.Evaluate(next, nil)})
+	}
+	m := tm.(Model)
+	got := ansi.Strip(m.socketText(&m.snap.Sockets[1]))
+	if want := "watched            60s, longest quiet seen 25s"; !strings.Contains(got, want) {
+		t.Errorf("details lack %q:\n%s", want, got)
+	}
+	if got := ansi.Strip(m.socketText(&m.snap.Sockets[4])); strings.Contains(got, "watched") {
+		t.Errorf("a listener has no quiet to watch:\n%s", got)
+	}
+}

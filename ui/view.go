@@ -390,6 +390,11 @@ func (m *Model) socketText(s *diag.Socket) string {
 	if len(s.Processes) == 0 {
 		kv("process", st.Dim.Render("none visible"))
 	}
+	if watched, quiet := m.cache.watched(s.ID, m.snap.TakenAt); watched > 0 && s.State == diag.Established {
+		// Whether something keeps the connection busy shows only over time:
+		// application pings keep every quiet spell short.
+		kv("watched", fmt.Sprintf("%s, longest quiet seen %s", shortDur(watched), shortDur(quiet)))
+	}
 
 	b.WriteString("\n" + st.Section.Render("Own options") + "\n")
 	k := s.Keepalive
