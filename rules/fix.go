@@ -26,7 +26,7 @@ func wholeSecs(d time.Duration) int { return int(d / time.Second) }
 
 // http2Pings warns that gRPC keepalive fixes the flow but not what tcpvet
 // sees, so that the finding staying after the fix is no surprise.
-const http2Pings = "HTTP/2 pings keep the flow alive but leave SO_KEEPALIVE off: tcpvet cannot see them and keeps listing the socket"
+const http2Pings = "HTTP/2 pings keep the flow alive but leave SO_KEEPALIVE off, so tcpvet still lists the socket; in the live view its details show the longest quiet seen"
 
 // keepaliveFixes are the ways to turn keepalive on with timings k, from the
 // pod down to the socket and up to the mesh.
