@@ -137,6 +137,12 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		return nil, err
 	}
 	snap.Processes = len(scan.pids)
+	if t.PID != 0 && !slices.Contains(scan.pids, t.PID) && !slices.Contains(scan.hidden, t.PID) {
+		// The namespace outlives the process (a pod's pause container, or
+		// tcpvet's own handle keeps it): say so rather than show an empty
+		// namespace as if the process were there.
+		snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d has exited or left this namespace; tcpvet still shows the namespace it was in", t.PID))
+	}
 	if len(scan.hidden) > 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), netns.DeniedHint()))
 	}

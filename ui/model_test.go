@@ -357,3 +357,33 @@ func TestDetailsShowTheLongestQuietWhileWatched(t *testing.T) {
 		t.Errorf("a listener has no quiet to watch:\n%s", got)
 	}
 }
+
+// TestNotesAreShown: what tcpvet could not read is counted in the header
+// and spelled out, wrapped, in the findings view, findings or not.
+func TestNotesAreShown(t *testing.T) {
+	long := "host namespace not visible: open network namespace /proc/1/ns/net: permission denied (run as root or with CAP_SYS_PTRACE)"
+	for _, healthy := range []bool{false, true} {
+		snap := fixture()
+		if healthy {
+			snap.Sockets, snap.Sysctls.Host = nil, snap.Sysctls.Target
+		}
+		snap.Notes = []string{long, "target IPVS unreadable: EPERM"}
+		m := drive(t, 80, 24, snap)
+		if got := screen(m); !strings.Contains(got, "2 notes (f)") {
+			t.Errorf("header does not count the notes:\n%s", got)
+		}
+		got := screen(drive(t, 80, 24, snap, press("f")))
+		flat := strings.Join(strings.Fields(got), " ")
+		if !strings.Contains(got, "notes (2)") || !strings.Contains(flat, long) || !strings.Contains(flat, "target IPVS unreadable") {
+			t.Errorf("findings view (healthy %v) does not spell the notes out:\n%s", healthy, got)
+		}
+		for _, l := range strings.Split(got, "\n") {
+			if ansi.StringWidth(l) > 80 {
+				t.Errorf("line wider than the screen: %q", l)
+			}
+		}
+		if healthy && !strings.Contains(got, "no findings") {
+			t.Errorf("healthy namespace, yet no \"no findings\":\n%s", got)
+		}
+	}
+}

@@ -132,12 +132,19 @@ func (m Model) header() string {
 	case m.loading:
 		state += " ⟳"
 	}
-	lines = append(lines, fmt.Sprintf("%s %s  %s  %s   %s  %s  %s",
+	notes := ""
+	switch n := len(s.Notes); {
+	case n == 1:
+		notes = st.Warning.Render("1 note (f)") + "  "
+	case n > 1:
+		notes = st.Warning.Render(fmt.Sprintf("%d notes (f)", n)) + "  "
+	}
+	lines = append(lines, fmt.Sprintf("%s %s  %s  %s  %s %s  %s  %s",
 		st.Label.Render("findings:"),
 		st.Critical.Render(fmt.Sprintf("%d critical", counts[rules.Critical])),
 		st.Warning.Render(fmt.Sprintf("%d warning", counts[rules.Warning])),
 		st.Info.Render(fmt.Sprintf("%d info", counts[rules.Info])),
-		st.Label.Render(fmt.Sprintf("%d sockets", len(s.Sockets))),
+		notes, st.Label.Render(fmt.Sprintf("%d sockets", len(s.Sockets))),
 		st.Dim.Render("taken "+s.TakenAt.UTC().Format("15:04:05")+" UTC"), state))
 	for i, l := range lines {
 		lines[i] = ansi.Truncate(l, m.width, "…")
@@ -305,15 +312,25 @@ func findingOrder(rep *rules.Report) []int {
 func (m Model) findingsView() string {
 	st := m.styles
 	h := m.tableHeight() + 1
-	if len(m.findItems) == 0 {
-		return fit(st.OK.Render("no findings: every connection looks healthy"), m.width) + strings.Repeat("\n", h-1)
-	}
-	// One line per finding, with a title line where a rule's group starts.
+	// One line per finding, with a title line where a rule's group starts,
+	// after what tcpvet could not read, which bounds what it can find.
 	type line struct {
 		text string
-		item int // -1 for a group title
+		item int // -1 for a title or a note
 	}
 	var lines []line
+	if m.snap != nil && len(m.snap.Notes) > 0 {
+		notes := m.snap.Notes
+		lines = append(lines, line{st.Section.Render(fmt.Sprintf("notes (%d): what tcpvet could not see", len(notes))), -1})
+		for _, n := range notes {
+			for _, l := range strings.Split(ansi.Wrap(n, max(20, m.width-4), " "), "\n") {
+				lines = append(lines, line{"  " + st.Warning.Render(l), -1})
+			}
+		}
+	}
+	if len(m.findItems) == 0 {
+		lines = append(lines, line{st.OK.Render("no findings: every connection looks healthy"), -1})
+	}
 	cur := 0
 	for i, fi := range m.findItems {
 		f := m.report.Findings[fi]
