@@ -162,12 +162,19 @@ func TestReadOnlyUnderStrace(t *testing.T) {
 		t.Skip("needs strace")
 	}
 	s := newScenario(t)
+	// A rule that needs conntrack makes tcpvet dump the target's table,
+	// which must be a dump and nothing else.
+	s.target.Run(t, "nft", "add table ip watch")
+	s.target.Run(t, "nft", "add chain ip watch out { type filter hook output priority 0 ; }")
+	s.target.Run(t, "nft", "add rule ip watch out ct state established counter accept")
+	s.client.Write(t, "ka", 100) // conntrack picks the flow up mid-stream
+	s.client.Wait(t, "written", "ka", 5*time.Second)
 	before := s.target.SS(t)
 	optsBefore := runJSON(t, "--netns", s.target.Path)
 
 	trace := filepath.Join(t.TempDir(), "strace.txt")
 	cmd := exec.Command("strace", "-f", "-qq", "-s", "256", "-o", trace,
-		"-e", "trace=openat,open,setsockopt,shutdown,pidfd_getfd,close,dup,dup2,dup3,fcntl,ioctl,sendto,sendmsg,write,pwrite64",
+		"-e", "trace=socket,openat,open,setsockopt,shutdown,pidfd_getfd,close,dup,dup2,dup3,fcntl,ioctl,sendto,sendmsg,write,pwrite64",
 		binary(t), "--json", "--netns", s.target.Path)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tcpvet under strace: %v\n%s", err, out)
@@ -176,8 +183,9 @@ func TestReadOnlyUnderStrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dups := map[string]bool{} // live duplicates, by fd (threads share the fd table)
-	var dupCount int
+	dups := map[string]bool{}      // live duplicates, by fd (threads share the fd table)
+	netfilter := map[string]bool{} // open NETLINK_NETFILTER sockets, by fd
+	var dupCount, ctDumps int
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 2 {
@@ -193,6 +201,18 @@ func TestReadOnlyUnderStrace(t *testing.T) {
 			t.Errorf("opened /proc for writing: %s", line)
 		case strings.Contains(line, "SOCK_DESTROY") || strings.Contains(line, "nlmsg_type=0x15"):
 			t.Errorf("sent SOCK_DESTROY: %s", line)
+		case name == "socket" && strings.Contains(line, "NETLINK_NETFILTER"):
+			if _, ret, ok := strings.Cut(line, " = "); ok && !strings.HasPrefix(ret, "-") {
+				netfilter[strings.Fields(ret)[0]] = true
+			}
+		case netfilter[fd] && (name == "sendmsg" || name == "sendto"):
+			// Only a plain conntrack dump, (1<<8)|IPCTNL_MSG_CT_GET: not
+			// CT_GET_CTRZERO, which zeroes counters, nor a delete, nor
+			// anything to nftables. strace names the type or prints it.
+			if !strings.Contains(line, "nlmsg_type=NFNL_SUBSYS_CTNETLINK<<8|IPCTNL_MSG_CT_GET,") && !strings.Contains(line, "nlmsg_type=0x101 ") {
+				t.Errorf("sent netfilter a message other than a conntrack dump: %s", line)
+			}
+			ctDumps++
 		case name == "pidfd_getfd":
 			if _, ret, ok := strings.Cut(line, " = "); ok && !strings.HasPrefix(ret, "-") {
 				dups[strings.Fields(ret)[0]] = true
@@ -200,17 +220,18 @@ func TestReadOnlyUnderStrace(t *testing.T) {
 			}
 		case name == "close":
 			delete(dups, fd)
+			delete(netfilter, fd)
 		case dups[fd]:
 			t.Errorf("touched a duplicated socket with %s: %s", name, line)
 		}
 	}
-	if dupCount == 0 {
-		t.Fatal("no pidfd_getfd traced: the test proves nothing")
+	if dupCount == 0 || ctDumps == 0 {
+		t.Fatalf("%d pidfd_getfd and %d conntrack dumps traced: the test proves nothing", dupCount, ctDumps)
 	}
 	if len(dups) != 0 {
 		t.Errorf("duplicates never closed: %v", dups)
 	}
-	t.Logf("%d sockets duplicated, each only read with getsockopt and closed", dupCount)
+	t.Logf("%d sockets duplicated, each only read with getsockopt and closed; %d messages to netfilter, each a conntrack dump", dupCount, ctDumps)
 
 	// Every connection is still there, in the same state, with the same options.
 	after := s.target.SS(t)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -211,5 +212,60 @@ func TestHalfOpenPredictionMatchesKernel(t *testing.T) {
 	}
 	if got := predicted["user-timeout"].f.Evidence["gives_up_because"]; !strings.Contains(fmt.Sprint(got), "TCP_USER_TIMEOUT=3000") {
 		t.Errorf("user-timeout connection gives up because %v", got)
+	}
+}
+
+// TestSidecarRedirectIsNotOnThePath builds an Istio-like pod: its
+// netfilter redirects outbound connections to a local proxy on :15001, so
+// the application's connection to the service address ends inside the
+// pod, and only the proxy's own connections meet the network. tcpvet must
+// see the redirect as the kernel's conntrack records it, and flag only the
+// connection that really leaves.
+func TestSidecarRedirectIsNotOnThePath(t *testing.T) {
+	pod, peer := testnet.New(t), testnet.New(t)
+	_, peerAddr := testnet.Link(t, pod, peer, 5)
+	pod.Run(t, "ip", "route", "add", "default", "via", peerAddr.V4)
+	const vip = "198.18.60.1"
+	pod.Run(t, "nft", "add table ip mesh")
+	pod.Run(t, "nft", "add chain ip mesh out { type nat hook output priority -100 ; }")
+	pod.Run(t, "nft", fmt.Sprintf("add rule ip mesh out ip daddr %s tcp dport 80 redirect to :15001", vip))
+
+	peer.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "server", Addr: ":7001", Mode: testnet.Hold}}})
+	pod.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "proxy", Addr: ":15001", Mode: testnet.Hold}}})
+	app := pod.Start(t, testnet.Spec{Dial: []testnet.Dial{
+		{Name: "via-proxy", To: vip + ":80"},
+		{Name: "direct", To: peerAddr.V4 + ":7001"},
+	}})
+
+	r := runReport(t, "--netns", pod.Path, "--middlebox", "aws-nlb")
+	// The reference: conntrack's own listing of the redirected flow.
+	ct := pod.Run(t, "conntrack", "-L", "-p", "tcp", "--dport", "80")
+	m := regexp.MustCompile(`dst=` + regexp.QuoteMeta(vip) + ` sport=(\d+) dport=80 src=(\S+) dst=\S+ sport=(\d+)`).FindStringSubmatch(ct)
+	if m == nil {
+		t.Fatalf("conntrack lists no redirected flow:\n%s", ct)
+	}
+	want := m[2] + ":" + m[3]
+
+	found := findingsFor(r)
+	var redirected, accepted int
+	for _, s := range r.Sockets {
+		switch {
+		case s.Local.String() == app.Local["via-proxy"]:
+			redirected++
+			if s.RedirectedTo == nil || s.RedirectedTo.String() != want {
+				t.Errorf("%s -> %s redirected to %v, conntrack says %s", s.Local, s.Remote, s.RedirectedTo, want)
+			}
+		case s.Local.Port() == 15001 && s.State == diag.Established:
+			accepted++
+		}
+		if s.State == diag.Established && s.Local.String() != app.Local["direct"] && hasRule(found[s.Local.String()], rules.RuleNoKeepalive) {
+			t.Errorf("%s -> %s never leaves the pod, yet: %+v", s.Local, s.Remote, found[s.Local.String()])
+		}
+	}
+	if redirected != 1 || accepted != 1 {
+		t.Fatalf("found %d redirected connections and %d accepted by the proxy, want 1 and 1", redirected, accepted)
+	}
+	if !hasRule(found[app.Local["direct"]], rules.RuleNoKeepalive) {
+		t.Errorf("the direct connection, which leaves the pod without keepalive, was not flagged: %+v", found[app.Local["direct"]])
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -41,6 +42,9 @@ type Target struct {
 	NetnsInode uint64 `json:"netns_inode"`
 	Path       string `json:"path"`
 	PID        int    `json:"pid,omitempty"`
+	// Addresses are the namespace's own addresses: a connection to one of
+	// them never leaves the namespace.
+	Addresses []netip.Addr `json:"addresses"`
 	// IPVS is the target's own IPVS: on a node inspected from inside its
 	// own namespace, the IPVS of kube-proxy.
 	IPVS *IPVS `json:"ipvs,omitempty"`
@@ -79,6 +83,10 @@ type Socket struct {
 	// UserTimeoutMS is TCP_USER_TIMEOUT, 0 when unset, nil when unknown.
 	UserTimeoutMS *int      `json:"user_timeout_ms"`
 	Processes     []Process `json:"processes"`
+	// RedirectedTo is where a rule of the target's own netfilter sent the
+	// connection instead of Remote (a sidecar proxy's REDIRECT, a DNAT),
+	// as its conntrack says; nil when nothing rewrote it or it is unknown.
+	RedirectedTo *netip.AddrPort `json:"redirected_to,omitempty"`
 }
 
 // IdleMS is how many milliseconds the connection has carried no data in
@@ -155,6 +163,13 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("target sysctls unreadable: %v", err))
 	}
 	snap.Sysctls.Target = targetSysctls
+	if err := t.Do(func() (err error) {
+		snap.Target.Addresses, err = interfaceAddrs()
+		return err
+	}); err != nil {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("target addresses unreadable: %v", err))
+	}
+	redirected := snap.readRedirects(t)
 
 	snap.Target.IPVS = snap.readIPVS(t, "target")
 
@@ -189,6 +204,9 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 			Cong:    r.Cong,
 			ClassID: r.ClassID,
 			TCPInfo: r.Info,
+		}
+		if to, ok := redirected[keyOf(s.Local, s.Remote)]; ok {
+			s.RedirectedTo = &to
 		}
 		s.Processes = []Process{}
 		if owners := scan.owners[r.Inode]; r.Inode != 0 && owners != nil {
@@ -291,6 +309,45 @@ func dumpMessages(ctx context.Context, ns *netns.NS, fn func([]byte) error) erro
 		}
 	}
 	return nil
+}
+
+// readRedirects reads which connections the target's own conntrack
+// redirects, noting why when it cannot. A namespace whose conntrack tracks
+// nothing has no rule that could, and costs nothing to ask.
+func (snap *Snapshot) readRedirects(t *netns.NS) map[flowKey]netip.AddrPort {
+	n, ok := snap.Sysctls.Target.Get(ConntrackCount)
+	switch {
+	case !ok || n == 0:
+		return nil
+	case n > conntrackDumpLimit:
+		snap.Notes = append(snap.Notes, fmt.Sprintf("target conntrack tracks %d flows, too many to read on every refresh, so connections a local proxy intercepts are checked as if they left the namespace", n))
+		return nil
+	}
+	m, err := readRedirects(t)
+	switch {
+	case errors.Is(err, unix.EPERM):
+		snap.Notes = append(snap.Notes, "target conntrack unreadable without CAP_NET_ADMIN, so connections a sidecar proxy intercepts are checked as if they left the namespace")
+	case err != nil:
+		snap.Notes = append(snap.Notes, fmt.Sprintf("target conntrack unreadable, so connections a sidecar proxy intercepts are checked as if they left the namespace: %v", err))
+	}
+	return m
+}
+
+// interfaceAddrs lists the addresses of the calling thread's namespace.
+func interfaceAddrs() ([]netip.Addr, error) {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(as))
+	for _, a := range as {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
 }
 
 // readIPVS reads the IPVS of ns, the one named where, noting what it could

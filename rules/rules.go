@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -85,10 +86,24 @@ func deref(s *string) string {
 	return *s
 }
 
-// crossesNetwork is true for connections a middlebox could sit on: not
-// loopback, and established in both directions.
-func crossesNetwork(s *diag.Socket) bool {
-	return s.State == diag.Established && !s.Remote.Addr().Unmap().IsLoopback()
+// crossesNetwork is true for connections a middlebox could sit on:
+// established in both directions, and with a peer outside the namespace.
+// A peer inside it is one on loopback or on one of the namespace's own
+// addresses, or a local proxy the namespace's netfilter redirected the
+// connection to, as Istio's and Linkerd's sidecars do with every outbound
+// connection of the application: then only the proxy's own connections
+// leave the pod.
+func crossesNetwork(snap *diag.Snapshot, s *diag.Socket) bool {
+	if s.State != diag.Established || inNamespace(snap, s.Remote.Addr()) {
+		return false
+	}
+	return s.RedirectedTo == nil || !inNamespace(snap, s.RedirectedTo.Addr())
+}
+
+// inNamespace reports whether a belongs to the target namespace.
+func inNamespace(snap *diag.Snapshot, a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsLoopback() || slices.Contains(snap.Target.Addresses, a)
 }
 
 // idleFor is how long the connection has carried no data either way.
@@ -126,7 +141,7 @@ func human(d time.Duration) string {
 }
 
 func noKeepalive(snap *diag.Snapshot, s *diag.Socket, shortest *hop) *Finding {
-	if !crossesNetwork(s) || s.Keepalive.Enabled == nil || *s.Keepalive.Enabled {
+	if !crossesNetwork(snap, s) || s.Keepalive.Enabled == nil || *s.Keepalive.Enabled {
 		return nil
 	}
 	idle := idleFor(s)
@@ -148,9 +163,9 @@ func noKeepalive(snap *diag.Snapshot, s *diag.Socket, shortest *hop) *Finding {
 	return f
 }
 
-func keepaliveTooSlow(_ *diag.Snapshot, s *diag.Socket, shortest *hop) *Finding {
+func keepaliveTooSlow(snap *diag.Snapshot, s *diag.Socket, shortest *hop) *Finding {
 	k := s.Keepalive
-	if !crossesNetwork(s) || shortest == nil || k.Enabled == nil || !*k.Enabled {
+	if !crossesNetwork(snap, s) || shortest == nil || k.Enabled == nil || !*k.Enabled {
 		return nil
 	}
 	idle := time.Duration(*k.IdleS) * time.Second
@@ -353,7 +368,7 @@ func slowDeadPeer(snap *diag.Snapshot) *Finding {
 	unknown := 0
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
-		if !crossesNetwork(s) {
+		if !crossesNetwork(snap, s) {
 			continue
 		}
 		switch {

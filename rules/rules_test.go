@@ -78,6 +78,25 @@ func backend(s *diag.Socket) {
 	s.Remote = netip.MustParseAddrPort("10.244.7.3:51000")
 }
 
+// withOwn gives the target namespace the addresses own, after path.
+func withOwn(path func(*diag.Snapshot), own ...string) func(*diag.Snapshot) {
+	return func(s *diag.Snapshot) {
+		path(s)
+		for _, a := range own {
+			s.Target.Addresses = append(s.Target.Addresses, netip.MustParseAddr(a))
+		}
+	}
+}
+
+// redirectedTo has the namespace's conntrack send the socket to "to"
+// instead of its remote, after mutate.
+func redirectedTo(mutate func(*diag.Socket), to string) func(*diag.Socket) {
+	return func(s *diag.Socket) {
+		mutate(s)
+		s.RedirectedTo = ptr(netip.MustParseAddrPort(to))
+	}
+}
+
 // fired returns the rules that fired for socket id ("" for namespace-wide).
 func fired(r Report, id string) map[string]Finding {
 	out := map[string]Finding{}
@@ -115,6 +134,10 @@ func TestSocketRules(t *testing.T) {
 		{name: "no keepalive, IPVS services unknown", mutate: noKA, path: ipvsBlind, want: RuleNoKeepalive, severity: Critical},
 		{name: "no keepalive, IPVS with firewall-mark services", mutate: noKA, path: ipvsFWMark, want: RuleNoKeepalive, severity: Critical},
 		{name: "no keepalive, the target's own IPVS", mutate: noKA, path: ipvsInTarget, want: RuleNoKeepalive, severity: Critical},
+		{name: "no keepalive, to the namespace's own address", mutate: noKA, path: withOwn(ipvs900, "198.18.1.2")},
+		{name: "no keepalive, redirected to a local proxy", mutate: redirectedTo(noKA, "127.0.0.1:15001"), path: ipvs900},
+		{name: "no keepalive, redirected to a proxy on the pod's address", mutate: redirectedTo(noKA, "198.18.1.1:15001"), path: withOwn(ipvs900, "198.18.1.1")},
+		{name: "no keepalive, DNATed to another host", mutate: redirectedTo(noKA, "198.18.7.7:443"), path: withOwn(ipvs900, "198.18.1.1"), want: RuleNoKeepalive, severity: Critical},
 		{name: "keepalive unknown is not 'off'", mutate: func(s *diag.Socket) { s.Keepalive = diag.Keepalive{Source: "unknown", Reason: "no ptrace"} }, path: ipvs900},
 
 		// keepalive-too-slow
@@ -124,6 +147,7 @@ func TestSocketRules(t *testing.T) {
 		{name: "slow keepalive, declared NLB", mutate: slowKA(600), declared: []Middlebox{mustPreset("aws-nlb")}, want: RuleKeepaliveTooSlow, severity: Critical},
 		{name: "slow keepalive, nothing known", mutate: slowKA(7200)},
 		{name: "slow keepalive, IPVS balances other services", mutate: slowKA(7200), path: ipvsElsewhere},
+		{name: "slow keepalive, redirected to a local proxy", mutate: redirectedTo(slowKA(7200), "127.0.0.1:15001"), path: ipvs900},
 		{name: "slow keepalive, a real server of IPVS", mutate: func(s *diag.Socket) { slowKA(7200)(s); backend(s) }, path: ipvs900, want: RuleKeepaliveTooSlow, severity: Critical},
 
 		// half-open

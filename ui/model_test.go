@@ -387,3 +387,26 @@ func TestNotesAreShown(t *testing.T) {
 		}
 	}
 }
+
+// TestDetailsNameTheProxyARedirectEndsAt: a connection the namespace's
+// netfilter redirected names where it went and who listens there.
+func TestDetailsNameTheProxyARedirectEndsAt(t *testing.T) {
+	snap := fixture()
+	app := &snap.Sockets[1]
+	app.RedirectedTo = ptr(netip.MustParseAddrPort("127.0.0.1:15001"))
+	m := drive(t, 160, 40, snap)
+	if got := ansi.Strip(m.socketText(app)); !strings.Contains(got, "127.0.0.1:15001 by this namespace's netfilter") {
+		t.Errorf("no listener known, details say:\n%s", got)
+	}
+	snap = fixture()
+	app = &snap.Sockets[1]
+	app.RedirectedTo = ptr(netip.MustParseAddrPort("127.0.0.1:15001"))
+	proxy := snap.Sockets[4] // the listener on [::]:8080
+	proxy.ID, proxy.Local = "15", netip.MustParseAddrPort("[::]:15001")
+	proxy.Processes = []diag.Process{{PID: 7, Comm: "envoy", FD: 30}}
+	snap.Sockets = append(snap.Sockets, proxy)
+	m = drive(t, 160, 40, snap)
+	if got := strings.Join(strings.Fields(ansi.Strip(m.socketText(app))), " "); !strings.Contains(got, "127.0.0.1:15001, where envoy (pid 7) listens: the connection ends in this namespace") {
+		t.Errorf("details do not name the proxy:\n%s", got)
+	}
+}

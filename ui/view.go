@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -366,6 +367,23 @@ func (m Model) findingsView() string {
 	return b.String()
 }
 
+// redirectText says where the namespace's netfilter sent a connection, and
+// who listens there when that is in the namespace: a sidecar proxy, whose
+// own connections are the ones that meet the network.
+func redirectText(snap *diag.Snapshot, to netip.AddrPort) string {
+	for i := range snap.Sockets {
+		l := &snap.Sockets[i]
+		if l.State != diag.Listen || l.Local.Port() != to.Port() || len(l.Processes) == 0 {
+			continue
+		}
+		if a := l.Local.Addr().Unmap(); a.IsUnspecified() || a == to.Addr().Unmap() {
+			p := l.Processes[0]
+			return fmt.Sprintf("%s, where %s (pid %d) listens: the connection ends in this namespace, and %s's own connections are the ones that leave it", to, p.Comm, p.PID, p.Comm)
+		}
+	}
+	return fmt.Sprintf("%s by this namespace's netfilter (its conntrack says so)", to)
+}
+
 // renderDetails fills the details viewport with the socket (or namespace
 // finding) being looked at.
 func (m *Model) renderDetails() {
@@ -406,6 +424,9 @@ func (m *Model) socketText(s *diag.Socket) string {
 	}
 	if len(s.Processes) == 0 {
 		kv("process", st.Dim.Render("none visible"))
+	}
+	if to := s.RedirectedTo; to != nil {
+		kv("redirected to", redirectText(m.snap, *to))
 	}
 	if watched, quiet := m.cache.watched(s.ID, m.snap.TakenAt); watched > 0 && s.State == diag.Established {
 		// Whether something keeps the connection busy shows only over time:
