@@ -231,7 +231,7 @@ func TestReadOnlyUnderStrace(t *testing.T) {
 	if len(dups) != 0 {
 		t.Errorf("duplicates never closed: %v", dups)
 	}
-	t.Logf("%d sockets duplicated, each only read with getsockopt and closed; %d messages to netfilter, each a conntrack dump", dupCount, ctDumps)
+	t.Logf("%d sockets duplicated, each only read with getsockopt and closed; conntrack dumps, and nothing else, sent to netfilter: %d", dupCount, ctDumps)
 
 	// Every connection is still there, in the same state, with the same options.
 	after := s.target.SS(t)
