@@ -33,6 +33,11 @@ const (
 	// needs it (NAT, ct state), so 0 beside established connections means
 	// it tracks none of them.
 	ConntrackCount = "net.netfilter.nf_conntrack_count"
+
+	// IPVSExpireNodestConn decides what IPVS does with a packet of a
+	// connection whose real server was removed: 0 (the kernel's default)
+	// drops it silently, 1 (what kube-proxy sets) expires the connection.
+	IPVSExpireNodestConn = "net.ipv4.vs.expire_nodest_conn"
 )
 
 // sysctlNames are read in this order; those the kernel lacks (no conntrack
@@ -42,6 +47,7 @@ var sysctlNames = []string{
 	Retries1, Retries2, FinTimeout, SynRetries, SynackRetries, RTOMinUS, RTOMaxMS,
 	ConntrackEstablished, ConntrackCloseWait, ConntrackFinWait, ConntrackTimeWait,
 	ConntrackUnack, ConntrackMaxRetrans, ConntrackCount,
+	IPVSExpireNodestConn,
 }
 
 // Sysctls maps a sysctl's dotted name to its value.

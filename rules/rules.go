@@ -23,6 +23,7 @@ const (
 	RuleCloseWait        = "close-wait"
 	RuleRecvBacklog      = "recv-backlog"
 	RuleListenOverflow   = "listen-overflow"
+	RuleIPVSNodestDrop   = "ipvs-expire-nodest-off"
 )
 
 // Thresholds that separate a healthy socket from a finding.
@@ -59,7 +60,7 @@ func Evaluate(snap *diag.Snapshot, declared []Middlebox) Report {
 			}
 		}
 	}
-	for _, rule := range []func(*diag.Snapshot) *Finding{podSysctlDiffers, slowDeadPeer} {
+	for _, rule := range []func(*diag.Snapshot) *Finding{podSysctlDiffers, slowDeadPeer, ipvsNodestDrop(snap.Host.IPVS, snap.Sysctls.Host, "host"), ipvsNodestDrop(snap.Target.IPVS, snap.Sysctls.Target, "target")} {
 		if f := rule(snap); f != nil {
 			r.Findings = append(r.Findings, *f)
 		}
@@ -356,6 +357,50 @@ func podSysctlDiffers(snap *diag.Snapshot) *Finding {
 		Summary:  fmt.Sprintf("this namespace does not have the host's TCP tuning: %s; these sysctls are per network namespace, so tuning the node never reached it", strings.Join(parts, ", ")),
 		Evidence: Evidence{"sysctls": diff},
 		Fix:      fixes,
+	}
+}
+
+// ipvsNodestDrop is the rule for the IPVS of the namespace named where:
+// with expire_nodest_conn off, once a rolling update removes a real
+// server, IPVS drops its clients' packets without a word, and each client
+// hangs until its kernel gives up.
+func ipvsNodestDrop(v *diag.IPVS, sysctls diag.Sysctls, where string) func(*diag.Snapshot) *Finding {
+	return func(snap *diag.Snapshot) *Finding {
+		if on, ok := sysctls.Get(diag.IPVSExpireNodestConn); !ok || on != 0 {
+			return nil
+		}
+		m, ok := ipvsMiddlebox(v, where)
+		if !ok {
+			return nil
+		}
+		var carried []string
+		for i := range snap.Sockets {
+			s := &snap.Sockets[i]
+			if !crossesNetwork(snap, s) {
+				continue
+			}
+			if onPath([]Middlebox{m}, s) != nil {
+				carried = append(carried, s.ID)
+			}
+		}
+		if len(carried) == 0 {
+			return nil
+		}
+		hang := "until the kernel gives up"
+		if rt, ok := NewRetransmission(snap.Sysctls.Target, nil); ok {
+			hang = fmt.Sprintf("up to %s with %s and no TCP_USER_TIMEOUT", human(rt.AbortAfter(rtoMin)), rt.Reason())
+		}
+		return &Finding{
+			Rule:     RuleIPVSNodestDrop,
+			Severity: Warning,
+			Summary: fmt.Sprintf("the %s's IPVS has %s=0: when a rolling update removes a real server, IPVS silently drops the packets of its open connections, so %s here would hang instead of failing at once: %s",
+				where, diag.IPVSExpireNodestConn, plural(len(carried), "connection"), hang),
+			Evidence: Evidence{diag.IPVSExpireNodestConn: 0, "ipvs": where, "sockets": carried[:min(len(carried), listExposed)]},
+			Fix: []Fix{
+				{Where: "the " + where + "'s sysctl (kube-proxy in IPVS mode sets it; 0 means something reset it, or another IPVS manager runs here)", Snippet: "sysctl -w " + diag.IPVSExpireNodestConn + "=1"},
+				{Where: "the clients", Snippet: "TCP_USER_TIMEOUT or gRPC keepalive bounds the hang whatever IPVS does"},
+			},
+		}
 	}
 }
 

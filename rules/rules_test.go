@@ -516,3 +516,50 @@ func TestWhatTheNextWriteMeets(t *testing.T) {
 		})
 	}
 }
+
+// TestIPVSExpireNodestOff: an IPVS that silently drops the connections of
+// a removed real server is worth a warning only where it carries some.
+func TestIPVSExpireNodestOff(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(*diag.Snapshot)
+		want  string // "" when the rule must not fire, else the namespace it names
+	}{
+		{"host IPVS carries the connection, drops", func(s *diag.Snapshot) {
+			ipvs900(s)
+			s.Sysctls.Host = diag.Sysctls{diag.IPVSExpireNodestConn: 0}
+		}, "host"},
+		{"host IPVS expires", func(s *diag.Snapshot) {
+			ipvs900(s)
+			s.Sysctls.Host = diag.Sysctls{diag.IPVSExpireNodestConn: 1}
+		}, ""},
+		{"setting unreadable", ipvs900, ""},
+		{"host IPVS balances other services", func(s *diag.Snapshot) {
+			ipvsElsewhere(s)
+			s.Sysctls.Host = diag.Sysctls{diag.IPVSExpireNodestConn: 0}
+		}, ""},
+		{"the target's own IPVS", func(s *diag.Snapshot) {
+			ipvsInTarget(s)
+			s.Sysctls.Target[diag.IPVSExpireNodestConn] = 0
+		}, "target"},
+		{"IPVS carries only a loopback connection", func(s *diag.Snapshot) {
+			ipvs900(s)
+			s.Sysctls.Host = diag.Sysctls{diag.IPVSExpireNodestConn: 0}
+			s.Sockets[0].Remote = netip.MustParseAddrPort("127.0.0.1:443")
+		}, ""},
+	}
+	for _, tt := range tests {
+		snap := snapshot(healthy())
+		tt.setup(snap)
+		f, ok := fired(Evaluate(snap, nil), "")[RuleIPVSNodestDrop]
+		switch {
+		case tt.want == "" && ok:
+			t.Errorf("%s: fired: %s", tt.name, f.Summary)
+		case tt.want != "" && !ok:
+			t.Errorf("%s: did not fire", tt.name)
+		case ok && (f.Severity != Warning || f.Evidence["ipvs"] != tt.want ||
+			!strings.Contains(f.Summary, "1 connection here would hang instead of failing at once: up to 925 s (15m25s) with tcp_retries2=15 and no TCP_USER_TIMEOUT")):
+			t.Errorf("%s: %s %+v: %s", tt.name, f.Severity, f.Evidence, f.Summary)
+		}
+	}
+}
