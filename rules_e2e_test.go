@@ -237,9 +237,10 @@ func TestSidecarRedirectIsNotOnThePath(t *testing.T) {
 		{Name: "direct", To: peerAddr.V4 + ":7001"},
 	}})
 
-	r := runReport(t, "--netns", pod.Path, "--middlebox", "aws-nlb")
-	// The reference: conntrack's own listing of the redirected flow.
+	// The reference: conntrack's own listing of the redirected flow (which
+	// also loads nf_conntrack_netlink where it is a module; tcpvet never does).
 	ct := pod.Run(t, "conntrack", "-L", "-p", "tcp", "--dport", "80")
+	r := runReport(t, "--netns", pod.Path, "--middlebox", "aws-nlb")
 	m := regexp.MustCompile(`dst=` + regexp.QuoteMeta(vip) + ` sport=(\d+) dport=80 src=(\S+) dst=\S+ sport=(\d+)`).FindStringSubmatch(ct)
 	if m == nil {
 		t.Fatalf("conntrack lists no redirected flow:\n%s", ct)
