@@ -156,19 +156,18 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	}
 
 	var targetSysctls Sysctls
+	var addrErr error
 	if err := t.Do(func() (err error) {
+		snap.Target.Addresses, addrErr = interfaceAddrs()
 		targetSysctls, err = readSysctls(proc + "/sys")
 		return err
 	}); err != nil {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("target sysctls unreadable: %v", err))
 	}
-	snap.Sysctls.Target = targetSysctls
-	if err := t.Do(func() (err error) {
-		snap.Target.Addresses, err = interfaceAddrs()
-		return err
-	}); err != nil {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("target addresses unreadable: %v", err))
+	if addrErr != nil {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("target addresses unreadable: %v", addrErr))
 	}
+	snap.Sysctls.Target = targetSysctls
 	redirected := snap.readRedirects(t)
 
 	snap.Target.IPVS = snap.readIPVS(t, "target")
