@@ -398,6 +398,12 @@ func TestDetailsNameTheProxyARedirectEndsAt(t *testing.T) {
 	if got := ansi.Strip(m.socketText(app)); !strings.Contains(got, "127.0.0.1:15001 by this namespace's netfilter") {
 		t.Errorf("no listener known, details say:\n%s", got)
 	}
+	if got := screen(m); !strings.Contains(got, "10.0.1.9:5432⇢:15001") {
+		t.Errorf("the table does not show the redirect:\n%s", got)
+	}
+	if got := screen(drive(t, 160, 40, snap, append([]tea.Msg{press("/")}, typeText("15001")...)...)); !strings.Contains(got, "10.0.1.9:5432⇢:15001") || strings.Contains(got, "10.0.2.7:8080") {
+		t.Errorf("filtering by the proxy's port misses the redirected connection:\n%s", got)
+	}
 	snap = fixture()
 	app = &snap.Sockets[1]
 	app.RedirectedTo = ptr(netip.MustParseAddrPort("127.0.0.1:15001"))

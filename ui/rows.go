@@ -164,6 +164,9 @@ func (r *row) matches(words []string, rep *rules.Report, c *rowCache) bool {
 	if r.haystack == "" {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s %s %s %s", strings.ToLower(r.s.State.String()), r.s.Local, r.s.Remote, r.s.ID)
+		if to := r.s.RedirectedTo; to != nil {
+			fmt.Fprintf(&b, " %s", to)
+		}
 		for _, p := range r.s.Processes {
 			fmt.Fprintf(&b, " %s %d", strings.ToLower(p.Comm), p.PID)
 		}
@@ -276,6 +279,10 @@ func (r *row) cell(c column, rep *rules.Report, rc *rowCache) string {
 		if s.State == diag.Listen {
 			// A listener has no peer: say what it listens on, for narrow screens without LOCAL.
 			return fmt.Sprintf("(listening :%d)", s.Local.Port())
+		}
+		if to := s.RedirectedTo; to != nil {
+			// Why a sidecar's client shows no finding: it never leaves.
+			return fmt.Sprintf("%s⇢:%d", s.Remote, to.Port())
 		}
 		return s.Remote.String()
 	case colProcess:
