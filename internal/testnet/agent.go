@@ -226,6 +226,20 @@ type agent struct {
 	conns map[string]net.Conn
 }
 
+// hold names an open connection, so that commands can reach it.
+func (ag *agent) hold(name string, c net.Conn) {
+	ag.mu.Lock()
+	defer ag.mu.Unlock()
+	ag.conns[name] = c
+}
+
+// forget drops a closed connection's name.
+func (ag *agent) forget(name string) {
+	ag.mu.Lock()
+	defer ag.mu.Unlock()
+	delete(ag.conns, name)
+}
+
 func (ag *agent) emit(e Event) {
 	e.At = time.Now()
 	ag.mu.Lock()
@@ -258,9 +272,7 @@ func runAgent(specJSON string) error {
 			if err != nil {
 				return fmt.Errorf("bulk dial %d of %d to %s: %w", i+1, n, to, err)
 			}
-			ag.mu.Lock()
-			ag.conns[fmt.Sprintf("bulk#%s#%d", to, i)] = c
-			ag.mu.Unlock()
+			ag.hold(fmt.Sprintf("bulk#%s#%d", to, i), c)
 		}
 	}
 	for _, to := range spec.Churn {
@@ -326,15 +338,21 @@ func (ag *agent) listen(l Listener) error {
 			if err != nil {
 				return
 			}
-			ag.mu.Lock()
-			ag.conns[fmt.Sprintf("%s#%d", l.Name, i)] = c
-			ag.mu.Unlock()
+			name := fmt.Sprintf("%s#%d", l.Name, i)
 			switch l.Mode {
 			case CloseAtOnce:
 				c.Close()
 			case Hold:
-				go func() { io.Copy(io.Discard, c); c.Close() }()
+				ag.hold(name, c)
+				go func() {
+					io.Copy(io.Discard, c)
+					c.Close()
+					// A churned listener accepts thousands a second: an
+					// hour's worth must not pile up in memory.
+					ag.forget(name)
+				}()
 			case NoClose:
+				ag.hold(name, c)
 				go io.Copy(io.Discard, c)
 			}
 		}
@@ -354,9 +372,7 @@ func (ag *agent) dial(d Dial) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ag.mu.Lock()
-	ag.conns[d.Name] = c
-	ag.mu.Unlock()
+	ag.hold(d.Name, c)
 	if d.CloseFirst {
 		local := c.LocalAddr()
 		c.Close()
