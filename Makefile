@@ -3,6 +3,8 @@ GO        ?= go
 # Fuzz budgets are execution counts: a duration (-fuzztime 5s) can fail at
 # its deadline with "context deadline exceeded" on Go 1.26 (go.dev/issue/75804).
 FUZZTIME  ?= 150000x
+# The model fuzz target renders a screen per key: a thousand times slower.
+MODEL_FUZZTIME ?= 3000x
 BIN       ?= tcpvet
 # Tools run from the Go module proxy at pinned versions: nothing to install.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -19,6 +21,7 @@ FUZZ_TARGETS = \
 	./diag:FuzzDecodeIPVSConfig \
 	./diag:FuzzDecodeIPVSService \
 	./diag:FuzzDecodeIPVSDest
+MODEL_FUZZ_TARGETS = ./ui:FuzzModelKeys
 
 .PHONY: all build test unit fuzz fuzz-short lint release-check snapshot bench bench-ss soak screenshots clean
 
@@ -34,16 +37,22 @@ test: lint unit fuzz-short release-check
 unit:
 	$(GO) test -race -count=1 -timeout 30m ./...
 
+# fuzz-run runs each package:Target of $(1) for $(2).
+define fuzz-run
+for t in $(1); do \
+	pkg=$${t%%:*}; name=$${t##*:}; \
+	echo "fuzz $$name ($(2))"; \
+	$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(2) $$pkg || exit 1; \
+done
+endef
+
 fuzz-short:
-	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "fuzz $$name ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
-	done
+	@$(call fuzz-run,$(FUZZ_TARGETS),$(FUZZTIME))
+	@$(call fuzz-run,$(MODEL_FUZZ_TARGETS),$(MODEL_FUZZTIME))
 
 # Long fuzzing, about ten minutes a target.
 fuzz:
-	$(MAKE) fuzz-short FUZZTIME=20000000x
+	$(MAKE) fuzz-short FUZZTIME=20000000x MODEL_FUZZTIME=300000x
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -305,7 +305,7 @@ func (m Model) findingsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	case key.Matches(msg, k.Up):
 		m.findCur = max(0, m.findCur-1)
 	case key.Matches(msg, k.Down):
-		m.findCur = min(len(m.findItems)-1, m.findCur+1)
+		m.findCur = max(0, min(len(m.findItems)-1, m.findCur+1))
 	case key.Matches(msg, k.Enter):
 		if m.findCur < len(m.findItems) {
 			f := m.report.Findings[m.findItems[m.findCur]]

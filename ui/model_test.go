@@ -416,3 +416,14 @@ func TestDetailsNameTheProxyARedirectEndsAt(t *testing.T) {
 		t.Errorf("details do not name the proxy:\n%s", got)
 	}
 }
+
+// TestFindingsKeysWithNoFindings: moving and entering in an empty findings
+// view does nothing, rather than index a finding that is not there.
+func TestFindingsKeysWithNoFindings(t *testing.T) {
+	snap := fixture()
+	snap.Sockets, snap.Sysctls.Host = nil, snap.Sysctls.Target
+	m := drive(t, 80, 24, snap, press("f"), press("down"), press("enter"), press("up"), press("enter"))
+	if !strings.Contains(screen(m), "no findings") {
+		t.Errorf("want the empty findings view still:\n%s", screen(m))
+	}
+}
