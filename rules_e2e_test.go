@@ -223,7 +223,7 @@ func TestHalfOpenPredictionMatchesKernel(t *testing.T) {
 // connection that really leaves.
 func TestSidecarRedirectIsNotOnThePath(t *testing.T) {
 	pod, peer := testnet.New(t), testnet.New(t)
-	_, peerAddr := testnet.Link(t, pod, peer, 5)
+	podAddr, peerAddr := testnet.Link(t, pod, peer, 5)
 	pod.Run(t, "ip", "route", "add", "default", "via", peerAddr.V4)
 	const vip = "198.18.60.1"
 	pod.Run(t, "nft", "add table ip mesh")
@@ -235,6 +235,7 @@ func TestSidecarRedirectIsNotOnThePath(t *testing.T) {
 	app := pod.Start(t, testnet.Spec{Dial: []testnet.Dial{
 		{Name: "via-proxy", To: vip + ":80"},
 		{Name: "direct", To: peerAddr.V4 + ":7001"},
+		{Name: "in-pod", To: podAddr.V4 + ":15001"},
 	}})
 
 	// The reference: conntrack's own listing of the redirected flow (which
@@ -263,8 +264,22 @@ func TestSidecarRedirectIsNotOnThePath(t *testing.T) {
 			t.Errorf("%s -> %s never leaves the pod, yet: %+v", s.Local, s.Remote, found[s.Local.String()])
 		}
 	}
-	if redirected != 1 || accepted != 1 {
-		t.Fatalf("found %d redirected connections and %d accepted by the proxy, want 1 and 1", redirected, accepted)
+	if redirected != 1 || accepted != 2 {
+		t.Fatalf("found %d redirected connections and %d accepted by the proxy, want 1 and 2", redirected, accepted)
+	}
+	// The pod's connection to its own address: both ends are here, and
+	// each names the other.
+	byID := map[string]diag.Socket{}
+	for _, s := range r.Sockets {
+		byID[s.ID] = s
+	}
+	for _, s := range r.Sockets {
+		if s.Local.String() != app.Local["in-pod"] {
+			continue
+		}
+		if p, ok := byID[s.Peer]; !ok || p.Peer != s.ID || p.Local.Port() != 15001 {
+			t.Errorf("%s -> %s: peer %q (%+v), want the proxy's end naming it back", s.Local, s.Remote, s.Peer, p)
+		}
 	}
 	if !hasRule(found[app.Local["direct"]], rules.RuleNoKeepalive) {
 		t.Errorf("the direct connection, which leaves the pod without keepalive, was not flagged: %+v", found[app.Local["direct"]])

@@ -87,6 +87,10 @@ type Socket struct {
 	// connection instead of Remote (a sidecar proxy's REDIRECT, a DNAT),
 	// as its conntrack says; nil when nothing rewrote it or it is unknown.
 	RedirectedTo *netip.AddrPort `json:"redirected_to,omitempty"`
+	// Peer is the ID of the socket at the other end when that is in the
+	// same namespace too: over loopback, the namespace's own address, or a
+	// transparent proxy (TPROXY) that answers with the original address.
+	Peer string `json:"peer,omitempty"`
 }
 
 // IdleMS is how many milliseconds the connection has carried no data in
@@ -214,7 +218,27 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		s.attachOptions(or, targetSysctls, len(scan.hidden))
 		snap.Sockets = append(snap.Sockets, s)
 	}
+	pairPeers(snap.Sockets)
 	return snap, nil
+}
+
+// pairPeers links each connection whose other end is a socket of the same
+// namespace to it: a 4-tuple names one connection, seen from either end.
+func pairPeers(socks []Socket) {
+	connected := func(s *Socket) bool { return s.State != Listen && s.Remote.Port() != 0 }
+	byEnds := make(map[flowKey]string, len(socks))
+	for i := range socks {
+		if s := &socks[i]; connected(s) {
+			byEnds[keyOf(s.Local, s.Remote)] = s.ID
+		}
+	}
+	for i := range socks {
+		if s := &socks[i]; connected(s) {
+			if p := byEnds[keyOf(s.Remote, s.Local)]; p != s.ID {
+				s.Peer = p
+			}
+		}
+	}
 }
 
 // attachOptions fills Keepalive and UserTimeoutMS from the socket's owner.

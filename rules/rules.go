@@ -89,13 +89,14 @@ func deref(s *string) string {
 
 // crossesNetwork is true for connections a middlebox could sit on:
 // established in both directions, and with a peer outside the namespace.
-// A peer inside it is one on loopback or on one of the namespace's own
-// addresses, or a local proxy the namespace's netfilter redirected the
+// A peer inside it is a socket of the namespace, one on loopback or on one
+// of the namespace's own addresses, or a local proxy the namespace's
+// netfilter redirected the
 // connection to, as Istio's and Linkerd's sidecars do with every outbound
 // connection of the application: then only the proxy's own connections
 // leave the pod.
 func crossesNetwork(snap *diag.Snapshot, s *diag.Socket) bool {
-	if s.State != diag.Established || inNamespace(snap, s.Remote.Addr()) {
+	if s.State != diag.Established || s.Peer != "" || inNamespace(snap, s.Remote.Addr()) {
 		return false
 	}
 	return s.RedirectedTo == nil || !inNamespace(snap, s.RedirectedTo.Addr())

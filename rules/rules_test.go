@@ -138,6 +138,7 @@ func TestSocketRules(t *testing.T) {
 		{name: "no keepalive, redirected to a local proxy", mutate: redirectedTo(noKA, "127.0.0.1:15001"), path: ipvs900},
 		{name: "no keepalive, redirected to a proxy on the pod's address", mutate: redirectedTo(noKA, "198.18.1.1:15001"), path: withOwn(ipvs900, "198.18.1.1")},
 		{name: "no keepalive, DNATed to another host", mutate: redirectedTo(noKA, "198.18.7.7:443"), path: withOwn(ipvs900, "198.18.1.1"), want: RuleNoKeepalive, severity: Critical},
+		{name: "no keepalive, the other end is a socket here (a transparent proxy)", mutate: func(s *diag.Socket) { noKA(s); s.Peer = "2b" }, path: ipvs900},
 		{name: "keepalive unknown is not 'off'", mutate: func(s *diag.Socket) { s.Keepalive = diag.Keepalive{Source: "unknown", Reason: "no ptrace"} }, path: ipvs900},
 
 		// keepalive-too-slow

@@ -407,6 +407,10 @@ func TestDetailsNameTheProxyARedirectEndsAt(t *testing.T) {
 	snap = fixture()
 	app = &snap.Sockets[1]
 	app.RedirectedTo = ptr(netip.MustParseAddrPort("127.0.0.1:15001"))
+	app.Peer = "9"
+	if got := ansi.Strip(m.socketText(app)); !strings.Contains(got, "socket 9 ([::]:8080, api pid 42) in this namespace") {
+		t.Errorf("details do not name the peer:\n%s", got)
+	}
 	proxy := snap.Sockets[4] // the listener on [::]:8080
 	proxy.ID, proxy.Local = "15", netip.MustParseAddrPort("[::]:15001")
 	proxy.Processes = []diag.Process{{PID: 7, Comm: "envoy", FD: 30}}

@@ -384,6 +384,21 @@ func redirectText(snap *diag.Snapshot, to netip.AddrPort) string {
 	return fmt.Sprintf("%s by this namespace's netfilter (its conntrack says so)", to)
 }
 
+// peerText names the socket at the other end of a connection that stays
+// in the namespace.
+func peerText(snap *diag.Snapshot, id string) string {
+	for i := range snap.Sockets {
+		if p := &snap.Sockets[i]; p.ID == id {
+			owner := ""
+			if len(p.Processes) > 0 {
+				owner = fmt.Sprintf(", %s pid %d", p.Processes[0].Comm, p.Processes[0].PID)
+			}
+			return fmt.Sprintf("socket %s (%s%s) in this namespace: the connection never leaves it", id, p.Local, owner)
+		}
+	}
+	return "socket " + id + " in this namespace"
+}
+
 // renderDetails fills the details viewport with the socket (or namespace
 // finding) being looked at.
 func (m *Model) renderDetails() {
@@ -427,6 +442,9 @@ func (m *Model) socketText(s *diag.Socket) string {
 	}
 	if to := s.RedirectedTo; to != nil {
 		kv("redirected to", redirectText(m.snap, *to))
+	}
+	if s.Peer != "" {
+		kv("peer", peerText(m.snap, s.Peer))
 	}
 	if watched, quiet := m.cache.watched(s.ID, m.snap.TakenAt); watched > 0 && s.State == diag.Established {
 		// Whether something keeps the connection busy shows only over time:
