@@ -193,6 +193,9 @@ func conntrackMiddlebox(s diag.Sysctls, where string) (Middlebox, bool) {
 	return newMiddlebox("conntrack ("+where+")", time.Duration(secs)*time.Second, ExpiryResetOrDrop, where+" sysctl "+diag.ConntrackEstablished), true
 }
 
+// ipvsName names the IPVS of the namespace called where.
+func ipvsName(where string) string { return "ipvs (" + where + ")" }
+
 // ipvsMiddlebox is the IPVS of the namespace named where, if it carries
 // any TCP flow. A loaded IPVS module answers with its timeouts in every
 // namespace, balancing something or not: only its services say which
@@ -201,7 +204,7 @@ func ipvsMiddlebox(v *diag.IPVS, where string) (Middlebox, bool) {
 	if v == nil || !v.Present || v.TCPTimeoutS == 0 {
 		return Middlebox{}, false
 	}
-	m := newMiddlebox("ipvs ("+where+")", time.Duration(v.TCPTimeoutS)*time.Second, ExpiryReset, where+" IPVS tcp timeout (ipvsadm -l --timeout)")
+	m := newMiddlebox(ipvsName(where), time.Duration(v.TCPTimeoutS)*time.Second, ExpiryReset, where+" IPVS tcp timeout (ipvsadm -l --timeout)")
 	switch {
 	case !v.ServicesListed:
 		m.Scope = "every connection that leaves the namespace: IPVS's services could not be listed"

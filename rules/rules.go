@@ -60,7 +60,7 @@ func Evaluate(snap *diag.Snapshot, declared []Middlebox) Report {
 			}
 		}
 	}
-	for _, rule := range []func(*diag.Snapshot) *Finding{podSysctlDiffers, slowDeadPeer, ipvsNodestDrop(snap.Host.IPVS, snap.Sysctls.Host, "host"), ipvsNodestDrop(snap.Target.IPVS, snap.Sysctls.Target, "target")} {
+	for _, rule := range []func(*diag.Snapshot) *Finding{podSysctlDiffers, slowDeadPeer, ipvsNodestDrop(r.Middleboxes, snap.Sysctls.Host, "host"), ipvsNodestDrop(r.Middleboxes, snap.Sysctls.Target, "target")} {
 		if f := rule(snap); f != nil {
 			r.Findings = append(r.Findings, *f)
 		}
@@ -365,15 +365,18 @@ func podSysctlDiffers(snap *diag.Snapshot) *Finding {
 // with expire_nodest_conn off, once a rolling update removes a real
 // server, IPVS drops its clients' packets without a word, and each client
 // hangs until its kernel gives up.
-func ipvsNodestDrop(v *diag.IPVS, sysctls diag.Sysctls, where string) func(*diag.Snapshot) *Finding {
+// path is the report's, where that IPVS already is, with the connections
+// it carries.
+func ipvsNodestDrop(path []Middlebox, sysctls diag.Sysctls, where string) func(*diag.Snapshot) *Finding {
 	return func(snap *diag.Snapshot) *Finding {
 		if on, ok := sysctls.Get(diag.IPVSExpireNodestConn); !ok || on != 0 {
 			return nil
 		}
-		m, ok := ipvsMiddlebox(v, where)
-		if !ok {
+		i := slices.IndexFunc(path, func(m Middlebox) bool { return m.Name == ipvsName(where) })
+		if i < 0 {
 			return nil
 		}
+		m := path[i]
 		var carried []string
 		for i := range snap.Sockets {
 			s := &snap.Sockets[i]
