@@ -365,6 +365,7 @@ func podSysctlDiffers(snap *diag.Snapshot) *Finding {
 // with expire_nodest_conn off, once a rolling update removes a real
 // server, IPVS drops its clients' packets without a word, and each client
 // hangs until its kernel gives up.
+//
 // path is the report's, where that IPVS already is, with the connections
 // it carries.
 func ipvsNodestDrop(path []Middlebox, sysctls diag.Sysctls, where string) func(*diag.Snapshot) *Finding {
