@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 
@@ -38,11 +37,7 @@ func readRedirects(ns *netns.NS) (map[flowKey]netip.AddrPort, error) {
 		// and a read-only tool loads nothing into a node.
 		return nil, errors.New("nf_conntrack_netlink is not loaded (tcpvet does not load it)")
 	}
-	var cfg netlink.Config
-	if !ns.Own() {
-		cfg.NetNS = ns.FD()
-	}
-	c, err := conntrack.Dial(&cfg)
+	c, err := conntrack.Dial(netlinkConfig(ns))
 	if err != nil {
 		return nil, fmt.Errorf("open conntrack netlink in %s: %w", ns.Path, err)
 	}

@@ -83,11 +83,7 @@ func readIPVS(ns *netns.NS) (IPVS, error) {
 	if _, err := os.Stat("/sys/module/ip_vs"); errors.Is(err, os.ErrNotExist) {
 		return IPVS{}, nil
 	}
-	var cfg netlink.Config
-	if !ns.Own() {
-		cfg.NetNS = ns.FD()
-	}
-	c, err := genetlink.Dial(&cfg)
+	c, err := genetlink.Dial(netlinkConfig(ns))
 	if err != nil {
 		return IPVS{}, fmt.Errorf("open generic netlink in %s: %w", ns.Path, err)
 	}

@@ -300,15 +300,20 @@ func dumpSockets(ctx context.Context, ns *netns.NS) ([]rawSocket, error) {
 	return out, nil
 }
 
+// netlinkConfig opens a netlink socket inside ns, so that no thread of
+// ours changes namespace to talk to the kernel there.
+func netlinkConfig(ns *netns.NS) *netlink.Config {
+	if ns.Own() {
+		return &netlink.Config{}
+	}
+	return &netlink.Config{NetNS: ns.FD()}
+}
+
 // dumpMessages runs an inet_diag dump of each address family in ns and hands
 // every reply's payload to fn. The netlink socket is opened inside ns, so no
 // thread of ours changes namespace to read it.
 func dumpMessages(ctx context.Context, ns *netns.NS, fn func([]byte) error) error {
-	var cfg netlink.Config
-	if !ns.Own() {
-		cfg.NetNS = ns.FD()
-	}
-	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &cfg)
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, netlinkConfig(ns))
 	if err != nil {
 		return fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
 	}

@@ -60,7 +60,11 @@ func Evaluate(snap *diag.Snapshot, declared []Middlebox) Report {
 			}
 		}
 	}
-	for _, rule := range []func(*diag.Snapshot) *Finding{podSysctlDiffers, slowDeadPeer, ipvsNodestDrop(r.Middleboxes, snap.Sysctls.Host, "host"), ipvsNodestDrop(r.Middleboxes, snap.Sysctls.Target, "target")} {
+	for _, rule := range []func(*diag.Snapshot) *Finding{
+		podSysctlDiffers, slowDeadPeer,
+		ipvsNodestDrop(r.Middleboxes, snap.Sysctls.Host, "host"),
+		ipvsNodestDrop(r.Middleboxes, snap.Sysctls.Target, "target"),
+	} {
 		if f := rule(snap); f != nil {
 			r.Findings = append(r.Findings, *f)
 		}
@@ -91,10 +95,9 @@ func deref(s *string) string {
 // established in both directions, and with a peer outside the namespace.
 // A peer inside it is a socket of the namespace, one on loopback or on one
 // of the namespace's own addresses, or a local proxy the namespace's
-// netfilter redirected the
-// connection to, as Istio's and Linkerd's sidecars do with every outbound
-// connection of the application: then only the proxy's own connections
-// leave the pod.
+// netfilter redirected the connection to, as Istio's and Linkerd's sidecars
+// do with every outbound connection of the application: then only the
+// proxy's own connections leave the pod.
 func crossesNetwork(snap *diag.Snapshot, s *diag.Socket) bool {
 	if s.State != diag.Established || s.Peer != "" || inNamespace(snap, s.Remote.Addr()) {
 		return false
