@@ -81,8 +81,13 @@ type Socket struct {
 	TCPInfo   *TCPInfo  `json:"tcp_info"`
 	Keepalive Keepalive `json:"keepalive"`
 	// UserTimeoutMS is TCP_USER_TIMEOUT, 0 when unset, nil when unknown.
-	UserTimeoutMS *int      `json:"user_timeout_ms"`
-	Processes     []Process `json:"processes"`
+	UserTimeoutMS *int `json:"user_timeout_ms"`
+	// SynRetries is TCP_SYNCNT: how many times the kernel retransmits this
+	// socket's SYN (on top of tcp_syn_linear_timeouts) before a connect
+	// fails; the namespace's tcp_syn_retries unless the socket set its own.
+	// Nil when unknown.
+	SynRetries *int      `json:"syn_retries,omitempty"`
+	Processes  []Process `json:"processes"`
 	// RedirectedTo is where a rule of the target's own netfilter sent the
 	// connection instead of Remote (a sidecar proxy's REDIRECT, a DNAT),
 	// as its conntrack says; nil when nothing rewrote it or it is unknown.
@@ -252,7 +257,7 @@ func (s *Socket) attachOptions(or *optionReader, ns Sysctls, hidden int) {
 		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: %s)", hidden, netns.DeniedHint())}
 		return
 	}
-	o, err := or.read(s.Inode, s.ClassID, s.Processes)
+	o, err := or.read(s.Inode, s.Processes)
 	if err != nil {
 		s.Keepalive = Keepalive{Source: "unknown", Reason: err.Error()}
 		return
@@ -263,6 +268,7 @@ func (s *Socket) attachOptions(or *optionReader, ns Sysctls, hidden int) {
 	}
 	s.Keepalive = Keepalive{Enabled: &o.Keepalive, IdleS: &o.IdleS, IntervalS: &o.IntervalS, Probes: &o.Probes, Source: src}
 	s.UserTimeoutMS = &o.UserTimeoutMS
+	s.SynRetries = &o.SynRetries
 }
 
 func familyName(f uint8) string {

@@ -37,6 +37,9 @@ type SockOpts struct {
 	IntervalS     int
 	Probes        int
 	UserTimeoutMS int
+	// SynRetries is TCP_SYNCNT as getsockopt returns it: the socket's own
+	// count of SYN retransmissions, else the namespace's tcp_syn_retries.
+	SynRetries int
 }
 
 // optionReader reads socket options of sockets held by other processes.
@@ -54,17 +57,18 @@ func newOptionReader(force bool) *optionReader {
 // read returns the options of the socket with the given inode held by procs.
 // It tries each owner in turn; the error of the last attempt explains an
 // unknown result.
-func (r *optionReader) read(inode, classID uint32, procs []Process) (SockOpts, error) {
+//
+// A socket's INET_DIAG_CLASS_ID is no reason to refuse: it carries
+// sk_priority when no net_cls class id is set (IP_TOS sets a priority, and
+// OpenSSH sets IP_TOS on every connection), and pidfd_getfd re-tags only the
+// net_cls class id and net_prio index, which exist only where a cgroup-v1
+// hierarchy of those controllers is mounted: the blocked case.
+func (r *optionReader) read(inode uint32, procs []Process) (SockOpts, error) {
 	if len(procs) == 0 {
 		return SockOpts{}, errors.New("no process in the namespace holds this socket")
 	}
-	if !r.force {
-		if r.blocked != "" {
-			return SockOpts{}, fmt.Errorf("not read: %s, and duplicating a socket resets its net_cls/net_prio marks (--dup-sockets overrides)", r.blocked)
-		}
-		if classID != 0 {
-			return SockOpts{}, fmt.Errorf("not read: the socket has class id/priority %#x, which duplicating it could reset (--dup-sockets overrides)", classID)
-		}
+	if !r.force && r.blocked != "" {
+		return SockOpts{}, fmt.Errorf("not read: %s, and duplicating a socket resets its net_cls/net_prio marks (--dup-sockets overrides)", r.blocked)
 	}
 	var err error
 	for _, p := range procs {
@@ -119,6 +123,7 @@ func (r *optionReader) readFrom(p Process, inode uint32) (SockOpts, error) {
 		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, &o.IntervalS},
 		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, &o.Probes},
 		{unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, &o.UserTimeoutMS},
+		{unix.IPPROTO_TCP, unix.TCP_SYNCNT, &o.SynRetries},
 	} {
 		v, err := unix.GetsockoptInt(fd, g.level, g.opt)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -45,6 +46,10 @@ const (
 	CloseAtOnce = "close"
 	// NoClose reads until EOF but never closes, leaving CLOSE_WAIT behind.
 	NoClose = "noclose"
+	// Echo writes back what it reads, and reports a read error as an event
+	// named after the accepted connection ("NAME#0"), so a test sees the
+	// fate of the server's end too.
+	Echo = "echo"
 )
 
 // Listener is a listening socket.
@@ -68,6 +73,14 @@ type Dial struct {
 	Keepalive     *KA `json:"keepalive,omitempty"`
 	UserTimeoutMS int `json:"user_timeout_ms,omitempty"`
 	SndBuf        int `json:"sndbuf,omitempty"`
+	// TOS, when set, is IP_TOS (and IPV6_TCLASS), which also sets the
+	// socket's SO_PRIORITY, as OpenSSH's IPQoS does.
+	TOS int `json:"tos,omitempty"`
+	// SynCnt, when set, is TCP_SYNCNT: the socket's own SYN retransmissions.
+	SynCnt int `json:"syncnt,omitempty"`
+	// Async dials in the background: the agent is ready before the
+	// connection is, and a failed connect is reported as a dial-error event.
+	Async bool `json:"async,omitempty"`
 	// CloseFirst closes the connection right after it is established.
 	CloseFirst bool `json:"close_first,omitempty"`
 	// NoReadBack leaves incoming data unread (and FIN unnoticed).
@@ -83,9 +96,13 @@ type KA struct {
 
 // Event is a line an agent reports.
 type Event struct {
-	Kind string `json:"kind"` // ready, write-error, read-error, eof, written
+	// Kind is ready, written, write-error, read (N bytes came back on a
+	// dialed connection), read-error, eof, or dial-error (an Async dial failed).
+	Kind string `json:"kind"`
 	Name string `json:"name,omitempty"`
-	Err  string `json:"err,omitempty"`
+	// N counts the bytes of a read event.
+	N   int    `json:"n,omitempty"`
+	Err string `json:"err,omitempty"`
 	// Errno is the error number behind Err, when there is one.
 	Errno int `json:"errno,omitempty"`
 	// Local maps each dialed connection's name to its local address (ready).
@@ -325,7 +342,11 @@ func (ag *agent) listen(l Listener) error {
 	lc := net.ListenConfig{
 		KeepAlive: -1,
 		Control: func(_, _ string, rc syscall.RawConn) error {
-			return setOpts(rc, l.Keepalive, 0, l.RcvBuf, 0)
+			var err error
+			if cerr := rc.Control(func(fd uintptr) { err = setOpts(int(fd), sockOpts{ka: l.Keepalive, rcvbuf: l.RcvBuf}) }); cerr != nil {
+				return cerr
+			}
+			return err
 		},
 	}
 	ln, err := lc.Listen(context.Background(), "tcp", l.Addr)
@@ -354,6 +375,15 @@ func (ag *agent) listen(l Listener) error {
 			case NoClose:
 				ag.hold(name, c)
 				go io.Copy(io.Discard, c)
+			case Echo:
+				ag.hold(name, c)
+				go func() {
+					if _, err := io.Copy(c, c); err != nil {
+						ag.emit(errEvent("read-error", name, err))
+					} else {
+						ag.emit(Event{Kind: "eof", Name: name})
+					}
+				}()
 			}
 		}
 	}()
@@ -361,11 +391,20 @@ func (ag *agent) listen(l Listener) error {
 }
 
 func (ag *agent) dial(d Dial) (net.Conn, error) {
+	opts := sockOpts{ka: d.Keepalive, userTimeoutMS: d.UserTimeoutMS, sndbuf: d.SndBuf, tos: d.TOS, syncnt: d.SynCnt}
+	if d.Async {
+		return ag.dialAsync(d.Name, d.To, opts)
+	}
 	dl := net.Dialer{
 		KeepAlive: -1,
 		Timeout:   5 * time.Second,
-		Control: func(_, _ string, rc syscall.RawConn) error {
-			return setOpts(rc, d.Keepalive, d.UserTimeoutMS, 0, d.SndBuf)
+		Control: func(network, _ string, rc syscall.RawConn) error {
+			var err error
+			opts.v6 = network == "tcp6"
+			if cerr := rc.Control(func(fd uintptr) { err = setOpts(int(fd), opts) }); cerr != nil {
+				return cerr
+			}
+			return err
 		},
 	}
 	c, err := dl.Dial("tcp", d.To)
@@ -379,16 +418,107 @@ func (ag *agent) dial(d Dial) (net.Conn, error) {
 		return closedConn{c, local}, nil
 	}
 	if !d.NoReadBack {
-		go func() {
-			_, err := io.Copy(io.Discard, c)
-			if err != nil {
-				ag.emit(errEvent("read-error", d.Name, err))
-			} else {
-				ag.emit(Event{Kind: "eof", Name: d.Name})
-			}
-		}()
+		go ag.readBack(d.Name, c)
 	}
 	return c, nil
+}
+
+// readBack reads a dialed connection until it fails, reporting each read:
+// only an Echo listener sends anything back, so the events are few.
+func (ag *agent) readBack(name string, c net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			ag.emit(Event{Kind: "read", Name: name, N: n})
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			ag.emit(Event{Kind: "eof", Name: name})
+			return
+		case err != nil:
+			ag.emit(errEvent("read-error", name, err))
+			return
+		}
+	}
+}
+
+// dialAsync starts a non-blocking connect and returns at once with the
+// local address the kernel bound, so a test can watch the socket in
+// SYN_SENT. The outcome comes later: a dial-error event with the errno
+// connect failed with, or the connection read from like any other.
+func (ag *agent) dialAsync(name, to string, opts sockOpts) (net.Conn, error) {
+	ap, err := netip.ParseAddrPort(to)
+	if err != nil {
+		return nil, err
+	}
+	family, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+		opts.v6 = true
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := setOpts(fd, opts); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.Connect(fd, sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		unix.Close(fd)
+		return nil, err
+	}
+	local, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	c, err := net.FileConn(f) // a duplicate: f is closed below, c keeps the socket
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	ag.hold(name, c)
+	go func() {
+		rc, _ := c.(*net.TCPConn).SyscallConn()
+		var soErr int
+		// The poller reports the socket writable once connect has ended.
+		rc.Write(func(fd uintptr) bool {
+			soErr, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+			return true
+		})
+		if soErr != 0 {
+			ag.emit(errEvent("dial-error", name, syscall.Errno(soErr)))
+			return
+		}
+		ag.readBack(name, c)
+	}()
+	return asyncConn{c, sockaddrString(local)}, nil
+}
+
+// asyncConn names the local address bound before connect ended.
+type asyncConn struct {
+	net.Conn
+	local string
+}
+
+func (c asyncConn) LocalAddr() net.Addr { return addrString(c.local) }
+
+type addrString string
+
+func (addrString) Network() string  { return "tcp" }
+func (a addrString) String() string { return string(a) }
+
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	}
+	return "?"
 }
 
 // churn connects to and resets connections to addr in a loop. Closing with
@@ -415,40 +545,36 @@ type closedConn struct {
 
 func (c closedConn) LocalAddr() net.Addr { return c.local }
 
+// sockOpts are the options a test asks of a socket.
+type sockOpts struct {
+	ka                                         *KA
+	userTimeoutMS, rcvbuf, sndbuf, tos, syncnt int
+	v6                                         bool
+}
+
 // setOpts sets socket options with raw setsockopt, before connect or listen,
 // so the kernel sees exactly what the test asked for.
-func setOpts(rc syscall.RawConn, ka *KA, userTimeoutMS, rcvbuf, sndbuf int) error {
+func setOpts(fd int, o sockOpts) error {
 	var serr error
-	set := func(fd uintptr, level, opt, v int) {
-		if serr == nil {
-			serr = unix.SetsockoptInt(int(fd), level, opt, v)
+	set := func(level, opt, v int) {
+		if serr == nil && v != 0 {
+			serr = unix.SetsockoptInt(fd, level, opt, v)
 		}
 	}
-	err := rc.Control(func(fd uintptr) {
-		if ka != nil {
-			set(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-			if ka.Idle > 0 {
-				set(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, ka.Idle)
-			}
-			if ka.Interval > 0 {
-				set(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, ka.Interval)
-			}
-			if ka.Count > 0 {
-				set(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, ka.Count)
-			}
-		}
-		if userTimeoutMS > 0 {
-			set(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, userTimeoutMS)
-		}
-		if rcvbuf > 0 {
-			set(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
-		}
-		if sndbuf > 0 {
-			set(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sndbuf)
-		}
-	})
-	if err != nil {
-		return err
+	if o.ka != nil {
+		set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+		set(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, o.ka.Idle)
+		set(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, o.ka.Interval)
+		set(unix.IPPROTO_TCP, unix.TCP_KEEPCNT, o.ka.Count)
+	}
+	set(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, o.userTimeoutMS)
+	set(unix.IPPROTO_TCP, unix.TCP_SYNCNT, o.syncnt)
+	set(unix.SOL_SOCKET, unix.SO_RCVBUF, o.rcvbuf)
+	set(unix.SOL_SOCKET, unix.SO_SNDBUF, o.sndbuf)
+	if o.v6 {
+		set(unix.IPPROTO_IPV6, unix.IPV6_TCLASS, o.tos)
+	} else {
+		set(unix.IPPROTO_IP, unix.IP_TOS, o.tos)
 	}
 	return serr
 }
