@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/ti-mo/conntrack"
@@ -15,11 +16,69 @@ import (
 
 // conntrackDumpLimit bounds the conntrack tables tcpvet dumps on every
 // refresh. A pod's table holds a few flows; a node's can hold a million,
-// too many to read every second for what the dump is for: telling which
-// connections a rule in the target redirects to a local proxy.
+// too many to read every second.
 const conntrackDumpLimit = 20000
 
-// flowKey is a TCP flow as its originating socket sees it.
+// Conntrack is what one namespace's connection tracking knows of the
+// flows through it, as far as tcpvet could read it.
+type Conntrack struct {
+	// Read is true when the table was dumped; Reason says why it was not.
+	Read   bool   `json:"read"`
+	Reason string `json:"reason,omitempty"`
+	// Flows counts the TCP entries read.
+	Flows int `json:"flows"`
+	// Services maps each destination its rules translate (a service
+	// address) to the backends the flows tracked now reach.
+	Services map[netip.AddrPort][]netip.AddrPort `json:"services,omitempty"`
+	// Masqueraded lists the source addresses whose flows it translates.
+	Masqueraded []netip.Addr `json:"masqueraded,omitempty"`
+
+	// IPv4 and IPv6 say which families it tracks flows of: conntrack is
+	// hooked in per family, by rules of that family.
+	IPv4 bool `json:"ipv4"`
+	IPv6 bool `json:"ipv6"`
+
+	// entries finds a flow's entry by the 4-tuple either end sees.
+	entries map[flowKey]*Flow
+}
+
+// TracksFamily reports whether the table holds flows of a's family, and
+// so whether a flow of that family missing from it was forgotten rather
+// than never tracked.
+func (c *Conntrack) TracksFamily(a netip.Addr) bool {
+	if a.Unmap().Is4() {
+		return c.IPv4
+	}
+	return c.IPv6
+}
+
+// Flow is a conntrack entry that tracks a socket's connection.
+type Flow struct {
+	// Netns is "target" or "host": whose table holds the entry.
+	Netns string `json:"netns"`
+	// ExpiresInS is how many seconds the entry has left unless a packet
+	// of the flow refreshes it.
+	ExpiresInS uint32 `json:"expires_in_s"`
+	TCPState   string `json:"tcp_state"`
+	Original   string `json:"original"`
+	Reply      string `json:"reply"`
+	// NAT is "dnat", "snat", "dnat+snat" or "" for an untranslated flow.
+	NAT string `json:"nat,omitempty"`
+	// Side is "original" for the socket that sent the flow's first packet
+	// (the client) and "reply" for the one that answers it.
+	Side string `json:"side"`
+
+	// replyFrom is where the reply comes from: the flow's real destination.
+	replyFrom netip.AddrPort
+}
+
+// DNAT reports whether the flow's destination is translated.
+func (f *Flow) DNAT() bool { return strings.Contains(f.NAT, "dnat") }
+
+// SNAT reports whether the flow's source is translated.
+func (f *Flow) SNAT() bool { return strings.Contains(f.NAT, "snat") }
+
+// flowKey is a TCP flow as one of its sockets sees it: from itself to its peer.
 type flowKey struct{ from, to netip.AddrPort }
 
 func keyOf(from, to netip.AddrPort) flowKey { return flowKey{unmap(from), unmap(to)} }
@@ -28,48 +87,120 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// readRedirects dumps the conntrack table of ns and returns, for each TCP
-// flow whose destination a rule there rewrote (an Istio or Linkerd
-// REDIRECT, a DNAT), where the flow really goes.
-func readRedirects(ns *netns.NS) (map[flowKey]netip.AddrPort, error) {
-	if !ctnetlinkPresent() {
+// Lookup returns the entry tracking the connection from local to remote,
+// from whichever end the socket is; nil when there is none or the table
+// was not read.
+func (c *Conntrack) Lookup(local, remote netip.AddrPort) *Flow {
+	if c == nil {
+		return nil
+	}
+	return c.entries[keyOf(local, remote)]
+}
+
+// conntrackStates names the kernel's TCP conntrack states
+// (enum tcp_conntrack).
+var conntrackStates = [...]string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+// readConntrack reads the conntrack of ns, the namespace named where, if it
+// tracks anything: the kernel hooks conntrack into a namespace only once a
+// rule there needs it, and then it is on the path of what passes through.
+// It returns nil when the namespace tracks nothing.
+func readConntrack(ns *netns.NS, where string, s Sysctls) *Conntrack {
+	n, ok := s.Get(ConntrackCount)
+	switch {
+	case !ok || n == 0:
+		return nil
+	case n > conntrackDumpLimit:
+		return &Conntrack{Reason: fmt.Sprintf("%d flows, more than the %d tcpvet reads on every refresh", n, conntrackDumpLimit)}
+	case !modulePresent("nf_conntrack_netlink"):
 		// Opening it would make the kernel load nf_conntrack_netlink,
 		// and a read-only tool loads nothing into a node.
-		return nil, errors.New("nf_conntrack_netlink is not loaded (tcpvet does not load it)")
+		return &Conntrack{Reason: "nf_conntrack_netlink is not loaded (tcpvet does not load it)"}
 	}
 	c, err := conntrack.Dial(netlinkConfig(ns))
 	if err != nil {
-		return nil, fmt.Errorf("open conntrack netlink in %s: %w", ns.Path, err)
+		return &Conntrack{Reason: conntrackErr(err)}
 	}
 	defer c.Close()
 	flows, err := c.Dump(nil)
 	if err != nil {
-		return nil, fmt.Errorf("dump conntrack in %s: %w", ns.Path, err)
+		return &Conntrack{Reason: conntrackErr(err)}
 	}
-	return redirects(flows), nil
+	return newConntrack(flows, where)
 }
 
-// redirects maps each destination-NATed TCP flow to the address its reply
-// comes from, which is where the flow really goes.
-func redirects(flows []conntrack.Flow) map[flowKey]netip.AddrPort {
-	out := make(map[flowKey]netip.AddrPort)
+func conntrackErr(err error) string {
+	if errors.Is(err, unix.EPERM) {
+		return "unreadable without CAP_NET_ADMIN"
+	}
+	return fmt.Sprintf("unreadable: %v", err)
+}
+
+// newConntrack indexes the TCP entries of a dump by the 4-tuple each end
+// of the connection sees: the client its original direction, the server
+// the reply direction, through any translation.
+func newConntrack(flows []conntrack.Flow, where string) *Conntrack {
+	ct := &Conntrack{Read: true, entries: make(map[flowKey]*Flow, 2*len(flows))}
 	for _, f := range flows {
 		o, r := f.TupleOrig, f.TupleReply
-		if o.Proto.Protocol != unix.IPPROTO_TCP || !f.Status.DstNAT() || !r.IP.SourceAddress.IsValid() {
+		if o.Proto.Protocol != unix.IPPROTO_TCP || !r.IP.SourceAddress.IsValid() {
 			continue
 		}
-		from := netip.AddrPortFrom(o.IP.SourceAddress, o.Proto.SourcePort)
-		to := netip.AddrPortFrom(o.IP.DestinationAddress, o.Proto.DestinationPort)
-		out[keyOf(from, to)] = unmap(netip.AddrPortFrom(r.IP.SourceAddress, r.Proto.SourcePort))
+		ct.Flows++
+		if o.IP.SourceAddress.Unmap().Is4() {
+			ct.IPv4 = true
+		} else {
+			ct.IPv6 = true
+		}
+		osrc := unmap(netip.AddrPortFrom(o.IP.SourceAddress, o.Proto.SourcePort))
+		odst := unmap(netip.AddrPortFrom(o.IP.DestinationAddress, o.Proto.DestinationPort))
+		rsrc := unmap(netip.AddrPortFrom(r.IP.SourceAddress, r.Proto.SourcePort))
+		rdst := unmap(netip.AddrPortFrom(r.IP.DestinationAddress, r.Proto.DestinationPort))
+		e := Flow{Netns: where, ExpiresInS: f.Timeout, Original: osrc.String() + "->" + odst.String(), Reply: rsrc.String() + "->" + rdst.String(), replyFrom: rsrc}
+		if f.ProtoInfo.TCP != nil && int(f.ProtoInfo.TCP.State) < len(conntrackStates) {
+			e.TCPState = conntrackStates[f.ProtoInfo.TCP.State]
+		}
+		var nat []string
+		if f.Status.DstNAT() {
+			nat = append(nat, "dnat")
+			if backends := ct.Services[odst]; !slices.Contains(backends, rsrc) {
+				if ct.Services == nil {
+					ct.Services = make(map[netip.AddrPort][]netip.AddrPort)
+				}
+				ct.Services[odst] = append(backends, rsrc)
+			}
+		}
+		if f.Status.SrcNAT() {
+			nat = append(nat, "snat")
+			if !slices.Contains(ct.Masqueraded, osrc.Addr()) {
+				ct.Masqueraded = append(ct.Masqueraded, osrc.Addr())
+			}
+		}
+		e.NAT = strings.Join(nat, "+")
+		client, server := e, e
+		client.Side, server.Side = "original", "reply"
+		ct.entries[flowKey{osrc, odst}] = &client
+		ct.entries[flowKey{rsrc, rdst}] = &server
 	}
-	return out
+	return ct
 }
 
-// ctnetlinkPresent reports whether conntrack's netlink interface can be
-// opened without loading a module: it is loaded or built in, or the kernel
-// loads no modules at all.
-func ctnetlinkPresent() bool {
-	if _, err := os.Stat("/sys/module/nf_conntrack_netlink"); err == nil {
+// RedirectOf returns where a rule of this namespace sent the connection
+// from local to remote instead (a sidecar's REDIRECT, a DNAT): the address
+// its reply comes from, when the socket started the flow and it was
+// translated.
+func (c *Conntrack) RedirectOf(local, remote netip.AddrPort) (netip.AddrPort, bool) {
+	f := c.Lookup(local, remote)
+	if f == nil || f.Side != "original" || !f.DNAT() {
+		return netip.AddrPort{}, false
+	}
+	return f.replyFrom, true
+}
+
+// modulePresent reports whether the kernel module name can be used without
+// loading it: it is loaded or built in, or the kernel loads no modules.
+func modulePresent(name string) bool {
+	if _, err := os.Stat("/sys/module/" + name); err == nil {
 		return true
 	}
 	if _, err := os.Stat("/proc/modules"); errors.Is(err, os.ErrNotExist) {
@@ -80,5 +211,5 @@ func ctnetlinkPresent() bool {
 		return false
 	}
 	builtin, err := os.ReadFile("/lib/modules/" + unix.ByteSliceToString(uts.Release[:]) + "/modules.builtin")
-	return err == nil && strings.Contains(string(builtin), "/nf_conntrack_netlink.ko")
+	return err == nil && strings.Contains(string(builtin), "/"+name+".ko")
 }

@@ -19,7 +19,7 @@ func TestRedirects(t *testing.T) {
 		fl.TupleReply.Proto = conntrack.ProtoTuple{Protocol: proto, SourcePort: r.Port(), DestinationPort: f.Port()}
 		return fl
 	}
-	got := redirects([]conntrack.Flow{
+	ct := newConntrack([]conntrack.Flow{
 		// Istio: the application's connection to a service, to the sidecar.
 		flow(unix.IPPROTO_TCP, conntrack.StatusDstNAT|conntrack.StatusConfirmed, "10.244.1.5:40000", "10.96.0.10:80", "127.0.0.1:15001"),
 		// Tracked, not translated.
@@ -30,7 +30,13 @@ func TestRedirects(t *testing.T) {
 		flow(unix.IPPROTO_UDP, conntrack.StatusDstNAT, "10.244.1.5:40006", "10.96.0.10:53", "127.0.0.1:15053"),
 		// IPv6.
 		flow(unix.IPPROTO_TCP, conntrack.StatusDstNAT, "[fd00::5]:40008", "[fd00:96::a]:80", "[::1]:15001"),
-	})
+	}, "target")
+	got := map[flowKey]netip.AddrPort{}
+	for k := range ct.entries {
+		if to, ok := ct.RedirectOf(k.from, k.to); ok {
+			got[k] = to
+		}
+	}
 	want := map[flowKey]netip.AddrPort{
 		keyOf(netip.MustParseAddrPort("10.244.1.5:40000"), netip.MustParseAddrPort("10.96.0.10:80")):  netip.MustParseAddrPort("127.0.0.1:15001"),
 		keyOf(netip.MustParseAddrPort("[fd00::5]:40008"), netip.MustParseAddrPort("[fd00:96::a]:80")): netip.MustParseAddrPort("[::1]:15001"),
@@ -45,7 +51,64 @@ func TestRedirects(t *testing.T) {
 	}
 	// A dual-stack socket names the IPv4 flow with mapped addresses.
 	mapped := keyOf(netip.MustParseAddrPort("[::ffff:10.244.1.5]:40000"), netip.MustParseAddrPort("[::ffff:10.96.0.10]:80"))
-	if got[mapped] != netip.MustParseAddrPort("127.0.0.1:15001") {
-		t.Errorf("an IPv4-mapped socket does not find its flow: %v", got[mapped])
+	if to, _ := ct.RedirectOf(mapped.from, mapped.to); to != netip.MustParseAddrPort("127.0.0.1:15001") {
+		t.Errorf("an IPv4-mapped socket does not find its flow: %v", to)
+	}
+	if ct.Flows != 4 {
+		t.Errorf("Flows = %d, want the 4 TCP entries", ct.Flows)
+	}
+}
+
+// TestConntrackJoinsBothEnds finds a translated flow's entry from the
+// client, by its original direction, and from the server behind the
+// translation, by the reply direction; and sums up what is translated.
+func TestConntrackJoinsBothEnds(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	var dnat, snat conntrack.Flow
+	dnat.Status = conntrack.StatusDstNAT | conntrack.StatusConfirmed
+	dnat.Timeout = 41
+	dnat.ProtoInfo.TCP = &conntrack.ProtoInfoTCP{State: 3}
+	dnat.TupleOrig.IP = conntrack.IPTuple{SourceAddress: ap("10.0.0.5:1").Addr(), DestinationAddress: ap("10.96.0.1:1").Addr()}
+	dnat.TupleOrig.Proto = conntrack.ProtoTuple{Protocol: unix.IPPROTO_TCP, SourcePort: 40000, DestinationPort: 80}
+	dnat.TupleReply.IP = conntrack.IPTuple{SourceAddress: ap("10.1.0.7:1").Addr(), DestinationAddress: ap("10.0.0.5:1").Addr()}
+	dnat.TupleReply.Proto = conntrack.ProtoTuple{Protocol: unix.IPPROTO_TCP, SourcePort: 7001, DestinationPort: 40000}
+	snat.Status = conntrack.StatusSrcNAT
+	snat.TupleOrig.IP = conntrack.IPTuple{SourceAddress: ap("10.0.0.6:1").Addr(), DestinationAddress: ap("192.0.2.9:1").Addr()}
+	snat.TupleOrig.Proto = conntrack.ProtoTuple{Protocol: unix.IPPROTO_TCP, SourcePort: 5000, DestinationPort: 443}
+	snat.TupleReply.IP = conntrack.IPTuple{SourceAddress: ap("192.0.2.9:1").Addr(), DestinationAddress: ap("203.0.113.1:1").Addr()}
+	snat.TupleReply.Proto = conntrack.ProtoTuple{Protocol: unix.IPPROTO_TCP, SourcePort: 443, DestinationPort: 61000}
+	ct := newConntrack([]conntrack.Flow{dnat, snat}, "host")
+
+	tests := []struct {
+		local, remote string
+		side, nat     string
+	}{
+		{"10.0.0.5:40000", "10.96.0.1:80", "original", "dnat"},
+		{"10.1.0.7:7001", "10.0.0.5:40000", "reply", "dnat"},
+		{"[::ffff:10.1.0.7]:7001", "[::ffff:10.0.0.5]:40000", "reply", "dnat"},
+		{"10.0.0.6:5000", "192.0.2.9:443", "original", "snat"},
+		{"192.0.2.9:443", "203.0.113.1:61000", "reply", "snat"},
+	}
+	for _, tt := range tests {
+		f := ct.Lookup(ap(tt.local), ap(tt.remote))
+		if f == nil || f.Side != tt.side || f.NAT != tt.nat || f.Netns != "host" {
+			t.Errorf("Lookup(%s, %s) = %+v, want side %s, nat %s", tt.local, tt.remote, f, tt.side, tt.nat)
+		}
+	}
+	if f := ct.Lookup(ap("10.0.0.5:40000"), ap("10.1.0.7:7001")); f != nil {
+		t.Errorf("a client socket matched the translated destination: %+v", f)
+	}
+	if f := ct.Lookup(ap("10.0.0.5:40000"), ap("10.96.0.1:80")); f.ExpiresInS != 41 || f.TCPState != "ESTABLISHED" || f.Original != "10.0.0.5:40000->10.96.0.1:80" || f.Reply != "10.1.0.7:7001->10.0.0.5:40000" {
+		t.Errorf("entry = %+v", f)
+	}
+	if b := ct.Services[ap("10.96.0.1:80")]; len(b) != 1 || b[0] != ap("10.1.0.7:7001") {
+		t.Errorf("Services = %v, want 10.96.0.1:80 to one backend", ct.Services)
+	}
+	if len(ct.Masqueraded) != 1 || ct.Masqueraded[0] != ap("10.0.0.6:1").Addr() {
+		t.Errorf("Masqueraded = %v", ct.Masqueraded)
+	}
+	var none *Conntrack
+	if none.Lookup(ap("10.0.0.5:40000"), ap("10.96.0.1:80")) != nil {
+		t.Error("a table not read found an entry")
 	}
 }

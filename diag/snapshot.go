@@ -48,6 +48,12 @@ type Target struct {
 	// IPVS is the target's own IPVS: on a node inspected from inside its
 	// own namespace, the IPVS of kube-proxy.
 	IPVS *IPVS `json:"ipvs,omitempty"`
+	// Conntrack is the target's own connection tracking; nil when it
+	// tracks nothing, and so is on no connection's path.
+	Conntrack *Conntrack `json:"conntrack,omitempty"`
+	// Firewall is read where Conntrack is on the path: what the target's
+	// rules do with a packet of a flow conntrack forgot.
+	Firewall *Firewall `json:"firewall,omitempty"`
 }
 
 // Host identifies the namespace holding the node's sysctls, conntrack and IPVS.
@@ -59,6 +65,12 @@ type Host struct {
 	Path       string `json:"path"`
 	// IPVS is the host's IPVS configuration; nil when the host is not visible.
 	IPVS *IPVS `json:"ipvs,omitempty"`
+	// Addresses are the host's own: a translated flow that reaches one of
+	// them untranslated meets the host's own stack.
+	Addresses []netip.Addr `json:"addresses,omitempty"`
+	// Conntrack and Firewall are the host's, as for the target.
+	Conntrack *Conntrack `json:"conntrack,omitempty"`
+	Firewall  *Firewall  `json:"firewall,omitempty"`
 }
 
 // Socket is one TCP socket of the target namespace.
@@ -92,6 +104,9 @@ type Socket struct {
 	// connection instead of Remote (a sidecar proxy's REDIRECT, a DNAT),
 	// as its conntrack says; nil when nothing rewrote it or it is unknown.
 	RedirectedTo *netip.AddrPort `json:"redirected_to,omitempty"`
+	// Conntrack lists the entries that track the connection, one per
+	// namespace whose table holds one.
+	Conntrack []Flow `json:"conntrack,omitempty"`
 	// Peer is the ID of the socket at the other end when that is in the
 	// same namespace too: over loopback, the namespace's own address, or a
 	// transparent proxy (TPROXY) that answers with the original address.
@@ -164,35 +179,21 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), netns.DeniedHint()))
 	}
 
-	var targetSysctls Sysctls
-	var addrErr error
-	if err := t.Do(func() (err error) {
-		snap.Target.Addresses, addrErr = interfaceAddrs()
-		targetSysctls, err = readSysctls(proc + "/sys")
-		return err
-	}); err != nil {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("target sysctls unreadable: %v", err))
-	}
-	if addrErr != nil {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("target addresses unreadable: %v", addrErr))
-	}
-	snap.Sysctls.Target = targetSysctls
-	redirected := snap.readRedirects(t)
-
+	target := snap.visit(t, "target", proc)
+	snap.Target.Addresses, snap.Sysctls.Target = target.addrs, target.sysctls
+	snap.Target.Conntrack, snap.Target.Firewall = snap.readNetfilter(t, "target", target)
 	snap.Target.IPVS = snap.readIPVS(t, "target")
 
 	if h := opts.Host; h != nil {
 		snap.Host = Host{NetnsInode: h.Inode, Path: h.Path, Visible: !h.Same(t)}
 		if snap.Host.Visible {
-			if err := h.Do(func() (err error) {
-				snap.Sysctls.Host, err = readSysctls(proc + "/sys")
-				return err
-			}); err != nil {
-				snap.Notes = append(snap.Notes, fmt.Sprintf("host sysctls unreadable: %v", err))
-			}
+			host := snap.visit(h, "host", proc)
+			snap.Host.Addresses, snap.Sysctls.Host = host.addrs, host.sysctls
+			snap.Host.Conntrack, snap.Host.Firewall = snap.readNetfilter(h, "host", host)
 			snap.Host.IPVS = snap.readIPVS(h, "host")
 		}
 	}
+	targetSysctls := snap.Sysctls.Target
 
 	or := newOptionReader(opts.DupSockets)
 	defer or.close()
@@ -213,8 +214,13 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 			ClassID: r.ClassID,
 			TCPInfo: r.Info,
 		}
-		if to, ok := redirected[keyOf(s.Local, s.Remote)]; ok {
+		if to, ok := snap.Target.Conntrack.RedirectOf(s.Local, s.Remote); ok {
 			s.RedirectedTo = &to
+		}
+		for _, ct := range []*Conntrack{snap.Target.Conntrack, snap.Host.Conntrack} {
+			if f := ct.Lookup(s.Local, s.Remote); f != nil {
+				s.Conntrack = append(s.Conntrack, *f)
+			}
 		}
 		s.Processes = []Process{}
 		if owners := scan.owners[r.Inode]; r.Inode != 0 && owners != nil {
@@ -345,26 +351,47 @@ func dumpMessages(ctx context.Context, ns *netns.NS, fn func([]byte) error) erro
 	return nil
 }
 
-// readRedirects reads which connections the target's own conntrack
-// redirects, noting why when it cannot. A namespace whose conntrack tracks
-// nothing has no rule that could, and costs nothing to ask.
-func (snap *Snapshot) readRedirects(t *netns.NS) map[flowKey]netip.AddrPort {
-	n, ok := snap.Sysctls.Target.Get(ConntrackCount)
-	switch {
-	case !ok || n == 0:
-		return nil
-	case n > conntrackDumpLimit:
-		snap.Notes = append(snap.Notes, fmt.Sprintf("target conntrack tracks %d flows, too many to read on every refresh, so connections a local proxy intercepts are checked as if they left the namespace", n))
-		return nil
+// inside is what tcpvet reads from within a namespace, in one visit.
+type inside struct {
+	addrs   []netip.Addr
+	sysctls Sysctls
+	legacy  []string
+}
+
+// visit reads a namespace's addresses, sysctls and iptables-legacy tables
+// in one trip into it, noting what it could not read.
+func (snap *Snapshot) visit(ns *netns.NS, where, proc string) inside {
+	var in inside
+	var addrErr error
+	if err := ns.Do(func() (err error) {
+		in.addrs, addrErr = interfaceAddrs()
+		in.legacy = legacyTables(proc + "/thread-self/net")
+		in.sysctls, err = readSysctls(proc + "/sys")
+		return err
+	}); err != nil {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%s sysctls unreadable: %v", where, err))
 	}
-	m, err := readRedirects(t)
-	switch {
-	case errors.Is(err, unix.EPERM):
-		snap.Notes = append(snap.Notes, "target conntrack unreadable without CAP_NET_ADMIN, so connections a sidecar proxy intercepts are checked as if they left the namespace")
-	case err != nil:
-		snap.Notes = append(snap.Notes, fmt.Sprintf("target conntrack unreadable, so connections a sidecar proxy intercepts are checked as if they left the namespace: %v", err))
+	if addrErr != nil {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%s addresses unreadable: %v", where, addrErr))
 	}
-	return m
+	return in
+}
+
+// readNetfilter reads the conntrack of ns, the namespace named where, and
+// where it tracks flows, its firewall, noting what could not be read.
+func (snap *Snapshot) readNetfilter(ns *netns.NS, where string, in inside) (*Conntrack, *Firewall) {
+	ct := readConntrack(ns, where, in.sysctls)
+	if ct == nil {
+		return nil, nil
+	}
+	if !ct.Read {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%s conntrack %s, so tcpvet cannot see which flows it translates or how long each has left", where, ct.Reason))
+	}
+	fw := readFirewall(ns, in.legacy)
+	if !fw.Read {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%s %s, so tcpvet cannot tell whether it drops the packets of a flow conntrack forgot", where, fw.Reason))
+	}
+	return ct, fw
 }
 
 // interfaceAddrs lists the addresses of the calling thread's namespace.

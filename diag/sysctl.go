@@ -19,8 +19,11 @@ const (
 	FinTimeout      = "net.ipv4.tcp_fin_timeout"
 	SynRetries      = "net.ipv4.tcp_syn_retries"
 	SynackRetries   = "net.ipv4.tcp_synack_retries"
-	RTOMinUS        = "net.ipv4.tcp_rto_min_us"
-	RTOMaxMS        = "net.ipv4.tcp_rto_max_ms"
+	// SynLinearTimeouts (6.5+) is how many SYN retransmissions come at a
+	// constant RTO before it doubles: they add to tcp_syn_retries.
+	SynLinearTimeouts = "net.ipv4.tcp_syn_linear_timeouts"
+	RTOMinUS          = "net.ipv4.tcp_rto_min_us"
+	RTOMaxMS          = "net.ipv4.tcp_rto_max_ms"
 
 	ConntrackEstablished = "net.netfilter.nf_conntrack_tcp_timeout_established"
 	ConntrackCloseWait   = "net.netfilter.nf_conntrack_tcp_timeout_close_wait"
@@ -28,6 +31,12 @@ const (
 	ConntrackTimeWait    = "net.netfilter.nf_conntrack_tcp_timeout_time_wait"
 	ConntrackUnack       = "net.netfilter.nf_conntrack_tcp_timeout_unacknowledged"
 	ConntrackMaxRetrans  = "net.netfilter.nf_conntrack_tcp_timeout_max_retrans"
+	// ConntrackLoose (1 by default) lets conntrack pick a forgotten flow
+	// up again from any packet of it, not only from a SYN.
+	ConntrackLoose = "net.netfilter.nf_conntrack_tcp_loose"
+	// ConntrackBeLiberal (0 by default) marks only RSTs, not out-of-window
+	// packets, as invalid.
+	ConntrackBeLiberal = "net.netfilter.nf_conntrack_tcp_be_liberal"
 	// ConntrackCount is how many flows conntrack tracks now, not a setting.
 	// The kernel hooks conntrack into a namespace only once a rule there
 	// needs it (NAT, ct state), so 0 beside established connections means
@@ -44,9 +53,9 @@ const (
 // loaded, no tcp_rto_max_ms before 6.15) are left out of the result.
 var sysctlNames = []string{
 	KeepaliveTime, KeepaliveIntvl, KeepaliveProbes,
-	Retries1, Retries2, FinTimeout, SynRetries, SynackRetries, RTOMinUS, RTOMaxMS,
+	Retries1, Retries2, FinTimeout, SynRetries, SynackRetries, SynLinearTimeouts, RTOMinUS, RTOMaxMS,
 	ConntrackEstablished, ConntrackCloseWait, ConntrackFinWait, ConntrackTimeWait,
-	ConntrackUnack, ConntrackMaxRetrans, ConntrackCount,
+	ConntrackUnack, ConntrackMaxRetrans, ConntrackLoose, ConntrackBeLiberal, ConntrackCount,
 	IPVSExpireNodestConn,
 }
 

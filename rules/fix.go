@@ -3,6 +3,8 @@ package rules
 import (
 	"fmt"
 	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
 )
 
 // keepaliveTimings proposes keepalive settings whose first probe comes well
@@ -22,17 +24,47 @@ func proposeKeepalive(shortest time.Duration) keepaliveTimings {
 	return keepaliveTimings{Idle: idle, Interval: interval, Probes: 4}
 }
 
+// tighten keeps each of k no looser than what applies now: the socket's
+// own timings when it has keepalive on, else the namespace's sysctls, which
+// a socket that turns keepalive on inherits. A fix never loosens anything.
+func (k keepaliveTimings) tighten(c conn) keepaliveTimings {
+	cur := func(own *int, sysctl string) time.Duration {
+		if ka := c.Keepalive; ka.Enabled != nil && *ka.Enabled && own != nil {
+			return time.Duration(*own) * time.Second
+		}
+		if v, ok := c.snap.Sysctls.Target.Get(sysctl); ok && v > 0 {
+			return time.Duration(v) * time.Second
+		}
+		return 0
+	}
+	tighter := func(proposed, now time.Duration) time.Duration {
+		if now > 0 && now < proposed {
+			return now
+		}
+		return proposed
+	}
+	k.Idle = tighter(k.Idle, cur(c.Keepalive.IdleS, diag.KeepaliveTime))
+	k.Interval = tighter(k.Interval, cur(c.Keepalive.IntervalS, diag.KeepaliveIntvl))
+	if n := cur(c.Keepalive.Probes, diag.KeepaliveProbes); n > 0 {
+		k.Probes = min(k.Probes, int(n/time.Second))
+	}
+	return k
+}
+
 func wholeSecs(d time.Duration) int { return int(d / time.Second) }
 
 // http2Pings warns that gRPC keepalive fixes the flow but not what tcpvet
 // sees, so that the finding staying after the fix is no surprise.
 const http2Pings = "HTTP/2 pings keep the flow alive but leave SO_KEEPALIVE off, so tcpvet still lists the socket; in the live view its details show the longest quiet seen"
 
-// keepaliveFixes are the ways to turn keepalive on with timings k, from the
-// pod down to the socket and up to the mesh.
-func keepaliveFixes(k keepaliveTimings) []Fix {
+// keepaliveFixes are the ways to give c keepalive that beats an idle
+// timeout of shortest, from the pod down to the socket and up to the mesh,
+// never looser than what c has. A socket with its own TCP_KEEPIDLE ignores
+// the namespace's sysctls, so for it they are left out.
+func keepaliveFixes(c conn, shortest time.Duration) []Fix {
+	k := proposeKeepalive(shortest).tighten(c)
 	i, n, p := wholeSecs(k.Idle), wholeSecs(k.Interval), k.Probes
-	return []Fix{
+	fixes := []Fix{
 		{Where: "pod sysctls (safe since Kubernetes 1.29; apply to sockets that turn SO_KEEPALIVE on without their own timings)", Snippet: fmt.Sprintf(`spec:
   securityContext:
     sysctls:
@@ -73,12 +105,18 @@ NettyServerBuilder.forPort(port)
   tcp_keepalive: {keepalive_time: %d, keepalive_interval: %d, keepalive_probes: %d}`, i, n, p)},
 		{Where: "Linkerd", Snippet: "the proxy already keeps its own connections alive (LINKERD2_PROXY_OUTBOUND_CONNECT_KEEPALIVE / INBOUND_ACCEPT_KEEPALIVE, 10s);\nthis socket bypasses it (skipped or opaque port, or not meshed): mesh it or use a fix above"},
 	}
+	if c.Keepalive.Source == "socket" {
+		return fixes[1:]
+	}
+	return fixes
 }
 
-// userTimeoutFixes bound how long a dead peer can hold unacknowledged data.
-func userTimeoutFixes(d time.Duration) []Fix {
+// userTimeoutFixes bound how long a dead peer can hold unacknowledged data
+// to d, and name the tcp_retries2 that comes near it only where it is
+// tighter than what the namespace has (ns, from tcpvet's snapshot).
+func userTimeoutFixes(d time.Duration, ns diag.Sysctls) []Fix {
 	ms := d.Milliseconds()
-	return []Fix{
+	fixes := []Fix{
 		{Where: "setsockopt (C)", Snippet: fmt.Sprintf(`unsigned int ms = %d;
 setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);`, ms)},
 		{Where: "Go", Snippet: fmt.Sprintf(`rc, _ := conn.(*net.TCPConn).SyscallConn()
@@ -90,6 +128,11 @@ rc.Control(func(fd uintptr) {
 		{Where: "Envoy cluster", Snippet: fmt.Sprintf(`upstream_bind_config:
   socket_options:
   - {level: 6, name: 18, int_value: %d, state: STATE_PREBIND}  # IPPROTO_TCP, TCP_USER_TIMEOUT`, ms)},
-		{Where: "namespace sysctl (not a safe sysctl: the kubelet must allow it with --allowed-unsafe-sysctls)", Snippet: "net.ipv4.tcp_retries2 = 8   # ~100 s instead of ~925 s"},
 	}
+	rt, ok := NewRetransmission(ns, nil)
+	if eight := ModelTimeout(8, rt.RTOMax); ok && rt.Retries2 > 8 {
+		fixes = append(fixes, Fix{Where: "namespace sysctl (not a safe sysctl: the kubelet must allow it with --allowed-unsafe-sysctls)",
+			Snippet: fmt.Sprintf("net.ipv4.tcp_retries2 = 8   # ~%.0f s instead of ~%.0f s (tcp_retries2=%d)", eight.Seconds(), rt.AbortAfter(rtoMin).Seconds(), rt.Retries2)})
+	}
+	return fixes
 }

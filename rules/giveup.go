@@ -51,10 +51,7 @@ func ModelTimeout(retries2 int, rtoMax time.Duration) time.Duration {
 // TCP_USER_TIMEOUT when it has one, else tcp_retries2. It reports false when
 // the sysctls needed are unknown.
 func NewRetransmission(ns diag.Sysctls, userTimeoutMS *int) (Retransmission, bool) {
-	rtoMax := defaultRTOMax
-	if v, ok := ns.Get(diag.RTOMaxMS); ok && v > 0 {
-		rtoMax = time.Duration(v) * time.Millisecond
-	}
+	rtoMax := rtoMaxOf(ns)
 	if userTimeoutMS != nil && *userTimeoutMS > 0 {
 		return Retransmission{Budget: time.Duration(*userTimeoutMS) * time.Millisecond, UserTimeout: true, RTOMax: rtoMax}, true
 	}
@@ -119,4 +116,114 @@ func retransmitState(s *diag.Socket, rtoMax time.Duration) retransmitting {
 		elapsed += rto - left
 	}
 	return retransmitting{Elapsed: elapsed, FirstRTO: first}
+}
+
+// initialRTO is TCP_TIMEOUT_INIT: the first retransmission timeout of a
+// SYN or SYN-ACK, before any round trip was measured.
+const initialRTO = time.Second
+
+// Handshake is the kernel's give-up budget for a connection still in its
+// handshake: a connect whose SYNs go unanswered (SYN_SENT), or an accepted
+// request whose SYN-ACKs do (SYN_RECV). The kernel counts retransmissions
+// here, not time (tcp_write_timeout, reqsk_timer_handler).
+type Handshake struct {
+	// Retries is TCP_SYNCNT or tcp_syn_retries (SYN_SENT), or
+	// tcp_synack_retries (SYN_RECV).
+	Retries int
+	// Linear is tcp_syn_linear_timeouts for SYN_SENT: that many timeouts
+	// more, at the initial RTO, before it doubles (Linux 6.5+; 0 before).
+	Linear int
+	RTOMax time.Duration
+	// UserTimeout, when not zero, is TCP_USER_TIMEOUT, which also ends a
+	// connect that takes longer.
+	UserTimeout time.Duration
+}
+
+// rto is the k-th retransmission timeout, from 1: the initial RTO for the
+// first Linear+1, then doubling up to RTOMax.
+func (h Handshake) rto(k int) time.Duration {
+	if k <= h.Linear+1 {
+		return initialRTO
+	}
+	d := initialRTO
+	for range k - h.Linear - 1 {
+		if d = 2 * d; d >= h.RTOMax {
+			return h.RTOMax
+		}
+	}
+	return d
+}
+
+// AbortAfter is how long after the first SYN (or SYN-ACK) the kernel gives
+// up: at the timeout after the last of Retries+Linear retransmissions.
+func (h Handshake) AbortAfter() time.Duration {
+	var t time.Duration
+	for k := 1; k <= h.Retries+h.Linear+1; k++ {
+		t += h.rto(k)
+	}
+	if h.UserTimeout > 0 && h.UserTimeout < t {
+		return h.UserTimeout
+	}
+	return t
+}
+
+// Elapsed is the time since the first SYN of a handshake that has
+// retransmitted retrans times and whose timer fires in left.
+func (h Handshake) Elapsed(retrans int, left time.Duration) time.Duration {
+	var t time.Duration
+	for k := 1; k <= retrans; k++ {
+		t += h.rto(k)
+	}
+	return t + max(0, h.rto(retrans+1)-left)
+}
+
+// Reason names what sets the budget, as a person would set it.
+func (h Handshake) Reason(syn bool) string {
+	if !syn {
+		return fmt.Sprintf("tcp_synack_retries=%d", h.Retries)
+	}
+	r := fmt.Sprintf("%d SYN retransmissions (TCP_SYNCNT/tcp_syn_retries) + %d linear (tcp_syn_linear_timeouts)", h.Retries, h.Linear)
+	if h.UserTimeout > 0 && h.UserTimeout < h.AbortAfter()+time.Nanosecond {
+		r += fmt.Sprintf(", cut by TCP_USER_TIMEOUT=%d ms", h.UserTimeout.Milliseconds())
+	}
+	return r
+}
+
+// rtoMaxOf is the namespace's TCP_RTO_MAX: tcp_rto_max_ms where the kernel
+// has it (6.15+), else the constant.
+func rtoMaxOf(ns diag.Sysctls) time.Duration {
+	if v, ok := ns.Get(diag.RTOMaxMS); ok && v > 0 {
+		return time.Duration(v) * time.Millisecond
+	}
+	return defaultRTOMax
+}
+
+// NewHandshake builds the budget of a socket in SYN_SENT or SYN_RECV; it
+// reports false when the state is neither or the sysctls are unknown.
+func NewHandshake(ns diag.Sysctls, s *diag.Socket) (Handshake, bool) {
+	h := Handshake{RTOMax: rtoMaxOf(ns)}
+	switch s.State {
+	case diag.SynSent:
+		v, ok := ns.Get(diag.SynRetries)
+		if s.SynRetries != nil {
+			v, ok = int64(*s.SynRetries), true
+		}
+		if !ok {
+			return h, false
+		}
+		lin, _ := ns.Get(diag.SynLinearTimeouts)
+		h.Retries, h.Linear = int(v), int(lin)
+		if s.UserTimeoutMS != nil {
+			h.UserTimeout = time.Duration(*s.UserTimeoutMS) * time.Millisecond
+		}
+	case diag.SynRecv, diag.NewSynRecv:
+		v, ok := ns.Get(diag.SynackRetries)
+		if !ok {
+			return h, false
+		}
+		h.Retries = int(v)
+	default:
+		return h, false
+	}
+	return h, true
 }

@@ -75,3 +75,33 @@ func TestRetransmitState(t *testing.T) {
 		t.Errorf("capped: first RTO %v, want 201ms", got.FirstRTO)
 	}
 }
+
+// TestHandshakeGiveUp: the kernel counts retransmissions in a handshake.
+// A connect on 6.5+ defaults (tcp_syn_retries=6, tcp_syn_linear_timeouts=4)
+// retransmits after 1,1,1,1,1,2,4,8,16,32 s and fails 64 s after the last:
+// 131 s. SYN-ACKs double from 1 s: 63 s for tcp_synack_retries=5.
+func TestHandshakeGiveUp(t *testing.T) {
+	tests := []struct {
+		h    Handshake
+		want time.Duration
+	}{
+		{Handshake{Retries: 6, Linear: 4, RTOMax: defaultRTOMax}, 131 * time.Second},
+		{Handshake{Retries: 6, RTOMax: defaultRTOMax}, 127 * time.Second},
+		{Handshake{Retries: 2, Linear: 4, RTOMax: defaultRTOMax}, 11 * time.Second},
+		{Handshake{Retries: 5, RTOMax: defaultRTOMax}, 63 * time.Second},
+		// A lower tcp_rto_max_ms caps the doubling.
+		{Handshake{Retries: 8, RTOMax: 30 * time.Second}, (1 + 2 + 4 + 8 + 16 + 30 + 30 + 30 + 30) * time.Second},
+		{Handshake{Retries: 6, Linear: 4, RTOMax: defaultRTOMax, UserTimeout: 5 * time.Second}, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := tt.h.AbortAfter(); got != tt.want {
+			t.Errorf("%+v: AbortAfter = %v, want %v", tt.h, got, tt.want)
+		}
+	}
+	h := Handshake{Retries: 6, Linear: 4, RTOMax: defaultRTOMax}
+	// After 6 retransmissions (at 1,2,3,4,5,7 s) the timer is 4 s long;
+	// 1.5 s left of it means 9.5 s since the first SYN.
+	if got := h.Elapsed(6, 1500*time.Millisecond); got != 9500*time.Millisecond {
+		t.Errorf("Elapsed = %v, want 9.5s", got)
+	}
+}

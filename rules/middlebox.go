@@ -45,6 +45,19 @@ type Middlebox struct {
 	// carries says whether a connection passes through the middlebox, and
 	// why; nil means every connection that leaves the namespace does.
 	carries func(*diag.Socket) (why string, ok bool)
+	// tracker is the conntrack behind a "conntrack (...)" middlebox, whose
+	// fate for each flow depends on what it knows of it.
+	tracker *tracker
+}
+
+// tracker is one namespace's conntrack, with what decides the fate of a
+// flow it forgot.
+type tracker struct {
+	where     string
+	sysctls   diag.Sysctls
+	table     *diag.Conntrack
+	firewall  *diag.Firewall
+	addresses []netip.Addr
 }
 
 func newMiddlebox(name string, d time.Duration, onExpiry Expiry, source string) Middlebox {
@@ -166,31 +179,30 @@ func PathTimeouts(snap *diag.Snapshot, declared []Middlebox) []Middlebox {
 	if m, ok := ipvsMiddlebox(snap.Target.IPVS, "target"); ok {
 		out = append(out, m)
 	}
-	if m, ok := conntrackMiddlebox(snap.Sysctls.Host, "host"); ok {
+	if m, ok := conntrackMiddlebox(&tracker{"host", snap.Sysctls.Host, snap.Host.Conntrack, snap.Host.Firewall, snap.Host.Addresses}); ok {
 		out = append(out, m)
 	}
-	if m, ok := conntrackMiddlebox(snap.Sysctls.Target, "target"); ok {
+	if m, ok := conntrackMiddlebox(&tracker{"target", snap.Sysctls.Target, snap.Target.Conntrack, snap.Target.Firewall, snap.Target.Addresses}); ok {
 		out = append(out, m)
 	}
 	slices.SortStableFunc(out, func(a, b Middlebox) int { return cmp.Compare(a.IdleTimeout, b.IdleTimeout) })
 	return out
 }
 
-// conntrackMiddlebox is the conntrack of the namespace named where, if it
-// tracks any flow: it forgets an idle established one after its timeout.
-// What follows depends on what tcpvet does not see: a NATed flow's next
-// packet is translated anew or not at all (a reset, or a drop), while an
-// untranslated one may just be picked up again (nf_conntrack_tcp_loose) or
-// dropped as invalid.
-func conntrackMiddlebox(s diag.Sysctls, where string) (Middlebox, bool) {
-	secs, ok := s.Get(diag.ConntrackEstablished)
+// conntrackMiddlebox is the conntrack of a namespace, if it tracks any
+// flow: it forgets an idle established one after its timeout. What the
+// next packet then meets depends on the flow and the namespace (see fate).
+func conntrackMiddlebox(t *tracker) (Middlebox, bool) {
+	secs, ok := t.sysctls.Get(diag.ConntrackEstablished)
 	if !ok || secs <= 0 {
 		return Middlebox{}, false
 	}
-	if n, ok := s.Get(diag.ConntrackCount); ok && n == 0 {
+	if n, ok := t.sysctls.Get(diag.ConntrackCount); ok && n == 0 {
 		return Middlebox{}, false
 	}
-	return newMiddlebox("conntrack ("+where+")", time.Duration(secs)*time.Second, ExpiryResetOrDrop, where+" sysctl "+diag.ConntrackEstablished), true
+	m := newMiddlebox("conntrack ("+t.where+")", time.Duration(secs)*time.Second, ExpiryResetOrDrop, t.where+" sysctl "+diag.ConntrackEstablished)
+	m.tracker = t
+	return m, true
 }
 
 // ipvsName names the IPVS of the namespace called where.

@@ -1,0 +1,155 @@
+package rules
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+)
+
+// synchronized reports whether the state is past the handshake: where the
+// kernel's give-up counts tcp_retries2 or TCP_USER_TIMEOUT.
+func synchronized(st diag.State) bool {
+	switch st {
+	case diag.Established, diag.FinWait1, diag.CloseWait, diag.Closing, diag.LastAck:
+		return true
+	}
+	return false
+}
+
+// halfOpen fires on a connection whose peer stopped acknowledging data:
+// the retransmit timer runs, several retransmissions in a row went
+// unanswered, and nothing was acknowledged for a while.
+func halfOpen(c conn) *Finding {
+	snap, s := c.snap, c.Socket
+	info := s.TCPInfo
+	if !synchronized(s.State) || s.Timer.Kind != diag.TimerOn || info == nil || info.Unacked == 0 ||
+		info.Retransmits < halfOpenRetransmits || time.Duration(info.LastAckRecv)*time.Millisecond < halfOpenSilence {
+		return nil
+	}
+	ev := Evidence{
+		"tcpi_retransmits": info.Retransmits, "total_retrans": info.TotalRetrans, "backoff": info.Backoff, "unacked": info.Unacked,
+		"last_ack_recv_ms": info.LastAckRecv, "rto_ms": info.RTO / 1000, "send_q": s.SendQ,
+	}
+	when := "the kernel's give-up time is unknown (sysctls unreadable)"
+	if rt, ok := NewRetransmission(snap.Sysctls.Target, s.UserTimeoutMS); ok {
+		state := retransmitState(s, rt.RTOMax)
+		abort := rt.AbortAfter(state.FirstRTO)
+		in := max(0, abort-state.Elapsed)
+		ev["gives_up_in_s"] = secs(in)
+		ev["gives_up_after_s"] = secs(abort)
+		ev["retransmitting_for_s"] = secs(state.Elapsed)
+		because := rt.Reason()
+		ev["gives_up_because"] = because
+		when = fmt.Sprintf("the kernel gives up in %s (%s, %s after the first unanswered transmission); until then writes hang", human(in), because, human(abort))
+	}
+	return &Finding{
+		Rule:     RuleHalfOpen,
+		Severity: Critical,
+		Summary: fmt.Sprintf("%s: the peer has not acknowledged anything for %s (%s in a row, tcpi_retransmits; %s unacknowledged): it is probably gone; %s",
+			ends(s), human(time.Duration(info.LastAckRecv)*time.Millisecond), plural(int(info.Retransmits), "unanswered retransmission"), plural(int(info.Unacked), "segment"), when),
+		Evidence: ev,
+		Fix:      userTimeoutFixes(suggestedUserTimeout, snap.Sysctls.Target),
+	}
+}
+
+// connectUnanswered fires on a connect whose SYNs go unanswered: a peer
+// that is down, a firewall that drops, a route to nowhere. The kernel
+// fails it after a number of retransmissions, not a time.
+func connectUnanswered(c conn) *Finding {
+	s := c.Socket
+	if s.State != diag.SynSent || s.Timer.Kind != diag.TimerOn || s.Timer.Retrans == 0 {
+		return nil
+	}
+	return handshakeFinding(c, RuleConnectUnanswered, "connect", "SYN")
+}
+
+// handshakeUnanswered fires on a connection accepted by a listener here
+// whose SYN-ACKs go unanswered: the client's ACK never comes back. The
+// kernel drops it; the client's connect fails or hangs.
+func handshakeUnanswered(c conn) *Finding {
+	s := c.Socket
+	if s.State != diag.SynRecv && s.State != diag.NewSynRecv || s.Timer.Kind != diag.TimerOn || s.Timer.Retrans < halfOpenRetransmits {
+		return nil
+	}
+	f := handshakeFinding(c, RuleHandshakeUnanswered, "handshake", "SYN-ACK")
+	// No application holds it yet: what fails is the client's connect.
+	f.Severity = Warning
+	return f
+}
+
+func handshakeFinding(c conn, rule, what, segment string) *Finding {
+	s := c.Socket
+	retrans := int(s.Timer.Retrans)
+	ev := Evidence{"timer_retransmits": retrans, "state": s.State.String()}
+	sev := Warning
+	if retrans >= halfOpenRetransmits {
+		sev = Critical
+	}
+	when, sofar := "the kernel's give-up is unknown (sysctls unreadable)", ""
+	if h, ok := NewHandshake(c.snap.Sysctls.Target, s); ok {
+		elapsed := h.Elapsed(retrans, time.Duration(s.Timer.ExpiresMS)*time.Millisecond)
+		abort := h.AbortAfter()
+		in := max(0, abort-elapsed)
+		ev["gives_up_in_s"], ev["gives_up_after_s"], ev["unanswered_for_s"] = secs(in), secs(abort), secs(elapsed)
+		ev["gives_up_because"] = h.Reason(s.State == diag.SynSent)
+		sofar = fmt.Sprintf(", %s so far", human(elapsed))
+		when = fmt.Sprintf("the kernel gives up in %s, %s after the first %s (%s), with \"connection timed out\"", human(in), human(abort), segment, h.Reason(s.State == diag.SynSent))
+	}
+	fixes := []Fix{{Where: "the peer or the path", Snippet: fmt.Sprintf("nothing answers %s from here: check that %s listens, and that no firewall or route drops the %s", s.Remote, s.Remote, segment)}}
+	if what == "connect" {
+		fixes = append(fixes, Fix{Where: "the application", Snippet: "bound the connect: a dial timeout (Go net.Dialer{Timeout: 5 * time.Second}, gRPC WithConnectParams MinConnectTimeout), or TCP_SYNCNT / TCP_USER_TIMEOUT on the socket"})
+	}
+	return &Finding{
+		Rule:     rule,
+		Severity: sev,
+		Summary: fmt.Sprintf("%s: %s unanswered: %d %s retransmissions without reply%s; %s",
+			ends(s), what, retrans, segment, sofar, when),
+		Evidence: ev,
+		Fix:      fixes,
+	}
+}
+
+// slowDeadPeer is the namespace-wide finding for connections that nothing
+// bounds when a peer dies with data in flight: keepalive does not run then,
+// only tcp_retries2 or TCP_USER_TIMEOUT.
+func slowDeadPeer(snap *diag.Snapshot) *Finding {
+	rt, ok := NewRetransmission(snap.Sysctls.Target, nil)
+	if !ok {
+		return nil
+	}
+	var exposed []string
+	unknown := 0
+	for i := range snap.Sockets {
+		s := &snap.Sockets[i]
+		if !crossesNetwork(snap, s) {
+			continue
+		}
+		switch {
+		case s.UserTimeoutMS == nil:
+			unknown++
+		case *s.UserTimeoutMS == 0:
+			exposed = append(exposed, s.ID)
+		}
+	}
+	if len(exposed) == 0 {
+		return nil
+	}
+	abort := rt.AbortAfter(rtoMin)
+	sev := Info
+	if abort > slowDetection {
+		sev = Warning
+	}
+	listed := exposed[:min(len(exposed), listExposed)]
+	return &Finding{
+		Rule:     RuleSlowDeadPeer,
+		Severity: sev,
+		Summary: fmt.Sprintf("%s without TCP_USER_TIMEOUT: if a peer dies while data is in flight (keepalive does not run then), writes hang about %s (tcp_retries2=%d) before the application hears of it",
+			plural(len(exposed), "connection"), human(abort), rt.Retries2),
+		Evidence: Evidence{
+			"tcp_retries2": rt.Retries2, "model_timeout_s": secs(rt.Budget), "gives_up_after_s": secs(abort),
+			"exposed": len(exposed), "sockets": listed, "options_unknown": unknown,
+		},
+		Fix: userTimeoutFixes(suggestedUserTimeout, snap.Sysctls.Target),
+	}
+}

@@ -1,0 +1,203 @@
+package rules
+
+import (
+	"fmt"
+	"time"
+)
+
+// ownKeepalive is how often the socket's own keepalive refreshes an idle
+// flow: its TCP_KEEPIDLE, or 0 when keepalive is off or unknown.
+func ownKeepalive(c conn) time.Duration {
+	k := c.Keepalive
+	if k.Enabled == nil || !*k.Enabled || k.IdleS == nil {
+		return 0
+	}
+	return time.Duration(*k.IdleS) * time.Second
+}
+
+// threat is how bad a forgetting is for the connection: critical only where
+// the path will certainly break it, and the kernel's verdict does not hang
+// on what tcpvet cannot see from this end.
+func threat(f *forgetting, sd side) Severity {
+	switch {
+	case !f.Meets.certain():
+		return Warning
+	case f.Already:
+		return Critical
+	case sd.server:
+		// Clients keep flows alive more often than servers do, and their
+		// keepalive probes cannot be seen from here before they come.
+		return Warning
+	case f.IdleTimeout > nearTimeout:
+		return Warning
+	}
+	return Critical
+}
+
+// idleRule judges a connection against the middleboxes that forget idle
+// flows on its path: no keepalive, keepalive slower than the path, or a
+// flow already forgotten.
+func idleRule(c conn) *Finding {
+	if !crossesNetwork(c.snap, c.Socket) || c.Keepalive.Enabled == nil {
+		return nil
+	}
+	every := ownKeepalive(c)
+	if len(c.path) == 0 {
+		if every > 0 {
+			return nil
+		}
+		return unknownPath(c)
+	}
+	var worst, harmless *forgetting
+	var sev Severity
+	for i := range c.path {
+		f := &c.path[i]
+		switch {
+		case f.Meets == Survives:
+			if harmless == nil {
+				harmless = f
+			}
+			continue
+		case f.KeptAlive, !f.Already && every > 0 && every < f.IdleTimeout:
+			continue
+		}
+		if s := threat(f, c.side); worst == nil || s > sev {
+			worst, sev = f, s
+		}
+	}
+	switch {
+	case worst != nil:
+		return idleFinding(c, worst, sev, every)
+	case harmless != nil && every == 0:
+		return &Finding{
+			Rule:     RuleNoKeepalive,
+			Severity: Info,
+			Summary: fmt.Sprintf("%s has no keepalive; %s forgets it after %s quiet, but %s; a dead peer still goes unnoticed while it is idle",
+				ends(c.Socket), harmless.Name, human(harmless.IdleTimeout), harmless.Because),
+			Evidence: pathEvidence(c, harmless),
+			Fix:      keepaliveFixes(c, harmless.IdleTimeout),
+		}
+	}
+	return nil
+}
+
+// unknownPath is the finding for a connection without keepalive on a path
+// tcpvet knows nothing of.
+func unknownPath(c conn) *Finding {
+	return &Finding{
+		Rule:     RuleNoKeepalive,
+		Severity: Warning,
+		Summary: fmt.Sprintf("%s has no keepalive: a NAT, load balancer or IPVS on the path that forgets idle flows will reset or silently drop its next write after a quiet spell, and a dead peer goes unnoticed while it is idle (idle now %s)",
+			ends(c.Socket), human(idleFor(c.Socket))),
+		Evidence: Evidence{"keepalive": false, "idle_s": secs(idleFor(c.Socket)), "side": c.side.String()},
+		Fix:      keepaliveFixes(c, 350*time.Second),
+	}
+}
+
+// pathEvidence is what a finding about f on c's path rests on.
+func pathEvidence(c conn, f *forgetting) Evidence {
+	ev := Evidence{
+		"idle_s": secs(idleFor(c.Socket)), "side": c.side.String(),
+		"meets": string(f.Meets), "meets_because": f.Because,
+		"already_forgotten": f.Already, "forgets_in_s": secs(f.In),
+	}
+	f.describe(ev)
+	if e := f.Entry; e != nil {
+		ev["entry_expires_in_s"] = e.ExpiresInS
+		ev["entry_nat"] = e.NAT
+		ev["entry_original"] = e.Original
+	}
+	k := c.Keepalive
+	ev["keepalive"] = *k.Enabled
+	if *k.Enabled {
+		ev["keepalive_idle_s"], ev["keepalive_interval_s"], ev["keepalive_probes"] = *k.IdleS, *k.IntervalS, *k.Probes
+		ev["keepalive_source"] = k.Source
+	}
+	return ev
+}
+
+func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Finding {
+	then := fmt.Sprintf("%s, so %s", f.Because, consequence(c, f.Meets))
+	var rule, summary string
+	switch {
+	case f.Already:
+		rule = RuleFlowForgotten
+		how := fmt.Sprintf("quiet %s, past its %s", human(idleFor(c.Socket)), human(f.IdleTimeout))
+		if f.tracker != nil && f.tracker.table != nil && f.tracker.table.Read {
+			how = "it holds no entry for it"
+		}
+		summary = fmt.Sprintf("%s: %s has already forgotten this connection (%s): %s", ends(c.Socket), f.Name, how, then)
+	case every > 0:
+		rule = RuleKeepaliveTooSlow
+		from := "its own TCP_KEEPIDLE"
+		if c.Keepalive.Source == "namespace" {
+			from = "the namespace's net.ipv4.tcp_keepalive_time"
+		}
+		k := c.Keepalive
+		detection := every + time.Duration(*k.IntervalS**k.Probes)*time.Second
+		summary = fmt.Sprintf("%s sends its first keepalive probe after %s idle (%s), but %s forgets an idle flow after %s: %s, so %s",
+			ends(c.Socket), human(every), from, f.Name, human(f.IdleTimeout), f.Because, lateProbe(f.Meets, detection))
+	default:
+		rule = RuleNoKeepalive
+		summary = fmt.Sprintf("%s has no keepalive: %s forgets it after %s quiet (in %s; idle now %s): %s",
+			ends(c.Socket), f.Name, human(f.IdleTimeout), human(f.In), human(idleFor(c.Socket)), then)
+	}
+	if c.side.server && !f.Already && f.Meets.certain() {
+		summary += "; unless its client keeps the flow alive, which tcpvet cannot see from this end"
+	}
+	ev := pathEvidence(c, f)
+	if every > 0 {
+		k := c.Keepalive
+		ev["detection_s"] = secs(every + time.Duration(*k.IntervalS**k.Probes)*time.Second)
+	}
+	return &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: ev, Fix: keepaliveFixes(c, f.IdleTimeout)}
+}
+
+// consequence says what the application sees when its next packet meets o.
+func consequence(c conn, o Outcome) string {
+	hang := "hangs until the kernel gives up"
+	if g, ok := futureGiveUp(c); ok {
+		hang = fmt.Sprintf("hangs about %s until the kernel gives up (%s) with \"connection timed out\"", human(g.after), g.because)
+	}
+	switch o {
+	case Resets:
+		return `the next write gets "connection reset by peer"`
+	case Drops:
+		return "the next write is dropped without a word and " + hang
+	case Breaks:
+		return `the next write gets "connection reset by peer", or is dropped and ` + hang
+	}
+	return "the next write may fail"
+}
+
+// lateProbe says what a keepalive probe sent after the path forgot the
+// flow meets; detection is when keepalive gives up on a silent peer, from
+// the last data.
+func lateProbe(o Outcome, detection time.Duration) string {
+	dies := fmt.Sprintf("the connection dies with \"connection timed out\" %s after its last data", human(detection))
+	switch o {
+	case Resets:
+		return `the probe or the next write gets "connection reset by peer"`
+	case Drops:
+		return "the probe is dropped without a word, the next write hangs, and " + dies
+	case Breaks:
+		return `the probe or the next write gets "connection reset by peer", or is dropped and ` + dies
+	}
+	return "the probe or the next write may fail"
+}
+
+// giveUp is when the kernel fails a write that nothing acknowledges.
+type giveUp struct {
+	after   time.Duration
+	because string
+}
+
+// futureGiveUp is the give-up of a write not yet sent on c: one figure per
+// namespace and TCP_USER_TIMEOUT, the same in every finding.
+func futureGiveUp(c conn) (giveUp, bool) {
+	rt, ok := NewRetransmission(c.snap.Sysctls.Target, c.UserTimeoutMS)
+	if !ok {
+		return giveUp{}, false
+	}
+	return giveUp{rt.AbortAfter(rtoMin), rt.Reason()}, true
+}

@@ -1,0 +1,254 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+)
+
+// Outcome is what a connection meets once a middlebox on its path has
+// forgotten it: what its next packet, a write or a keepalive probe, meets.
+type Outcome string
+
+// What the next packet of a forgotten flow meets.
+const (
+	// Survives: the flow is picked up again as it was, or never needed
+	// the middlebox's memory.
+	Survives Outcome = "survives"
+	// Resets: the packet is answered with a reset, and the application
+	// gets "connection reset by peer".
+	Resets Outcome = "reset"
+	// Drops: the packet is dropped without a word; the sender retransmits
+	// until it gives up with "connection timed out".
+	Drops Outcome = "drop"
+	// Breaks: reset or dropped, depending on what tcpvet cannot see; the
+	// connection is lost either way.
+	Breaks Outcome = "reset-or-drop"
+	// MayBreak: whether the connection survives depends on what tcpvet
+	// cannot see; Because says what.
+	MayBreak Outcome = "may-break"
+)
+
+// certain reports whether the outcome loses the connection whatever
+// tcpvet cannot see.
+func (o Outcome) certain() bool { return o == Resets || o == Drops || o == Breaks }
+
+// forgetting is a middlebox on a connection's path: when it forgets the
+// flow, and what the flow's next packet meets then.
+type forgetting struct {
+	hop
+	// In is how long until it forgets the flow; 0 when it already has.
+	In      time.Duration
+	Already bool
+	// Entry is the middlebox's own record of the flow, where tcpvet read it.
+	Entry *diag.Flow
+	// KeptAlive is set when the entry outlived the flow's quiet: packets
+	// without data, keepalive probes from either end, refresh it.
+	KeptAlive bool
+	Meets     Outcome
+	// Because says what the next packet meets and how tcpvet knows.
+	Because string
+}
+
+// side says which end of its connection a socket is: the server end was
+// accepted from one of the namespace's listeners.
+type side struct{ server bool }
+
+func (sd side) String() string {
+	if sd.server {
+		return "server"
+	}
+	return "client"
+}
+
+// listeners are the addresses the namespace listens on, by port.
+type listeners map[uint16][]netip.Addr
+
+func listenersOf(snap *diag.Snapshot) listeners {
+	out := listeners{}
+	for i := range snap.Sockets {
+		if s := &snap.Sockets[i]; s.State == diag.Listen {
+			out[s.Local.Port()] = append(out[s.Local.Port()], s.Local.Addr().Unmap())
+		}
+	}
+	return out
+}
+
+// sideOf tells the server end of a connection by its local address: one a
+// listener of the namespace accepts on.
+func (l listeners) sideOf(s *diag.Socket) side {
+	local := s.Local.Addr().Unmap()
+	return side{server: slices.ContainsFunc(l[s.Local.Port()], func(a netip.Addr) bool { return a.IsUnspecified() || a == local })}
+}
+
+// forgettings lists every middlebox of path that carries s, with when it
+// forgets the flow and what the next packet meets then, soonest first.
+func forgettings(path []Middlebox, s *diag.Socket, sd side) []forgetting {
+	idle := idleFor(s)
+	var every time.Duration // how often its own keepalive refreshes the flow
+	if k := s.Keepalive; k.Enabled != nil && *k.Enabled && k.IdleS != nil {
+		every = time.Duration(*k.IdleS) * time.Second
+	}
+	var out []forgetting
+	for _, m := range path {
+		why, ok := "", m.carries == nil
+		if !ok {
+			why, ok = m.carries(s)
+		}
+		if !ok {
+			continue
+		}
+		f := forgetting{hop: hop{Middlebox: m, why: why}}
+		if m.tracker != nil {
+			if !m.tracker.fate(&f, s, sd, idle, every) {
+				continue
+			}
+		} else {
+			f.In, f.Already = estimate(m.IdleTimeout, idle, every)
+			f.Meets, f.Because = declaredFate(m.OnExpiry)
+		}
+		out = append(out, f)
+	}
+	slices.SortStableFunc(out, func(a, b forgetting) int { return int(a.In - b.In) })
+	return out
+}
+
+// estimate is when a middlebox whose memory of the flow tcpvet cannot read
+// forgets it: timeout after the last packet, data or the socket's own
+// keepalive probe (every, when it comes first).
+func estimate(timeout, idle, every time.Duration) (in time.Duration, already bool) {
+	if every > 0 && every < timeout {
+		return timeout - min(idle, every), false
+	}
+	return max(0, timeout-idle), idle >= timeout
+}
+
+// declaredFate is what a middlebox tcpvet cannot look into does, as its
+// preset's documentation or the user's flag says.
+func declaredFate(e Expiry) (Outcome, string) {
+	switch e {
+	case ExpiryReset:
+		return Resets, "it answers a forgotten flow with a reset"
+	case ExpiryDrop:
+		return Drops, "it drops a forgotten flow's packets without a word"
+	}
+	return Breaks, "it resets or drops a forgotten flow's packets"
+}
+
+// fate fills f for the flow of s through this conntrack. It reports false
+// when the conntrack is not on the flow's path after all: it tracks no
+// flow of the socket's family.
+func (t *tracker) fate(f *forgetting, s *diag.Socket, sd side, idle, every time.Duration) bool {
+	timeout := f.IdleTimeout
+	read := t.table != nil && t.table.Read
+	if read {
+		if !t.table.TracksFamily(s.Remote.Addr()) {
+			return false
+		}
+		for i := range s.Conntrack {
+			if s.Conntrack[i].Netns == t.where {
+				f.Entry = &s.Conntrack[i]
+			}
+		}
+	}
+	switch {
+	case f.Entry != nil:
+		f.In = time.Duration(f.Entry.ExpiresInS) * time.Second
+		f.KeptAlive = idle > timeout
+	case read:
+		// Tracked here, yet no entry: forgotten, deleted, or older than
+		// the rule that hooked conntrack in. Its next packet meets the same.
+		f.Already = true
+	default:
+		f.In, f.Already = estimate(timeout, idle, every)
+	}
+	f.Meets, f.Because = t.nextPacket(s, sd)
+	return true
+}
+
+// nat says how this conntrack translates the flow of s: "dnat", "snat",
+// "" for not at all, or "unknown". Its entry says so; without one, other
+// flows it tracks tell a service address and its backends, and masqueraded
+// sources.
+func (t *tracker) nat(s *diag.Socket, sd side) string {
+	for _, e := range s.Conntrack {
+		if e.Netns == t.where {
+			return e.NAT
+		}
+	}
+	if t.table == nil || !t.table.Read {
+		return "unknown"
+	}
+	local, remote := unmap(s.Local), unmap(s.Remote)
+	if !sd.server {
+		if len(t.table.Services[remote]) > 0 {
+			return "dnat"
+		}
+		if slices.Contains(t.table.Masqueraded, local.Addr()) {
+			return "snat"
+		}
+		return "unknown"
+	}
+	for _, backends := range t.table.Services {
+		if slices.Contains(backends, local) {
+			return "dnat"
+		}
+	}
+	if slices.Contains(t.addresses, remote.Addr()) {
+		return "snat"
+	}
+	return "unknown"
+}
+
+// nextPacket is what the next packet of s meets once this conntrack has
+// forgotten its flow, and why. With nf_conntrack_tcp_loose=1 (the kernel's
+// default) any packet of the flow starts a new entry, which NAT rules treat
+// as a new connection: an untranslated flow goes on, a translated one is
+// translated anew from the client's side and not at all from the server's.
+// With loose=0 the packet is invalid: never translated, and dropped only
+// where a rule drops invalid packets.
+func (t *tracker) nextPacket(s *diag.Socket, sd side) (Outcome, string) {
+	nat := t.nat(s, sd)
+	loose, ok := t.sysctls.Get(diag.ConntrackLoose)
+	natWhy := map[string]string{
+		"dnat": "it translates this flow's destination",
+		"snat": "it translates this flow's source",
+	}[nat]
+	if nat == "dnat+snat" {
+		nat, natWhy = "dnat", "it translates this flow's source and destination"
+	}
+	switch {
+	case !ok:
+		return MayBreak, fmt.Sprintf("%s's nf_conntrack_tcp_loose is unknown, so whether it picks the flow up again is too", t.where)
+	case loose != 0 && nat == "":
+		return Survives, "with nf_conntrack_tcp_loose=1 its next packet is picked up as a new entry, and nothing here translates it, so it goes on (unless a rule drops new packets without SYN)"
+	case loose != 0 && nat == "unknown":
+		return MayBreak, "with nf_conntrack_tcp_loose=1 its next packet is picked up again; had a rule here translated it (a Service, masquerade), that packet is translated anew or not at all, and tcpvet sees no entry of the flow to tell"
+	case loose != 0 && nat == "dnat" && !sd.server:
+		backends := t.table.Services[unmap(s.Remote)]
+		return MayBreak, fmt.Sprintf("with nf_conntrack_tcp_loose=1 its next packet is picked up and balanced again (%s): a backend that never had the connection answers with a reset", plural(len(backends), "backend")+" behind "+s.Remote.String()+" seen now")
+	case loose != 0 && nat == "snat" && !sd.server:
+		return MayBreak, "with nf_conntrack_tcp_loose=1 its next packet is picked up and masqueraded again, to the same port only if it is free: else the server answers with a reset"
+	case loose != 0 && sd.server:
+		return Resets, fmt.Sprintf("%s; with nf_conntrack_tcp_loose=1 the server's next packet is picked up as a new flow that nothing translates back, so it reaches %s from the wrong address, and that end answers with a reset", natWhy, s.Remote)
+	}
+	// loose=0: the next packet is invalid and goes untranslated.
+	fw := t.firewall
+	switch {
+	case fw != nil && fw.DropsInvalid != "":
+		return Drops, fmt.Sprintf("with nf_conntrack_tcp_loose=0 its next packet is invalid, and the rule in %s %s drops invalid packets", t.where, fw.DropsInvalid)
+	case nat == "unknown":
+		return MayBreak, "with nf_conntrack_tcp_loose=0 its next packet is invalid: it goes on untranslated unless a rule drops it, and tcpvet sees no entry of the flow to tell whether it was translated"
+	case nat == "":
+		if fw == nil || !fw.Read || len(fw.Legacy) > 0 {
+			return MayBreak, "with nf_conntrack_tcp_loose=0 its next packet is invalid: it goes on untranslated unless a rule drops invalid packets, and tcpvet cannot read every rule here"
+		}
+		return Survives, "with nf_conntrack_tcp_loose=0 its next packet is invalid, but nothing here translates the flow and no rule drops invalid packets, so it goes on"
+	case nat == "dnat" && !sd.server && slices.Contains(t.addresses, s.Remote.Addr().Unmap()) && fw != nil && fw.Read && len(fw.Legacy) == 0:
+		return Resets, fmt.Sprintf("%s; with nf_conntrack_tcp_loose=0 its next packet is invalid and not translated: it reaches %s, an address of the %s itself, whose stack answers with a reset", natWhy, s.Remote, t.where)
+	}
+	return Breaks, fmt.Sprintf("%s; with nf_conntrack_tcp_loose=0 its next packet is invalid and not translated, and never reaches the other end", natWhy)
+}

@@ -1,0 +1,73 @@
+package rules
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+)
+
+func zeroWindow(c conn) *Finding {
+	s := c.Socket
+	persist := s.Timer.Kind == diag.TimerPersist
+	closed := s.TCPInfo != nil && s.TCPInfo.Size >= 232 && s.TCPInfo.SndWnd == 0 && s.SendQ > 0 && s.State == diag.Established
+	if !persist && !closed {
+		return nil
+	}
+	return &Finding{
+		Rule:     RuleZeroWindow,
+		Severity: Warning,
+		Summary: fmt.Sprintf("%s: the peer's receive window is closed, so its application is not reading; %d bytes wait here and writes block (%s so far)",
+			ends(s), s.SendQ, plural(int(s.Timer.Retrans), "window probe")),
+		Evidence: Evidence{"send_q": s.SendQ, "window_probes": s.Timer.Retrans, "timer": s.Timer.Kind.String()},
+		Fix: append([]Fix{{Where: "the peer", Snippet: fmt.Sprintf("find why the process behind %s stopped reading (stuck thread, full downstream, deadlock)", s.Remote)}},
+			userTimeoutFixes(suggestedUserTimeout, c.snap.Sysctls.Target)[:2]...),
+	}
+}
+
+func closeWait(c conn) *Finding {
+	s := c.Socket
+	if s.State != diag.CloseWait {
+		return nil
+	}
+	return &Finding{
+		Rule:     RuleCloseWait,
+		Severity: Warning,
+		Summary:  fmt.Sprintf("%s: the peer closed this connection and the local application never did; each one leaks a descriptor", ends(s)),
+		Evidence: Evidence{"recv_q": s.RecvQ, "processes": s.Processes},
+		Fix:      []Fix{{Where: "the application", Snippet: "close the socket when a read returns 0 / io.EOF, and on every error path (defer conn.Close())"}},
+	}
+}
+
+func recvBacklog(c conn) *Finding {
+	s := c.Socket
+	if s.State == diag.Listen || s.RecvQ == 0 || s.TCPInfo == nil ||
+		time.Duration(s.TCPInfo.LastDataRecv)*time.Millisecond < unreadFor {
+		return nil
+	}
+	age := time.Duration(s.TCPInfo.LastDataRecv) * time.Millisecond
+	return &Finding{
+		Rule:     RuleRecvBacklog,
+		Severity: Warning,
+		Summary:  fmt.Sprintf("%s: %s have arrived and sat unread for at least %s: the local application is not reading", ends(s), plural(int(s.RecvQ), "byte"), human(age)),
+		Evidence: Evidence{"recv_q": s.RecvQ, "last_data_recv_ms": s.TCPInfo.LastDataRecv, "processes": s.Processes},
+		Fix:      []Fix{{Where: "the application", Snippet: "find the reader that stopped: a blocked goroutine or thread, a full channel, a lock (kill -QUIT a Go process for its stacks)"}},
+	}
+}
+
+func listenOverflow(c conn) *Finding {
+	s := c.Socket
+	if s.State != diag.Listen || s.SendQ == 0 || s.RecvQ < s.SendQ {
+		return nil
+	}
+	return &Finding{
+		Rule:     RuleListenOverflow,
+		Severity: Critical,
+		Summary:  fmt.Sprintf("listener %s%s: its accept queue is full (%d of %d): new connections are dropped or time out", s.Local, who(s), s.RecvQ, s.SendQ),
+		Evidence: Evidence{"accept_queue": s.RecvQ, "backlog": s.SendQ},
+		Fix: []Fix{
+			{Where: "the application", Snippet: "accept faster (the accept loop is blocked or too slow), or pass a larger backlog to listen()"},
+			{Where: "namespace sysctl", Snippet: "net.core.somaxconn caps the backlog listen() may ask for"},
+		},
+	}
+}
