@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -24,6 +25,10 @@ type Firewall struct {
 	// drops packets in conntrack state invalid, as kube-proxy's KUBE-FORWARD
 	// does; empty when no rule tcpvet can read does.
 	DropsInvalid string `json:"drops_invalid,omitempty"`
+	// Translates names the chains ("ip svc pre") whose rules translate
+	// addresses (dnat, snat, masquerade, redirect): where there is none,
+	// no flow here was translated.
+	Translates []string `json:"translates,omitempty"`
 	// Legacy lists iptables-legacy tables loaded here: their rules are not
 	// in the nftables ruleset, so tcpvet cannot tell what they drop.
 	Legacy []string `json:"legacy_tables,omitempty"`
@@ -63,11 +68,13 @@ func readFirewall(ns *netns.NS, legacy []string) *Firewall {
 			fw.Reason = nftErr(err)
 			return fw
 		}
+		name := fmt.Sprintf("%s %s %s", familyWord(ch.Table.Family), ch.Table.Name, ch.Name)
 		for _, r := range rules {
-			if dropsInvalid(r.Exprs) {
-				fw.DropsInvalid = fmt.Sprintf("%s %s %s", familyWord(ch.Table.Family), ch.Table.Name, ch.Name)
-				fw.Read = true
-				return fw
+			if dropsInvalid(r.Exprs) && fw.DropsInvalid == "" {
+				fw.DropsInvalid = name
+			}
+			if translates(r.Exprs) && !slices.Contains(fw.Translates, name) {
+				fw.Translates = append(fw.Translates, name)
 			}
 		}
 	}
@@ -105,6 +112,17 @@ func dropsInvalid(exprs []expr.Any) bool {
 		}
 	}
 	return loadsState && testsInvalid && drops
+}
+
+// translates reports whether a rule rewrites addresses.
+func translates(exprs []expr.Any) bool {
+	for _, e := range exprs {
+		switch e.(type) {
+		case *expr.NAT, *expr.Masq, *expr.Redir:
+			return true
+		}
+	}
+	return false
 }
 
 func familyWord(f nftables.TableFamily) string {

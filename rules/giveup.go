@@ -37,14 +37,20 @@ type Retransmission struct {
 // take when the first waits rtoMin and each later one twice as long, up to
 // rtoMax. For tcp_retries2=15 and the default 120 s it is 924.6 s.
 func ModelTimeout(retries2 int, rtoMax time.Duration) time.Duration {
+	return modelTimeout(retries2, rtoMin, rtoMax)
+}
+
+// modelTimeout is tcp_model_timeout() from any base RTO: rtoMin for an
+// established connection, the initial RTO for a handshake.
+func modelTimeout(boundary int, base, rtoMax time.Duration) time.Duration {
 	thresh := 0
-	for rtoMin<<(thresh+1) <= rtoMax { // ilog2(rtoMax / rtoMin)
+	for base<<(thresh+1) <= rtoMax { // ilog2(rtoMax / base)
 		thresh++
 	}
-	if retries2 <= thresh {
-		return time.Duration((2<<retries2)-1) * rtoMin
+	if boundary <= thresh {
+		return time.Duration((2<<boundary)-1) * base
 	}
-	return time.Duration((2<<thresh)-1)*rtoMin + time.Duration(retries2-thresh)*rtoMax
+	return time.Duration((2<<thresh)-1)*base + time.Duration(boundary-thresh)*rtoMax
 }
 
 // NewRetransmission builds the give-up budget for a socket: its
@@ -137,6 +143,10 @@ type Handshake struct {
 	// UserTimeout, when not zero, is TCP_USER_TIMEOUT, which also ends a
 	// connect that takes longer.
 	UserTimeout time.Duration
+	// Syn is true for a connect (SYN_SENT), which the kernel also ends
+	// by time: once tcp_model_timeout of Retries from the initial RTO has
+	// passed, or TCP_USER_TIMEOUT instead. A request socket counts only.
+	Syn bool
 }
 
 // rto is the k-th retransmission timeout, from 1: the initial RTO for the
@@ -155,16 +165,25 @@ func (h Handshake) rto(k int) time.Duration {
 }
 
 // AbortAfter is how long after the first SYN (or SYN-ACK) the kernel gives
-// up: at the timeout after the last of Retries+Linear retransmissions.
+// up: at the first timeout that comes after Retries+Linear retransmissions
+// or, for a connect, at or past its time budget (tcp_write_timeout). With
+// TCP_USER_TIMEOUT the timer is cut to fire right at it.
 func (h Handshake) AbortAfter() time.Duration {
+	budget := h.UserTimeout
+	if budget == 0 && h.Syn {
+		budget = modelTimeout(h.Retries, initialRTO, defaultRTOMax)
+	}
 	var t time.Duration
-	for k := 1; k <= h.Retries+h.Linear+1; k++ {
-		t += h.rto(k)
+	for k := 1; ; k++ {
+		next := t + h.rto(k)
+		if h.UserTimeout > 0 && next > h.UserTimeout {
+			return max(t, h.UserTimeout)
+		}
+		t = next
+		if k-1 >= h.Retries+h.Linear || h.Syn && t >= budget {
+			return t
+		}
 	}
-	if h.UserTimeout > 0 && h.UserTimeout < t {
-		return h.UserTimeout
-	}
-	return t
 }
 
 // Elapsed is the time since the first SYN of a handshake that has
@@ -182,11 +201,12 @@ func (h Handshake) Reason(syn bool) string {
 	if !syn {
 		return fmt.Sprintf("tcp_synack_retries=%d", h.Retries)
 	}
-	r := fmt.Sprintf("%d SYN retransmissions (TCP_SYNCNT/tcp_syn_retries) + %d linear (tcp_syn_linear_timeouts)", h.Retries, h.Linear)
-	if h.UserTimeout > 0 && h.UserTimeout < h.AbortAfter()+time.Nanosecond {
-		r += fmt.Sprintf(", cut by TCP_USER_TIMEOUT=%d ms", h.UserTimeout.Milliseconds())
+	if h.UserTimeout > 0 {
+		return fmt.Sprintf("TCP_USER_TIMEOUT=%d ms, or %d SYN retransmissions (TCP_SYNCNT/tcp_syn_retries=%d + tcp_syn_linear_timeouts=%d) if sooner",
+			h.UserTimeout.Milliseconds(), h.Retries+h.Linear, h.Retries, h.Linear)
 	}
-	return r
+	return fmt.Sprintf("TCP_SYNCNT/tcp_syn_retries=%d: %s, or %d retransmissions with tcp_syn_linear_timeouts=%d if sooner",
+		h.Retries, human(modelTimeout(h.Retries, initialRTO, defaultRTOMax)), h.Retries+h.Linear, h.Linear)
 }
 
 // rtoMaxOf is the namespace's TCP_RTO_MAX: tcp_rto_max_ms where the kernel
@@ -212,7 +232,7 @@ func NewHandshake(ns diag.Sysctls, s *diag.Socket) (Handshake, bool) {
 			return h, false
 		}
 		lin, _ := ns.Get(diag.SynLinearTimeouts)
-		h.Retries, h.Linear = int(v), int(lin)
+		h.Retries, h.Linear, h.Syn = int(v), int(lin), true
 		if s.UserTimeoutMS != nil {
 			h.UserTimeout = time.Duration(*s.UserTimeoutMS) * time.Millisecond
 		}

@@ -76,22 +76,29 @@ func TestRetransmitState(t *testing.T) {
 	}
 }
 
-// TestHandshakeGiveUp: the kernel counts retransmissions in a handshake.
-// A connect on 6.5+ defaults (tcp_syn_retries=6, tcp_syn_linear_timeouts=4)
-// retransmits after 1,1,1,1,1,2,4,8,16,32 s and fails 64 s after the last:
-// 131 s. SYN-ACKs double from 1 s: 63 s for tcp_synack_retries=5.
+// TestHandshakeGiveUp: a connect on 6.5+ defaults (tcp_syn_retries=6,
+// tcp_syn_linear_timeouts=4) retransmits after 1,1,1,1,1,2,4,8,16,32 s and
+// fails at the first timeout past both 10 retransmissions and 127 s
+// (tcp_model_timeout of 6 from 1 s): 131 s. With fewer SYN retries the
+// time budget comes first. SYN-ACKs double from 1 s and only count: 63 s
+// for tcp_synack_retries=5.
 func TestHandshakeGiveUp(t *testing.T) {
 	tests := []struct {
 		h    Handshake
 		want time.Duration
 	}{
-		{Handshake{Retries: 6, Linear: 4, RTOMax: defaultRTOMax}, 131 * time.Second},
-		{Handshake{Retries: 6, RTOMax: defaultRTOMax}, 127 * time.Second},
-		{Handshake{Retries: 2, Linear: 4, RTOMax: defaultRTOMax}, 11 * time.Second},
+		{Handshake{Retries: 6, Linear: 4, RTOMax: defaultRTOMax, Syn: true}, 131 * time.Second},
+		{Handshake{Retries: 6, RTOMax: defaultRTOMax, Syn: true}, 127 * time.Second},
+		// Timeouts at 1,2,3,4,5,7 s: 7 s is the budget of 2 retries.
+		{Handshake{Retries: 2, Linear: 4, RTOMax: defaultRTOMax, Syn: true}, 7 * time.Second},
+		// 1,2,3 s: the 3 s budget of 1 retry before the count of 5.
+		{Handshake{Retries: 1, Linear: 4, RTOMax: defaultRTOMax, Syn: true}, 3 * time.Second},
+		// 1,2,3,4,5,7,11,19 s: the first timeout past the 15 s budget of 3.
+		{Handshake{Retries: 3, Linear: 4, RTOMax: defaultRTOMax, Syn: true}, 19 * time.Second},
 		{Handshake{Retries: 5, RTOMax: defaultRTOMax}, 63 * time.Second},
 		// A lower tcp_rto_max_ms caps the doubling.
 		{Handshake{Retries: 8, RTOMax: 30 * time.Second}, (1 + 2 + 4 + 8 + 16 + 30 + 30 + 30 + 30) * time.Second},
-		{Handshake{Retries: 6, Linear: 4, RTOMax: defaultRTOMax, UserTimeout: 5 * time.Second}, 5 * time.Second},
+		{Handshake{Retries: 6, Linear: 4, RTOMax: defaultRTOMax, UserTimeout: 5500 * time.Millisecond, Syn: true}, 5500 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		if got := tt.h.AbortAfter(); got != tt.want {

@@ -190,15 +190,19 @@ func (t *tracker) nat(s *diag.Socket, sd side) string {
 		if slices.Contains(t.table.Masqueraded, local.Addr()) {
 			return "snat"
 		}
-		return "unknown"
-	}
-	for _, backends := range t.table.Services {
-		if slices.Contains(backends, local) {
-			return "dnat"
+	} else {
+		for _, backends := range t.table.Services {
+			if slices.Contains(backends, local) {
+				return "dnat"
+			}
+		}
+		if slices.Contains(t.addresses, remote.Addr()) {
+			return "snat"
 		}
 	}
-	if slices.Contains(t.addresses, remote.Addr()) {
-		return "snat"
+	if fw := t.firewall; fw != nil && fw.Read && len(fw.Legacy) == 0 && len(fw.Translates) == 0 {
+		// No rule here translates anything: no flow was translated.
+		return ""
 	}
 	return "unknown"
 }

@@ -236,7 +236,8 @@ func conntrack(secs int64) func(*diag.Snapshot) {
 // socket has been idle longer.
 func tracked(secs, loose int64, nat string) func(*diag.Snapshot) {
 	return func(s *diag.Snapshot) {
-		s.Host = diag.Host{Visible: true, Conntrack: &diag.Conntrack{Read: true, Flows: 1, IPv4: true}, Firewall: &diag.Firewall{Read: true}}
+		s.Host = diag.Host{Visible: true, Conntrack: &diag.Conntrack{Read: true, Flows: 1, IPv4: true},
+			Firewall: &diag.Firewall{Read: true, Translates: []string{"ip nat prerouting"}}}
 		s.Sysctls.Host = diag.Sysctls{diag.ConntrackEstablished: secs, diag.ConntrackLoose: loose, diag.ConntrackCount: 1}
 		if nat == "gone" {
 			return
@@ -630,6 +631,7 @@ func TestForgottenFlowFates(t *testing.T) {
 		{"loose=1, DNAT, server, not yet forgotten: its client may keep it", server, tracked(30, 1, "dnat"), RuleNoKeepalive, Warning, Resets},
 		{"loose=1, DNAT, server, forgotten: its reply goes untranslated", idle(server, 45000), withServices(tracked(30, 1, "gone")), RuleFlowForgotten, Critical, Resets},
 		{"loose=1, forgotten, nothing tells whether it was translated", idle(noKA, 45000), tracked(30, 1, "gone"), RuleFlowForgotten, Warning, MayBreak},
+		{"loose=1, forgotten, no rule here translates anything", idle(noKA, 45000), func(s *diag.Snapshot) { tracked(30, 1, "gone")(s); s.Host.Firewall.Translates = nil }, RuleNoKeepalive, Info, Survives},
 		{"loose=0, DNAT to a VIP of the host: its stack resets", noKA, localVIP(tracked(30, 0, "dnat")), RuleNoKeepalive, Critical, Resets},
 		{"loose=0, DNAT elsewhere: reset or dropped", noKA, tracked(30, 0, "dnat"), RuleNoKeepalive, Critical, Breaks},
 		{"loose=0, DNAT, rules unread: reset or dropped", noKA, unreadRules(localVIP(tracked(30, 0, "dnat"))), RuleNoKeepalive, Critical, Breaks},

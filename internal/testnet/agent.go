@@ -190,6 +190,10 @@ func (a *Agent) WaitFor(kind, name string, timeout time.Duration) (Event, bool) 
 	}
 }
 
+// Events is the agent's stream of events, for a test that follows several
+// connections at once; Wait and WaitFor read from the same stream.
+func (a *Agent) Events() <-chan Event { return a.events }
+
 // Write makes the agent write n bytes on the named dialed connection in the
 // background; a failure comes back as a write-error event.
 func (a *Agent) Write(t testing.TB, name string, n int) {
@@ -484,10 +488,15 @@ func (ag *agent) dialAsync(name, to string, opts sockOpts) (net.Conn, error) {
 	go func() {
 		rc, _ := c.(*net.TCPConn).SyscallConn()
 		var soErr int
-		// The poller reports the socket writable once connect has ended.
+		// The poller reports the socket writable once connect has ended:
+		// with an error, or connected (it has a peer).
 		rc.Write(func(fd uintptr) bool {
 			soErr, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-			return true
+			if soErr != 0 {
+				return true
+			}
+			_, err := unix.Getpeername(int(fd))
+			return err == nil
 		})
 		if soErr != 0 {
 			ag.emit(errEvent("dial-error", name, syscall.Errno(soErr)))

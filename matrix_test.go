@@ -1,0 +1,490 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/internal/testnet"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// The scenario matrix: real namespaces (client, router, server), real
+// connections, tcpvet's verdict on each, then time passes and the kernel
+// decides. A critical verdict must mean the connection broke, and every
+// connection that broke for certain must have had one.
+
+// matrixTimeout is the router's conntrack established timeout: every
+// scenario lets its flows sit idle past it.
+const matrixTimeout = 3
+
+// row is one connection of a scenario: who writes after the quiet, and
+// from whose end tcpvet's verdict is taken.
+type row struct {
+	name string
+	ka   *testnet.KA
+	tos  int
+	// server: the server writes first, and the verdict is the server's.
+	server bool
+	// may: the kernel's choice is random here (two backends); tcpvet
+	// must say "may" (a warning), and the row counts in neither figure.
+	may bool
+}
+
+// matrixCase is a router configuration and the connections through it.
+type matrixCase struct {
+	name  string
+	loose string
+	// nat is "dnat1", "dnat2" (balanced over two backends) or "" (routed).
+	nat          string
+	dropInvalid  bool
+	clientTuning map[string]string
+	rows         []row
+}
+
+// fate is what the application saw after the quiet.
+type fate struct {
+	broken bool
+	how    string
+}
+
+// verdict is tcpvet's word on one connection.
+type verdict struct {
+	sev   rules.Severity
+	rule  string
+	meets string
+}
+
+func (v verdict) String() string {
+	if v.rule == "" {
+		return "ok"
+	}
+	if v.meets == "" || v.meets == "<nil>" {
+		return fmt.Sprintf("%s %s", v.sev, v.rule)
+	}
+	return fmt.Sprintf("%s %s (%s)", v.sev, v.rule, v.meets)
+}
+
+type matrixResult struct {
+	scenario, row string
+	early, late   verdict
+	fate          fate
+	may           bool
+}
+
+func TestScenarioMatrix(t *testing.T) {
+	fast := &testnet.KA{Idle: 1, Interval: 1, Count: 3}
+	slow := &testnet.KA{Idle: 30, Interval: 1, Count: 3}
+	cases := []matrixCase{
+		{name: "dnat-local-vip-loose0", loose: "0", nat: "dnat1",
+			// A pod tuned tighter than its node: nothing may tell it to loosen.
+			clientTuning: map[string]string{"net.ipv4.tcp_keepalive_time": "600", "net.ipv4.tcp_retries2": "10"},
+			rows: []row{
+				{name: "none"}, {name: "slow-ka", ka: slow}, {name: "fast-ka", ka: fast}, {name: "tos", tos: 0x10},
+				{name: "srv-none", server: true}, {name: "srv-peer-ka", ka: fast, server: true},
+			}},
+		{name: "dnat-one-backend-loose1", loose: "1", nat: "dnat1", rows: []row{
+			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true}, {name: "srv-peer-ka", ka: fast, server: true},
+		}},
+		{name: "dnat-two-backends-loose1", loose: "1", nat: "dnat2", rows: []row{
+			{name: "none-a", may: true}, {name: "none-b", may: true}, {name: "fast-ka", ka: fast},
+		}},
+		{name: "routed-loose1", loose: "1", rows: []row{
+			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true},
+		}},
+		{name: "routed-loose0", loose: "0", rows: []row{
+			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true},
+		}},
+		{name: "routed-loose0-invalid-drop", loose: "0", dropInvalid: true, rows: []row{
+			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true}, {name: "srv-peer-ka", ka: fast, server: true},
+		}},
+	}
+	var mu sync.Mutex
+	var results []matrixResult
+	t.Run("path", func(t *testing.T) {
+		for i, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				rs := runMatrixCase(t, c, 60+i)
+				mu.Lock()
+				results = append(results, rs...)
+				mu.Unlock()
+			})
+		}
+		t.Run("syn-sent", func(t *testing.T) {
+			t.Parallel()
+			rs := runConnectCase(t, 80)
+			mu.Lock()
+			results = append(results, rs...)
+			mu.Unlock()
+		})
+		t.Run("half-open", func(t *testing.T) {
+			t.Parallel()
+			rs := runHalfOpenCase(t, 81)
+			mu.Lock()
+			results = append(results, rs...)
+			mu.Unlock()
+		})
+	})
+	if t.Failed() {
+		return
+	}
+	sort.Slice(results, func(i, j int) bool {
+		if results[i].scenario != results[j].scenario {
+			return results[i].scenario < results[j].scenario
+		}
+		return results[i].row < results[j].row
+	})
+	var tp, fp, fn, counted int
+	var table strings.Builder
+	fmt.Fprintf(&table, "\n%-27s %-18s %-40s %-40s %s\n", "SCENARIO", "CONNECTION", "VERDICT BEFORE THE QUIET", "VERDICT AFTER IT, BEFORE THE WRITE", "FATE")
+	for _, r := range results {
+		fmt.Fprintf(&table, "%-27s %-18s %-40s %-40s %s\n", r.scenario, r.row, r.early, r.late, r.fate.how)
+		if r.may {
+			if r.late.sev == rules.Critical || r.late.meets != string(rules.MayBreak) {
+				t.Errorf("%s/%s: the kernel picks a backend at random, yet tcpvet said %s", r.scenario, r.row, r.late)
+			}
+			continue
+		}
+		counted++
+		crit := r.late.sev == rules.Critical && r.late.rule != ""
+		switch {
+		case crit && r.fate.broken:
+			tp++
+		case crit:
+			fp++
+			t.Errorf("%s/%s: critical %s, yet the connection %s", r.scenario, r.row, r.late, r.fate.how)
+		case r.fate.broken:
+			fn++
+			t.Errorf("%s/%s: %s, yet the connection %s", r.scenario, r.row, r.late, r.fate.how)
+		}
+		if r.early.sev == rules.Critical && r.early.rule != "" && !r.fate.broken {
+			t.Errorf("%s/%s: critical before the quiet (%s), yet the connection %s", r.scenario, r.row, r.early, r.fate.how)
+		}
+	}
+	precision, recall := ratio(tp, tp+fp), ratio(tp, tp+fn)
+	t.Logf("%s\n%d connections in %d scenarios, %d counted (the rest are the kernel's coin toss): critical precision %.2f, recall %.2f (tp %d, fp %d, fn %d)",
+		table.String(), len(results), len(cases)+2, counted, precision, recall, tp, fp, fn)
+	if len(results) < 24 {
+		t.Errorf("%d connections, want at least 24", len(results))
+	}
+}
+
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return 1
+	}
+	return float64(a) / float64(b)
+}
+
+// runMatrixCase builds client -> router -> server for c on subnets base
+// and base+10, takes tcpvet's verdicts, lets every flow sit idle past the
+// router's conntrack timeout, then writes on each and sees what comes back.
+func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
+	client, router, server := testnet.New(t), testnet.New(t), testnet.New(t)
+	_, rAddr := testnet.Link(t, client, router, base)
+	rAddr2, sAddr := testnet.Link(t, router, server, base+10)
+	client.Run(t, "ip", "route", "add", "default", "via", rAddr.V4)
+	server.Run(t, "ip", "route", "add", "default", "via", rAddr2.V4)
+	for k, v := range c.clientTuning {
+		client.Sysctl(t, k, v)
+	}
+	router.Sysctl(t, "net.ipv4.ip_forward", "1")
+	router.Run(t, "nft", "add table inet fw")
+	router.Run(t, "nft", "add chain inet fw forward_filter { type filter hook forward priority 0 ; }")
+	// Any ct expression hooks conntrack into the router, as kube-proxy's do.
+	router.Run(t, "nft", "add rule inet fw forward_filter ct state new counter")
+	if c.dropInvalid {
+		router.Run(t, "nft", "add rule inet fw forward_filter ct state invalid drop")
+	}
+	to := func(port int) string { return fmt.Sprintf("%s:%d", sAddr.V4, port) }
+	if c.nat != "" {
+		const vip = "198.18.200.1"
+		router.Run(t, "ip", "addr", "add", vip+"/32", "dev", "lo")
+		router.Run(t, "nft", "add table ip svc")
+		router.Run(t, "nft", "add chain ip svc pre { type nat hook prerouting priority -100 ; }")
+		target := sAddr.V4
+		if c.nat == "dnat2" {
+			second := fmt.Sprintf("198.18.%d.3", base+10)
+			server.Run(t, "ip", "addr", "add", second+"/24", "dev", "vb"+server.Name[7:13])
+			target = fmt.Sprintf("numgen random mod 2 map { 0 : %s, 1 : %s }", sAddr.V4, second)
+		}
+		router.Run(t, "nft", fmt.Sprintf("add rule ip svc pre ip daddr %s tcp dport 7000-7099 dnat to %s", vip, target))
+		to = func(port int) string { return fmt.Sprintf("%s:%d", vip, port) }
+	}
+	router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_timeout_established", fmt.Sprint(matrixTimeout))
+	router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_loose", c.loose)
+	// A dropped write must end within the test, not in 15 minutes.
+	for _, ns := range []*testnet.NS{client, server} {
+		ns.Sysctl(t, "net.ipv4.tcp_retries2", "4")
+	}
+	if c.clientTuning != nil {
+		client.Sysctl(t, "net.ipv4.tcp_retries2", c.clientTuning["net.ipv4.tcp_retries2"])
+	}
+
+	// Every connection goes to one service port, as a Service's clients
+	// do; the server accepts them in the order they are dialed, so the
+	// i-th row's server end is "svc#i".
+	var dials []testnet.Dial
+	for _, r := range c.rows {
+		dials = append(dials, testnet.Dial{Name: r.name, To: to(7000), Keepalive: r.ka, TOS: r.tos})
+	}
+	srv := server.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "svc", Addr: ":7000", Mode: testnet.Echo}}})
+	cli := client.Start(t, testnet.Spec{Dial: dials})
+
+	verdicts := func() (clientSide, serverSide map[string]verdict) {
+		cr := runReport(t, "--netns", client.Path, "--host-netns", router.Path)
+		sr := runReport(t, "--netns", server.Path, "--host-netns", router.Path)
+		clientSide, serverSide = map[string]verdict{}, map[string]verdict{}
+		for _, r := range c.rows {
+			local := cli.Local[r.name]
+			clientSide[r.name] = verdictOn(cr, func(s diag.Socket) bool { return s.Local.String() == local })
+			serverSide[r.name] = verdictOn(sr, func(s diag.Socket) bool { return unmap(s.Remote).String() == local })
+		}
+		if c.clientTuning != nil {
+			checkNeverLooser(t, cr)
+		}
+		for _, s := range cr.Sockets {
+			if s.Local.String() == cli.Local["tos"] && (s.ClassID == 0 || s.Keepalive.Enabled == nil) {
+				t.Errorf("the socket with IP_TOS: class id %#x, keepalive %+v: its options must be read", s.ClassID, s.Keepalive)
+			}
+		}
+		return clientSide, serverSide
+	}
+	earlyC, earlyS := verdicts()
+	time.Sleep((matrixTimeout + 3) * time.Second)
+	lateC, lateS := verdicts()
+
+	accepted := map[string]string{}
+	for i, r := range c.rows {
+		accepted[fmt.Sprintf("svc#%d", i)] = r.name
+		if r.server {
+			srv.Write(t, fmt.Sprintf("svc#%d", i), 100)
+		} else {
+			cli.Write(t, r.name, 100)
+		}
+	}
+	fates := collectFates(c.rows, accepted, cli, srv, 6*time.Second)
+	var out []matrixResult
+	for _, r := range c.rows {
+		early, late := earlyC[r.name], lateC[r.name]
+		if r.server {
+			early, late = earlyS[r.name], lateS[r.name]
+		}
+		name := r.name
+		if r.server {
+			name += " (srv)"
+		}
+		out = append(out, matrixResult{scenario: c.name, row: name, early: early, late: late, fate: fates[r.name], may: r.may})
+	}
+	return out
+}
+
+func unmap(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) }
+
+// verdictOn is the worst finding tcpvet made on the socket match picks.
+func verdictOn(r *result, match func(diag.Socket) bool) verdict {
+	ids := map[string]bool{}
+	for _, s := range r.Sockets {
+		if match(s) {
+			ids[s.ID] = true
+		}
+	}
+	var v verdict
+	for _, f := range r.Findings {
+		if f.Socket == nil || !ids[*f.Socket] || f.Rule == rules.RuleSlowDeadPeer {
+			continue
+		}
+		if v.rule == "" || f.Severity > v.sev {
+			v = verdict{sev: f.Severity, rule: f.Rule, meets: fmt.Sprint(f.Evidence["meets"])}
+		}
+	}
+	return v
+}
+
+// checkNeverLooser: a namespace tuned tighter than its host is told
+// nothing about its sysctls, and no fix proposes anything looser.
+func checkNeverLooser(t *testing.T, r *result) {
+	for _, f := range r.Findings {
+		if f.Rule == rules.RulePodSysctlDiffers {
+			t.Errorf("a namespace tighter than its host was told: %s", f.Summary)
+		}
+		for _, fx := range f.Fix {
+			if strings.Contains(fx.Snippet, "tcp_keepalive_time, value: \"7200\"") || strings.Contains(fx.Snippet, "tcp_retries2 = 15") {
+				t.Errorf("%s proposes a looser setting: %s", f.Rule, fx.Snippet)
+			}
+			if strings.Contains(fx.Snippet, "tcp_retries2 = 8") && !strings.Contains(fx.Snippet, "instead of ~325 s (tcp_retries2=10)") {
+				t.Errorf("the tcp_retries2 fix misstates what the namespace has: %s", fx.Snippet)
+			}
+		}
+	}
+}
+
+// collectFates follows both agents for a while: an echo back on the client
+// means the write went through; an error on either end means it broke; and
+// silence means it hangs.
+func collectFates(rows []row, accepted map[string]string, cli, srv *testnet.Agent, wait time.Duration) map[string]fate {
+	out := map[string]fate{}
+	deadline := time.After(wait)
+	for len(out) < len(rows) {
+		var e testnet.Event
+		var ok bool
+		select {
+		case e, ok = <-cli.Events():
+		case e, ok = <-srv.Events():
+		case <-deadline:
+			ok = false
+		}
+		if !ok {
+			break
+		}
+		name := e.Name
+		if n, ok := accepted[name]; ok {
+			name = n
+		}
+		if _, done := out[name]; done || name == "" {
+			continue
+		}
+		switch e.Kind {
+		case "read":
+			out[name] = fate{how: "went on: the write came back"}
+		case "read-error", "write-error":
+			out[name] = fate{broken: true, how: fmt.Sprintf("broke: %s", errnoName(e.Errno, e.Err))}
+		case "eof":
+			out[name] = fate{broken: true, how: "broke: closed by the peer"}
+		}
+	}
+	for _, r := range rows {
+		if _, ok := out[r.name]; !ok {
+			out[r.name] = fate{broken: true, how: fmt.Sprintf("broke: the write hangs (%v without an answer)", wait)}
+		}
+	}
+	return out
+}
+
+func errnoName(errno int, err string) string {
+	switch syscall.Errno(errno) {
+	case syscall.ECONNRESET:
+		return "ECONNRESET"
+	case syscall.ETIMEDOUT:
+		return "ETIMEDOUT"
+	}
+	return err
+}
+
+// runConnectCase connects to a peer that drops every SYN: the verdict is
+// taken a few retransmissions in, and the kernel's ETIMEDOUT must come
+// within 10% + 1 s of the predicted give-up.
+func runConnectCase(t *testing.T, subnet int) []matrixResult {
+	client, peer := testnet.New(t), testnet.New(t)
+	_, pAddr := testnet.Link(t, client, peer, subnet)
+	// Kernel defaults but for fewer SYN retries, so the test ends in
+	// seconds: 7 s for 2, and 19 s for the socket's own TCP_SYNCNT of 3.
+	client.Sysctl(t, "net.ipv4.tcp_syn_retries", "2")
+	peer.DropInbound(t, 7009)
+	to := netip.AddrPortFrom(netip.MustParseAddr(pAddr.V4), 7009).String()
+	agent := client.Start(t, testnet.Spec{Dial: []testnet.Dial{
+		{Name: "syn-default", To: to, Async: true},
+		{Name: "syn-syncnt3", To: to, Async: true, SynCnt: 3},
+	}})
+	start := time.Now()
+	time.Sleep(3500 * time.Millisecond)
+	r := runReport(t, "--netns", client.Path)
+	var out []matrixResult
+	predicted := map[string]time.Time{}
+	verdicts := map[string]verdict{}
+	for name, local := range agent.Local {
+		verdicts[name] = verdictOn(r, func(s diag.Socket) bool { return s.Local.String() == local })
+		for _, f := range r.Findings {
+			for _, s := range r.Sockets {
+				if f.Socket != nil && *f.Socket == s.ID && s.Local.String() == local && f.Rule == rules.RuleConnectUnanswered {
+					in, _ := f.Evidence["gives_up_in_s"].(float64)
+					predicted[name] = r.TakenAt.Add(time.Duration(in * float64(time.Second)))
+					t.Logf("%s: %s", name, f.Summary)
+				}
+			}
+		}
+	}
+	for range agent.Local {
+		e := agent.Wait(t, "dial-error", "", 20*time.Second)
+		fa := fate{broken: true, how: fmt.Sprintf("broke: connect %s after %.1f s", errnoName(e.Errno, e.Err), e.At.Sub(start).Seconds())}
+		if p, ok := predicted[e.Name]; ok {
+			off, took := e.At.Sub(p).Abs(), e.At.Sub(start)
+			t.Logf("%s: predicted the kernel gives up at %s, it did at %s (%.1f s in): off by %v", e.Name, p.Format("15:04:05.000"), e.At.Format("15:04:05.000"), took.Seconds(), off)
+			if off > took/10+time.Second {
+				t.Errorf("%s: give-up predicted %v off, more than 10%% + 1 s", e.Name, off)
+			}
+		}
+		if e.Errno != int(syscall.ETIMEDOUT) {
+			t.Errorf("%s: connect failed with %s, want ETIMEDOUT", e.Name, e.Err)
+		}
+		out = append(out, matrixResult{scenario: "syn-sent-silent-peer", row: e.Name, early: verdicts[e.Name], late: verdicts[e.Name], fate: fa})
+	}
+	return out
+}
+
+// runHalfOpenCase writes to a peer that then drops everything: the verdict
+// is taken once the retransmissions start, and the application's
+// ETIMEDOUT must come within 10% + 1 s of the predicted give-up, with
+// tcp_retries2 and with TCP_USER_TIMEOUT.
+func runHalfOpenCase(t *testing.T, subnet int) []matrixResult {
+	client, peer := testnet.New(t), testnet.New(t)
+	_, pAddr := testnet.Link(t, client, peer, subnet)
+	client.Sysctl(t, "net.ipv4.tcp_retries2", "4")
+	peer.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: ":7010", Mode: testnet.Hold}}})
+	to := pAddr.V4 + ":7010"
+	agent := client.Start(t, testnet.Spec{Dial: []testnet.Dial{
+		{Name: "retries2", To: to},
+		{Name: "user-timeout", To: to, UserTimeoutMS: 3000},
+	}})
+	start := time.Now()
+	peer.DropInbound(t, 7010)
+	for name := range agent.Local {
+		agent.Write(t, name, 100)
+	}
+	predicted, verdicts := map[string]time.Time{}, map[string]verdict{}
+	for deadline := time.Now().Add(2500 * time.Millisecond); len(predicted) < 2 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		r := runReport(t, "--netns", client.Path)
+		for name, local := range agent.Local {
+			if _, done := predicted[name]; done {
+				continue
+			}
+			v := verdictOn(r, func(s diag.Socket) bool { return s.Local.String() == local })
+			for _, f := range r.Findings {
+				if f.Rule != rules.RuleHalfOpen {
+					continue
+				}
+				for _, s := range r.Sockets {
+					if *f.Socket == s.ID && s.Local.String() == local {
+						in, _ := f.Evidence["gives_up_in_s"].(float64)
+						predicted[name], verdicts[name] = r.TakenAt.Add(time.Duration(in*float64(time.Second))), v
+					}
+				}
+			}
+		}
+	}
+	var out []matrixResult
+	for range agent.Local {
+		e := agent.Wait(t, "read-error", "", 15*time.Second)
+		took := e.At.Sub(start)
+		fa := fate{broken: true, how: fmt.Sprintf("broke: %s after %.1f s", errnoName(e.Errno, e.Err), took.Seconds())}
+		if p, ok := predicted[e.Name]; ok {
+			off := e.At.Sub(p).Abs()
+			t.Logf("%s: predicted the kernel gives up at %s, it did at %s: off by %v", e.Name, p.Format("15:04:05.000"), e.At.Format("15:04:05.000"), off)
+			if off > took/10+time.Second {
+				t.Errorf("%s: give-up predicted %v off, more than 10%% + 1 s", e.Name, off)
+			}
+		}
+		if e.Errno != int(syscall.ETIMEDOUT) {
+			t.Errorf("%s: %s, want ETIMEDOUT", e.Name, e.Err)
+		}
+		out = append(out, matrixResult{scenario: "half-open-dropping-peer", row: e.Name, early: verdicts[e.Name], late: verdicts[e.Name], fate: fa})
+	}
+	return out
+}
