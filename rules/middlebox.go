@@ -26,6 +26,10 @@ const (
 	// ExpiryResetOrDrop: either, depending on what tcpvet cannot see (NAT,
 	// firewall rules, the device's settings).
 	ExpiryResetOrDrop Expiry = "reset-or-drop"
+	// ExpiryPerFlow: a Linux conntrack, whose forgotten flows meet what
+	// their own translation and the namespace's settings decide; each
+	// finding's evidence says what ("meets").
+	ExpiryPerFlow Expiry = "per-flow"
 )
 
 // Middlebox is something on a connection's path that forgets a TCP flow
@@ -200,7 +204,7 @@ func conntrackMiddlebox(t *tracker) (Middlebox, bool) {
 	if n, ok := t.sysctls.Get(diag.ConntrackCount); ok && n == 0 {
 		return Middlebox{}, false
 	}
-	m := newMiddlebox("conntrack ("+t.where+")", time.Duration(secs)*time.Second, ExpiryResetOrDrop, t.where+" sysctl "+diag.ConntrackEstablished)
+	m := newMiddlebox("conntrack ("+t.where+")", time.Duration(secs)*time.Second, ExpiryPerFlow, t.where+" sysctl "+diag.ConntrackEstablished)
 	m.tracker = t
 	return m, true
 }
