@@ -59,9 +59,13 @@ type Flow struct {
 	// ExpiresInS is how many seconds the entry has left unless a packet
 	// of the flow refreshes it.
 	ExpiresInS uint32 `json:"expires_in_s"`
-	TCPState   string `json:"tcp_state"`
-	Original   string `json:"original"`
-	Reply      string `json:"reply"`
+	// TimeoutS is the timeout in force for the entry in its state: what a
+	// packet resets ExpiresInS to. The kernel reports only the time left,
+	// so it is derived (see timeoutIn); 0 when it cannot be.
+	TimeoutS uint32 `json:"timeout_s,omitempty"`
+	TCPState string `json:"tcp_state"`
+	Original string `json:"original"`
+	Reply    string `json:"reply"`
 	// NAT is "dnat", "snat", "dnat+snat" or "" for an untranslated flow.
 	NAT string `json:"nat,omitempty"`
 	// Side is "original" for the socket that sent the flow's first packet
@@ -95,6 +99,39 @@ func (c *Conntrack) Lookup(local, remote netip.AddrPort) *Flow {
 		return nil
 	}
 	return c.entries[keyOf(local, remote)]
+}
+
+// stateTimeouts are the sysctls behind each TCP conntrack state's timeout.
+var stateTimeouts = map[string]string{
+	"ESTABLISHED": ConntrackEstablished,
+	"CLOSE_WAIT":  ConntrackCloseWait,
+	"FIN_WAIT":    ConntrackFinWait,
+	"TIME_WAIT":   ConntrackTimeWait,
+}
+
+// timeoutIn derives the timeout in force for the entry: the time it has
+// left plus the time since the flow's last segment, as the socket's
+// tcp_info tells it, is what a packet set it to. A timeout policy (nftables
+// "ct timeout") gives a flow less than the sysctl; more than the sysctl
+// means a segment tcp_info does not count (a keepalive probe, a pure ACK)
+// refreshed it since, and the sysctl is the truth.
+func (f *Flow) timeoutIn(s Sysctls, info *TCPInfo) uint32 {
+	v, ok := s.Get(stateTimeouts[f.TCPState])
+	if !ok || v <= 0 {
+		return 0
+	}
+	sysctl := uint32(v)
+	if info == nil {
+		return sysctl
+	}
+	sinceMS := min(info.LastDataSent, info.LastDataRecv, info.LastAckRecv)
+	// The entry counts whole seconds down; a second of slack keeps a
+	// flow on the sysctl's timeout from looking like a policy.
+	derived := f.ExpiresInS + (sinceMS+999)/1000
+	if derived+1 >= sysctl {
+		return sysctl
+	}
+	return derived
 }
 
 // conntrackStates names the kernel's TCP conntrack states

@@ -112,3 +112,32 @@ func TestConntrackJoinsBothEnds(t *testing.T) {
 		t.Error("a table not read found an entry")
 	}
 }
+
+// TestTimeoutIn derives the timeout in force for an entry from the time it
+// has left and the flow's quiet: a timeout policy shows as less than the
+// sysctl, and anything else as the sysctl.
+func TestTimeoutIn(t *testing.T) {
+	sys := Sysctls{ConntrackEstablished: 432000, ConntrackTimeWait: 120}
+	quiet := func(ms uint32) *TCPInfo { return &TCPInfo{LastDataSent: ms, LastDataRecv: ms + 500, LastAckRecv: ms} }
+	tests := []struct {
+		name string
+		f    Flow
+		info *TCPInfo
+		sys  Sysctls
+		want uint32
+	}{
+		{"a policy of 8 s, 2.3 s quiet", Flow{TCPState: "ESTABLISHED", ExpiresInS: 5}, quiet(2300), sys, 8},
+		{"a policy of 8 s, just refreshed", Flow{TCPState: "ESTABLISHED", ExpiresInS: 7}, quiet(20), sys, 8},
+		{"the sysctl", Flow{TCPState: "ESTABLISHED", ExpiresInS: 431990}, quiet(9500), sys, 432000},
+		{"refreshed by what tcp_info does not count", Flow{TCPState: "ESTABLISHED", ExpiresInS: 431999}, quiet(60000), sys, 432000},
+		{"another state's sysctl", Flow{TCPState: "TIME_WAIT", ExpiresInS: 100}, quiet(20000), sys, 120},
+		{"no tcp_info", Flow{TCPState: "ESTABLISHED", ExpiresInS: 5}, nil, sys, 432000},
+		{"a state without a sysctl here", Flow{TCPState: "SYN_SENT", ExpiresInS: 5}, quiet(1), sys, 0},
+		{"sysctls unknown", Flow{TCPState: "ESTABLISHED", ExpiresInS: 5}, quiet(1), nil, 0},
+	}
+	for _, tt := range tests {
+		if got := tt.f.timeoutIn(tt.sys, tt.info); got != tt.want {
+			t.Errorf("%s: timeoutIn = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}

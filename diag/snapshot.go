@@ -217,9 +217,14 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		if to, ok := snap.Target.Conntrack.RedirectOf(s.Local, s.Remote); ok {
 			s.RedirectedTo = &to
 		}
-		for _, ct := range []*Conntrack{snap.Target.Conntrack, snap.Host.Conntrack} {
-			if f := ct.Lookup(s.Local, s.Remote); f != nil {
-				s.Conntrack = append(s.Conntrack, *f)
+		for _, ct := range []struct {
+			table   *Conntrack
+			sysctls Sysctls
+		}{{snap.Target.Conntrack, snap.Sysctls.Target}, {snap.Host.Conntrack, snap.Sysctls.Host}} {
+			if f := ct.table.Lookup(s.Local, s.Remote); f != nil {
+				e := *f
+				e.TimeoutS = e.timeoutIn(ct.sysctls, s.TCPInfo)
+				s.Conntrack = append(s.Conntrack, e)
 			}
 		}
 		s.Processes = []Process{}

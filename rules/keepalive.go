@@ -3,6 +3,8 @@ package rules
 import (
 	"fmt"
 	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
 )
 
 // ownKeepalive is how often the socket's own keepalive refreshes an idle
@@ -104,6 +106,7 @@ func pathEvidence(c conn, f *forgetting) Evidence {
 	f.describe(ev)
 	if e := f.Entry; e != nil {
 		ev["entry_expires_in_s"] = e.ExpiresInS
+		ev["entry_timeout_s"] = e.TimeoutS
 		ev["entry_nat"] = e.NAT
 		ev["entry_original"] = e.Original
 	}
@@ -135,8 +138,8 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 		}
 		k := c.Keepalive
 		detection := every + time.Duration(*k.IntervalS**k.Probes)*time.Second
-		summary = fmt.Sprintf("%s sends its first keepalive probe after %s idle (%s), but %s forgets an idle flow after %s: %s, so %s",
-			ends(c.Socket), human(every), from, f.Name, human(f.IdleTimeout), f.Because, lateProbe(f.Meets, detection))
+		summary = fmt.Sprintf("%s sends its first keepalive probe after %s idle (%s), but %s forgets an idle flow after %s (in %s%s): %s, so %s",
+			ends(c.Socket), human(every), from, f.Name, human(f.IdleTimeout), human(f.In), nextProbe(c), f.Because, lateProbe(f.Meets, detection))
 	default:
 		rule = RuleNoKeepalive
 		summary = fmt.Sprintf("%s has no keepalive: %s forgets it after %s quiet (in %s; idle now %s): %s",
@@ -151,6 +154,15 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 		ev["detection_s"] = secs(every + time.Duration(*k.IntervalS**k.Probes)*time.Second)
 	}
 	return &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: ev, Fix: keepaliveFixes(c, f.IdleTimeout)}
+}
+
+// nextProbe says when the socket's next keepalive probe goes, where its
+// keepalive timer is the one the kernel reports.
+func nextProbe(c conn) string {
+	if c.Timer.Kind != diag.TimerKeepalive {
+		return ""
+	}
+	return "; its next keepalive probe in " + human(time.Duration(c.Timer.ExpiresMS)*time.Millisecond)
 }
 
 // consequence says what the application sees when its next packet meets o.

@@ -156,6 +156,11 @@ func (t *tracker) fate(f *forgetting, s *diag.Socket, sd side, idle, every time.
 	}
 	switch {
 	case f.Entry != nil:
+		if f.Entry.TimeoutS > 0 {
+			// The entry's own timeout: a timeout policy's, or the sysctl's.
+			timeout = time.Duration(f.Entry.TimeoutS) * time.Second
+			f.IdleTimeout, f.IdleTimeoutS = timeout, timeout.Seconds()
+		}
 		f.In = time.Duration(f.Entry.ExpiresInS) * time.Second
 		f.KeptAlive = idle > timeout
 	case read:
