@@ -38,6 +38,8 @@ func fixture() *diag.Snapshot {
 		}
 	}
 	healthy := est("40001", "10.0.1.9:443")
+	healthy.Conntrack = []diag.Flow{{Netns: "host", ExpiresInS: 431998, TimeoutS: 432000, TCPState: "ESTABLISHED",
+		Original: "10.0.0.5:40001->10.0.1.9:443", Reply: "10.0.1.9:443->10.0.0.5:40001", Side: "original"}}
 	noKA := est("40002", "10.0.1.9:5432")
 	noKA.Keepalive = diag.Keepalive{Enabled: ptr(false), IdleS: ptr(7200), IntervalS: ptr(75), Probes: ptr(9), Source: "namespace"}
 	noKA.Timer = diag.Timer{}

@@ -16,7 +16,7 @@ func WritePlain(w io.Writer, snap *diag.Snapshot, rep rules.Report) error {
 	var cache rowCache
 	rows := cache.build(snap, &rep)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-	plainCols := []column{colState, colRecvQ, colSendQ, colLocal, colRemote, colProcess, colTimer, colRetrans, colRTO, colIdle, colKeepalive, colUserTimeout, colFinding}
+	plainCols := []column{colState, colRecvQ, colSendQ, colLocal, colRemote, colProcess, colTimer, colRetrans, colRTO, colIdle, colKeepalive, colUserTimeout, colPath, colFinding}
 	titles := make([]string, len(plainCols))
 	for i, c := range plainCols {
 		titles[i] = columns[c].title

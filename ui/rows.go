@@ -197,6 +197,7 @@ const (
 	colIdle
 	colKeepalive
 	colUserTimeout
+	colPath
 	colFinding
 	numColumns
 )
@@ -219,11 +220,12 @@ var columns = [numColumns]columnSpec{
 	colRecvQ:       {"RECV-Q", 7, false, true, 6},
 	colSendQ:       {"SEND-Q", 7, false, true, 4},
 	colTimer:       {"TIMER", 16, false, false, 7},
-	colRetrans:     {"RETR", 5, false, true, 9},
-	colRTO:         {"RTO", 6, false, true, 11},
-	colIdle:        {"IDLE", 6, false, true, 10},
+	colRetrans:     {"RETR", 5, false, true, 10},
+	colRTO:         {"RTO", 6, false, true, 12},
+	colIdle:        {"IDLE", 6, false, true, 11},
 	colKeepalive:   {"KEEPALIVE", 10, false, false, 8},
-	colUserTimeout: {"USER-TO", 7, false, true, 12},
+	colUserTimeout: {"USER-TO", 7, false, true, 13},
+	colPath:        {"PATH", 9, false, false, 9},
 	colFinding:     {"FINDING", 18, false, false, 2},
 }
 
@@ -324,6 +326,10 @@ func (r *row) cell(c column, rep *rules.Report, rc *rowCache) string {
 			return "off"
 		}
 		return fmt.Sprintf("%d/%d/%d", *k.IdleS, *k.IntervalS, *k.Probes)
+	case colPath:
+		forgotten := false
+		rc.findings(r, func(i int) { forgotten = forgotten || rep.Findings[i].Rule == rules.RuleFlowForgotten })
+		return pathCell(s, forgotten)
 	case colUserTimeout:
 		switch {
 		case s.UserTimeoutMS == nil:
@@ -420,4 +426,22 @@ func retrans(s *diag.Socket) uint32 {
 		return 0
 	}
 	return s.TCPInfo.TotalRetrans
+}
+
+// pathCell says what the path remembers of the connection: the soonest a
+// conntrack entry of it expires ("ct 41s"), "gone" where a middlebox on its
+// path has forgotten it, and "-" where nothing on the path keeps a record
+// tcpvet can read (a table it could not read is in the notes).
+func pathCell(s *diag.Socket, forgotten bool) string {
+	switch {
+	case forgotten:
+		return "gone"
+	case len(s.Conntrack) == 0:
+		return "-"
+	}
+	left := s.Conntrack[0].ExpiresInS
+	for _, e := range s.Conntrack[1:] {
+		left = min(left, e.ExpiresInS)
+	}
+	return "ct " + shortDur(time.Duration(left)*time.Second)
 }

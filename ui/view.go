@@ -452,6 +452,33 @@ func (m *Model) socketText(s *diag.Socket) string {
 		kv("watched", fmt.Sprintf("%s, longest quiet seen %s", shortDur(watched), shortDur(quiet)))
 	}
 
+	if len(s.Conntrack) > 0 {
+		b.WriteString("\n" + st.Section.Render("What the path remembers") + "\n")
+		var line []string
+		if s.TCPInfo != nil && s.State == diag.Established {
+			line = append(line, "quiet "+shortDur(time.Duration(s.IdleMS())*time.Millisecond))
+		}
+		if s.Timer.Kind == diag.TimerKeepalive {
+			line = append(line, "next keepalive probe in "+shortDur(time.Duration(s.Timer.ExpiresMS)*time.Millisecond))
+		}
+		for _, e := range s.Conntrack {
+			what := e.TCPState
+			if e.NAT != "" {
+				what += ", " + e.NAT
+			}
+			of := ""
+			if e.TimeoutS > 0 {
+				of = " of " + shortDur(time.Duration(e.TimeoutS)*time.Second)
+			}
+			left := shortDur(time.Duration(e.ExpiresInS) * time.Second)
+			kv("conntrack ("+e.Netns+")", fmt.Sprintf("%s, forgets it in %s%s unless a packet comes", what, left, of))
+			kv("  original", e.Original)
+			kv("  reply", e.Reply)
+			line = append(line, fmt.Sprintf("conntrack (%s) forgets it in %s", e.Netns, left))
+		}
+		kv("time line", strings.Join(line, " · "))
+	}
+
 	b.WriteString("\n" + st.Section.Render("Own options") + "\n")
 	k := s.Keepalive
 	if k.Enabled == nil {
