@@ -16,8 +16,12 @@ import (
 
 // conntrackDumpLimit bounds the conntrack tables tcpvet dumps on every
 // refresh. A pod's table holds a few flows; a node's can hold a million,
-// too many to read every second.
-const conntrackDumpLimit = 20000
+// too many to read every second: past the limit, tcpvet asks for the
+// entry of each connection instead, up to conntrackLookupLimit of them.
+const (
+	conntrackDumpLimit   = 20000
+	conntrackLookupLimit = 20000
+)
 
 // Conntrack is what one namespace's connection tracking knows of the
 // flows through it, as far as tcpvet could read it.
@@ -38,8 +42,11 @@ type Conntrack struct {
 	IPv4 bool `json:"ipv4"`
 	IPv6 bool `json:"ipv6"`
 
-	// entries finds a flow's entry by the 4-tuple either end sees.
-	entries map[flowKey]*Flow
+	// entries finds a flow's entry by the 4-tuple either end sees: each
+	// entry is there twice, once by its original direction, once by its
+	// reply. Flows are built from them only for the sockets that ask.
+	entries map[flowKey]*ctEntry
+	where   string
 }
 
 // TracksFamily reports whether the table holds flows of a's family, and
@@ -91,6 +98,15 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
+// ctEntry is one entry of a table as tcpvet keeps it: small, for tables
+// of hundreds of thousands.
+type ctEntry struct {
+	orig, reply flowKey
+	expires     uint32
+	state       uint8
+	dnat, snat  bool
+}
+
 // Lookup returns the entry tracking the connection from local to remote,
 // from whichever end the socket is; nil when there is none or the table
 // was not read.
@@ -98,7 +114,32 @@ func (c *Conntrack) Lookup(local, remote netip.AddrPort) *Flow {
 	if c == nil {
 		return nil
 	}
-	return c.entries[keyOf(local, remote)]
+	k := keyOf(local, remote)
+	e, ok := c.entries[k]
+	if !ok {
+		return nil
+	}
+	f := &Flow{
+		Netns: c.where, ExpiresInS: e.expires, Side: "original",
+		Original:  e.orig.from.String() + "->" + e.orig.to.String(),
+		Reply:     e.reply.from.String() + "->" + e.reply.to.String(),
+		replyFrom: e.reply.from,
+	}
+	if k != e.orig {
+		f.Side = "reply"
+	}
+	if int(e.state) < len(conntrackStates) {
+		f.TCPState = conntrackStates[e.state]
+	}
+	switch {
+	case e.dnat && e.snat:
+		f.NAT = "dnat+snat"
+	case e.dnat:
+		f.NAT = "dnat"
+	case e.snat:
+		f.NAT = "snat"
+	}
+	return f
 }
 
 // stateTimeouts are the sysctls behind each TCP conntrack state's timeout.
@@ -141,14 +182,16 @@ var conntrackStates = [...]string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED",
 // readConntrack reads the conntrack of ns, the namespace named where, if it
 // tracks anything: the kernel hooks conntrack into a namespace only once a
 // rule there needs it, and then it is on the path of what passes through.
-// It returns nil when the namespace tracks nothing.
-func readConntrack(ns *netns.NS, where string, s Sysctls) *Conntrack {
+// It returns nil when the namespace tracks nothing. A table small enough is
+// dumped; a larger one is asked for the entry of each of conns, the
+// connections as their sockets see them.
+func readConntrack(ns *netns.NS, where string, s Sysctls, conns []flowKey) *Conntrack {
 	n, ok := s.Get(ConntrackCount)
 	switch {
 	case !ok || n == 0:
 		return nil
-	case n > conntrackDumpLimit:
-		return &Conntrack{Reason: fmt.Sprintf("%d flows, more than the %d tcpvet reads on every refresh", n, conntrackDumpLimit)}
+	case n > conntrackDumpLimit && len(conns) > conntrackLookupLimit:
+		return &Conntrack{Reason: fmt.Sprintf("%d flows, and %d connections to look up: more than tcpvet reads on every refresh", n, len(conns))}
 	case !modulePresent("nf_conntrack_netlink"):
 		// Opening it would make the kernel load nf_conntrack_netlink,
 		// and a read-only tool loads nothing into a node.
@@ -159,11 +202,48 @@ func readConntrack(ns *netns.NS, where string, s Sysctls) *Conntrack {
 		return &Conntrack{Reason: conntrackErr(err)}
 	}
 	defer c.Close()
-	flows, err := c.Dump(nil)
+	var flows []conntrack.Flow
+	if n > conntrackDumpLimit {
+		flows, err = lookupFlows(c, conns)
+	} else {
+		flows, err = c.Dump(nil)
+	}
 	if err != nil {
 		return &Conntrack{Reason: conntrackErr(err)}
 	}
 	return newConntrack(flows, where)
+}
+
+// lookupFlows asks for the entry of each connection, by the tuple its
+// socket sees: the original direction for the end that opened it, else the
+// reply direction, which the server behind a DNAT sees. A connection with
+// neither has no entry; that is no error.
+func lookupFlows(c *conntrack.Conn, conns []flowKey) ([]conntrack.Flow, error) {
+	var out []conntrack.Flow
+	for _, k := range conns {
+		for _, reply := range []bool{false, true} {
+			var q conntrack.Flow
+			t := conntrack.Tuple{
+				IP:    conntrack.IPTuple{SourceAddress: k.from.Addr(), DestinationAddress: k.to.Addr()},
+				Proto: conntrack.ProtoTuple{Protocol: unix.IPPROTO_TCP, SourcePort: k.from.Port(), DestinationPort: k.to.Port()},
+			}
+			if reply {
+				q.TupleReply = t
+			} else {
+				q.TupleOrig = t
+			}
+			f, err := c.Get(q)
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			if err != nil {
+				return out, err
+			}
+			out = append(out, f)
+			break
+		}
+	}
+	return out, nil
 }
 
 func conntrackErr(err error) string {
@@ -177,7 +257,8 @@ func conntrackErr(err error) string {
 // of the connection sees: the client its original direction, the server
 // the reply direction, through any translation.
 func newConntrack(flows []conntrack.Flow, where string) *Conntrack {
-	ct := &Conntrack{Read: true, entries: make(map[flowKey]*Flow, 2*len(flows))}
+	ct := &Conntrack{Read: true, where: where, entries: make(map[flowKey]*ctEntry, 2*len(flows))}
+	all := make([]ctEntry, 0, len(flows))
 	for _, f := range flows {
 		o, r := f.TupleOrig, f.TupleReply
 		if o.Proto.Protocol != unix.IPPROTO_TCP || !r.IP.SourceAddress.IsValid() {
@@ -189,35 +270,31 @@ func newConntrack(flows []conntrack.Flow, where string) *Conntrack {
 		} else {
 			ct.IPv6 = true
 		}
-		osrc := unmap(netip.AddrPortFrom(o.IP.SourceAddress, o.Proto.SourcePort))
-		odst := unmap(netip.AddrPortFrom(o.IP.DestinationAddress, o.Proto.DestinationPort))
-		rsrc := unmap(netip.AddrPortFrom(r.IP.SourceAddress, r.Proto.SourcePort))
-		rdst := unmap(netip.AddrPortFrom(r.IP.DestinationAddress, r.Proto.DestinationPort))
-		e := Flow{Netns: where, ExpiresInS: f.Timeout, Original: osrc.String() + "->" + odst.String(), Reply: rsrc.String() + "->" + rdst.String(), replyFrom: rsrc}
-		if f.ProtoInfo.TCP != nil && int(f.ProtoInfo.TCP.State) < len(conntrackStates) {
-			e.TCPState = conntrackStates[f.ProtoInfo.TCP.State]
+		e := ctEntry{
+			orig:    keyOf(netip.AddrPortFrom(o.IP.SourceAddress, o.Proto.SourcePort), netip.AddrPortFrom(o.IP.DestinationAddress, o.Proto.DestinationPort)),
+			reply:   keyOf(netip.AddrPortFrom(r.IP.SourceAddress, r.Proto.SourcePort), netip.AddrPortFrom(r.IP.DestinationAddress, r.Proto.DestinationPort)),
+			expires: f.Timeout, dnat: f.Status.DstNAT(), snat: f.Status.SrcNAT(),
 		}
-		var nat []string
-		if f.Status.DstNAT() {
-			nat = append(nat, "dnat")
-			if backends := ct.Services[odst]; !slices.Contains(backends, rsrc) {
+		if f.ProtoInfo.TCP != nil {
+			e.state = f.ProtoInfo.TCP.State
+		} else {
+			e.state = uint8(len(conntrackStates)) // unknown
+		}
+		if e.dnat {
+			if backends := ct.Services[e.orig.to]; !slices.Contains(backends, e.reply.from) {
 				if ct.Services == nil {
 					ct.Services = make(map[netip.AddrPort][]netip.AddrPort)
 				}
-				ct.Services[odst] = append(backends, rsrc)
+				ct.Services[e.orig.to] = append(backends, e.reply.from)
 			}
 		}
-		if f.Status.SrcNAT() {
-			nat = append(nat, "snat")
-			if !slices.Contains(ct.Masqueraded, osrc.Addr()) {
-				ct.Masqueraded = append(ct.Masqueraded, osrc.Addr())
-			}
+		if e.snat && !slices.Contains(ct.Masqueraded, e.orig.from.Addr()) {
+			ct.Masqueraded = append(ct.Masqueraded, e.orig.from.Addr())
 		}
-		e.NAT = strings.Join(nat, "+")
-		client, server := e, e
-		client.Side, server.Side = "original", "reply"
-		ct.entries[flowKey{osrc, odst}] = &client
-		ct.entries[flowKey{rsrc, rdst}] = &server
+		all = append(all, e)
+		p := &all[len(all)-1]
+		ct.entries[p.orig] = p
+		ct.entries[p.reply] = p
 	}
 	return ct
 }

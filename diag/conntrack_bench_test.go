@@ -1,0 +1,103 @@
+package diag
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpvet/tcpvet/internal/testnet"
+	"github.com/tcpvet/tcpvet/netns"
+)
+
+// benchFlows makes n TCP entries of established flows from 10.0.0.0/8
+// clients to a service address, DNATed to one of 50 backends; conns are
+// the first m of them as their clients see them.
+func benchFlows(n, m int) (flows []conntrack.Flow, conns []flowKey) {
+	vip := netip.MustParseAddr("10.96.0.10")
+	for i := range n {
+		client := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		backend := netip.AddrFrom4([4]byte{10, 244, byte(i % 50), 7})
+		var f conntrack.Flow
+		f.Status = conntrack.StatusConfirmed | conntrack.StatusAssured | conntrack.StatusDstNAT | conntrack.StatusSeenReply
+		f.Timeout = 432000
+		f.ProtoInfo.TCP = &conntrack.ProtoInfoTCP{State: 3}
+		f.TupleOrig = conntrack.Tuple{IP: conntrack.IPTuple{SourceAddress: client, DestinationAddress: vip},
+			Proto: conntrack.ProtoTuple{Protocol: unix.IPPROTO_TCP, SourcePort: 40000, DestinationPort: 80}}
+		f.TupleReply = conntrack.Tuple{IP: conntrack.IPTuple{SourceAddress: backend, DestinationAddress: client},
+			Proto: conntrack.ProtoTuple{Protocol: unix.IPPROTO_TCP, SourcePort: 8080, DestinationPort: 40000}}
+		flows = append(flows, f)
+		if i < m {
+			conns = append(conns, keyOf(netip.AddrPortFrom(client, 40000), netip.AddrPortFrom(vip, 80)))
+		}
+	}
+	return flows, conns
+}
+
+// BenchmarkConntrackJoin indexes a 250,000-entry table and joins 40,000
+// sockets to it: the work tcpvet adds to a dump.
+func BenchmarkConntrackJoin(b *testing.B) {
+	flows, conns := benchFlows(250000, 40000)
+	b.ReportAllocs()
+	for b.Loop() {
+		ct := newConntrack(flows, "host")
+		for _, k := range conns {
+			if ct.Lookup(k.from, k.to) == nil {
+				b.Fatal("a socket found no entry")
+			}
+		}
+	}
+}
+
+// BenchmarkConntrackRead compares the two ways to read a large table from
+// the kernel: a dump of all 250,000 entries against a lookup of each of
+// 40,000 connections (TCPVET_BENCH_FLOWS and TCPVET_BENCH_SOCKETS change
+// the sizes). It needs root, and fills a namespace's table of its own.
+func BenchmarkConntrackRead(b *testing.B) {
+	if !modulePresent("nf_conntrack_netlink") {
+		b.Skip("nf_conntrack_netlink is not loaded")
+	}
+	n, m := 250000, benchSockets()
+	ns := testnet.New(b)
+	// Any ct rule hooks conntrack in; entries created over ctnetlink do
+	// not need it, but a table a rule uses is the real case.
+	ns.Run(b, "nft", "add table inet t")
+	ns.Run(b, "nft", "add chain inet t c { type filter hook input priority 0 ; }")
+	ns.Run(b, "nft", "add rule inet t c ct state new counter")
+	h, err := netns.FromPath(ns.Path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	c, err := conntrack.Dial(netlinkConfig(h))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	flows, conns := benchFlows(n, m)
+	for i, f := range flows {
+		if err := c.Create(f); err != nil {
+			b.Fatalf("create entry %d: %v (net.netfilter.nf_conntrack_max too low?)", i, err)
+		}
+	}
+	b.Run(fmt.Sprintf("dump-%d", n), func(b *testing.B) {
+		for b.Loop() {
+			got, err := c.Dump(nil)
+			if err != nil || len(got) < n {
+				b.Fatalf("dump: %d entries, %v", len(got), err)
+			}
+			newConntrack(got, "host")
+		}
+	})
+	b.Run(fmt.Sprintf("lookup-%d", m), func(b *testing.B) {
+		for b.Loop() {
+			got, err := lookupFlows(c, conns)
+			if err != nil || len(got) != m {
+				b.Fatalf("lookup: %d entries, %v", len(got), err)
+			}
+			newConntrack(got, "host")
+		}
+	})
+}
