@@ -20,6 +20,7 @@ FUZZ_TARGETS = \
 	./diag:FuzzParseCgroups \
 	./diag:FuzzDecodeIPVSConfig \
 	./diag:FuzzDecodeIPVSService \
+	./diag:FuzzParseIPVSConns \
 	./diag:FuzzDecodeIPVSDest
 MODEL_FUZZ_TARGETS = ./ui:FuzzModelKeys
 
