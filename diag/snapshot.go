@@ -179,16 +179,9 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), netns.DeniedHint()))
 	}
 
-	// The connections whose entries a table too large to dump is asked for.
-	var conns []flowKey
-	for _, r := range raws {
-		if r.State == Established {
-			conns = append(conns, keyOf(r.Local, r.Remote))
-		}
-	}
 	target := snap.visit(t, "target", proc)
 	snap.Target.Addresses, snap.Sysctls.Target = target.addrs, target.sysctls
-	snap.Target.Conntrack, snap.Target.Firewall = snap.readNetfilter(t, "target", target, conns)
+	snap.Target.Conntrack, snap.Target.Firewall = snap.readNetfilter(t, "target", target)
 	snap.Target.IPVS = snap.readIPVS(t, "target")
 
 	if h := opts.Host; h != nil {
@@ -196,7 +189,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		if snap.Host.Visible {
 			host := snap.visit(h, "host", proc)
 			snap.Host.Addresses, snap.Sysctls.Host = host.addrs, host.sysctls
-			snap.Host.Conntrack, snap.Host.Firewall = snap.readNetfilter(h, "host", host, conns)
+			snap.Host.Conntrack, snap.Host.Firewall = snap.readNetfilter(h, "host", host)
 			snap.Host.IPVS = snap.readIPVS(h, "host")
 		}
 	}
@@ -391,8 +384,8 @@ func (snap *Snapshot) visit(ns *netns.NS, where, proc string) inside {
 
 // readNetfilter reads the conntrack of ns, the namespace named where, and
 // where it tracks flows, its firewall, noting what could not be read.
-func (snap *Snapshot) readNetfilter(ns *netns.NS, where string, in inside, conns []flowKey) (*Conntrack, *Firewall) {
-	ct := readConntrack(ns, where, in.sysctls, conns)
+func (snap *Snapshot) readNetfilter(ns *netns.NS, where string, in inside) (*Conntrack, *Firewall) {
+	ct := readConntrack(ns, where, in.sysctls)
 	if ct == nil {
 		return nil, nil
 	}
