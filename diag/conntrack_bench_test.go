@@ -90,4 +90,3 @@ func BenchmarkConntrackRead(b *testing.B) {
 		}
 	})
 }
-
