@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -30,10 +31,14 @@ type row struct {
 	name string
 	ka   *testnet.KA
 	tos  int
-	// server: the server writes first, and the verdict is the server's.
-	server bool
-	// may: the kernel's choice is random here (two backends); tcpvet
-	// must say "may" (a warning), and the row counts in neither figure.
+	// server: the verdict is the server's, and the server writes first
+	// unless clientFirst.
+	server, clientFirst bool
+	// untracked: the router's rules exempt the flow from conntrack.
+	untracked bool
+	// may: what the kernel does depends on what tcpvet cannot know (a
+	// backend picked at random, which end speaks first): tcpvet must say
+	// "may" (a warning), and the row counts in neither figure.
 	may bool
 }
 
@@ -42,8 +47,13 @@ type matrixCase struct {
 	name  string
 	loose string
 	// nat is "dnat1", "dnat2" (balanced over two backends) or "" (routed).
-	nat          string
-	dropInvalid  bool
+	nat         string
+	dropInvalid bool
+	// dropOnInput puts the "ct state invalid drop" rule on the input hook,
+	// which forwarded flows never meet.
+	dropOnInput bool
+	// notrack exempts the flows to port 7001 from conntrack.
+	notrack      bool
 	clientTuning map[string]string
 	rows         []row
 }
@@ -90,7 +100,8 @@ func TestScenarioMatrix(t *testing.T) {
 				{name: "srv-none", server: true}, {name: "srv-peer-ka", ka: fast, server: true},
 			}},
 		{name: "dnat-one-backend-loose1", loose: "1", nat: "dnat1", rows: []row{
-			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true}, {name: "srv-peer-ka", ka: fast, server: true},
+			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-peer-ka", ka: fast, server: true},
+			{name: "srv-none", server: true, may: true}, {name: "srv-cli-first", server: true, clientFirst: true, may: true},
 		}},
 		{name: "dnat-two-backends-loose1", loose: "1", nat: "dnat2", rows: []row{
 			{name: "none-a", may: true}, {name: "none-b", may: true}, {name: "fast-ka", ka: fast},
@@ -103,6 +114,14 @@ func TestScenarioMatrix(t *testing.T) {
 		}},
 		{name: "routed-loose0-invalid-drop", loose: "0", dropInvalid: true, rows: []row{
 			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true}, {name: "srv-peer-ka", ka: fast, server: true},
+		}},
+		// A NOTRACK rule makes a missing entry prove nothing: the flow may
+		// never have had one, as the untracked one here never did.
+		{name: "routed-loose0-drop-notrack", loose: "0", dropInvalid: true, notrack: true, rows: []row{
+			{name: "untracked", untracked: true}, {name: "none", may: true}, {name: "fast-ka", ka: fast},
+		}},
+		{name: "routed-loose0-input-drop", loose: "0", dropInvalid: true, dropOnInput: true, rows: []row{
+			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true},
 		}},
 	}
 	var mu sync.Mutex
@@ -200,8 +219,18 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 	router.Run(t, "nft", "add chain inet fw forward_filter { type filter hook forward priority 0 ; }")
 	// Any ct expression hooks conntrack into the router, as kube-proxy's do.
 	router.Run(t, "nft", "add rule inet fw forward_filter ct state new counter")
-	if c.dropInvalid {
+	switch {
+	case c.dropOnInput:
+		router.Run(t, "nft", "add chain inet fw input_filter { type filter hook input priority 0 ; }")
+		router.Run(t, "nft", "add rule inet fw input_filter ct state invalid drop")
+	case c.dropInvalid:
 		router.Run(t, "nft", "add rule inet fw forward_filter ct state invalid drop")
+	}
+	if c.notrack {
+		// The flows to port 7001, and their replies.
+		router.Run(t, "nft", "add chain inet fw raw { type filter hook prerouting priority -300 ; }")
+		router.Run(t, "nft", "add rule inet fw raw tcp dport 7001 notrack")
+		router.Run(t, "nft", "add rule inet fw raw tcp sport 7001 notrack")
 	}
 	to := func(port int) string { return fmt.Sprintf("%s:%d", sAddr.V4, port) }
 	if c.nat != "" {
@@ -233,9 +262,15 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 	// i-th row's server end is "svc#i".
 	var dials []testnet.Dial
 	for _, r := range c.rows {
-		dials = append(dials, testnet.Dial{Name: r.name, To: to(7000), Keepalive: r.ka, TOS: r.tos})
+		port := 7000
+		if r.untracked {
+			port = 7001
+		}
+		dials = append(dials, testnet.Dial{Name: r.name, To: to(port), Keepalive: r.ka, TOS: r.tos})
 	}
-	srv := server.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "svc", Addr: ":7000", Mode: testnet.Echo}}})
+	srv := server.Start(t, testnet.Spec{Listen: []testnet.Listener{
+		{Name: "svc", Addr: ":7000", Mode: testnet.Echo}, {Name: "untracked", Addr: ":7001", Mode: testnet.Echo},
+	}})
 	cli := client.Start(t, testnet.Spec{Dial: dials})
 
 	verdicts := func() (clientSide, serverSide map[string]verdict) {
@@ -262,11 +297,21 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 	lateC, lateS := verdicts()
 
 	accepted := map[string]string{}
-	for i, r := range c.rows {
-		accepted[fmt.Sprintf("svc#%d", i)] = r.name
-		if r.server {
-			srv.Write(t, fmt.Sprintf("svc#%d", i), 100)
+	n := 0
+	for _, r := range c.rows {
+		if r.untracked {
+			continue // a client-side row, on its own port
+		}
+		accepted[fmt.Sprintf("svc#%d", n)] = r.name
+		if r.server && !r.clientFirst {
+			srv.Write(t, fmt.Sprintf("svc#%d", n), 100)
 		} else {
+			cli.Write(t, r.name, 100)
+		}
+		n++
+	}
+	for _, r := range c.rows {
+		if r.untracked {
 			cli.Write(t, r.name, 100)
 		}
 	}
@@ -280,6 +325,9 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 		name := r.name
 		if r.server {
 			name += " (srv)"
+		}
+		if r.clientFirst {
+			name += "←cli"
 		}
 		out = append(out, matrixResult{scenario: c.name, row: name, early: early, late: late, fate: fates[r.name], may: r.may})
 	}
@@ -378,53 +426,82 @@ func errnoName(errno int, err string) string {
 	return err
 }
 
-// runConnectCase connects to a peer that drops every SYN: the verdict is
-// taken a few retransmissions in, and the kernel's ETIMEDOUT must come
-// within 10% + 1 s of the predicted give-up.
+// runConnectCase connects to peers that drop every SYN: one stays silent,
+// with the namespace's tcp_syn_retries and with the socket's own
+// TCP_SYNCNT; the other starts answering 4 s in. A connect is critical
+// only once the linear retransmissions (tcp_syn_linear_timeouts, a second
+// apart) are spent, and then the kernel's ETIMEDOUT must come within
+// 10% + 1 s of the predicted give-up; the late answer must never have been
+// critical.
 func runConnectCase(t *testing.T, subnet int) []matrixResult {
-	client, peer := testnet.New(t), testnet.New(t)
+	client, peer, late := testnet.New(t), testnet.New(t), testnet.New(t)
+	if _, err := os.Stat("/proc/sys/net/ipv4/tcp_syn_linear_timeouts"); err != nil {
+		t.Skip("this kernel has no tcp_syn_linear_timeouts (Linux 6.5+): the timings here assume it")
+	}
 	_, pAddr := testnet.Link(t, client, peer, subnet)
+	lAddr, _ := testnet.Link(t, late, client, subnet+1)
 	// Kernel defaults but for fewer SYN retries, so the test ends in
 	// seconds: 7 s for 2, and 19 s for the socket's own TCP_SYNCNT of 3.
 	client.Sysctl(t, "net.ipv4.tcp_syn_retries", "2")
 	peer.DropInbound(t, 7009)
-	to := netip.AddrPortFrom(netip.MustParseAddr(pAddr.V4), 7009).String()
+	late.DropInbound(t, 7012)
+	late.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: ":7012", Mode: testnet.Echo}}})
 	agent := client.Start(t, testnet.Spec{Dial: []testnet.Dial{
-		{Name: "syn-default", To: to, Async: true},
-		{Name: "syn-syncnt3", To: to, Async: true, SynCnt: 3},
+		{Name: "syn-default", To: pAddr.V4 + ":7009", Async: true},
+		{Name: "syn-syncnt3", To: pAddr.V4 + ":7009", Async: true, SynCnt: 3},
+		{Name: "syn-late-answer", To: lAddr.V4 + ":7012", Async: true},
 	}})
 	start := time.Now()
-	time.Sleep(3500 * time.Millisecond)
-	r := runReport(t, "--netns", client.Path)
-	var out []matrixResult
-	predicted := map[string]time.Time{}
-	verdicts := map[string]verdict{}
-	for name, local := range agent.Local {
-		verdicts[name] = verdictOn(r, func(s diag.Socket) bool { return s.Local.String() == local })
-		for _, f := range r.Findings {
-			for _, s := range r.Sockets {
-				if f.Socket != nil && *f.Socket == s.ID && s.Local.String() == local && f.Rule == rules.RuleConnectUnanswered {
-					in, _ := f.Evidence["gives_up_in_s"].(float64)
-					predicted[name] = r.TakenAt.Add(time.Duration(in * float64(time.Second)))
-					t.Logf("%s: %s", name, f.Summary)
+	verdicts := func() (map[string]verdict, map[string]time.Time) {
+		r := runReport(t, "--netns", client.Path)
+		vs, predicted := map[string]verdict{}, map[string]time.Time{}
+		for name, local := range agent.Local {
+			vs[name] = verdictOn(r, func(s diag.Socket) bool { return s.Local.String() == local })
+			for _, f := range r.Findings {
+				for _, s := range r.Sockets {
+					if f.Socket != nil && *f.Socket == s.ID && s.Local.String() == local && f.Rule == rules.RuleConnectUnanswered {
+						in, _ := f.Evidence["gives_up_in_s"].(float64)
+						predicted[name] = r.TakenAt.Add(time.Duration(in * float64(time.Second)))
+						t.Logf("%s: %s", name, f.Summary)
+					}
 				}
 			}
 		}
+		return vs, predicted
 	}
+	time.Sleep(3500 * time.Millisecond)
+	early, _ := verdicts()
+	time.Sleep(time.Until(start.Add(4 * time.Second)))
+	late.Run(t, "nft", "delete", "table", "inet", "tcpvet")
+	time.Sleep(time.Until(start.Add(5500 * time.Millisecond)))
+	lateV, predicted := verdicts()
+	var out []matrixResult
 	for range agent.Local {
-		e := agent.Wait(t, "dial-error", "", 20*time.Second)
-		fa := fate{broken: true, how: fmt.Sprintf("broke: connect %s after %.1f s", errnoName(e.Errno, e.Err), e.At.Sub(start).Seconds())}
-		if p, ok := predicted[e.Name]; ok {
-			off, took := e.At.Sub(p).Abs(), e.At.Sub(start)
+		var e testnet.Event
+		select {
+		case e = <-agent.Events():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no connect outcome within 20 s")
+		}
+		if e.Kind != "dial-error" && e.Kind != "connected" {
+			continue
+		}
+		took := e.At.Sub(start)
+		fa := fate{how: fmt.Sprintf("went on: connected after %.1f s", took.Seconds())}
+		if e.Kind == "dial-error" {
+			fa = fate{broken: true, how: fmt.Sprintf("broke: connect %s after %.1f s", errnoName(e.Errno, e.Err), took.Seconds())}
+			if e.Errno != int(syscall.ETIMEDOUT) {
+				t.Errorf("%s: connect failed with %s, want ETIMEDOUT", e.Name, e.Err)
+			}
+		}
+		if p, ok := predicted[e.Name]; ok && fa.broken {
+			off := e.At.Sub(p).Abs()
 			t.Logf("%s: predicted the kernel gives up at %s, it did at %s (%.1f s in): off by %v", e.Name, p.Format("15:04:05.000"), e.At.Format("15:04:05.000"), took.Seconds(), off)
 			if off > took/10+time.Second {
 				t.Errorf("%s: give-up predicted %v off, more than 10%% + 1 s", e.Name, off)
 			}
 		}
-		if e.Errno != int(syscall.ETIMEDOUT) {
-			t.Errorf("%s: connect failed with %s, want ETIMEDOUT", e.Name, e.Err)
-		}
-		out = append(out, matrixResult{scenario: "syn-sent-silent-peer", row: e.Name, early: verdicts[e.Name], late: verdicts[e.Name], fate: fa})
+		out = append(out, matrixResult{scenario: "syn-sent-silent-peer", row: e.Name, early: early[e.Name], late: lateV[e.Name], fate: fa})
 	}
 	return out
 }

@@ -36,26 +36,52 @@ type Conntrack struct {
 	// Masqueraded lists the source addresses whose flows it translates.
 	Masqueraded []netip.Addr `json:"masqueraded,omitempty"`
 
-	// IPv4 and IPv6 say which families it tracks flows of: conntrack is
-	// hooked in per family, by rules of that family.
-	IPv4 bool `json:"ipv4"`
-	IPv6 bool `json:"ipv6"`
-
 	// entries finds a flow's entry by the 4-tuple either end sees: each
 	// entry is there twice, once by its original direction, once by its
 	// reply. Flows are built from them only for the sockets that ask.
 	entries map[flowKey]*ctEntry
 	where   string
+	// pairs holds how the flows between two addresses are translated, by
+	// the addresses either end sees; ends, the addresses that end them.
+	pairs map[[2]netip.Addr]pairFlags
+	ends  map[netip.Addr]struct{}
 }
 
-// TracksFamily reports whether the table holds flows of a's family, and
-// so whether a flow of that family missing from it was forgotten rather
-// than never tracked.
-func (c *Conntrack) TracksFamily(a netip.Addr) bool {
-	if a.Unmap().Is4() {
-		return c.IPv4
+// pairFlags say how the flows between two addresses are translated.
+type pairFlags uint8
+
+const (
+	pairPlain pairFlags = 1 << iota
+	pairDNAT
+	pairSNAT
+)
+
+// Tracks reports whether the table holds any flow of a socket at address
+// a: only then is a flow of that socket missing from it forgotten, rather
+// than never tracked (another family, a NOTRACK rule, a datapath such as
+// Cilium's that bypasses netfilter).
+func (c *Conntrack) Tracks(a netip.Addr) bool {
+	_, ok := c.ends[a.Unmap()]
+	return ok
+}
+
+// Between says how the table translates the flows it tracks between a
+// socket at local and a peer at remote, as that socket sees them: "dnat",
+// "snat", "dnat+snat" or "" for untranslated; false when it tracks none,
+// or the flows between them disagree.
+func (c *Conntrack) Between(local, remote netip.Addr) (string, bool) {
+	p := c.pairs[[2]netip.Addr{local.Unmap(), remote.Unmap()}]
+	switch {
+	case p == 0, p&pairPlain != 0 && p != pairPlain:
+		return "", false
+	case p&pairDNAT != 0 && p&pairSNAT != 0:
+		return "dnat+snat", true
+	case p&pairDNAT != 0:
+		return "dnat", true
+	case p&pairSNAT != 0:
+		return "snat", true
 	}
-	return c.IPv6
+	return "", true
 }
 
 // Flow is a conntrack entry that tracks a socket's connection.
@@ -213,11 +239,18 @@ func conntrackErr(err error) string {
 	return fmt.Sprintf("unreadable: %v", err)
 }
 
+// ConntrackFromFlows is the table of a dump's flows in the namespace named
+// where, as tcpvet reads it: for tests of what reads a table.
+func ConntrackFromFlows(flows []conntrack.Flow, where string) *Conntrack {
+	return newConntrack(flows, where)
+}
+
 // newConntrack indexes the TCP entries of a dump by the 4-tuple each end
 // of the connection sees: the client its original direction, the server
 // the reply direction, through any translation.
 func newConntrack(flows []conntrack.Flow, where string) *Conntrack {
-	ct := &Conntrack{Read: true, where: where, entries: make(map[flowKey]*ctEntry, 2*len(flows))}
+	ct := &Conntrack{Read: true, where: where, entries: make(map[flowKey]*ctEntry, 2*len(flows)),
+		pairs: make(map[[2]netip.Addr]pairFlags), ends: make(map[netip.Addr]struct{})}
 	all := make([]ctEntry, 0, len(flows))
 	for _, f := range flows {
 		o, r := f.TupleOrig, f.TupleReply
@@ -225,11 +258,6 @@ func newConntrack(flows []conntrack.Flow, where string) *Conntrack {
 			continue
 		}
 		ct.Flows++
-		if o.IP.SourceAddress.Unmap().Is4() {
-			ct.IPv4 = true
-		} else {
-			ct.IPv6 = true
-		}
 		e := ctEntry{
 			orig:    keyOf(netip.AddrPortFrom(o.IP.SourceAddress, o.Proto.SourcePort), netip.AddrPortFrom(o.IP.DestinationAddress, o.Proto.DestinationPort)),
 			reply:   keyOf(netip.AddrPortFrom(r.IP.SourceAddress, r.Proto.SourcePort), netip.AddrPortFrom(r.IP.DestinationAddress, r.Proto.DestinationPort)),
@@ -250,6 +278,20 @@ func newConntrack(flows []conntrack.Flow, where string) *Conntrack {
 		}
 		if e.snat && !slices.Contains(ct.Masqueraded, e.orig.from.Addr()) {
 			ct.Masqueraded = append(ct.Masqueraded, e.orig.from.Addr())
+		}
+		flags := pairPlain
+		if e.dnat || e.snat {
+			flags = 0
+		}
+		if e.dnat {
+			flags |= pairDNAT
+		}
+		if e.snat {
+			flags |= pairSNAT
+		}
+		for _, k := range []flowKey{e.orig, e.reply} {
+			ct.pairs[[2]netip.Addr{k.from.Addr(), k.to.Addr()}] |= flags
+			ct.ends[k.from.Addr()] = struct{}{}
 		}
 		all = append(all, e)
 		p := &all[len(all)-1]

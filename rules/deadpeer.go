@@ -23,7 +23,9 @@ func synchronized(st diag.State) bool {
 func halfOpen(c conn) *Finding {
 	snap, s := c.snap, c.Socket
 	info := s.TCPInfo
-	if !synchronized(s.State) || s.Timer.Kind != diag.TimerOn || info == nil || info.Unacked == 0 ||
+	// An orphan (no file: the application closed it) gives up by
+	// tcp_orphan_retries, and no application hears of it.
+	if !synchronized(s.State) || s.Inode == 0 || s.Timer.Kind != diag.TimerOn || info == nil || info.Unacked == 0 ||
 		info.Retransmits < halfOpenRetransmits || time.Duration(info.LastAckRecv)*time.Millisecond < halfOpenSilence {
 		return nil
 	}
@@ -83,11 +85,14 @@ func handshakeFinding(c conn, rule, what, segment string) *Finding {
 	retrans := int(s.Timer.Retrans)
 	ev := Evidence{"timer_retransmits": retrans, "state": s.State.String()}
 	sev := Warning
-	if retrans >= halfOpenRetransmits {
-		sev = Critical
-	}
 	when, sofar := "the kernel's give-up is unknown (sysctls unreadable)", ""
 	if h, ok := NewHandshake(c.snap.Sysctls.Target, s); ok {
+		// The linear SYN retransmissions, a second apart, are there for
+		// SYNs lost by chance or dropped by a full accept queue: a connect
+		// is failing only once they are spent.
+		if retrans >= halfOpenRetransmits && retrans > h.Linear {
+			sev = Critical
+		}
 		elapsed := h.Elapsed(retrans, time.Duration(s.Timer.ExpiresMS)*time.Millisecond)
 		abort := h.AbortAfter()
 		in := max(0, abort-elapsed)

@@ -2,6 +2,8 @@ package rules
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tcpvet/tcpvet/diag"
@@ -28,26 +30,24 @@ func proposeKeepalive(shortest time.Duration) keepaliveTimings {
 // own timings when it has keepalive on, else the namespace's sysctls, which
 // a socket that turns keepalive on inherits. A fix never loosens anything.
 func (k keepaliveTimings) tighten(c conn) keepaliveTimings {
-	cur := func(own *int, sysctl string) time.Duration {
+	// cur is the value in force: the socket's own, else the sysctl's; 0
+	// when unknown.
+	cur := func(own *int, sysctl string) int {
 		if ka := c.Keepalive; ka.Enabled != nil && *ka.Enabled && own != nil {
-			return time.Duration(*own) * time.Second
+			return *own
 		}
-		if v, ok := c.snap.Sysctls.Target.Get(sysctl); ok && v > 0 {
-			return time.Duration(v) * time.Second
-		}
-		return 0
+		v, _ := c.snap.Sysctls.Target.Get(sysctl)
+		return int(v)
 	}
-	tighter := func(proposed, now time.Duration) time.Duration {
+	tighter := func(proposed, now int) int {
 		if now > 0 && now < proposed {
 			return now
 		}
 		return proposed
 	}
-	k.Idle = tighter(k.Idle, cur(c.Keepalive.IdleS, diag.KeepaliveTime))
-	k.Interval = tighter(k.Interval, cur(c.Keepalive.IntervalS, diag.KeepaliveIntvl))
-	if n := cur(c.Keepalive.Probes, diag.KeepaliveProbes); n > 0 {
-		k.Probes = min(k.Probes, int(n/time.Second))
-	}
+	k.Idle = time.Duration(tighter(wholeSecs(k.Idle), cur(c.Keepalive.IdleS, diag.KeepaliveTime))) * time.Second
+	k.Interval = time.Duration(tighter(wholeSecs(k.Interval), cur(c.Keepalive.IntervalS, diag.KeepaliveIntvl))) * time.Second
+	k.Probes = tighter(k.Probes, cur(c.Keepalive.Probes, diag.KeepaliveProbes))
 	return k
 }
 
@@ -106,7 +106,7 @@ NettyServerBuilder.forPort(port)
 		{Where: "Linkerd", Snippet: "the proxy already keeps its own connections alive (LINKERD2_PROXY_OUTBOUND_CONNECT_KEEPALIVE / INBOUND_ACCEPT_KEEPALIVE, 10s);\nthis socket bypasses it (skipped or opaque port, or not meshed): mesh it or use a fix above"},
 	}
 	if c.Keepalive.Source == "socket" {
-		return fixes[1:]
+		return slices.DeleteFunc(fixes, func(f Fix) bool { return strings.HasPrefix(f.Where, "pod sysctls") })
 	}
 	return fixes
 }

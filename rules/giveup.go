@@ -171,7 +171,7 @@ func (h Handshake) rto(k int) time.Duration {
 func (h Handshake) AbortAfter() time.Duration {
 	budget := h.UserTimeout
 	if budget == 0 && h.Syn {
-		budget = modelTimeout(h.Retries, initialRTO, defaultRTOMax)
+		budget = modelTimeout(h.Retries, initialRTO, h.RTOMax)
 	}
 	var t time.Duration
 	for k := 1; ; k++ {
@@ -206,7 +206,7 @@ func (h Handshake) Reason(syn bool) string {
 			h.UserTimeout.Milliseconds(), h.Retries+h.Linear, h.Retries, h.Linear)
 	}
 	return fmt.Sprintf("TCP_SYNCNT/tcp_syn_retries=%d: %s, or %d retransmissions with tcp_syn_linear_timeouts=%d if sooner",
-		h.Retries, human(modelTimeout(h.Retries, initialRTO, defaultRTOMax)), h.Retries+h.Linear, h.Linear)
+		h.Retries, human(modelTimeout(h.Retries, initialRTO, h.RTOMax)), h.Retries+h.Linear, h.Linear)
 }
 
 // rtoMaxOf is the namespace's TCP_RTO_MAX: tcp_rto_max_ms where the kernel
@@ -237,6 +237,9 @@ func NewHandshake(ns diag.Sysctls, s *diag.Socket) (Handshake, bool) {
 			h.UserTimeout = time.Duration(*s.UserTimeoutMS) * time.Millisecond
 		}
 	case diag.SynRecv, diag.NewSynRecv:
+		// At most: the listener's own TCP_SYNCNT, which tcpvet does not
+		// read, comes first, and a listener whose queue is half full prunes
+		// its oldest requests sooner.
 		v, ok := ns.Get(diag.SynackRetries)
 		if !ok {
 			return h, false

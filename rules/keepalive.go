@@ -9,8 +9,8 @@ import (
 
 // ownKeepalive is how often the socket's own keepalive refreshes an idle
 // flow: its TCP_KEEPIDLE, or 0 when keepalive is off or unknown.
-func ownKeepalive(c conn) time.Duration {
-	k := c.Keepalive
+func ownKeepalive(s *diag.Socket) time.Duration {
+	k := s.Keepalive
 	if k.Enabled == nil || !*k.Enabled || k.IdleS == nil {
 		return 0
 	}
@@ -38,14 +38,16 @@ func threat(f *forgetting, sd side) Severity {
 
 // idleRule judges a connection against the middleboxes that forget idle
 // flows on its path: no keepalive, keepalive slower than the path, or a
-// flow already forgotten.
+// flow already forgotten. A socket whose options are unknown is judged
+// only by what the path already did.
 func idleRule(c conn) *Finding {
-	if !crossesNetwork(c.snap, c.Socket) || c.Keepalive.Enabled == nil {
+	if !crossesNetwork(c.snap, c.Socket) {
 		return nil
 	}
-	every := ownKeepalive(c)
+	known := c.Keepalive.Enabled != nil
+	every := ownKeepalive(c.Socket)
 	if len(c.path) == 0 {
-		if every > 0 {
+		if every > 0 || !known {
 			return nil
 		}
 		return unknownPath(c)
@@ -60,7 +62,7 @@ func idleRule(c conn) *Finding {
 				harmless = f
 			}
 			continue
-		case f.KeptAlive, !f.Already && every > 0 && every < f.IdleTimeout:
+		case f.KeptAlive, !f.Already && (!known || every > 0 && every < f.IdleTimeout):
 			continue
 		}
 		if s := threat(f, c.side); worst == nil || s > sev {
@@ -70,7 +72,7 @@ func idleRule(c conn) *Finding {
 	switch {
 	case worst != nil:
 		return idleFinding(c, worst, sev, every)
-	case harmless != nil && every == 0:
+	case harmless != nil && known && every == 0:
 		return &Finding{
 			Rule:     RuleNoKeepalive,
 			Severity: Info,
@@ -111,6 +113,10 @@ func pathEvidence(c conn, f *forgetting) Evidence {
 		ev["entry_original"] = e.Original
 	}
 	k := c.Keepalive
+	if k.Enabled == nil {
+		ev["keepalive"] = "unknown"
+		return ev
+	}
 	ev["keepalive"] = *k.Enabled
 	if *k.Enabled {
 		ev["keepalive_idle_s"], ev["keepalive_interval_s"], ev["keepalive_probes"] = *k.IdleS, *k.IntervalS, *k.Probes

@@ -57,7 +57,10 @@ type Middlebox struct {
 // tracker is one namespace's conntrack, with what decides the fate of a
 // flow it forgot.
 type tracker struct {
-	where     string
+	where string
+	// hooks are where the flows of the target's sockets meet its netfilter:
+	// forwarded through a host, sent and received in the target.
+	hooks     []string
 	sysctls   diag.Sysctls
 	table     *diag.Conntrack
 	firewall  *diag.Firewall
@@ -183,10 +186,10 @@ func PathTimeouts(snap *diag.Snapshot, declared []Middlebox) []Middlebox {
 	if m, ok := ipvsMiddlebox(snap.Target.IPVS, "target"); ok {
 		out = append(out, m)
 	}
-	if m, ok := conntrackMiddlebox(&tracker{"host", snap.Sysctls.Host, snap.Host.Conntrack, snap.Host.Firewall, snap.Host.Addresses}); ok {
+	if m, ok := conntrackMiddlebox(&tracker{"host", []string{"prerouting", "forward"}, snap.Sysctls.Host, snap.Host.Conntrack, snap.Host.Firewall, snap.Host.Addresses}); ok {
 		out = append(out, m)
 	}
-	if m, ok := conntrackMiddlebox(&tracker{"target", snap.Sysctls.Target, snap.Target.Conntrack, snap.Target.Firewall, snap.Target.Addresses}); ok {
+	if m, ok := conntrackMiddlebox(&tracker{"target", []string{"output", "input", "prerouting"}, snap.Sysctls.Target, snap.Target.Conntrack, snap.Target.Firewall, snap.Target.Addresses}); ok {
 		out = append(out, m)
 	}
 	slices.SortStableFunc(out, func(a, b Middlebox) int { return cmp.Compare(a.IdleTimeout, b.IdleTimeout) })

@@ -87,11 +87,7 @@ func (l listeners) sideOf(s *diag.Socket) side {
 // forgettings lists every middlebox of path that carries s, with when it
 // forgets the flow and what the next packet meets then, soonest first.
 func forgettings(path []Middlebox, s *diag.Socket, sd side) []forgetting {
-	idle := idleFor(s)
-	var every time.Duration // how often its own keepalive refreshes the flow
-	if k := s.Keepalive; k.Enabled != nil && *k.Enabled && k.IdleS != nil {
-		every = time.Duration(*k.IdleS) * time.Second
-	}
+	idle, every := idleFor(s), ownKeepalive(s)
 	var out []forgetting
 	for _, m := range path {
 		why, ok := "", m.carries == nil
@@ -144,15 +140,13 @@ func declaredFate(e Expiry) (Outcome, string) {
 func (t *tracker) fate(f *forgetting, s *diag.Socket, sd side, idle, every time.Duration) bool {
 	timeout := f.IdleTimeout
 	read := t.table != nil && t.table.Read
-	if read {
-		if !t.table.TracksFamily(s.Remote.Addr()) {
-			return false
+	for i := range s.Conntrack {
+		if s.Conntrack[i].Netns == t.where {
+			f.Entry = &s.Conntrack[i]
 		}
-		for i := range s.Conntrack {
-			if s.Conntrack[i].Netns == t.where {
-				f.Entry = &s.Conntrack[i]
-			}
-		}
+	}
+	if read && f.Entry == nil && !t.table.Tracks(s.Local.Addr()) {
+		return false
 	}
 	switch {
 	case f.Entry != nil:
@@ -164,48 +158,45 @@ func (t *tracker) fate(f *forgetting, s *diag.Socket, sd side, idle, every time.
 		f.In = time.Duration(f.Entry.ExpiresInS) * time.Second
 		f.KeptAlive = idle > timeout
 	case read:
-		// Tracked here, yet no entry: forgotten, deleted, or older than
-		// the rule that hooked conntrack in. Its next packet meets the same.
+		// The table tracks this socket's other flows, yet holds no entry
+		// of this one: forgotten, deleted, or older than the rule that
+		// hooked conntrack in. Its next packet meets the same.
 		f.Already = true
 	default:
 		f.In, f.Already = estimate(timeout, idle, every)
 	}
-	f.Meets, f.Because = t.nextPacket(s, sd)
+	f.Meets, f.Because = t.nextPacket(s, sd, f.Entry)
+	if fw := t.firewall; read && f.Entry == nil && f.Meets.certain() && (!fw.Complete() || len(fw.Untracks) > 0) {
+		// A rule here may exempt the flow from tracking altogether.
+		f.Meets, f.Because = MayBreak, "tcpvet finds no entry of it, but a rule here may exempt flows from tracking (notrack, or one it cannot decode), so it may never have had one; if it had, "+f.Because
+	}
 	return true
 }
 
 // nat says how this conntrack translates the flow of s: "dnat", "snat",
-// "" for not at all, or "unknown". Its entry says so; without one, other
-// flows it tracks tell a service address and its backends, and masqueraded
-// sources.
-func (t *tracker) nat(s *diag.Socket, sd side) string {
-	for _, e := range s.Conntrack {
-		if e.Netns == t.where {
-			return e.NAT
-		}
+// "dnat+snat", "" for not at all, or "unknown". Its entry says so; without
+// one, the other flows it tracks between the same two addresses, or to the
+// same service address, or from a masqueraded source; or a ruleset with no
+// translating rule at all.
+func (t *tracker) nat(s *diag.Socket, sd side, entry *diag.Flow) string {
+	if entry != nil {
+		return entry.NAT
 	}
 	if t.table == nil || !t.table.Read {
 		return "unknown"
 	}
-	local, remote := unmap(s.Local), unmap(s.Remote)
+	if nat, ok := t.table.Between(s.Local.Addr(), s.Remote.Addr()); ok {
+		return nat
+	}
 	if !sd.server {
-		if len(t.table.Services[remote]) > 0 {
+		switch {
+		case len(t.table.Services[unmap(s.Remote)]) > 0:
 			return "dnat"
-		}
-		if slices.Contains(t.table.Masqueraded, local.Addr()) {
-			return "snat"
-		}
-	} else {
-		for _, backends := range t.table.Services {
-			if slices.Contains(backends, local) {
-				return "dnat"
-			}
-		}
-		if slices.Contains(t.addresses, remote.Addr()) {
+		case slices.Contains(t.table.Masqueraded, s.Local.Addr().Unmap()):
 			return "snat"
 		}
 	}
-	if fw := t.firewall; fw != nil && fw.Read && len(fw.Legacy) == 0 && len(fw.Translates) == 0 {
+	if fw := t.firewall; fw.Complete() && len(fw.Translates) == 0 {
 		// No rule here translates anything: no flow was translated.
 		return ""
 	}
@@ -219,8 +210,8 @@ func (t *tracker) nat(s *diag.Socket, sd side) string {
 // translated anew from the client's side and not at all from the server's.
 // With loose=0 the packet is invalid: never translated, and dropped only
 // where a rule drops invalid packets.
-func (t *tracker) nextPacket(s *diag.Socket, sd side) (Outcome, string) {
-	nat := t.nat(s, sd)
+func (t *tracker) nextPacket(s *diag.Socket, sd side, entry *diag.Flow) (Outcome, string) {
+	nat := t.nat(s, sd, entry)
 	loose, ok := t.sysctls.Get(diag.ConntrackLoose)
 	natWhy := map[string]string{
 		"dnat": "it translates this flow's destination",
@@ -242,21 +233,24 @@ func (t *tracker) nextPacket(s *diag.Socket, sd side) (Outcome, string) {
 	case loose != 0 && nat == "snat" && !sd.server:
 		return MayBreak, "with nf_conntrack_tcp_loose=1 its next packet is picked up and masqueraded again, to the same port only if it is free: else the server answers with a reset"
 	case loose != 0 && sd.server:
-		return Resets, fmt.Sprintf("%s; with nf_conntrack_tcp_loose=1 the server's next packet is picked up as a new flow that nothing translates back, so it reaches %s from the wrong address, and that end answers with a reset", natWhy, s.Remote)
+		// Who speaks first decides: the client's packet is picked up and
+		// translated anew, the server's goes back untranslated.
+		return MayBreak, fmt.Sprintf("%s; with nf_conntrack_tcp_loose=1, if the client speaks first its packet is picked up and translated anew, but if this server does, its packet is picked up as a new flow that nothing translates back, reaches %s from the wrong address, and is answered with a reset", natWhy, s.Remote)
 	}
 	// loose=0: the next packet is invalid and goes untranslated.
 	fw := t.firewall
+	chain, drops, mayDrop := fw.DropInvalid(!s.Remote.Addr().Unmap().Is4(), t.hooks...)
 	switch {
-	case fw != nil && fw.DropsInvalid != "":
-		return Drops, fmt.Sprintf("with nf_conntrack_tcp_loose=0 its next packet is invalid, and the rule in %s %s drops invalid packets", t.where, fw.DropsInvalid)
+	case drops:
+		return Drops, fmt.Sprintf("with nf_conntrack_tcp_loose=0 its next packet is invalid, and the rule in %s %s drops invalid packets", t.where, chain)
 	case nat == "unknown":
 		return MayBreak, "with nf_conntrack_tcp_loose=0 its next packet is invalid: it goes on untranslated unless a rule drops it, and tcpvet sees no entry of the flow to tell whether it was translated"
 	case nat == "":
-		if fw == nil || !fw.Read || len(fw.Legacy) > 0 {
-			return MayBreak, "with nf_conntrack_tcp_loose=0 its next packet is invalid: it goes on untranslated unless a rule drops invalid packets, and tcpvet cannot read every rule here"
+		if mayDrop || !fw.Complete() {
+			return MayBreak, "with nf_conntrack_tcp_loose=0 its next packet is invalid: it goes on untranslated unless a rule drops invalid packets, and a rule here may (one with more matches, one only a jump reaches, or one tcpvet cannot decode)"
 		}
 		return Survives, "with nf_conntrack_tcp_loose=0 its next packet is invalid, but nothing here translates the flow and no rule drops invalid packets, so it goes on"
-	case nat == "dnat" && !sd.server && slices.Contains(t.addresses, s.Remote.Addr().Unmap()) && fw != nil && fw.Read && len(fw.Legacy) == 0:
+	case nat == "dnat" && !sd.server && slices.Contains(t.addresses, s.Remote.Addr().Unmap()) && !mayDrop && fw.Complete():
 		return Resets, fmt.Sprintf("%s; with nf_conntrack_tcp_loose=0 its next packet is invalid and not translated: it reaches %s, an address of the %s itself, whose stack answers with a reset", natWhy, s.Remote, t.where)
 	}
 	return Breaks, fmt.Sprintf("%s; with nf_conntrack_tcp_loose=0 its next packet is invalid and not translated, and never reaches the other end", natWhy)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ti-mo/conntrack"
+
 	"github.com/tcpvet/tcpvet/diag"
 )
 
@@ -16,7 +18,7 @@ func ptr[T any](v T) *T { return &v }
 // user timeout: no rule may fire on it.
 func healthy() diag.Socket {
 	return diag.Socket{
-		ID: "1a", State: diag.Established, Family: "inet",
+		ID: "1a", State: diag.Established, Family: "inet", Inode: 4242,
 		Local:         netip.MustParseAddrPort("198.18.1.1:40000"),
 		Remote:        netip.MustParseAddrPort("198.18.1.2:443"),
 		Timer:         diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 50000},
@@ -122,7 +124,7 @@ func TestSocketRules(t *testing.T) {
 		// no-keepalive
 		{name: "no keepalive, IPVS on the path", mutate: noKA, path: ipvs900, want: RuleNoKeepalive, severity: Critical},
 		{name: "no keepalive, nothing known on the path", mutate: noKA, want: RuleNoKeepalive, severity: Warning},
-		{name: "no keepalive, only a 5-day conntrack", mutate: noKA, path: conntrack(432000), want: RuleNoKeepalive, severity: Warning},
+		{name: "no keepalive, only a 5-day conntrack", mutate: noKA, path: conntrackSysctl(432000), want: RuleNoKeepalive, severity: Warning},
 		{name: "no keepalive, an hour exactly is near", mutate: noKA, path: tracked(3600, 0, "dnat"), want: RuleNoKeepalive, severity: Critical},
 		{name: "no keepalive, a 5-day DNAT conntrack", mutate: noKA, path: tracked(432000, 0, "dnat"), want: RuleNoKeepalive, severity: Warning},
 		{name: "no keepalive on loopback", mutate: func(s *diag.Socket) { noKA(s); s.Remote = netip.MustParseAddrPort("127.0.0.1:9") }, path: ipvs900},
@@ -156,6 +158,7 @@ func TestSocketRules(t *testing.T) {
 		{name: "peer gone", mutate: deadPeer(4, 3000), want: RuleHalfOpen, severity: Critical},
 		{name: "two retransmissions are not yet half-open", mutate: deadPeer(2, 3000)},
 		{name: "retransmitting but acked recently", mutate: deadPeer(5, 500)},
+		{name: "an orphan: no application hears of it", mutate: func(s *diag.Socket) { deadPeer(5, 3000)(s); s.State, s.Inode = diag.FinWait1, 0 }},
 		{name: "nothing unacknowledged", mutate: func(s *diag.Socket) { deadPeer(5, 3000)(s); s.TCPInfo.Unacked = 0 }},
 
 		// zero-window
@@ -222,7 +225,7 @@ func slowKA(idle int) func(*diag.Socket) {
 	return func(s *diag.Socket) { s.Keepalive.IdleS = ptr(idle); s.Keepalive.Source = "namespace" }
 }
 
-func conntrack(secs int64) func(*diag.Snapshot) {
+func conntrackSysctl(secs int64) func(*diag.Snapshot) {
 	return func(s *diag.Snapshot) {
 		s.Host = diag.Host{Visible: true}
 		s.Sysctls.Host = diag.Sysctls{diag.ConntrackEstablished: secs}
@@ -234,9 +237,12 @@ func conntrack(secs int64) func(*diag.Snapshot) {
 // socket's flow translated as nat says ("dnat", "snat", ""), or none at
 // all (nat "gone"). The entry has the whole timeout left, unless the
 // socket has been idle longer.
-func tracked(secs, loose int64, nat string) func(*diag.Snapshot) {
+func tracked(secs, loose int64, nat string, others ...conntrack.Flow) func(*diag.Snapshot) {
 	return func(s *diag.Snapshot) {
-		s.Host = diag.Host{Visible: true, Conntrack: &diag.Conntrack{Read: true, Flows: 1, IPv4: true},
+		// The table tracks the socket's other flows: one of its address to
+		// an unrelated peer, and any others given.
+		flows := append([]conntrack.Flow{ctFlow("198.18.1.1:39999", "198.18.9.9:1", "198.18.9.9:1", false)}, others...)
+		s.Host = diag.Host{Visible: true, Conntrack: diag.ConntrackFromFlows(flows, "host"),
 			Firewall: &diag.Firewall{Read: true, Translates: []string{"ip nat prerouting"}}}
 		s.Sysctls.Host = diag.Sysctls{diag.ConntrackEstablished: secs, diag.ConntrackLoose: loose, diag.ConntrackCount: 1}
 		if nat == "gone" {
@@ -247,6 +253,24 @@ func tracked(secs, loose int64, nat string) func(*diag.Snapshot) {
 			sk.Conntrack = []diag.Flow{{Netns: "host", ExpiresInS: uint32(secs), NAT: nat, TCPState: "ESTABLISHED", Side: "original"}}
 		}
 	}
+}
+
+// ctFlow is a conntrack entry of a TCP flow from "from" to "to", answered
+// from replyFrom, destination-translated when dnat.
+func ctFlow(from, to, replyFrom string, dnat bool) conntrack.Flow {
+	f, t2, r := netip.MustParseAddrPort(from), netip.MustParseAddrPort(to), netip.MustParseAddrPort(replyFrom)
+	var fl conntrack.Flow
+	fl.Timeout = 100
+	fl.Status = conntrack.StatusConfirmed
+	if dnat {
+		fl.Status |= conntrack.StatusDstNAT
+	}
+	fl.ProtoInfo.TCP = &conntrack.ProtoInfoTCP{State: 3}
+	fl.TupleOrig.IP = conntrack.IPTuple{SourceAddress: f.Addr(), DestinationAddress: t2.Addr()}
+	fl.TupleOrig.Proto = conntrack.ProtoTuple{Protocol: 6, SourcePort: f.Port(), DestinationPort: t2.Port()}
+	fl.TupleReply.IP = conntrack.IPTuple{SourceAddress: r.Addr(), DestinationAddress: f.Addr()}
+	fl.TupleReply.Proto = conntrack.ProtoTuple{Protocol: 6, SourcePort: r.Port(), DestinationPort: f.Port()}
+	return fl
 }
 
 func deadPeer(retransmits uint8, sinceAckMS uint32) func(*diag.Socket) {
@@ -597,19 +621,29 @@ func TestIPVSExpireNodestOff(t *testing.T) {
 func TestForgottenFlowFates(t *testing.T) {
 	const vip = "198.18.1.2:443"
 	server := func(s *diag.Socket) { noKA(s); backend(s) }
-	withServices := func(path func(*diag.Snapshot)) func(*diag.Snapshot) {
-		return func(s *diag.Snapshot) {
-			path(s)
-			s.Host.Conntrack.Services = map[netip.AddrPort][]netip.AddrPort{
-				netip.MustParseAddrPort(vip): {netip.MustParseAddrPort("10.244.1.5:8080")},
-			}
-		}
-	}
+	// Another client's flow to the service, translated to the backend.
+	service := ctFlow("10.0.9.9:50000", vip, "10.244.1.5:8080", true)
+	// This client's earlier flow to the service, and the server's flow
+	// from the same client through it.
+	sameClient := ctFlow("198.18.1.1:39000", vip, "10.244.1.5:8080", true)
+	fromClient := ctFlow("10.244.7.3:50001", vip, "10.244.1.5:8080", true)
 	localVIP := func(path func(*diag.Snapshot)) func(*diag.Snapshot) {
 		return func(s *diag.Snapshot) { path(s); s.Host.Addresses = []netip.Addr{netip.MustParseAddr("198.18.1.2")} }
 	}
 	dropsInvalid := func(path func(*diag.Snapshot)) func(*diag.Snapshot) {
-		return func(s *diag.Snapshot) { path(s); s.Host.Firewall.DropsInvalid = "inet filter forward" }
+		return func(s *diag.Snapshot) {
+			path(s)
+			s.Host.Firewall.InvalidDrops = []diag.InvalidDrop{{Chain: "inet filter forward", Family: "inet", Hook: "forward"}}
+		}
+	}
+	dropsOnInput := func(path func(*diag.Snapshot)) func(*diag.Snapshot) {
+		return func(s *diag.Snapshot) {
+			path(s)
+			s.Host.Firewall.InvalidDrops = []diag.InvalidDrop{{Chain: "inet filter input", Family: "inet", Hook: "input"}}
+		}
+	}
+	opaque := func(path func(*diag.Snapshot)) func(*diag.Snapshot) {
+		return func(s *diag.Snapshot) { path(s); s.Host.Firewall.Opaque = []string{"ip filter KUBE-FORWARD"} }
 	}
 	unreadRules := func(path func(*diag.Snapshot)) func(*diag.Snapshot) {
 		return func(s *diag.Snapshot) { path(s); s.Host.Firewall = &diag.Firewall{Reason: "no CAP_NET_ADMIN"} }
@@ -628,8 +662,11 @@ func TestForgottenFlowFates(t *testing.T) {
 		{"loose=1, untranslated: picked up again", noKA, tracked(30, 1, ""), RuleNoKeepalive, Info, Survives},
 		{"loose=1, DNAT, client: balanced again", noKA, tracked(30, 1, "dnat"), RuleNoKeepalive, Warning, MayBreak},
 		{"loose=1, SNAT, client: masqueraded again", noKA, tracked(30, 1, "snat"), RuleNoKeepalive, Warning, MayBreak},
-		{"loose=1, DNAT, server, not yet forgotten: its client may keep it", server, tracked(30, 1, "dnat"), RuleNoKeepalive, Warning, Resets},
-		{"loose=1, DNAT, server, forgotten: its reply goes untranslated", idle(server, 45000), withServices(tracked(30, 1, "gone")), RuleFlowForgotten, Critical, Resets},
+		{"loose=1, DNAT, server: who speaks first decides", server, tracked(30, 1, "dnat"), RuleNoKeepalive, Warning, MayBreak},
+		{"loose=1, DNAT, server, forgotten: who speaks first decides", idle(server, 45000), tracked(30, 1, "gone", fromClient), RuleFlowForgotten, Warning, MayBreak},
+		{"loose=0, DNAT, server, not yet forgotten: its client may keep it", server, tracked(30, 0, "dnat"), RuleNoKeepalive, Warning, Breaks},
+		{"loose=0, DNAT, server, forgotten: its reply goes untranslated", idle(server, 45000), tracked(30, 0, "gone", fromClient), RuleFlowForgotten, Critical, Breaks},
+		{"loose=0, server, forgotten, other clients' flows prove nothing", idle(server, 45000), tracked(30, 0, "gone", service), RuleFlowForgotten, Warning, MayBreak},
 		{"loose=1, forgotten, nothing tells whether it was translated", idle(noKA, 45000), tracked(30, 1, "gone"), RuleFlowForgotten, Warning, MayBreak},
 		{"loose=1, forgotten, no rule here translates anything", idle(noKA, 45000), func(s *diag.Snapshot) { tracked(30, 1, "gone")(s); s.Host.Firewall.Translates = nil }, RuleNoKeepalive, Info, Survives},
 		{"loose=0, DNAT to a VIP of the host: its stack resets", noKA, localVIP(tracked(30, 0, "dnat")), RuleNoKeepalive, Critical, Resets},
@@ -638,9 +675,13 @@ func TestForgottenFlowFates(t *testing.T) {
 		{"loose=0, untranslated, no rule drops invalid: goes on", noKA, tracked(30, 0, ""), RuleNoKeepalive, Info, Survives},
 		{"loose=0, untranslated, a rule drops invalid", noKA, dropsInvalid(tracked(30, 0, "")), RuleNoKeepalive, Critical, Drops},
 		{"loose=0, untranslated, rules unread", noKA, unreadRules(tracked(30, 0, "")), RuleNoKeepalive, Warning, MayBreak},
+		{"loose=0, untranslated, the drop rule is on input: forwarded flows never meet it", noKA, dropsOnInput(tracked(30, 0, "")), RuleNoKeepalive, Info, Survives},
+		{"loose=0, untranslated, iptables-nft rules tcpvet cannot decode", noKA, opaque(tracked(30, 0, "")), RuleNoKeepalive, Warning, MayBreak},
 		{"loose=0, already forgotten, translation unknown", idle(noKA, 45000), tracked(30, 0, "gone"), RuleFlowForgotten, Warning, MayBreak},
-		{"loose=0, already forgotten, the service seen on other flows", idle(noKA, 45000), withServices(localVIP(tracked(30, 0, "gone"))), RuleFlowForgotten, Critical, Resets},
+		{"loose=0, already forgotten, the service seen on other flows", idle(noKA, 45000), localVIP(tracked(30, 0, "gone", service)), RuleFlowForgotten, Critical, Resets},
+		{"loose=0, already forgotten, this client's own flows to it", idle(noKA, 45000), localVIP(tracked(30, 0, "gone", sameClient)), RuleFlowForgotten, Critical, Resets},
 		{"fast keepalive, yet the entry is gone", func(s *diag.Socket) {}, dropsInvalid(tracked(30, 0, "gone")), RuleFlowForgotten, Critical, Drops},
+		{"options unknown, yet the entry is gone", func(s *diag.Socket) { s.Keepalive = diag.Keepalive{Source: "unknown"} }, dropsInvalid(tracked(30, 0, "gone")), RuleFlowForgotten, Critical, Drops},
 		{"slow keepalive, loose=0, DNAT", slowKA(60), tracked(30, 0, "dnat"), RuleKeepaliveTooSlow, Critical, Breaks},
 		{"loose unknown", noKA, func(s *diag.Snapshot) { tracked(30, 1, "dnat")(s); delete(s.Sysctls.Host, diag.ConntrackLoose) }, RuleNoKeepalive, Warning, MayBreak},
 	}

@@ -26,7 +26,7 @@ func ptr[T any](v T) *T { return &v }
 func fixture() *diag.Snapshot {
 	est := func(id, remote string) diag.Socket {
 		return diag.Socket{
-			ID: id, State: diag.Established, Family: "inet",
+			ID: id, State: diag.Established, Family: "inet", Inode: 7000,
 			Local:  netip.MustParseAddrPort("10.0.0.5:" + id),
 			Remote: netip.MustParseAddrPort(remote),
 			Timer:  diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 30000},

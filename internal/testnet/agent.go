@@ -97,7 +97,8 @@ type KA struct {
 // Event is a line an agent reports.
 type Event struct {
 	// Kind is ready, written, write-error, read (N bytes came back on a
-	// dialed connection), read-error, eof, or dial-error (an Async dial failed).
+	// dialed connection), read-error, eof, or for an Async dial connected
+	// or dial-error.
 	Kind string `json:"kind"`
 	Name string `json:"name,omitempty"`
 	// N counts the bytes of a read event.
@@ -502,6 +503,7 @@ func (ag *agent) dialAsync(name, to string, opts sockOpts) (net.Conn, error) {
 			ag.emit(errEvent("dial-error", name, syscall.Errno(soErr)))
 			return
 		}
+		ag.emit(Event{Kind: "connected", Name: name})
 		ag.readBack(name, c)
 	}()
 	return asyncConn{c, sockaddrString(local)}, nil
