@@ -1,5 +1,16 @@
-# tcpvet. Kernel tests need root: they build network namespaces.
+# tcpvet. Kernel tests need root: they build network namespaces. `make run`
+# and `make check` work as root and, through sudo, as a user.
 GO        ?= go
+# Go's own tarball installs in /usr/local/go, which a root shell's PATH often
+# lacks; appended, so a go found first still wins.
+export PATH := $(PATH):/usr/local/go/bin
+# Empty for root, which has no use for sudo (and often no sudo at all).
+SUDO      := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# Extra go test flags for `make unit`, `test` or `check`, in shell syntax:
+# TESTFLAGS="-run 'TestUnprivileged|TestTUIInTmux' -v".
+TESTFLAGS ?=
+# Flags for tcpvet in `make run`, e.g. ARGS="--pid 4242".
+ARGS      ?=
 # Fuzz budgets are execution counts: a duration (-fuzztime 5s) can fail at
 # its deadline with "context deadline exceeded" on Go 1.26 (go.dev/issue/75804).
 FUZZTIME  ?= 150000x
@@ -24,19 +35,38 @@ FUZZ_TARGETS = \
 	./diag:FuzzDecodeIPVSDest
 MODEL_FUZZ_TARGETS = ./ui:FuzzModelKeys
 
-.PHONY: all build test unit fuzz fuzz-short lint release-check snapshot bench bench-ss soak screenshots clean
+.PHONY: all build run deps check test unit fuzz fuzz-short lint release-check snapshot bench bench-ss soak screenshots clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) .
 
+# The live view of the namespace you are in, as root: reading each socket's
+# own options takes CAP_SYS_PTRACE.
+run: build
+	$(SUDO) ./$(BIN) $(ARGS)
+
+# What the suite needs: the Debian packages listed in scripts/deb-packages
+# (apt-get runs only when one is missing) and the Go modules.
+deps:
+	@scripts/deps.sh
+	$(GO) mod download
+
+# The README's test command: deps, then the whole suite. This is what CI runs.
+# A recipe rather than prerequisites, so that make -j cannot test before
+# installing.
+check: deps
+	$(MAKE) test
+
 # The whole suite: lint, every test with the race detector, a short run of
-# every fuzz target, and the release configuration. This is what CI runs.
+# every fuzz target, and the release configuration.
 test: lint unit fuzz-short release-check
 
+# Every test with the race detector. The test binaries run as root (through
+# sudo for a user) in a temporary directory removed afterwards: see the script.
 unit:
-	$(GO) test -race -count=1 -timeout 30m ./...
+	GO="$(GO)" scripts/gotest-root.sh -race -count=1 -timeout 30m $(TESTFLAGS) ./...
 
 # fuzz-run runs each package:Target of $(1) for $(2).
 define fuzz-run

@@ -33,16 +33,13 @@ func quickStart(t *testing.T, readme string) []string {
 
 // TestQuickStart clones the repository and runs the README's two Quick start
 // commands as a new user would: the first under tmux, until sockets show;
-// the second, the whole test suite, to completion (in which this test,
-// seeing it is the inner run, steps aside).
+// the second for real, install step and all, but with the tests narrowed to
+// one and the fuzzing to a few runs, since this test is part of the suite the
+// command runs. A dry run of the second shows that, left alone, it runs the
+// whole suite.
 func TestQuickStart(t *testing.T) {
-	// sudo resets the environment, so the inner run is marked by a file the
-	// outer run leaves in the clone rather than by a variable.
-	if _, err := os.Stat(innerMarker); err == nil {
-		t.Skip("inside the quick start's own test run")
-	}
 	if testing.Short() {
-		t.Skip("runs the whole suite again; not with -short")
+		t.Skip("builds and runs make in a clone; not with -short")
 	}
 	testnet.RequireRoot(t)
 	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
@@ -67,27 +64,72 @@ func TestQuickStart(t *testing.T) {
 	}
 	defer ln.Close()
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	tm := testnet.NewTmux(t, 160, 40, []string{"TERM=xterm-256color"}, "sh", "-c", "cd "+clone+" && "+cmds[0])
+	// MAKEFLAGS emptied: under make check it carries the outer make's
+	// command line (-n, TESTFLAGS=...), which a new user's make would not see.
+	tm := testnet.NewTmux(t, 160, 40, []string{"TERM=xterm-256color", "MAKEFLAGS="}, "sh", "-c", "cd "+clone+" && "+cmds[0])
 	screen := tm.WaitFor(5*time.Minute, "STATE", "sockets", ":"+port)
 	t.Logf("%s shows:\n%s", cmds[0], screen)
 	tm.Keys("q")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if done, status := tm.Exited(); done {
+			if status != "0" {
+				t.Fatalf("%s exited %s after q:\n%s", cmds[0], status, tm.Screen(false))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still runs 30s after q:\n%s", cmds[0], tm.Screen(false))
+		}
+	}
+
+	plan := runQuickStart(t, clone, cmds[1], "MAKEFLAGS=n")
+	for _, want := range []string{"scripts/deps.sh", "gofmt", "staticcheck", "-fuzz", "goreleaser"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("%s does not run %s; it would run:\n%s", cmds[1], want, plan)
+		}
+	}
+	suite := false
+	for _, l := range strings.Split(plan, "\n") {
+		if strings.Contains(l, "-race") && strings.HasSuffix(l, " ./...") && !strings.Contains(l, "-run") {
+			suite = true
+		}
+	}
+	if !suite {
+		t.Errorf("%s does not run every test with -race; it would run:\n%s", cmds[1], plan)
+	}
 
 	start := time.Now()
-	cmd := exec.Command("sh", "-c", cmds[1])
-	cmd.Dir = clone
-	if err := os.WriteFile(filepath.Join(clone, innerMarker), nil, 0o644); err != nil {
-		t.Fatal(err)
+	out := runQuickStart(t, clone, cmds[1], "TESTFLAGS=-run=TestHelpAndVersion -v", "FUZZTIME=100x", "MODEL_FUZZTIME=10x")
+	if !strings.Contains(out, "--- PASS: TestHelpAndVersion") {
+		t.Errorf("%s did not run the test it was given:\n%s", cmds[1], tail(out, 60))
 	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", cmds[1], err, tail(string(out), 60))
-	}
-	t.Logf("%s passed in %v", cmds[1], time.Since(start).Round(time.Second))
+	t.Logf("%s, narrowed, passed in %v", cmds[1], time.Since(start).Round(time.Second))
 }
 
-// innerMarker, in a clone's top directory, marks the quick start's own run.
-const innerMarker = ".quickstart-inner"
+// runQuickStart runs command in dir with the environment of a new user's
+// shell plus env, and returns its output; a failure fails the test.
+func runQuickStart(t *testing.T, dir, command string, env ...string) string {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", command)
+	cmd.Dir = dir
+	for _, e := range os.Environ() {
+		// What make passes down to the tests running under it, and the
+		// knobs that narrow a run: none of it is in a new user's shell.
+		switch name, _, _ := strings.Cut(e, "="); name {
+		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "GNUMAKEFLAGS", "TESTFLAGS", "FUZZTIME", "MODEL_FUZZTIME":
+			continue
+		}
+		cmd.Env = append(cmd.Env, e)
+	}
+	cmd.Env = append(cmd.Env, env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s (with %q): %v\n%s", command, env, err, tail(string(out), 60))
+	}
+	return string(out)
+}
 
+// tail returns the last n lines of s.
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
