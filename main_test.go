@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +18,12 @@ import (
 
 func TestMain(m *testing.M) {
 	testnet.MaybeRunAgent()
-	os.Exit(m.Run())
+	code := m.Run()
+	if binPath != "" {
+		// The binary tests built is theirs alone: nothing stays in /tmp.
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }
 
 // runJSON runs tcpvet --json with args and decodes the snapshot.
