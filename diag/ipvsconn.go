@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -68,6 +70,32 @@ type IPVSConns struct {
 	// byTuple finds a connection's entry in conns by the 4-tuple one of
 	// its sockets sees.
 	byTuple map[ipvsTuple]int
+}
+
+// ipvsConnsLimit bounds the IPVS connection table tcpvet reads on every
+// refresh: about 100 bytes a line.
+const ipvsConnsLimit = 16 << 20
+
+// readIPVSConns reads the connection table at path, the calling thread's
+// /proc/net/ip_vs_conn; nil without an error where IPVS is not loaded.
+func readIPVSConns(path string) (*IPVSConns, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	lr := &io.LimitedReader{R: f, N: ipvsConnsLimit + 1}
+	c, err := parseIPVSConns(lr)
+	switch {
+	case lr.N <= 0:
+		return nil, fmt.Errorf("more than %d MiB, too large to read on every refresh", ipvsConnsLimit>>20)
+	case err != nil:
+		return nil, err
+	}
+	return &c, nil
 }
 
 // ipvsTuple is a connection as one of its sockets sees it. server tells the

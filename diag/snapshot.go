@@ -104,6 +104,9 @@ type Socket struct {
 	// connection instead of Remote (a sidecar proxy's REDIRECT, a DNAT),
 	// as its conntrack says; nil when nothing rewrote it or it is unknown.
 	RedirectedTo *netip.AddrPort `json:"redirected_to,omitempty"`
+	// IPVS is the entry of IPVS's connection table that carries the
+	// connection, in the target's or the host's IPVS; nil when none does.
+	IPVS *IPVSConn `json:"ipvs,omitempty"`
 	// Conntrack lists the entries that track the connection, one per
 	// namespace whose table holds one.
 	Conntrack []Flow `json:"conntrack,omitempty"`
@@ -180,6 +183,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	}
 
 	target := snap.visit(t, "target", proc)
+	ipvsConns := []*IPVSConns{target.ipvsConns}
 	snap.Target.Addresses, snap.Sysctls.Target = target.addrs, target.sysctls
 	snap.Target.Conntrack, snap.Target.Firewall = snap.readNetfilter(t, "target", target)
 	snap.Target.IPVS = snap.readIPVS(t, "target")
@@ -188,6 +192,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		snap.Host = Host{NetnsInode: h.Inode, Path: h.Path, Visible: !h.Same(t)}
 		if snap.Host.Visible {
 			host := snap.visit(h, "host", proc)
+			ipvsConns = append(ipvsConns, host.ipvsConns)
 			snap.Host.Addresses, snap.Sysctls.Host = host.addrs, host.sysctls
 			snap.Host.Conntrack, snap.Host.Firewall = snap.readNetfilter(h, "host", host)
 			snap.Host.IPVS = snap.readIPVS(h, "host")
@@ -216,6 +221,14 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		}
 		if to, ok := snap.Target.Conntrack.RedirectOf(s.Local, s.Remote); ok {
 			s.RedirectedTo = &to
+		}
+		for _, t := range ipvsConns {
+			if t == nil || s.IPVS != nil {
+				continue
+			}
+			if e, ok := t.Lookup(s.Local, s.Remote); ok {
+				s.IPVS = &e
+			}
 		}
 		for _, ct := range []struct {
 			table   *Conntrack
@@ -361,6 +374,9 @@ type inside struct {
 	addrs   []netip.Addr
 	sysctls Sysctls
 	legacy  []string
+	// ipvsConns is IPVS's connection table where IPVS is loaded.
+	ipvsConns *IPVSConns
+	ipvsErr   error
 }
 
 // visit reads a namespace's addresses, sysctls and iptables-legacy tables
@@ -371,10 +387,14 @@ func (snap *Snapshot) visit(ns *netns.NS, where, proc string) inside {
 	if err := ns.Do(func() (err error) {
 		in.addrs, addrErr = interfaceAddrs()
 		in.legacy = legacyTables(proc + "/thread-self/net")
+		in.ipvsConns, in.ipvsErr = readIPVSConns(proc + "/thread-self/net/ip_vs_conn")
 		in.sysctls, err = readSysctls(proc + "/sys")
 		return err
 	}); err != nil {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%s sysctls unreadable: %v", where, err))
+	}
+	if in.ipvsErr != nil {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%s IPVS connection table unread, so tcpvet cannot see how long IPVS keeps each connection: %v", where, in.ipvsErr))
 	}
 	if addrErr != nil {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%s addresses unreadable: %v", where, addrErr))

@@ -106,6 +106,10 @@ func pathEvidence(c conn, f *forgetting) Evidence {
 		"already_forgotten": f.Already, "forgets_in_s": secs(f.In),
 	}
 	f.describe(ev)
+	if e := c.IPVS; f.ipvs && e != nil {
+		ev["ipvs_expires_in_s"] = e.ExpiresInS
+		ev["ipvs_state"] = e.State
+	}
 	if e := f.Entry; e != nil {
 		ev["entry_expires_in_s"] = e.ExpiresInS
 		ev["entry_timeout_s"] = e.TimeoutS

@@ -52,6 +52,9 @@ type Middlebox struct {
 	// tracker is the conntrack behind a "conntrack (...)" middlebox, whose
 	// fate for each flow depends on what it knows of it.
 	tracker *tracker
+	// ipvs is set for an IPVS, whose connection table says how long it
+	// keeps each connection.
+	ipvs bool
 }
 
 // tracker is one namespace's conntrack, with what decides the fate of a
@@ -224,6 +227,7 @@ func ipvsMiddlebox(v *diag.IPVS, where string) (Middlebox, bool) {
 		return Middlebox{}, false
 	}
 	m := newMiddlebox(ipvsName(where), time.Duration(v.TCPTimeoutS)*time.Second, ExpiryReset, where+" IPVS tcp timeout (ipvsadm -l --timeout)")
+	m.ipvs = true
 	switch {
 	case !v.ServicesListed:
 		m.Scope = "every connection that leaves the namespace: IPVS's services could not be listed"

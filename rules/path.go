@@ -104,6 +104,11 @@ func forgettings(path []Middlebox, s *diag.Socket, sd side) []forgetting {
 			}
 		} else {
 			f.In, f.Already = estimate(m.IdleTimeout, idle, every)
+			if e := s.IPVS; m.ipvs && e != nil && !e.Template {
+				// IPVS's own entry of the connection: its time left, and
+				// fresh past the quiet when probes refresh it.
+				f.In, f.Already, f.KeptAlive = time.Duration(e.ExpiresInS)*time.Second, false, idle > m.IdleTimeout
+			}
 			f.Meets, f.Because = declaredFate(m.OnExpiry)
 		}
 		out = append(out, f)

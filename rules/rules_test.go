@@ -715,3 +715,22 @@ func TestForgottenFlowFates(t *testing.T) {
 		t.Errorf("a flow whose entry stays fresh fired %v", keys(got))
 	}
 }
+
+// TestIPVSEntry: IPVS's own entry of a connection says when it forgets it,
+// and an entry that outlived the connection's quiet is kept fresh by
+// someone's probes.
+func TestIPVSEntry(t *testing.T) {
+	s := healthy()
+	noKA(&s)
+	s.IPVS = &diag.IPVSConn{State: "ESTABLISHED", ExpiresInS: 812}
+	snap := snapshot(s)
+	ipvs900(snap)
+	f, ok := fired(Evaluate(snap, nil), s.ID)[RuleNoKeepalive]
+	if !ok || f.Severity != Critical || f.Evidence["forgets_in_s"] != 812.0 || f.Evidence["ipvs_expires_in_s"] != uint32(812) {
+		t.Errorf("%v %+v, want critical, forgetting in IPVS's own 812 s", ok, f.Evidence)
+	}
+	snap.Sockets[0].TCPInfo.LastDataRecv, snap.Sockets[0].TCPInfo.LastDataSent = 1000000, 1000000
+	if got := fired(Evaluate(snap, nil), s.ID); len(got) != 0 {
+		t.Errorf("an IPVS entry fresh after 1000 s of quiet fired %v", keys(got))
+	}
+}

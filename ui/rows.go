@@ -433,15 +433,20 @@ func retrans(s *diag.Socket) uint32 {
 // path has forgotten it, and "-" where nothing on the path keeps a record
 // tcpvet can read (a table it could not read is in the notes).
 func pathCell(s *diag.Socket, forgotten bool) string {
-	switch {
-	case forgotten:
+	if forgotten {
 		return "gone"
-	case len(s.Conntrack) == 0:
+	}
+	what, left := "", uint32(0)
+	for _, e := range s.Conntrack {
+		if what == "" || e.ExpiresInS < left {
+			what, left = "ct", e.ExpiresInS
+		}
+	}
+	if e := s.IPVS; e != nil && (what == "" || e.ExpiresInS < left) {
+		what, left = "ipvs", e.ExpiresInS
+	}
+	if what == "" {
 		return "-"
 	}
-	left := s.Conntrack[0].ExpiresInS
-	for _, e := range s.Conntrack[1:] {
-		left = min(left, e.ExpiresInS)
-	}
-	return "ct " + shortDur(time.Duration(left)*time.Second)
+	return what + " " + shortDur(time.Duration(left)*time.Second)
 }

@@ -452,7 +452,7 @@ func (m *Model) socketText(s *diag.Socket) string {
 		kv("watched", fmt.Sprintf("%s, longest quiet seen %s", shortDur(watched), shortDur(quiet)))
 	}
 
-	if len(s.Conntrack) > 0 {
+	if len(s.Conntrack) > 0 || s.IPVS != nil {
 		b.WriteString("\n" + st.Section.Render("What the path remembers") + "\n")
 		var line []string
 		if s.TCPInfo != nil && s.State == diag.Established {
@@ -475,6 +475,11 @@ func (m *Model) socketText(s *diag.Socket) string {
 			kv("  original", e.Original)
 			kv("  reply", e.Reply)
 			line = append(line, fmt.Sprintf("conntrack (%s) forgets it in %s", e.Netns, left))
+		}
+		if e := s.IPVS; e != nil {
+			left := shortDur(time.Duration(e.ExpiresInS) * time.Second)
+			kv("ipvs", fmt.Sprintf("%s, forgets it in %s unless a packet comes; client %s, virtual %s, real server %s", e.State, left, e.Client, e.Virtual, e.Dest))
+			line = append(line, "ipvs forgets it in "+left)
 		}
 		kv("time line", strings.Join(line, " · "))
 	}
