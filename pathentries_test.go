@@ -67,7 +67,7 @@ func TestConntrackEntriesJoinAndPolicy(t *testing.T) {
 			t.Errorf("%s: expires in %d s, conntrack -L said %d s before and %d s after", name, e.ExpiresInS, hi, lo)
 		}
 	}
-	if f := found[cli.Local["policy"]]; !hasCritical(f, rules.RuleNoKeepalive) || f[0].Evidence["idle_timeout_s"] != 8.0 {
+	if f := found[cli.Local["policy"]]; !hasCritical(f, rules.RuleNoKeepalive) || f[0].Evidence.IdleTimeoutS != 8 {
 		t.Errorf("policy flow: %+v, want critical no-keepalive on an 8 s timeout", f)
 	}
 	if hasCritical(found[cli.Local["default"]], rules.RuleNoKeepalive) {

@@ -186,8 +186,8 @@ func TestHalfOpenPredictionMatchesKernel(t *testing.T) {
 				if f.Rule != rules.RuleHalfOpen {
 					continue
 				}
-				in := time.Duration(f.Evidence["gives_up_in_s"].(float64) * float64(time.Second))
-				rto := time.Duration(f.Evidence["rto_ms"].(float64)) * time.Millisecond
+				in := time.Duration(*f.Evidence.GivesUpInS * float64(time.Second))
+				rto := time.Duration(f.Evidence.RTOMS) * time.Millisecond
 				predicted[name] = prediction{r.TakenAt.Add(in), rto, f}
 				t.Logf("%s: %s", name, f.Summary)
 			}
@@ -210,7 +210,7 @@ func TestHalfOpenPredictionMatchesKernel(t *testing.T) {
 			t.Errorf("%s: prediction off by %v, more than one RTO (%v)", e.Name, off, p.rto)
 		}
 	}
-	if got := predicted["user-timeout"].f.Evidence["gives_up_because"]; !strings.Contains(fmt.Sprint(got), "TCP_USER_TIMEOUT=3000") {
+	if got := predicted["user-timeout"].f.Evidence.GivesUpBecause; !strings.Contains(got, "TCP_USER_TIMEOUT=3000") {
 		t.Errorf("user-timeout connection gives up because %v", got)
 	}
 }

@@ -29,20 +29,19 @@ func halfOpen(c conn) *Finding {
 		info.Retransmits < halfOpenRetransmits || time.Duration(info.LastAckRecv)*time.Millisecond < halfOpenSilence {
 		return nil
 	}
-	ev := Evidence{
-		"tcpi_retransmits": info.Retransmits, "total_retrans": info.TotalRetrans, "backoff": info.Backoff, "unacked": info.Unacked,
-		"last_ack_recv_ms": info.LastAckRecv, "rto_ms": info.RTO / 1000, "send_q": s.SendQ,
+	re := &RetransEvidence{
+		State: s.State.String(), TCPIRetransmits: info.Retransmits, TotalRetrans: info.TotalRetrans, Backoff: info.Backoff,
+		Unacked: info.Unacked, LastAckRecvMS: info.LastAckRecv, RTOMS: info.RTO / 1000,
 	}
+	ev := Evidence{RetransEvidence: re, QueueEvidence: &QueueEvidence{SendQ: s.SendQ}}
 	when := "the kernel's give-up time is unknown (sysctls unreadable)"
 	if rt, ok := NewRetransmission(snap.Sysctls.Target, s.UserTimeoutMS); ok {
 		state := retransmitState(s, rt.RTOMax)
 		abort := rt.AbortAfter(state.FirstRTO)
 		in := max(0, abort-state.Elapsed)
-		ev["gives_up_in_s"] = secs(in)
-		ev["gives_up_after_s"] = secs(abort)
-		ev["retransmitting_for_s"] = secs(state.Elapsed)
 		because := rt.Reason()
-		ev["gives_up_because"] = because
+		re.RetransmittingForS = secs(state.Elapsed)
+		ev.GiveUpEvidence = &GiveUpEvidence{GivesUpInS: ptrTo(secs(in)), GivesUpAfterS: secs(abort), GivesUpBecause: because}
 		when = fmt.Sprintf("the kernel gives up in %s (%s, %s after the first unanswered transmission); until then writes hang", human(in), because, human(abort))
 	}
 	return &Finding{
@@ -83,7 +82,8 @@ func handshakeUnanswered(c conn) *Finding {
 func handshakeFinding(c conn, rule, what, segment string) *Finding {
 	s := c.Socket
 	retrans := int(s.Timer.Retrans)
-	ev := Evidence{"timer_retransmits": retrans, "state": s.State.String()}
+	re := &RetransEvidence{TimerRetransmits: retrans, State: s.State.String()}
+	ev := Evidence{RetransEvidence: re}
 	sev := Warning
 	when, sofar := "the kernel's give-up is unknown (sysctls unreadable)", ""
 	if h, ok := NewHandshake(c.snap.Sysctls.Target, s); ok {
@@ -96,8 +96,8 @@ func handshakeFinding(c conn, rule, what, segment string) *Finding {
 		elapsed := h.Elapsed(retrans, time.Duration(s.Timer.ExpiresMS)*time.Millisecond)
 		abort := h.AbortAfter()
 		in := max(0, abort-elapsed)
-		ev["gives_up_in_s"], ev["gives_up_after_s"], ev["unanswered_for_s"] = secs(in), secs(abort), secs(elapsed)
-		ev["gives_up_because"] = h.Reason(s.State == diag.SynSent)
+		re.UnansweredForS = secs(elapsed)
+		ev.GiveUpEvidence = &GiveUpEvidence{GivesUpInS: ptrTo(secs(in)), GivesUpAfterS: secs(abort), GivesUpBecause: h.Reason(s.State == diag.SynSent)}
 		sofar = fmt.Sprintf(", %s so far", human(elapsed))
 		when = fmt.Sprintf("the kernel gives up in %s, %s after the first %s (%s), with \"connection timed out\"", human(in), human(abort), segment, h.Reason(s.State == diag.SynSent))
 	}
@@ -152,8 +152,8 @@ func slowDeadPeer(snap *diag.Snapshot) *Finding {
 		Summary: fmt.Sprintf("%s without TCP_USER_TIMEOUT: if a peer dies while data is in flight (keepalive does not run then), writes hang about %s (tcp_retries2=%d) before the application hears of it",
 			plural(len(exposed), "connection"), human(abort), rt.Retries2),
 		Evidence: Evidence{
-			"tcp_retries2": rt.Retries2, "model_timeout_s": secs(rt.Budget), "gives_up_after_s": secs(abort),
-			"exposed": len(exposed), "sockets": listed, "options_unknown": unknown,
+			NamespaceEvidence: &NamespaceEvidence{TCPRetries2: rt.Retries2, ModelTimeoutS: secs(rt.Budget), Exposed: len(exposed), Sockets: listed, OptionsUnknown: unknown},
+			GiveUpEvidence:    &GiveUpEvidence{GivesUpAfterS: secs(abort), GivesUpBecause: rt.Reason()},
 		},
 		Fix: userTimeoutFixes(suggestedUserTimeout, snap.Sysctls.Target),
 	}

@@ -57,9 +57,6 @@ type Finding struct {
 	Fix      []Fix    `json:"fix"`
 }
 
-// Evidence holds the numbers a finding used, by name.
-type Evidence map[string]any
-
 // Fix is one way to prevent what a finding predicts.
 type Fix struct {
 	// Where names the layer: sysctl, setsockopt, go, grpc-go, istio, ...

@@ -93,41 +93,42 @@ func unknownPath(c conn) *Finding {
 		Severity: Warning,
 		Summary: fmt.Sprintf("%s has no keepalive: a NAT, load balancer or IPVS on the path that forgets idle flows will reset or silently drop its next write after a quiet spell, and a dead peer goes unnoticed while it is idle (idle now %s)",
 			ends(c.Socket), human(idleFor(c.Socket))),
-		Evidence: Evidence{"keepalive": false, "idle_s": secs(idleFor(c.Socket)), "side": c.side.String()},
+		Evidence: Evidence{PathEvidence: &PathEvidence{Keepalive: ptrTo(false), IdleS: secs(idleFor(c.Socket)), Side: c.side.String()}},
 		Fix:      keepaliveFixes(c, 350*time.Second),
 	}
 }
 
 // pathEvidence is what a finding about f on c's path rests on.
 func pathEvidence(c conn, f *forgetting) Evidence {
-	ev := Evidence{
-		"idle_s": secs(idleFor(c.Socket)), "side": c.side.String(),
-		"meets": string(f.Meets), "meets_because": f.Because,
-		"already_forgotten": f.Already, "forgets_in_s": secs(f.In),
+	ev := &PathEvidence{
+		IdleS: secs(idleFor(c.Socket)), Side: c.side.String(),
+		Meets: f.Meets, MeetsBecause: f.Because,
+		AlreadyForgotten: f.Already, ForgetsInS: secs(f.In),
 	}
 	f.describe(ev)
 	if e := c.IPVS; f.ipvs && e != nil {
-		ev["ipvs_expires_in_s"] = e.ExpiresInS
-		ev["ipvs_state"] = e.State
+		ev.IPVSExpiresInS, ev.IPVSState = e.ExpiresInS, e.State
 	}
 	if e := f.Entry; e != nil {
-		ev["entry_expires_in_s"] = e.ExpiresInS
-		ev["entry_timeout_s"] = e.TimeoutS
-		ev["entry_nat"] = e.NAT
-		ev["entry_original"] = e.Original
+		ev.EntryExpiresInS, ev.EntryTimeoutS, ev.EntryNAT, ev.EntryOriginal = e.ExpiresInS, e.TimeoutS, e.NAT, e.Original
 	}
-	k := c.Keepalive
-	if k.Enabled == nil {
-		ev["keepalive"] = "unknown"
-		return ev
+	if k := c.Keepalive; k.Enabled != nil {
+		ev.Keepalive = ptrTo(*k.Enabled)
+		if *k.Enabled {
+			ev.KeepaliveIdleS, ev.KeepaliveIntervalS, ev.KeepaliveProbes, ev.KeepaliveSource = *k.IdleS, *k.IntervalS, *k.Probes, k.Source
+			ev.DetectionS = secs(detection(k))
+		}
 	}
-	ev["keepalive"] = *k.Enabled
-	if *k.Enabled {
-		ev["keepalive_idle_s"], ev["keepalive_interval_s"], ev["keepalive_probes"] = *k.IdleS, *k.IntervalS, *k.Probes
-		ev["keepalive_source"] = k.Source
-	}
-	return ev
+	return Evidence{PathEvidence: ev}
 }
+
+// detection is how long keepalive k takes to declare a silent peer dead,
+// from the last data.
+func detection(k diag.Keepalive) time.Duration {
+	return time.Duration(*k.IdleS+*k.IntervalS**k.Probes) * time.Second
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Finding {
 	then := fmt.Sprintf("%s, so %s", f.Because, consequence(c, f.Meets))
@@ -146,10 +147,8 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 		if c.Keepalive.Source == "namespace" {
 			from = "the namespace's net.ipv4.tcp_keepalive_time"
 		}
-		k := c.Keepalive
-		detection := every + time.Duration(*k.IntervalS**k.Probes)*time.Second
 		summary = fmt.Sprintf("%s sends its first keepalive probe after %s idle (%s), but %s forgets an idle flow after %s (in %s%s): %s, so %s",
-			ends(c.Socket), human(every), from, f.Name, human(f.IdleTimeout), human(f.In), nextProbe(c), f.Because, lateProbe(f.Meets, detection))
+			ends(c.Socket), human(every), from, f.Name, human(f.IdleTimeout), human(f.In), nextProbe(c), f.Because, lateProbe(f.Meets, detection(c.Keepalive)))
 	default:
 		rule = RuleNoKeepalive
 		summary = fmt.Sprintf("%s has no keepalive: %s forgets it after %s quiet (in %s; idle now %s): %s",
@@ -158,12 +157,7 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 	if c.side.server && !f.Already && f.Meets.certain() {
 		summary += "; unless its client keeps the flow alive, which tcpvet cannot see from this end"
 	}
-	ev := pathEvidence(c, f)
-	if every > 0 {
-		k := c.Keepalive
-		ev["detection_s"] = secs(every + time.Duration(*k.IntervalS**k.Probes)*time.Second)
-	}
-	return &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: ev, Fix: keepaliveFixes(c, f.IdleTimeout)}
+	return &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: pathEvidence(c, f), Fix: keepaliveFixes(c, f.IdleTimeout)}
 }
 
 // nextProbe says when the socket's next keepalive probe goes, where its

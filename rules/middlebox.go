@@ -87,14 +87,8 @@ type hop struct {
 }
 
 // describe adds the middlebox, and why the connection meets it, to ev.
-func (h *hop) describe(ev Evidence) {
-	ev["idle_timeout_s"] = h.IdleTimeoutS
-	ev["middlebox"] = h.Name
-	ev["middlebox_source"] = h.Source
-	ev["on_expiry"] = string(h.OnExpiry)
-	if h.why != "" {
-		ev["middlebox_match"] = h.why
-	}
+func (h *hop) describe(ev *PathEvidence) {
+	ev.IdleTimeoutS, ev.Middlebox, ev.MiddleboxSource, ev.OnExpiry, ev.MiddleboxMatch = h.IdleTimeoutS, h.Name, h.Source, h.OnExpiry, h.why
 }
 
 // onPath returns the first of path, sorted shortest first, that carries s;

@@ -46,7 +46,7 @@ func podSysctlDiffers(snap *diag.Snapshot) *Finding {
 		Rule:     RulePodSysctlDiffers,
 		Severity: Warning,
 		Summary:  fmt.Sprintf("this namespace is looser than its host: %s; these sysctls are per network namespace, so tuning the node never reached it", strings.Join(parts, ", ")),
-		Evidence: Evidence{"sysctls": diff},
+		Evidence: Evidence{NamespaceEvidence: &NamespaceEvidence{Sysctls: diff}},
 		Fix:      fixes,
 	}
 }
@@ -90,7 +90,7 @@ func ipvsNodestDrop(path []Middlebox, sysctls diag.Sysctls, where string) func(*
 			Severity: Warning,
 			Summary: fmt.Sprintf("the %s's IPVS has %s=0: when a rolling update removes a real server, IPVS silently drops the packets of its open connections, so %s here would hang instead of failing at once: %s",
 				where, diag.IPVSExpireNodestConn, plural(len(carried), "connection"), hang),
-			Evidence: Evidence{diag.IPVSExpireNodestConn: 0, "ipvs": where, "sockets": carried[:min(len(carried), listExposed)]},
+			Evidence: Evidence{NamespaceEvidence: &NamespaceEvidence{ExpireNodestConn: ptrTo[int64](0), IPVS: where, Exposed: len(carried), Sockets: carried[:min(len(carried), listExposed)]}},
 			Fix: []Fix{
 				{Where: "the " + where + "'s sysctl (kube-proxy in IPVS mode sets it; 0 means something reset it, or another IPVS manager runs here)", Snippet: "sysctl -w " + diag.IPVSExpireNodestConn + "=1"},
 				{Where: "the clients", Snippet: "TCP_USER_TIMEOUT or gRPC keepalive bounds the hang whatever IPVS does"},

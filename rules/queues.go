@@ -19,7 +19,7 @@ func zeroWindow(c conn) *Finding {
 		Severity: Warning,
 		Summary: fmt.Sprintf("%s: the peer's receive window is closed, so its application is not reading; %d bytes wait here and writes block (%s so far)",
 			ends(s), s.SendQ, plural(int(s.Timer.Retrans), "window probe")),
-		Evidence: Evidence{"send_q": s.SendQ, "window_probes": s.Timer.Retrans, "timer": s.Timer.Kind.String()},
+		Evidence: Evidence{QueueEvidence: &QueueEvidence{SendQ: s.SendQ, WindowProbes: s.Timer.Retrans, Timer: s.Timer.Kind.String()}},
 		Fix: append([]Fix{{Where: "the peer", Snippet: fmt.Sprintf("find why the process behind %s stopped reading (stuck thread, full downstream, deadlock)", s.Remote)}},
 			userTimeoutFixes(suggestedUserTimeout, c.snap.Sysctls.Target)[:2]...),
 	}
@@ -34,7 +34,7 @@ func closeWait(c conn) *Finding {
 		Rule:     RuleCloseWait,
 		Severity: Warning,
 		Summary:  fmt.Sprintf("%s: the peer closed this connection and the local application never did; each one leaks a descriptor", ends(s)),
-		Evidence: Evidence{"recv_q": s.RecvQ, "processes": s.Processes},
+		Evidence: Evidence{QueueEvidence: &QueueEvidence{RecvQ: s.RecvQ, Processes: s.Processes}},
 		Fix:      []Fix{{Where: "the application", Snippet: "close the socket when a read returns 0 / io.EOF, and on every error path (defer conn.Close())"}},
 	}
 }
@@ -50,7 +50,7 @@ func recvBacklog(c conn) *Finding {
 		Rule:     RuleRecvBacklog,
 		Severity: Warning,
 		Summary:  fmt.Sprintf("%s: %s have arrived and sat unread for at least %s: the local application is not reading", ends(s), plural(int(s.RecvQ), "byte"), human(age)),
-		Evidence: Evidence{"recv_q": s.RecvQ, "last_data_recv_ms": s.TCPInfo.LastDataRecv, "processes": s.Processes},
+		Evidence: Evidence{QueueEvidence: &QueueEvidence{RecvQ: s.RecvQ, LastDataRecvMS: s.TCPInfo.LastDataRecv, Processes: s.Processes}},
 		Fix:      []Fix{{Where: "the application", Snippet: "find the reader that stopped: a blocked goroutine or thread, a full channel, a lock (kill -QUIT a Go process for its stacks)"}},
 	}
 }
@@ -64,7 +64,7 @@ func listenOverflow(c conn) *Finding {
 		Rule:     RuleListenOverflow,
 		Severity: Critical,
 		Summary:  fmt.Sprintf("listener %s%s: its accept queue is full (%d of %d): new connections are dropped or time out", s.Local, who(s), s.RecvQ, s.SendQ),
-		Evidence: Evidence{"accept_queue": s.RecvQ, "backlog": s.SendQ},
+		Evidence: Evidence{QueueEvidence: &QueueEvidence{AcceptQueue: s.RecvQ, Backlog: s.SendQ}},
 		Fix: []Fix{
 			{Where: "the application", Snippet: "accept faster (the accept loop is blocked or too slow), or pass a larger backlog to listen()"},
 			{Where: "namespace sysctl", Snippet: "net.core.somaxconn caps the backlog listen() may ask for"},

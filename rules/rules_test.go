@@ -201,7 +201,7 @@ func TestSocketRules(t *testing.T) {
 			if f.Severity != tt.severity {
 				t.Errorf("severity %v, want %v", f.Severity, tt.severity)
 			}
-			if f.Summary == "" || len(f.Fix) == 0 || len(f.Evidence) == 0 || strings.Contains(f.Summary, "%!") {
+			if f.Summary == "" || len(f.Fix) == 0 || len(f.Evidence.Fields()) == 0 || strings.Contains(f.Summary, "%!") {
 				t.Errorf("finding lacks words, evidence or fix: %+v", f)
 			}
 		})
@@ -305,14 +305,18 @@ func TestHalfOpenPredictsTheAbort(t *testing.T) {
 	// tcp_retries2=15 from a 204 ms RTO: aborts at the first expiry past
 	// 924.6 s, i.e. 0.204 * (2^10-1) + 120 * 6 = 928.692 s after the send;
 	// four expiries (3.06 s) and 2.264 s of the fifth timer have passed.
-	if got, want := f.Evidence["gives_up_after_s"], 928.692; !near(got, want) {
+	g := f.Evidence.GiveUpEvidence
+	if g == nil || g.GivesUpInS == nil {
+		t.Fatalf("no give-up evidence: %+v", f)
+	}
+	if got, want := g.GivesUpAfterS, 928.692; !near(got, want) {
 		t.Errorf("gives_up_after_s = %v, want %v", got, want)
 	}
-	if got, want := f.Evidence["gives_up_in_s"], 928.692-3.06-2.264; !near(got, want) {
+	if got, want := *g.GivesUpInS, 928.692-3.06-2.264; !near(got, want) {
 		t.Errorf("gives_up_in_s = %v, want %v", got, want)
 	}
-	if f.Evidence["gives_up_because"] != "tcp_retries2=15" {
-		t.Errorf("because = %v", f.Evidence["gives_up_because"])
+	if g.GivesUpBecause != "tcp_retries2=15" {
+		t.Errorf("because = %v", g.GivesUpBecause)
 	}
 }
 
@@ -352,7 +356,7 @@ func TestNamespaceRules(t *testing.T) {
 		lo := healthy()
 		lo.ID, lo.UserTimeoutMS, lo.Remote = "3c", ptr(0), netip.MustParseAddrPort("127.0.0.1:1")
 		f, ok := fired(Evaluate(snapshot(healthy(), exposed, lo), nil), "")[RuleSlowDeadPeer]
-		if !ok || f.Severity != Warning || f.Evidence["exposed"] != 1 || !near(f.Evidence["gives_up_after_s"], 924.6) {
+		if !ok || f.Severity != Warning || f.Evidence.Exposed != 1 || !near(f.Evidence.GivesUpAfterS, 924.6) {
 			t.Errorf("finding %+v", f)
 		}
 	})
@@ -444,10 +448,10 @@ func TestIPVSMatchEvidence(t *testing.T) {
 			tt.path(snap)
 			r := Evaluate(snap, nil)
 			f := fired(r, s.ID)[RuleNoKeepalive]
-			if f.Evidence["middlebox"] != "ipvs (host)" {
-				t.Fatalf("middlebox %v, want ipvs (host): %+v", f.Evidence["middlebox"], f)
+			if f.Evidence.Middlebox != "ipvs (host)" {
+				t.Fatalf("middlebox %v, want ipvs (host): %+v", f.Evidence.Middlebox, f)
 			}
-			if got, _ := f.Evidence["middlebox_match"].(string); got != tt.match {
+			if got := f.Evidence.MiddleboxMatch; got != tt.match {
 				t.Errorf("middlebox_match %q, want %q", got, tt.match)
 			}
 			if tt.scope != "" && (len(r.Middleboxes) != 1 || r.Middleboxes[0].Scope != tt.scope) {
@@ -556,11 +560,11 @@ func TestWhatTheNextWriteMeets(t *testing.T) {
 					t.Errorf("summary %q\nhas %q", f.Summary, w)
 				}
 			}
-			if f.Evidence["on_expiry"] != string(tt.onExpiry) {
-				t.Errorf("on_expiry %v, want %s", f.Evidence["on_expiry"], tt.onExpiry)
+			if f.Evidence.OnExpiry != tt.onExpiry {
+				t.Errorf("on_expiry %v, want %s", f.Evidence.OnExpiry, tt.onExpiry)
 			}
-			if want, _ := declaredFate(tt.onExpiry); f.Evidence["meets"] != string(want) {
-				t.Errorf("meets %v, want %s", f.Evidence["meets"], want)
+			if want, _ := declaredFate(tt.onExpiry); f.Evidence.Meets != want {
+				t.Errorf("meets %v, want %s", f.Evidence.Meets, want)
 			}
 		})
 	}
@@ -606,7 +610,7 @@ func TestIPVSExpireNodestOff(t *testing.T) {
 			t.Errorf("%s: fired: %s", tt.name, f.Summary)
 		case tt.want != "" && !ok:
 			t.Errorf("%s: did not fire", tt.name)
-		case ok && (f.Severity != Warning || f.Evidence["ipvs"] != tt.want ||
+		case ok && (f.Severity != Warning || f.Evidence.IPVS != tt.want ||
 			!strings.Contains(f.Summary, "1 connection here would hang instead of failing at once: up to 925 s (15m25s) with tcp_retries2=15 and no TCP_USER_TIMEOUT")):
 			t.Errorf("%s: %s %+v: %s", tt.name, f.Severity, f.Evidence, f.Summary)
 		}
@@ -698,8 +702,8 @@ func TestForgottenFlowFates(t *testing.T) {
 			if !ok {
 				t.Fatalf("fired %v, want %s", keys(got), tt.rule)
 			}
-			if f.Severity != tt.sev || f.Evidence["meets"] != string(tt.meets) {
-				t.Errorf("%s, meets %v; want %s, %s: %s", f.Severity, f.Evidence["meets"], tt.sev, tt.meets, f.Summary)
+			if f.Severity != tt.sev || f.Evidence.PathEvidence == nil || f.Evidence.Meets != tt.meets {
+				t.Errorf("%s, evidence %+v; want %s, %s: %s", f.Severity, f.Evidence.PathEvidence, tt.sev, tt.meets, f.Summary)
 			}
 		})
 	}
@@ -726,8 +730,8 @@ func TestIPVSEntry(t *testing.T) {
 	snap := snapshot(s)
 	ipvs900(snap)
 	f, ok := fired(Evaluate(snap, nil), s.ID)[RuleNoKeepalive]
-	if !ok || f.Severity != Critical || f.Evidence["forgets_in_s"] != 812.0 || f.Evidence["ipvs_expires_in_s"] != uint32(812) {
-		t.Errorf("%v %+v, want critical, forgetting in IPVS's own 812 s", ok, f.Evidence)
+	if !ok || f.Severity != Critical || f.Evidence.ForgetsInS != 812 || f.Evidence.IPVSExpiresInS != 812 {
+		t.Errorf("%v %+v, want critical, forgetting in IPVS's own 812 s", ok, f.Evidence.PathEvidence)
 	}
 	snap.Sockets[0].TCPInfo.LastDataRecv, snap.Sockets[0].TCPInfo.LastDataSent = 1000000, 1000000
 	if got := fired(Evaluate(snap, nil), s.ID); len(got) != 0 {

@@ -530,14 +530,9 @@ func (m *Model) findingText(f *rules.Finding) string {
 	for _, l := range strings.Split(ansi.Wrap(f.Summary, max(20, m.width-4), " "), "\n") {
 		fmt.Fprintf(&b, "  %s\n", l)
 	}
-	keys := make([]string, 0, len(f.Evidence))
-	for k := range f.Evidence {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	b.WriteString("  " + st.Label.Render("evidence") + "\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "    %s = %v\n", k, f.Evidence[k])
+	for _, fd := range f.Evidence.Fields() {
+		fmt.Fprintf(&b, "    %s = %s\n", fd.Name, fd.Value)
 	}
 	b.WriteString("  " + st.Label.Render("fix") + "\n")
 	for _, fx := range f.Fix {
