@@ -56,10 +56,13 @@ func TestConntrackEntriesJoinAndPolicy(t *testing.T) {
 	sr := runReport(t, "--netns", server.Path, "--host-netns", router.Path)
 
 	found := findingsFor(cr)
+	// The kernel reports whole seconds left, and tcp_info's quiet is read a
+	// moment apart: a derived timeout may be a second off.
+	near := func(got, want uint32) bool { return got+1 >= want && got <= want+1 }
 	for name, wantTimeout := range map[string]uint32{"policy": 8, "default": 7200} {
 		local := cli.Local[name]
 		e := hostEntry(t, cr, local)
-		if e.TimeoutS != wantTimeout || e.Side != "original" || e.NAT != "dnat" || e.TCPState != "ESTABLISHED" {
+		if !near(e.TimeoutS, wantTimeout) || e.Side != "original" || e.NAT != "dnat" || e.TCPState != "ESTABLISHED" {
 			t.Errorf("%s: entry %+v, want the original side of a dnat flow with timeout %d", name, e, wantTimeout)
 		}
 		lo, hi := after[local], before[local]
@@ -67,7 +70,7 @@ func TestConntrackEntriesJoinAndPolicy(t *testing.T) {
 			t.Errorf("%s: expires in %d s, conntrack -L said %d s before and %d s after", name, e.ExpiresInS, hi, lo)
 		}
 	}
-	if f := found[cli.Local["policy"]]; !hasCritical(f, rules.RuleNoKeepalive) || f[0].Evidence.IdleTimeoutS != 8 {
+	if f := found[cli.Local["policy"]]; !hasCritical(f, rules.RuleNoKeepalive) || !near(uint32(f[0].Evidence.IdleTimeoutS), 8) {
 		t.Errorf("policy flow: %+v, want critical no-keepalive on an 8 s timeout", f)
 	}
 	if hasCritical(found[cli.Local["default"]], rules.RuleNoKeepalive) {
@@ -78,7 +81,7 @@ func TestConntrackEntriesJoinAndPolicy(t *testing.T) {
 	for _, s := range sr.Sockets {
 		if s.State == diag.Established && s.Local.Port() == 7100 {
 			for _, e := range s.Conntrack {
-				joined = joined || e.Netns == "host" && e.Side == "reply" && e.NAT == "dnat" && e.TimeoutS == 8
+				joined = joined || e.Netns == "host" && e.Side == "reply" && e.NAT == "dnat" && near(e.TimeoutS, 8)
 			}
 		}
 	}
