@@ -127,30 +127,22 @@ func TestScenarioMatrix(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var results []matrixResult
+	// scenario runs one scenario beside the others and keeps its rows.
+	scenario := func(t *testing.T, name string, run func(*testing.T) []matrixResult) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rs := run(t)
+			mu.Lock()
+			results = append(results, rs...)
+			mu.Unlock()
+		})
+	}
 	t.Run("path", func(t *testing.T) {
 		for i, c := range cases {
-			t.Run(c.name, func(t *testing.T) {
-				t.Parallel()
-				rs := runMatrixCase(t, c, 60+i)
-				mu.Lock()
-				results = append(results, rs...)
-				mu.Unlock()
-			})
+			scenario(t, c.name, func(t *testing.T) []matrixResult { return runMatrixCase(t, c, 60+i) })
 		}
-		t.Run("syn-sent", func(t *testing.T) {
-			t.Parallel()
-			rs := runConnectCase(t, 80)
-			mu.Lock()
-			results = append(results, rs...)
-			mu.Unlock()
-		})
-		t.Run("half-open", func(t *testing.T) {
-			t.Parallel()
-			rs := runHalfOpenCase(t, 81)
-			mu.Lock()
-			results = append(results, rs...)
-			mu.Unlock()
-		})
+		scenario(t, "syn-sent", func(t *testing.T) []matrixResult { return runConnectCase(t, 80) })
+		scenario(t, "half-open", func(t *testing.T) []matrixResult { return runHalfOpenCase(t, 83) })
 	})
 	if t.Failed() {
 		return
@@ -207,15 +199,11 @@ func ratio(a, b int) float64 {
 // and base+10, takes tcpvet's verdicts, lets every flow sit idle past the
 // router's conntrack timeout, then writes on each and sees what comes back.
 func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
-	client, router, server := testnet.New(t), testnet.New(t), testnet.New(t)
-	_, rAddr := testnet.Link(t, client, router, base)
-	rAddr2, sAddr := testnet.Link(t, router, server, base+10)
-	client.Run(t, "ip", "route", "add", "default", "via", rAddr.V4)
-	server.Run(t, "ip", "route", "add", "default", "via", rAddr2.V4)
+	p := testnet.NewPath(t, base, base+10)
+	client, router, server, sAddr := p.Client, p.Router, p.Server, p.ServerAddr
 	for k, v := range c.clientTuning {
 		client.Sysctl(t, k, v)
 	}
-	router.Sysctl(t, "net.ipv4.ip_forward", "1")
 	router.Run(t, "nft", "add table inet fw")
 	router.Run(t, "nft", "add chain inet fw forward_filter { type filter hook forward priority 0 ; }")
 	// Any ct expression hooks conntrack into the router, as kube-proxy's do.

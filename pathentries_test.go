@@ -24,13 +24,9 @@ import (
 // the sysctl, flag exactly the flows the kernel then resets, and flag an
 // entry deleted under a live connection before its next write is reset.
 func TestConntrackEntriesJoinAndPolicy(t *testing.T) {
-	client, router, server := testnet.New(t), testnet.New(t), testnet.New(t)
-	_, rAddr := testnet.Link(t, client, router, 90)
-	rAddr2, sAddr := testnet.Link(t, router, server, 91)
-	client.Run(t, "ip", "route", "add", "default", "via", rAddr.V4)
-	server.Run(t, "ip", "route", "add", "default", "via", rAddr2.V4)
+	p := testnet.NewPath(t, 90, 91)
+	client, router, server, sAddr := p.Client, p.Router, p.Server, p.ServerAddr
 	const vip = "198.18.210.1"
-	router.Sysctl(t, "net.ipv4.ip_forward", "1")
 	router.Run(t, "ip", "addr", "add", vip+"/32", "dev", "lo")
 	nftFile(t, router, fmt.Sprintf(`table ip svc {
 	ct timeout short { protocol tcp; l3proto ip; policy = { established: 8 }; }
@@ -129,11 +125,8 @@ func TestConntrackEntriesJoinAndPolicy(t *testing.T) {
 // socket is joined by the original direction, the server's, which sees the
 // router's address, by the reply.
 func TestMasqueradeJoin(t *testing.T) {
-	client, router, server := testnet.New(t), testnet.New(t), testnet.New(t)
-	_, rAddr := testnet.Link(t, client, router, 92)
-	_, sAddr := testnet.Link(t, router, server, 93)
-	client.Run(t, "ip", "route", "add", "default", "via", rAddr.V4)
-	router.Sysctl(t, "net.ipv4.ip_forward", "1")
+	p := testnet.NewPath(t, 92, 93)
+	client, router, server, sAddr := p.Client, p.Router, p.Server, p.ServerAddr
 	nftFile(t, router, fmt.Sprintf(`table ip nat {
 	chain post { type nat hook postrouting priority 100; ip daddr %s masquerade; }
 }

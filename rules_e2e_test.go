@@ -61,13 +61,9 @@ func hasRule(fs []rules.Finding, names ...string) bool {
 // first with the router as host, must flag exactly the connections the
 // kernel then resets.
 func TestIdleTimeoutRulesMatchTheKernel(t *testing.T) {
-	client, router, server := testnet.New(t), testnet.New(t), testnet.New(t)
-	cAddr, rAddr := testnet.Link(t, client, router, 2)
-	rAddr2, sAddr := testnet.Link(t, router, server, 3)
-	client.Run(t, "ip", "route", "add", "default", "via", rAddr.V4)
-	server.Run(t, "ip", "route", "add", "default", "via", rAddr2.V4)
+	p := testnet.NewPath(t, 2, 3)
+	client, router, server, sAddr := p.Client, p.Router, p.Server, p.ServerAddr
 	const vip = "198.18.100.1"
-	router.Sysctl(t, "net.ipv4.ip_forward", "1")
 	router.Run(t, "ip", "addr", "add", vip+"/32", "dev", "lo")
 	router.Run(t, "nft", "add table ip svc")
 	router.Run(t, "nft", "add chain ip svc pre { type nat hook prerouting priority -100 ; }")
@@ -77,7 +73,6 @@ func TestIdleTimeoutRulesMatchTheKernel(t *testing.T) {
 	// which has no such socket and answers with a reset, as an IPVS node does.
 	router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_timeout_established", "4")
 	router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_loose", "0")
-	_ = cAddr
 
 	server.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "backend", Addr: ":7001", Mode: testnet.Hold}}})
 	svc := vip + ":80"

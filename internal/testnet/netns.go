@@ -109,3 +109,26 @@ func (n *NS) DropInbound(t testing.TB, port int) {
 	n.Run(t, "nft", "add chain inet tcpvet input { type filter hook input priority 0 ; }")
 	n.Run(t, "nft", fmt.Sprintf("add rule inet tcpvet input tcp dport %d drop", port))
 }
+
+// Path is a client and a server namespace that reach each other through a
+// router namespace, which forwards: the shape of a pod, a node and a
+// backend, or of a client behind a NAT.
+type Path struct {
+	Client, Router, Server *NS
+	// ClientAddr and ServerAddr are the ends'; RouterClient and
+	// RouterServer the router's on each link.
+	ClientAddr, RouterClient, RouterServer, ServerAddr Addrs
+}
+
+// NewPath builds a Path on subnets 198.18.clientNet.0/24 and
+// 198.18.serverNet.0/24, with each end routing through the router.
+func NewPath(t testing.TB, clientNet, serverNet int) *Path {
+	t.Helper()
+	p := &Path{Client: New(t), Router: New(t), Server: New(t)}
+	p.ClientAddr, p.RouterClient = Link(t, p.Client, p.Router, clientNet)
+	p.RouterServer, p.ServerAddr = Link(t, p.Router, p.Server, serverNet)
+	p.Client.Run(t, "ip", "route", "add", "default", "via", p.RouterClient.V4)
+	p.Server.Run(t, "ip", "route", "add", "default", "via", p.RouterServer.V4)
+	p.Router.Sysctl(t, "net.ipv4.ip_forward", "1")
+	return p
+}
