@@ -44,6 +44,11 @@ func idleRule(c conn) *Finding {
 	if !crossesNetwork(c.snap, c.Socket) {
 		return nil
 	}
+	if i := c.TCPInfo; c.Timer.Kind == diag.TimerOn && i != nil && i.Unacked > 0 {
+		// Data in flight: not idle, whatever its last data says; if the
+		// peer is gone, half-open says so.
+		return nil
+	}
 	known := c.Keepalive.Enabled != nil
 	every := ownKeepalive(c.Socket)
 	if len(c.path) == 0 {

@@ -41,15 +41,26 @@ func closeWait(c conn) *Finding {
 
 func recvBacklog(c conn) *Finding {
 	s := c.Socket
-	if s.State == diag.Listen || s.RecvQ == 0 || s.TCPInfo == nil ||
+	unread := s.RecvQ
+	if finReceived(s.State) && unread > 0 {
+		// The receive queue counts the peer's FIN as one byte until the
+		// application reads the end of the stream: that is close-wait's
+		// business, not data.
+		unread--
+	}
+	if s.State == diag.Listen || unread == 0 || s.TCPInfo == nil ||
 		time.Duration(s.TCPInfo.LastDataRecv)*time.Millisecond < unreadFor {
 		return nil
 	}
 	age := time.Duration(s.TCPInfo.LastDataRecv) * time.Millisecond
+	verb := "have"
+	if unread == 1 {
+		verb = "has"
+	}
 	return &Finding{
 		Rule:     RuleRecvBacklog,
 		Severity: Warning,
-		Summary:  fmt.Sprintf("%s: %s have arrived and sat unread for at least %s: the local application is not reading", ends(s), plural(int(s.RecvQ), "byte"), human(age)),
+		Summary:  fmt.Sprintf("%s: %s of data %s arrived and sat unread for at least %s: the local application is not reading", ends(s), plural(int(unread), "byte"), verb, human(age)),
 		Evidence: Evidence{QueueEvidence: &QueueEvidence{RecvQ: s.RecvQ, LastDataRecvMS: s.TCPInfo.LastDataRecv, Processes: s.Processes}},
 		Fix:      []Fix{{Where: "the application", Snippet: "find the reader that stopped: a blocked goroutine or thread, a full channel, a lock (kill -QUIT a Go process for its stacks)"}},
 	}
@@ -70,4 +81,14 @@ func listenOverflow(c conn) *Finding {
 			{Where: "namespace sysctl", Snippet: "net.core.somaxconn caps the backlog listen() may ask for"},
 		},
 	}
+}
+
+// finReceived reports whether a socket in state st has received its
+// peer's FIN.
+func finReceived(st diag.State) bool {
+	switch st {
+	case diag.CloseWait, diag.LastAck, diag.Closing, diag.TimeWait:
+		return true
+	}
+	return false
 }

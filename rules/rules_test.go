@@ -118,6 +118,7 @@ func TestSocketRules(t *testing.T) {
 		declared []Middlebox
 		want     string // the rule expected to fire, "" for none
 		severity Severity
+		also     string // a second rule expected to fire
 	}{
 		{name: "healthy", mutate: func(*diag.Socket) {}, path: ipvs900},
 
@@ -156,6 +157,7 @@ func TestSocketRules(t *testing.T) {
 
 		// half-open
 		{name: "peer gone", mutate: deadPeer(4, 3000), want: RuleHalfOpen, severity: Critical},
+		{name: "peer gone, no keepalive, IPVS on the path: retransmitting is not idle", mutate: func(s *diag.Socket) { deadPeer(4, 3000)(s); noKA(s) }, path: ipvs900, want: RuleHalfOpen, severity: Critical},
 		{name: "two retransmissions are not yet half-open", mutate: deadPeer(2, 3000)},
 		{name: "retransmitting but acked recently", mutate: deadPeer(5, 500)},
 		{name: "an orphan: no application hears of it", mutate: func(s *diag.Socket) { deadPeer(5, 3000)(s); s.State, s.Inode = diag.FinWait1, 0 }},
@@ -169,6 +171,8 @@ func TestSocketRules(t *testing.T) {
 
 		// close-wait
 		{name: "close wait", mutate: func(s *diag.Socket) { s.State = diag.CloseWait }, want: RuleCloseWait, severity: Warning},
+		{name: "close wait, its FIN unread is no data", mutate: func(s *diag.Socket) { s.State, s.RecvQ = diag.CloseWait, 1; s.TCPInfo.LastDataRecv = 5000 }, want: RuleCloseWait, severity: Warning},
+		{name: "close wait with data unread", mutate: func(s *diag.Socket) { s.State, s.RecvQ = diag.CloseWait, 2; s.TCPInfo.LastDataRecv = 5000 }, want: RuleCloseWait, severity: Warning, also: RuleRecvBacklog},
 
 		// recv-backlog
 		{name: "unread for 5 s", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecv = 5000 }, want: RuleRecvBacklog, severity: Warning},
@@ -195,8 +199,9 @@ func TestSocketRules(t *testing.T) {
 				return
 			}
 			f, ok := got[tt.want]
-			if !ok || len(got) != 1 {
-				t.Fatalf("fired %v, want exactly %s", keys(got), tt.want)
+			_, also := got[tt.also]
+			if want := 1 + btoi(tt.also != ""); !ok || len(got) != want || tt.also != "" && !also {
+				t.Fatalf("fired %v, want exactly %s %s", keys(got), tt.want, tt.also)
 			}
 			if f.Severity != tt.severity {
 				t.Errorf("severity %v, want %v", f.Severity, tt.severity)
@@ -737,4 +742,11 @@ func TestIPVSEntry(t *testing.T) {
 	if got := fired(Evaluate(snap, nil), s.ID); len(got) != 0 {
 		t.Errorf("an IPVS entry fresh after 1000 s of quiet fired %v", keys(got))
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -217,15 +217,15 @@ var columns = [numColumns]columnSpec{
 	colLocal:       {"LOCAL", 21, true, false, 5},
 	colRemote:      {"REMOTE", 21, true, false, 1},
 	colProcess:     {"PROCESS", 14, false, false, 3},
-	colRecvQ:       {"RECV-Q", 7, false, true, 6},
+	colRecvQ:       {"RECV-Q", 7, false, true, 8},
 	colSendQ:       {"SEND-Q", 7, false, true, 4},
-	colTimer:       {"TIMER", 16, false, false, 7},
+	colTimer:       {"TIMER", 16, false, false, 9},
 	colRetrans:     {"RETR", 5, false, true, 10},
 	colRTO:         {"RTO", 6, false, true, 12},
 	colIdle:        {"IDLE", 6, false, true, 11},
-	colKeepalive:   {"KEEPALIVE", 10, false, false, 8},
+	colKeepalive:   {"KEEPALIVE", 10, false, false, 6},
 	colUserTimeout: {"USER-TO", 7, false, true, 13},
-	colPath:        {"PATH", 9, false, false, 9},
+	colPath:        {"PATH", 9, false, false, 7},
 	colFinding:     {"FINDING", 18, false, false, 2},
 }
 
@@ -448,5 +448,14 @@ func pathCell(s *diag.Socket, forgotten bool) string {
 	if what == "" {
 		return "-"
 	}
-	return what + " " + shortDur(time.Duration(left)*time.Second)
+	return what + " " + wholeSecs(left)
+}
+
+// wholeSecs writes a time the kernel counts in whole seconds, saying no
+// more than it knows: 0s, 41s, 14m, 5d.
+func wholeSecs(s uint32) string {
+	if s < 100 {
+		return fmt.Sprintf("%ds", s)
+	}
+	return shortDur(time.Duration(s) * time.Second)
 }

@@ -430,7 +430,11 @@ func (m *Model) socketText(s *diag.Socket) string {
 	kv("inode", s.Inode)
 	kv("uid", s.UID)
 	kv("recv-q / send-q", fmt.Sprintf("%d / %d", s.RecvQ, s.SendQ))
-	kv("timer", fmt.Sprintf("%s, expires in %s, count %d", s.Timer.Kind, time.Duration(s.Timer.ExpiresMS)*time.Millisecond, s.Timer.Retrans))
+	if s.Timer.Kind == diag.TimerOff {
+		kv("timer", "off")
+	} else {
+		kv("timer", fmt.Sprintf("%s, expires in %s, count %d", s.Timer.Kind, time.Duration(s.Timer.ExpiresMS)*time.Millisecond, s.Timer.Retrans))
+	}
 	if s.Cong != "" {
 		kv("congestion", s.Cong)
 	}
@@ -468,16 +472,16 @@ func (m *Model) socketText(s *diag.Socket) string {
 			}
 			of := ""
 			if e.TimeoutS > 0 {
-				of = " of " + shortDur(time.Duration(e.TimeoutS)*time.Second)
+				of = " of " + wholeSecs(e.TimeoutS)
 			}
-			left := shortDur(time.Duration(e.ExpiresInS) * time.Second)
+			left := wholeSecs(e.ExpiresInS)
 			kv("conntrack ("+e.Netns+")", fmt.Sprintf("%s, forgets it in %s%s unless a packet comes", what, left, of))
 			kv("  original", e.Original)
 			kv("  reply", e.Reply)
 			line = append(line, fmt.Sprintf("conntrack (%s) forgets it in %s", e.Netns, left))
 		}
 		if e := s.IPVS; e != nil {
-			left := shortDur(time.Duration(e.ExpiresInS) * time.Second)
+			left := wholeSecs(e.ExpiresInS)
 			kv("ipvs", fmt.Sprintf("%s, forgets it in %s unless a packet comes; client %s, virtual %s, real server %s", e.State, left, e.Client, e.Virtual, e.Dest))
 			line = append(line, "ipvs forgets it in "+left)
 		}
@@ -496,7 +500,11 @@ func (m *Model) socketText(s *diag.Socket) string {
 		kv("timings from", map[string]string{"socket": "the socket's own setsockopt", "namespace": "the namespace's tcp_keepalive_* sysctls"}[k.Source])
 	}
 	if s.UserTimeoutMS != nil {
-		kv("TCP_USER_TIMEOUT", fmt.Sprintf("%d ms", *s.UserTimeoutMS))
+		if *s.UserTimeoutMS == 0 {
+			kv("TCP_USER_TIMEOUT", "unset (tcp_retries2 decides)")
+		} else {
+			kv("TCP_USER_TIMEOUT", fmt.Sprintf("%d ms", *s.UserTimeoutMS))
+		}
 	}
 
 	fs := []int{}
