@@ -110,7 +110,7 @@ func TestScreenshots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tm.WaitFor(10*time.Second, "half-open", "CLOSE_WAIT", "persist")
+	tm.WaitFor(10*time.Second, "half-open", "CLOSE_WAIT", "zero-window")
 	// Half way to the router's timeout, "soon" speaks: the router forgets
 	// "idle" first, and "soon" a few seconds after the shots.
 	time.Sleep(time.Until(start.Add(shotTimeout / 2 * time.Second)))

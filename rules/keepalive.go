@@ -44,9 +44,10 @@ func idleRule(c conn) *Finding {
 	if !crossesNetwork(c.snap, c.Socket) {
 		return nil
 	}
-	if i := c.TCPInfo; c.Timer.Kind == diag.TimerOn && i != nil && i.Unacked > 0 {
-		// Data in flight: not idle, whatever its last data says; if the
-		// peer is gone, half-open says so.
+	if i := c.TCPInfo; c.Timer.Kind == diag.TimerOn && i != nil && i.Unacked > 0 || c.Timer.Kind == diag.TimerPersist {
+		// Data in flight, or window probes to a peer that stopped reading:
+		// not idle, whatever its last data says. half-open and zero-window
+		// say what is wrong.
 		return nil
 	}
 	known := c.Keepalive.Enabled != nil

@@ -165,6 +165,11 @@ func TestSocketRules(t *testing.T) {
 
 		// zero-window
 		{name: "persist timer", mutate: func(s *diag.Socket) { s.Timer = diag.Timer{Kind: diag.TimerPersist, Retrans: 2}; s.SendQ = 9000 }, want: RuleZeroWindow, severity: Warning},
+		{name: "persist timer, no keepalive, IPVS on the path: window probes are not idle", mutate: func(s *diag.Socket) {
+			noKA(s)
+			s.Timer = diag.Timer{Kind: diag.TimerPersist, Retrans: 2}
+			s.SendQ = 9000
+		}, path: ipvs900, want: RuleZeroWindow, severity: Warning},
 		{name: "window closed, data queued", mutate: func(s *diag.Socket) { s.TCPInfo.SndWnd = 0; s.SendQ = 10 }, want: RuleZeroWindow, severity: Warning},
 		{name: "window closed, nothing queued", mutate: func(s *diag.Socket) { s.TCPInfo.SndWnd = 0 }},
 		{name: "old kernel without snd_wnd", mutate: func(s *diag.Socket) { s.TCPInfo.SndWnd = 0; s.TCPInfo.Size = 104; s.SendQ = 10 }},
