@@ -24,11 +24,12 @@ func threat(f *forgetting, sd side) Severity {
 	switch {
 	case !f.Meets.certain():
 		return Warning
-	case f.Already:
+	case f.Already && (f.gone || !sd.server):
 		return Critical
 	case sd.server:
 		// Clients keep flows alive more often than servers do, and their
-		// keepalive probes cannot be seen from here before they come.
+		// keepalive probes cannot be seen from here: only the path's own
+		// table can say they did not come.
 		return Warning
 	case f.IdleTimeout > nearTimeout:
 		return Warning
@@ -160,7 +161,7 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 		summary = fmt.Sprintf("%s has no keepalive: %s forgets it after %s quiet (in %s; idle now %s): %s",
 			ends(c.Socket), f.Name, human(f.IdleTimeout), human(f.In), human(idleFor(c.Socket)), then)
 	}
-	if c.side.server && !f.Already && f.Meets.certain() {
+	if c.side.server && !f.gone && f.Meets.certain() {
 		summary += "; unless its client keeps the flow alive, which tcpvet cannot see from this end"
 	}
 	return &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: pathEvidence(c, f), Fix: keepaliveFixes(c, f.IdleTimeout)}

@@ -43,6 +43,9 @@ type forgetting struct {
 	// In is how long until it forgets the flow; 0 when it already has.
 	In      time.Duration
 	Already bool
+	// gone is set when Already is seen, not estimated: the middlebox's own
+	// table holds no entry of the flow.
+	gone bool
 	// Entry is the middlebox's own record of the flow, where tcpvet read it.
 	Entry *diag.Flow
 	// KeptAlive is set when the entry outlived the flow's quiet: packets
@@ -166,7 +169,7 @@ func (t *tracker) fate(f *forgetting, s *diag.Socket, sd side, idle, every time.
 		// The table tracks this socket's other flows, yet holds no entry
 		// of this one: forgotten, deleted, or older than the rule that
 		// hooked conntrack in. Its next packet meets the same.
-		f.Already = true
+		f.Already, f.gone = true, true
 	default:
 		f.In, f.Already = estimate(timeout, idle, every)
 	}

@@ -755,3 +755,19 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// TestServerQuietPastADeclaredTimeout: a server's end quiet past an NLB's
+// timeout may have been kept alive by its client's probes, which nothing
+// tcpvet reads can show: a warning, not critical.
+func TestServerQuietPastADeclaredTimeout(t *testing.T) {
+	s := healthy()
+	noKA(&s)
+	backend(&s)
+	s.TCPInfo.LastDataRecv, s.TCPInfo.LastDataSent = 400000, 400000
+	ln := healthy()
+	ln.ID, ln.State, ln.Local, ln.Remote = "11", diag.Listen, netip.MustParseAddrPort("0.0.0.0:8080"), netip.MustParseAddrPort("0.0.0.0:0")
+	f, ok := fired(Evaluate(snapshot(s, ln), []Middlebox{mustPreset("aws-nlb")}), s.ID)[RuleFlowForgotten]
+	if !ok || f.Severity != Warning {
+		t.Errorf("%v %s: %s", ok, f.Severity, f.Summary)
+	}
+}
