@@ -35,6 +35,7 @@ func halfOpen(c conn) *Finding {
 	}
 	ev := Evidence{RetransEvidence: re, QueueEvidence: &QueueEvidence{SendQ: s.SendQ}}
 	when := "the kernel's give-up time is unknown (sysctls unreadable)"
+	var failsIn *float64
 	if rt, ok := NewRetransmission(snap.Sysctls.Target, s.UserTimeoutMS); ok {
 		state := retransmitState(s, rt.RTOMax)
 		abort := rt.AbortAfter(state.FirstRTO)
@@ -42,11 +43,14 @@ func halfOpen(c conn) *Finding {
 		because := rt.Reason()
 		re.RetransmittingForS = secs(state.Elapsed)
 		ev.GiveUpEvidence = &GiveUpEvidence{GivesUpInS: ptrTo(secs(in)), GivesUpAfterS: secs(abort), GivesUpBecause: because}
+		failsIn = ptrTo(secs(in))
 		when = fmt.Sprintf("the kernel gives up in %s (%s, %s after the first unanswered transmission); until then writes hang", human(in), because, human(abort))
 	}
 	return &Finding{
 		Rule:     RuleHalfOpen,
 		Severity: Critical,
+		Failing:  FailingNow,
+		FailsInS: failsIn,
 		Summary: fmt.Sprintf("%s: the peer has not acknowledged anything for %s (%s in a row, tcpi_retransmits; %s unacknowledged): it is probably gone; %s",
 			ends(s), human(time.Duration(info.LastAckRecv)*time.Millisecond), plural(int(info.Retransmits), "unanswered retransmission"), plural(int(info.Unacked), "segment"), when),
 		Evidence: ev,
@@ -86,6 +90,7 @@ func handshakeFinding(c conn, rule, what, segment string) *Finding {
 	ev := Evidence{RetransEvidence: re}
 	sev := Warning
 	when, sofar := "the kernel's give-up is unknown (sysctls unreadable)", ""
+	var failsIn *float64
 	if h, ok := NewHandshake(c.snap.Sysctls.Target, s); ok {
 		// The linear SYN retransmissions, a second apart, are there for
 		// SYNs lost by chance or dropped by a full accept queue: a connect
@@ -98,6 +103,7 @@ func handshakeFinding(c conn, rule, what, segment string) *Finding {
 		in := max(0, abort-elapsed)
 		re.UnansweredForS = secs(elapsed)
 		ev.GiveUpEvidence = &GiveUpEvidence{GivesUpInS: ptrTo(secs(in)), GivesUpAfterS: secs(abort), GivesUpBecause: h.Reason(s.State == diag.SynSent)}
+		failsIn = ptrTo(secs(in))
 		sofar = fmt.Sprintf(", %s so far", human(elapsed))
 		when = fmt.Sprintf("the kernel gives up in %s, %s after the first %s (%s), with \"connection timed out\"", human(in), human(abort), segment, h.Reason(s.State == diag.SynSent))
 	}
@@ -108,6 +114,8 @@ func handshakeFinding(c conn, rule, what, segment string) *Finding {
 	return &Finding{
 		Rule:     rule,
 		Severity: sev,
+		Failing:  FailingNow,
+		FailsInS: failsIn,
 		Summary: fmt.Sprintf("%s: %s unanswered: %d %s retransmissions without reply%s; %s",
 			ends(s), what, retrans, segment, sofar, when),
 		Evidence: ev,

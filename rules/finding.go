@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 )
@@ -52,9 +53,62 @@ type Finding struct {
 	// Socket is the id of the socket concerned, or nil for the namespace.
 	Socket *string `json:"socket"`
 	// Summary is one line: what will happen, and when.
-	Summary  string   `json:"summary"`
+	Summary string `json:"summary"`
+	// Failing is "now" for a connection failing as it stands (a dead peer,
+	// a connect unanswered, a full accept queue), "next-write" for one
+	// whose next packet meets its fate, and "" otherwise.
+	Failing Failing `json:"failing,omitempty"`
+	// FailsInS is how many seconds until the application hears of the
+	// failure, where tcpvet predicts it: the kernel's give-up, or when the
+	// path forgets the flow.
+	FailsInS *float64 `json:"fails_in_s,omitempty"`
 	Evidence Evidence `json:"evidence"`
 	Fix      []Fix    `json:"fix"`
+}
+
+// Failing says how soon a finding's connection fails.
+type Failing string
+
+// How soon a connection fails.
+const (
+	FailingNow       Failing = "now"
+	FailingNextWrite Failing = "next-write"
+)
+
+// rank orders failings: now, then at the next write, then the rest.
+func (f Failing) rank() int {
+	switch f {
+	case FailingNow:
+		return 0
+	case FailingNextWrite:
+		return 1
+	}
+	return 2
+}
+
+// urgency orders findings most urgent first: by severity, then what fails
+// now, then what fails at its next write, then soonest to fail.
+func urgency(a, b Finding) int {
+	if c := cmp.Compare(b.Severity, a.Severity); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Failing.rank(), b.Failing.rank()); c != 0 {
+		return c
+	}
+	switch {
+	case a.FailsInS != nil && b.FailsInS == nil:
+		return -1
+	case a.FailsInS == nil && b.FailsInS != nil:
+		return 1
+	case a.FailsInS != nil:
+		if c := cmp.Compare(*a.FailsInS, *b.FailsInS); c != 0 {
+			return c
+		}
+	}
+	if c := cmp.Compare(a.Rule, b.Rule); c != 0 {
+		return c
+	}
+	return cmp.Compare(deref(a.Socket), deref(b.Socket))
 }
 
 // Fix is one way to prevent what a finding predicts.

@@ -164,7 +164,11 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 	if c.side.server && !f.gone && f.Meets.certain() {
 		summary += "; unless its client keeps the flow alive, which tcpvet cannot see from this end"
 	}
-	return &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: pathEvidence(c, f), Fix: keepaliveFixes(c, f.IdleTimeout)}
+	fin := &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: pathEvidence(c, f), Fix: keepaliveFixes(c, f.IdleTimeout), FailsInS: ptrTo(secs(f.In))}
+	if f.Already {
+		fin.Failing = FailingNextWrite
+	}
+	return fin
 }
 
 // nextProbe says when the socket's next keepalive probe goes, where its

@@ -74,6 +74,7 @@ func listenOverflow(c conn) *Finding {
 	return &Finding{
 		Rule:     RuleListenOverflow,
 		Severity: Critical,
+		Failing:  FailingNow,
 		Summary:  fmt.Sprintf("listener %s%s: its accept queue is full (%d of %d): new connections are dropped or time out", s.Local, who(s), s.RecvQ, s.SendQ),
 		Evidence: Evidence{QueueEvidence: &QueueEvidence{AcceptQueue: s.RecvQ, Backlog: s.SendQ}},
 		Fix: []Fix{

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"net/netip"
@@ -92,15 +91,7 @@ func Evaluate(snap *diag.Snapshot, declared []Middlebox) Report {
 			r.Findings = append(r.Findings, *f)
 		}
 	}
-	slices.SortStableFunc(r.Findings, func(a, b Finding) int {
-		if c := cmp.Compare(b.Severity, a.Severity); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.Rule, b.Rule); c != 0 {
-			return c
-		}
-		return cmp.Compare(deref(a.Socket), deref(b.Socket))
-	})
+	slices.SortStableFunc(r.Findings, urgency)
 	return r
 }
 

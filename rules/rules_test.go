@@ -771,3 +771,36 @@ func TestServerQuietPastADeclaredTimeout(t *testing.T) {
 		t.Errorf("%v %s: %s", ok, f.Severity, f.Summary)
 	}
 }
+
+// TestUrgencyOrder: what fails now comes first, then what fails at its
+// next write, then the soonest to be forgotten; warnings after.
+func TestUrgencyOrder(t *testing.T) {
+	mk := func(id string, mutate func(*diag.Socket)) diag.Socket {
+		s := healthy()
+		s.ID = id
+		s.Local = netip.MustParseAddrPort("198.18.1.1:4" + id)
+		mutate(&s)
+		return s
+	}
+	soon := mk("0001", noKA)
+	later := mk("0002", noKA)
+	later.Conntrack = []diag.Flow{{Netns: "host", ExpiresInS: 25, NAT: "dnat", TCPState: "ESTABLISHED", Side: "original"}}
+	soon.Conntrack = []diag.Flow{{Netns: "host", ExpiresInS: 5, NAT: "dnat", TCPState: "ESTABLISHED", Side: "original"}}
+	dead := mk("0003", deadPeer(5, 3000))
+	gone := mk("0004", noKA)
+	snap := snapshot(later, gone, soon, dead)
+	// The client's other flow to the same address was translated, so the
+	// forgotten one was too: with loose=0 its next packet is lost.
+	tracked(30, 0, "gone", ctFlow("198.18.1.1:39000", "198.18.1.2:443", "10.244.1.5:8080", true))(snap)
+	snap.Sockets[0].Conntrack, snap.Sockets[2].Conntrack = later.Conntrack, soon.Conntrack
+	var order []string
+	for _, f := range Evaluate(snap, nil).Findings {
+		if f.Socket != nil {
+			order = append(order, *f.Socket+" "+f.Rule)
+		}
+	}
+	want := []string{"0003 half-open", "0004 flow-forgotten", "0001 no-keepalive", "0002 no-keepalive"}
+	if len(order) < len(want) || !slices.Equal(order[:len(want)], want) {
+		t.Errorf("order %v, want %v first", order, want)
+	}
+}

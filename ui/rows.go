@@ -3,6 +3,7 @@ package ui
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -388,7 +389,7 @@ func less(c column, a, b *row) int {
 	case colIdle:
 		r = cmp.Compare(a.s.IdleMS(), b.s.IdleMS())
 	case colFinding:
-		r = cmp.Compare(a.worst, b.worst)
+		r = cmp.Compare(urgencyKey(a), urgencyKey(b))
 	default:
 		r = a.s.Local.Compare(b.s.Local)
 	}
@@ -409,9 +410,19 @@ func numericKey(c column, r *row) (uint32, bool) {
 	case colIdle:
 		return r.s.IdleMS(), true
 	case colFinding:
-		return uint32(r.worst + 1), true
+		return urgencyKey(r), true
 	}
 	return 0, false
+}
+
+// urgencyKey is larger the more urgent the row's worst finding: the report
+// lists findings most urgent first (what fails now, at its next write,
+// soonest), so its index, turned around, is the key; 0 for no finding.
+func urgencyKey(r *row) uint32 {
+	if r.first < 0 {
+		return 0
+	}
+	return math.MaxUint32 - uint32(r.first)
 }
 
 func procKey(s *diag.Socket) string {

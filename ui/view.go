@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -294,18 +295,18 @@ func (m Model) helpView() string {
 
 // findingOrder lists findings grouped by rule, the worst rule first.
 func findingOrder(rep *rules.Report) []int {
+	// The report lists findings most urgent first; a rule's group stands
+	// where its most urgent finding does, and keeps the report's order.
 	idx := make([]int, len(rep.Findings))
-	worst := map[string]rules.Severity{}
+	first := map[string]int{}
 	for i, f := range rep.Findings {
 		idx[i] = i
-		worst[f.Rule] = max(worst[f.Rule], f.Severity)
+		if _, ok := first[f.Rule]; !ok {
+			first[f.Rule] = i
+		}
 	}
 	slices.SortStableFunc(idx, func(a, b int) int {
-		fa, fb := rep.Findings[a], rep.Findings[b]
-		if worst[fa.Rule] != worst[fb.Rule] {
-			return int(worst[fb.Rule] - worst[fa.Rule])
-		}
-		return strings.Compare(fa.Rule, fb.Rule)
+		return cmp.Compare(first[rep.Findings[a].Rule], first[rep.Findings[b].Rule])
 	})
 	return idx
 }
