@@ -153,8 +153,9 @@ func TestChurn(t *testing.T) {
 	}
 }
 
-// The only netfilter messages tcpvet may send: a conntrack dump, and the
-// nftables listings of tables, chains, rules and the ruleset's generation.
+// The only netfilter messages tcpvet may send: a conntrack dump, or a GET
+// of one entry (the same type without NLM_F_DUMP), and the nftables
+// listings of tables, chains, rules and the ruleset's generation.
 var (
 	ctDump     = regexp.MustCompile(`nlmsg_type=(NFNL_SUBSYS_CTNETLINK<<8\|IPCTNL_MSG_CT_GET|0x101)[, ]`)
 	nftListing = regexp.MustCompile(`nlmsg_type=(NFNL_SUBSYS_NFTABLES<<8\|NFT_MSG_GET(TABLE|CHAIN|RULE|GEN)|0xa0[147]|0xa10)[, ]`)
@@ -213,17 +214,25 @@ func TestReadOnlyUnderStrace(t *testing.T) {
 				netfilter[strings.Fields(ret)[0]] = true
 			}
 		case netfilter[fd] && (name == "sendmsg" || name == "sendto"):
-			// Only a plain conntrack dump, (1<<8)|IPCTNL_MSG_CT_GET: not
-			// CT_GET_CTRZERO, which zeroes counters, nor a delete; and
-			// to nftables only the listings of chains and rules, never a
-			// batch that changes them. strace names the type or prints it.
-			switch {
-			case ctDump.MatchString(line):
-				ctDumps++
-			case nftListing.MatchString(line):
-				nftReads++
-			default:
-				t.Errorf("sent netfilter a message other than a conntrack dump or an nftables listing: %s", line)
+			// Only a plain conntrack dump or GET, (1<<8)|IPCTNL_MSG_CT_GET:
+			// not CT_GET_CTRZERO, which zeroes counters, nor a delete;
+			// and to nftables only the listings of chains and rules,
+			// never a batch that changes them. strace names the type or
+			// prints it. One sendmsg can carry several messages (tcpvet
+			// sends its GETs in batches): each must be one of these.
+			msgs := strings.Split(line, "nlmsg_type=")[1:]
+			if len(msgs) == 0 {
+				t.Errorf("sent netfilter something strace does not decode: %s", line)
+			}
+			for _, m := range msgs {
+				switch m = "nlmsg_type=" + m; {
+				case ctDump.MatchString(m):
+					ctDumps++
+				case nftListing.MatchString(m):
+					nftReads++
+				default:
+					t.Errorf("sent netfilter a message other than a conntrack dump or GET or an nftables listing: %s", line)
+				}
 			}
 		case name == "pidfd_getfd":
 			if _, ret, ok := strings.Cut(line, " = "); ok && !strings.HasPrefix(ret, "-") {

@@ -17,17 +17,20 @@ import (
 // conntrackDumpLimit bounds the conntrack tables tcpvet dumps on every
 // refresh. A pod's table holds a few flows; a node's can hold a million,
 // too many to read every second (a dump of 250,000 entries takes 2.3 s).
-// Asking for each connection's entry would scale with the sockets instead,
-// but ti-mo/conntrack v0.6's Get waits forever on this kernel's reply
-// (flagged multipart, ended by an ACK, not NLMSG_DONE).
+// In a larger table tcpvet asks for the entries of the namespace's
+// connections instead (lookupFlows), which scales with them.
 const conntrackDumpLimit = 20000
 
 // Conntrack is what one namespace's connection tracking knows of the
 // flows through it, as far as tcpvet could read it.
 type Conntrack struct {
-	// Read is true when the table was dumped; Reason says why it was not.
+	// Read is true when the table was read; Reason says why it was not.
 	Read   bool   `json:"read"`
 	Reason string `json:"reason,omitempty"`
+	// LookedUp is true when the table, too large to dump, was asked for
+	// the entries of the namespace's established connections alone. Then
+	// Flows, Services and Masqueraded know only those entries.
+	LookedUp bool `json:"looked_up,omitempty"`
 	// Flows counts the TCP entries read.
 	Flows int `json:"flows"`
 	// Services maps each destination its rules translate (a service
@@ -207,18 +210,29 @@ var conntrackStates = [...]string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED",
 // readConntrack reads the conntrack of ns, the namespace named where, if it
 // tracks anything: the kernel hooks conntrack into a namespace only once a
 // rule there needs it, and then it is on the path of what passes through.
-// It returns nil when the namespace tracks nothing.
-func readConntrack(ns *netns.NS, where string, s Sysctls) *Conntrack {
+// A table too large to dump is asked for the entries of conns alone: the
+// established connections of the namespace tcpvet looks at, as keyOf
+// makes them. It returns nil when the namespace tracks nothing.
+func readConntrack(ns *netns.NS, where string, s Sysctls, conns []flowKey) *Conntrack {
 	n, ok := s.Get(ConntrackCount)
 	switch {
 	case !ok || n == 0:
 		return nil
-	case n > conntrackDumpLimit:
-		return &Conntrack{Reason: fmt.Sprintf("holds %d flows, more than the %d tcpvet reads on every refresh", n, conntrackDumpLimit)}
+	case n > conntrackDumpLimit && len(conns) > conntrackLookupLimit:
+		return &Conntrack{Reason: fmt.Sprintf("holds %d flows, more than the %d tcpvet dumps on every refresh, and the target has %d established connections, more than the %d whose entries it asks for one by one", n, conntrackDumpLimit, len(conns), conntrackLookupLimit)}
 	case !modulePresent("nf_conntrack_netlink"):
 		// Opening it would make the kernel load nf_conntrack_netlink,
 		// and a read-only tool loads nothing into a node.
 		return &Conntrack{Reason: "nf_conntrack_netlink is not loaded (tcpvet does not load it)"}
+	}
+	if n > conntrackDumpLimit {
+		flows, err := lookupFlows(ns, conns)
+		if err != nil {
+			return &Conntrack{Reason: conntrackErr(err)}
+		}
+		ct := newConntrack(flows, where)
+		ct.LookedUp = true
+		return ct
 	}
 	c, err := conntrack.Dial(netlinkConfig(ns))
 	if err != nil {

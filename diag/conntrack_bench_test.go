@@ -52,7 +52,9 @@ func BenchmarkConntrackJoin(b *testing.B) {
 }
 
 // BenchmarkConntrackRead dumps a table of 250,000 entries from the kernel
-// and indexes it. It needs root, and fills a namespace's table of its own.
+// and indexes it, and against the same table asks for the entries of
+// 40,000 and of 200 connections one by one, as tcpvet does for a table too
+// large to dump. It needs root, and fills a namespace's table of its own.
 func BenchmarkConntrackRead(b *testing.B) {
 	if !modulePresent("nf_conntrack_netlink") {
 		b.Skip("nf_conntrack_netlink is not loaded")
@@ -74,7 +76,7 @@ func BenchmarkConntrackRead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	flows, _ := benchFlows(n, 0)
+	flows, conns := benchFlows(n, 40000)
 	for i, f := range flows {
 		if err := c.Create(f); err != nil {
 			b.Fatalf("create entry %d: %v (net.netfilter.nf_conntrack_max too low?)", i, err)
@@ -89,4 +91,15 @@ func BenchmarkConntrackRead(b *testing.B) {
 			newConntrack(got, "host")
 		}
 	})
+	for _, m := range []int{40000, 200} {
+		b.Run(fmt.Sprintf("lookup-%d", m), func(b *testing.B) {
+			for b.Loop() {
+				got, err := lookupFlows(h, conns[:m])
+				if err != nil || len(got) != m {
+					b.Fatalf("lookup: %d entries, %v", len(got), err)
+				}
+				newConntrack(got, "host")
+			}
+		})
+	}
 }

@@ -182,10 +182,20 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), netns.DeniedHint()))
 	}
 
+	// A conntrack table too large to dump is asked for the entries of
+	// these alone: the rules judge no other connection by its entry, and
+	// a busy node's TIME_WAIT sockets would crowd them out of the bound.
+	var established []flowKey
+	for _, r := range raws {
+		if r.State == Established {
+			established = append(established, keyOf(r.Local, r.Remote))
+		}
+	}
+
 	target := snap.visit(t, "target", proc)
 	ipvsConns := []*IPVSConns{target.ipvsConns}
 	snap.Target.Addresses, snap.Sysctls.Target = target.addrs, target.sysctls
-	snap.Target.Conntrack, snap.Target.Firewall = snap.readNetfilter(t, "target", target)
+	snap.Target.Conntrack, snap.Target.Firewall = snap.readNetfilter(t, "target", target, established)
 	snap.Target.IPVS = snap.readIPVS(t, "target")
 
 	if h := opts.Host; h != nil {
@@ -194,7 +204,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 			host := snap.visit(h, "host", proc)
 			ipvsConns = append(ipvsConns, host.ipvsConns)
 			snap.Host.Addresses, snap.Sysctls.Host = host.addrs, host.sysctls
-			snap.Host.Conntrack, snap.Host.Firewall = snap.readNetfilter(h, "host", host)
+			snap.Host.Conntrack, snap.Host.Firewall = snap.readNetfilter(h, "host", host, established)
 			snap.Host.IPVS = snap.readIPVS(h, "host")
 		}
 	}
@@ -402,10 +412,11 @@ func (snap *Snapshot) visit(ns *netns.NS, where, proc string) inside {
 	return in
 }
 
-// readNetfilter reads the conntrack of ns, the namespace named where, and
-// where it tracks flows, its firewall, noting what could not be read.
-func (snap *Snapshot) readNetfilter(ns *netns.NS, where string, in inside) (*Conntrack, *Firewall) {
-	ct := readConntrack(ns, where, in.sysctls)
+// readNetfilter reads the conntrack of ns, the namespace named where (in a
+// table too large to dump, the entries of conns), and where it tracks
+// flows, its firewall, noting what could not be read.
+func (snap *Snapshot) readNetfilter(ns *netns.NS, where string, in inside, conns []flowKey) (*Conntrack, *Firewall) {
+	ct := readConntrack(ns, where, in.sysctls, conns)
 	if ct == nil {
 		return nil, nil
 	}
