@@ -1,60 +1,196 @@
 package ui
 
-import "charm.land/bubbles/v2/key"
+import (
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
+)
 
-// KeyMap holds every key binding; help is generated from it.
+// KeyMap holds the keys of every mode. Each mode's ShortHelp (the footer)
+// and FullHelp (the help screen) list exactly the keys that mode handles.
 type KeyMap struct {
-	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
+	Table    TableKeys
+	Filter   FilterKeys
+	Findings FindingsKeys
+	Details  DetailsKeys
+	Help     HelpKeys
+}
 
-	Filter, Back, Enter, Findings, Export, Refresh, Pause, Help, Quit key.Binding
+// Moves are the keys that move through a list or scroll a page.
+type Moves struct {
+	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
+}
+
+func (m Moves) list() []key.Binding {
+	return []key.Binding{m.Up, m.Down, m.PageUp, m.PageDown, m.Top, m.Bottom}
+}
+
+// Live are the keys that act on the live snapshot from every screen but
+// help and the filter.
+type Live struct {
+	Pause, Refresh, Export, Help key.Binding
+}
+
+func (l Live) list() []key.Binding { return []key.Binding{l.Pause, l.Refresh, l.Export, l.Help} }
+
+// TableKeys are the keys of the connection table.
+type TableKeys struct {
+	Moves
+	Live
+	Filter, ClearFilter, Details, Findings, Quit key.Binding
 
 	SortState, SortRemote, SortProcess, SortQueue, SortRetrans, SortIdle, SortSeverity key.Binding
 }
 
-// DefaultKeyMap follows k9s: / filter, esc back, enter details, ? help,
-// Shift+letter sorts.
-func DefaultKeyMap() KeyMap {
-	b := func(help, desc string, keys ...string) key.Binding {
-		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(help, desc))
-	}
-	return KeyMap{
-		Up:       b("↑/k", "up", "up", "k"),
-		Down:     b("↓/j", "down", "down", "j"),
-		PageUp:   b("pgup", "page up", "pgup", "ctrl+b"),
-		PageDown: b("pgdn", "page down", "pgdown", "ctrl+f"),
-		Top:      b("g", "top", "g", "home"),
-		Bottom:   b("G", "bottom", "G", "end"),
-
-		Filter:   b("/", "filter", "/"),
-		Back:     b("esc", "back / clear", "esc"),
-		Enter:    b("enter", "details", "enter"),
-		Findings: b("f", "findings", "f"),
-		Export:   b("e", "export JSON", "e"),
-		Refresh:  b("ctrl+r", "refresh", "ctrl+r"),
-		Pause:    b("space", "pause", "space"),
-		Help:     b("?", "help", "?"),
-		Quit:     b("q", "quit", "q", "ctrl+c"),
-
-		SortState:    b("S", "sort by state", "S", "shift+s"),
-		SortRemote:   b("R", "sort by remote", "R", "shift+r"),
-		SortProcess:  b("P", "sort by process", "P", "shift+p"),
-		SortQueue:    b("Q", "sort by send queue", "Q", "shift+q"),
-		SortRetrans:  b("T", "sort by retransmits", "T", "shift+t"),
-		SortIdle:     b("I", "sort by idle", "I", "shift+i"),
-		SortSeverity: b("F", "sort by finding", "F", "shift+f"),
-	}
+// ShortHelp is the table's footer.
+func (k TableKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.Filter, k.Details, k.Findings, k.Pause, k.Export, k.Help, k.Quit}
 }
 
-// ShortHelp is the one-line help of the footer.
-func (k KeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Filter, k.Enter, k.Findings, k.Pause, k.Export, k.Help, k.Quit}
-}
-
-// FullHelp is the help screen, by column.
-func (k KeyMap) FullHelp() [][]key.Binding {
+// FullHelp is the table's help screen, by column.
+func (k TableKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
-		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
-		{k.Filter, k.Back, k.Enter, k.Findings, k.Export, k.Refresh, k.Pause, k.Help, k.Quit},
+		k.Moves.list(),
+		{k.Filter, k.ClearFilter, k.Details, k.Findings, k.Quit},
+		k.Live.list(),
 		{k.SortState, k.SortRemote, k.SortProcess, k.SortQueue, k.SortRetrans, k.SortIdle, k.SortSeverity},
+	}
+}
+
+// FilterKeys are the keys while the filter is being typed; every other key
+// is text.
+type FilterKeys struct {
+	Apply, Clear, Quit key.Binding
+}
+
+// ShortHelp is the filter's footer.
+func (k FilterKeys) ShortHelp() []key.Binding { return []key.Binding{k.Apply, k.Clear, k.Quit} }
+
+// FullHelp is the filter's help.
+func (k FilterKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortHelp()} }
+
+// FindingsKeys are the keys of the findings list.
+type FindingsKeys struct {
+	Moves
+	Live
+	Details, Back, Quit key.Binding
+}
+
+// ShortHelp is the findings list's footer.
+func (k FindingsKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.Details, k.Back, k.Pause, k.Export, k.Help, k.Quit}
+}
+
+// FullHelp is the findings list's help screen.
+func (k FindingsKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{k.Moves.list(), {k.Details, k.Back, k.Quit}, k.Live.list()}
+}
+
+// DetailsKeys are the keys of a socket's or a finding's details.
+type DetailsKeys struct {
+	Moves
+	Live
+	Back, Quit key.Binding
+}
+
+// ShortHelp is the details' footer.
+func (k DetailsKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.PageDown, k.Back, k.Pause, k.Export, k.Help, k.Quit}
+}
+
+// FullHelp is the details' help screen.
+func (k DetailsKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{k.Moves.list(), {k.Back, k.Quit}, k.Live.list()}
+}
+
+// HelpKeys are the keys of the help screen.
+type HelpKeys struct {
+	Back, Quit key.Binding
+}
+
+// ShortHelp is the help screen's footer.
+func (k HelpKeys) ShortHelp() []key.Binding { return []key.Binding{k.Back, k.Quit} }
+
+// FullHelp lists the help screen's keys.
+func (k HelpKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortHelp()} }
+
+var (
+	_ help.KeyMap = TableKeys{}
+	_ help.KeyMap = FilterKeys{}
+	_ help.KeyMap = FindingsKeys{}
+	_ help.KeyMap = DetailsKeys{}
+	_ help.KeyMap = HelpKeys{}
+)
+
+func binding(help, desc string, keys ...string) key.Binding {
+	return key.NewBinding(key.WithKeys(keys...), key.WithHelp(help, desc))
+}
+
+// DefaultKeyMap follows k9s: / filter, esc back, enter details, ? help,
+// Shift+letter sorts. q quits from the table and closes anything opened
+// over it; ctrl+c quits from everywhere.
+func DefaultKeyMap() KeyMap {
+	moves := Moves{
+		Up:       binding("↑/k", "up", "up", "k"),
+		Down:     binding("↓/j", "down", "down", "j"),
+		PageUp:   binding("pgup", "page up", "pgup", "ctrl+b"),
+		PageDown: binding("pgdn", "page down", "pgdown", "ctrl+f"),
+		Top:      binding("g", "top", "g", "home"),
+		Bottom:   binding("G", "bottom", "G", "end"),
+	}
+	live := Live{
+		Pause:   binding("space", "pause", "space"),
+		Refresh: binding("ctrl+r", "refresh", "ctrl+r"),
+		Export:  binding("e", "export", "e"),
+		Help:    binding("?", "help", "?"),
+	}
+	quitOnly := binding("ctrl+c", "quit", "ctrl+c")
+	return KeyMap{
+		Table: TableKeys{
+			Moves: moves, Live: live,
+			Filter:      binding("/", "filter", "/"),
+			ClearFilter: binding("esc", "clear filter", "esc"),
+			Details:     binding("enter", "details", "enter"),
+			Findings:    binding("f", "findings", "f"),
+			Quit:        binding("q", "quit", "q", "ctrl+c"),
+
+			SortState:    binding("S", "sort by state", "S", "shift+s"),
+			SortRemote:   binding("R", "sort by remote", "R", "shift+r"),
+			SortProcess:  binding("P", "sort by process", "P", "shift+p"),
+			SortQueue:    binding("Q", "sort by send queue", "Q", "shift+q"),
+			SortRetrans:  binding("T", "sort by retransmits", "T", "shift+t"),
+			SortIdle:     binding("I", "sort by idle", "I", "shift+i"),
+			SortSeverity: binding("F", "sort by finding", "F", "shift+f"),
+		},
+		Filter: FilterKeys{
+			Apply: binding("enter", "apply filter", "enter"),
+			Clear: binding("esc", "clear filter", "esc"),
+			Quit:  quitOnly,
+		},
+		Findings: FindingsKeys{
+			Moves: moves, Live: live,
+			Details: binding("enter", "details", "enter"),
+			Back:    binding("esc/q", "back", "esc", "q", "f"),
+			Quit:    quitOnly,
+		},
+		Details: DetailsKeys{
+			Moves: moves, Live: live,
+			Back: binding("esc/q", "back", "esc", "q"),
+			Quit: quitOnly,
+		},
+		Help: HelpKeys{
+			Back: binding("esc/q/?", "close help", "esc", "q", "?"),
+			Quit: quitOnly,
+		},
+	}
+}
+
+// setPaused makes every pause key say what it does now.
+func (k *KeyMap) setPaused(paused bool) {
+	desc := "pause"
+	if paused {
+		desc = "resume"
+	}
+	for _, b := range []*key.Binding{&k.Table.Pause, &k.Findings.Pause, &k.Details.Pause} {
+		b.SetHelp("space", desc)
 	}
 }

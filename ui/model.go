@@ -39,6 +39,7 @@ type mode int
 
 const (
 	modeTable mode = iota
+	modeFilter
 	modeDetails
 	modeFindings
 	modeHelp
@@ -68,6 +69,8 @@ type Model struct {
 
 	width, height int
 	mode          mode
+	// stack holds the modes under the current one: back returns to the last.
+	stack []mode
 
 	snap   *diag.Snapshot
 	report rules.Report
@@ -188,75 +191,128 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m Model) handleKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
-	k := m.keys
-	if m.filter.Focused() {
-		switch msg.String() {
-		case "enter":
-			m.filter.Blur()
-			return m, nil
-		case "esc":
-			m.filter.Blur()
-			m.filter.SetValue("")
-			m.refilter()
-			return m, nil
-		case "ctrl+c":
-			return m, tea.Quit
-		}
-		var cmd tea.Cmd
-		m.filter, cmd = m.filter.Update(msg)
-		m.refilter()
-		return m, cmd
-	}
-	switch {
-	case key.Matches(msg, k.Quit):
-		return m, tea.Quit
-	case key.Matches(msg, k.Help):
-		if m.mode == modeHelp {
-			m.mode = modeTable
-		} else {
-			m.mode = modeHelp
-		}
-		return m, nil
-	case key.Matches(msg, k.Pause):
-		m.paused = !m.paused
-		if !m.paused && !m.loading {
-			m.loading = true
-			return m, m.fetch()
-		}
-		return m, nil
-	case key.Matches(msg, k.Refresh):
-		if m.loading {
-			return m, nil
-		}
-		m.loading = true
-		return m, m.fetch()
-	case key.Matches(msg, k.Export):
-		return m, m.export()
-	}
 	switch m.mode {
+	case modeFilter:
+		return m.filterKey(msg)
 	case modeHelp:
-		if key.Matches(msg, k.Back) {
-			m.mode = modeTable
+		k := m.keys.Help
+		switch {
+		case key.Matches(msg, k.Quit):
+			return m, tea.Quit
+		case key.Matches(msg, k.Back):
+			m.back()
 		}
 		return m, nil
 	case modeDetails:
-		if key.Matches(msg, k.Back) {
-			m.mode = modeTable
-			return m, nil
-		}
-		var cmd tea.Cmd
-		m.details, cmd = m.details.Update(msg)
-		return m, cmd
+		return m.detailsKey(msg)
 	case modeFindings:
 		return m.findingsKey(msg)
 	}
 	return m.tableKey(msg)
 }
 
+// open shows mode over the current one; back returns to where it was opened.
+func (m *Model) open(md mode) {
+	if m.mode != md {
+		m.stack = append(m.stack, m.mode)
+		m.mode = md
+	}
+}
+
+func (m *Model) back() {
+	if n := len(m.stack); n > 0 {
+		m.mode, m.stack = m.stack[n-1], m.stack[:n-1]
+	} else {
+		m.mode = modeTable
+	}
+	if m.mode == modeDetails {
+		m.renderDetails()
+	}
+}
+
+// liveKey handles the keys every screen over the table shares, and says
+// whether msg was one of them.
+func (m *Model) liveKey(msg tea.KeyPressMsg, k Live) (tea.Cmd, bool) {
+	switch {
+	case key.Matches(msg, k.Help):
+		m.open(modeHelp)
+	case key.Matches(msg, k.Pause):
+		m.paused = !m.paused
+		m.keys.setPaused(m.paused)
+		if !m.paused && !m.loading {
+			m.loading = true
+			return m.fetch(), true
+		}
+	case key.Matches(msg, k.Refresh):
+		if !m.loading {
+			m.loading = true
+			return m.fetch(), true
+		}
+	case key.Matches(msg, k.Export):
+		return m.export(), true
+	default:
+		return nil, false
+	}
+	return nil, true
+}
+
+func (m Model) filterKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	k := m.keys.Filter
+	switch {
+	case key.Matches(msg, k.Quit):
+		return m, tea.Quit
+	case key.Matches(msg, k.Apply):
+		m.filter.Blur()
+		m.back()
+		return m, nil
+	case key.Matches(msg, k.Clear):
+		m.filter.Blur()
+		m.filter.SetValue("")
+		m.refilter()
+		m.back()
+		return m, nil
+	}
+	var cmd tea.Cmd
+	m.filter, cmd = m.filter.Update(msg)
+	m.refilter()
+	return m, cmd
+}
+
+func (m Model) detailsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	k := m.keys.Details
+	if cmd, ok := m.liveKey(msg, k.Live); ok {
+		return m, cmd
+	}
+	switch {
+	case key.Matches(msg, k.Quit):
+		return m, tea.Quit
+	case key.Matches(msg, k.Back):
+		m.back()
+	case key.Matches(msg, k.Up):
+		m.details.ScrollUp(1)
+	case key.Matches(msg, k.Down):
+		m.details.ScrollDown(1)
+	case key.Matches(msg, k.PageUp):
+		m.details.PageUp()
+	case key.Matches(msg, k.PageDown):
+		m.details.PageDown()
+	case key.Matches(msg, k.Top):
+		m.details.GotoTop()
+	case key.Matches(msg, k.Bottom):
+		m.details.GotoBottom()
+	}
+	return m, nil
+}
+
 func (m Model) tableKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
-	k := m.keys
+	k := m.keys.Table
+	if cmd, ok := m.liveKey(msg, k.Live); ok {
+		return m, cmd
+	}
 	page := max(1, m.tableHeight()-1)
 	switch {
+	case key.Matches(msg, k.Quit):
+		return m, tea.Quit
 	case key.Matches(msg, k.Up):
 		m.cursor--
 	case key.Matches(msg, k.Down):
@@ -270,14 +326,14 @@ func (m Model) tableKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	case key.Matches(msg, k.Bottom):
 		m.cursor = len(m.visible) - 1
 	case key.Matches(msg, k.Filter):
-		m.filter.Focus()
-		return m, textinput.Blink
-	case key.Matches(msg, k.Back):
+		m.open(modeFilter)
+		return m, m.filter.Focus()
+	case key.Matches(msg, k.ClearFilter):
 		if m.filter.Value() != "" {
 			m.filter.SetValue("")
 			m.refilter()
 		}
-	case key.Matches(msg, k.Enter):
+	case key.Matches(msg, k.Details):
 		if r := m.current(); r != nil {
 			m.openDetails(r.s.ID)
 		}
@@ -297,16 +353,33 @@ func (m Model) tableKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
+// findingsPage is how many findings a page key moves over.
+func (m Model) findingsPage() int { return max(1, m.tableHeight()-1) }
+
 func (m Model) findingsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
-	k := m.keys
+	k := m.keys.Findings
+	if cmd, ok := m.liveKey(msg, k.Live); ok {
+		return m, cmd
+	}
+	last := max(0, len(m.findItems)-1)
 	switch {
-	case key.Matches(msg, k.Back), key.Matches(msg, k.Findings):
-		m.mode = modeTable
+	case key.Matches(msg, k.Quit):
+		return m, tea.Quit
+	case key.Matches(msg, k.Back):
+		m.back()
 	case key.Matches(msg, k.Up):
-		m.findCur = max(0, m.findCur-1)
+		m.findCur--
 	case key.Matches(msg, k.Down):
-		m.findCur = max(0, min(len(m.findItems)-1, m.findCur+1))
-	case key.Matches(msg, k.Enter):
+		m.findCur++
+	case key.Matches(msg, k.PageUp):
+		m.findCur -= m.findingsPage()
+	case key.Matches(msg, k.PageDown):
+		m.findCur += m.findingsPage()
+	case key.Matches(msg, k.Top):
+		m.findCur = 0
+	case key.Matches(msg, k.Bottom):
+		m.findCur = last
+	case key.Matches(msg, k.Details):
 		if m.findCur < len(m.findItems) {
 			f := m.report.Findings[m.findItems[m.findCur]]
 			if f.Socket != nil {
@@ -318,6 +391,7 @@ func (m Model) findingsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			}
 		}
 	}
+	m.findCur = max(0, min(m.findCur, last))
 	return m, nil
 }
 
@@ -331,22 +405,28 @@ func (m *Model) apply(snap *diag.Snapshot, rep rules.Report) {
 	m.rows = m.cache.build(snap, &m.report)
 	m.procNames = strings.Join(processNames(snap, 4), ", ")
 	m.findItems = nil
-	if m.mode == modeFindings {
-		m.openFindings()
+	if m.under(modeFindings) {
+		m.findItems = findingOrder(&m.report)
+		m.findCur = min(m.findCur, max(0, len(m.findItems)-1))
 	}
 	m.sortRows()
 	m.refilter()
 	if keep != "" {
 		m.selectSocket(keep)
 	}
-	if m.mode == modeDetails {
+	if m.under(modeDetails) {
 		m.renderDetails()
 	}
 }
 
+// under says whether md is the current mode or one back will return to.
+func (m *Model) under(md mode) bool {
+	return m.mode == md || slices.Contains(m.stack, md)
+}
+
 // openFindings shows the findings view; its order is built only when shown.
 func (m *Model) openFindings() {
-	m.mode = modeFindings
+	m.open(modeFindings)
 	if m.findItems == nil {
 		m.findItems = findingOrder(&m.report)
 	}
@@ -426,7 +506,7 @@ func (m *Model) clampCursor() {
 
 func (m *Model) openDetails(id string) {
 	m.detailsID = id
-	m.mode = modeDetails
+	m.open(modeDetails)
 	m.resizeDetails()
 	m.details.SetYOffset(0)
 	m.renderDetails()

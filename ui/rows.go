@@ -230,13 +230,20 @@ var columns = [numColumns]columnSpec{
 	colFinding:     {"FINDING", 18, false, false, 2},
 }
 
-// layout picks the columns that fit in width and how wide each is.
-func layout(width int) (cols []column, widths [numColumns]int) {
+// layout picks the columns that fit in width and how wide each is; the
+// column the table is sorted by is kept first, so its arrow shows.
+func layout(width int, sorted column) (cols []column, widths [numColumns]int) {
 	order := make([]column, numColumns)
 	for i := range order {
 		order[i] = column(i)
 	}
-	slices.SortFunc(order, func(a, b column) int { return cmp.Compare(columns[a].priority, columns[b].priority) })
+	prio := func(c column) int {
+		if c == sorted {
+			return -1
+		}
+		return columns[c].priority
+	}
+	slices.SortFunc(order, func(a, b column) int { return cmp.Compare(prio(a), prio(b)) })
 	used := 0
 	var keep [numColumns]bool
 	for _, c := range order {

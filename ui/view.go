@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
@@ -183,7 +184,7 @@ func processNames(s *diag.Snapshot, n int) []string {
 
 func (m Model) tableView() string {
 	st := m.styles
-	cols, widths := layout(m.width)
+	cols, widths := layout(m.width, m.sortCol)
 	var b strings.Builder
 	var titles []string
 	for _, c := range cols {
@@ -264,25 +265,62 @@ func (m Model) footer() string {
 		}
 	}
 	pos := ""
-	if m.mode == modeTable && m.snap != nil {
+	if (m.mode == modeTable || m.mode == modeFilter) && m.snap != nil {
 		pos = fmt.Sprintf("%d/%d", min(m.cursor+1, len(m.visible)), len(m.visible))
 		if len(m.visible) != len(m.rows) {
 			pos += fmt.Sprintf(" of %d", len(m.rows))
 		}
 	}
 	line1 := fit(status, max(0, m.width-ansi.StringWidth(pos)-1)) + " " + st.Dim.Render(pos)
-	helpLine := m.help.ShortHelpView(m.keys.ShortHelp())
-	if m.mode == modeDetails {
-		helpLine = m.help.ShortHelpView([]key.Binding{m.keys.Up, m.keys.Down, m.keys.PageDown, m.keys.Back, m.keys.Export, m.keys.Quit})
-	}
+	helpLine := m.help.ShortHelpView(m.keyMap(m.mode).ShortHelp())
 	if m.mode == modeDetails {
 		return ansi.Truncate(helpLine, m.width, "…")
 	}
 	return ansi.Truncate(line1, m.width, "…") + "\n" + ansi.Truncate(helpLine, m.width, "…")
 }
 
+// keyMap is the key map of mode md.
+func (m Model) keyMap(md mode) help.KeyMap {
+	switch md {
+	case modeFilter:
+		return m.keys.Filter
+	case modeFindings:
+		return m.keys.Findings
+	case modeDetails:
+		return m.keys.Details
+	case modeHelp:
+		return m.keys.Help
+	}
+	return m.keys.Table
+}
+
+// fullHelp lays the groups of keys side by side, in as many rows of
+// groups as the width needs: no key is cut off.
+func (m Model) fullHelp(groups [][]key.Binding) string {
+	h := m.help
+	h.SetWidth(0)
+	for per := len(groups); per > 0; per-- {
+		var rows []string
+		for i := 0; i < len(groups); i += per {
+			rows = append(rows, h.FullHelpView(groups[i:min(i+per, len(groups))]))
+		}
+		out := strings.Join(rows, "\n\n")
+		if lipgloss.Width(out) <= m.width || per == 1 {
+			return out
+		}
+	}
+	return ""
+}
+
+// modeNames name the screens in the help's title.
+var modeNames = map[mode]string{modeTable: "the table", modeFilter: "the filter", modeFindings: "the findings list", modeDetails: "the details", modeHelp: "help"}
+
 func (m Model) helpView() string {
-	body := m.styles.Section.Render("Keys") + "\n\n" + m.help.FullHelpView(m.keys.FullHelp()) +
+	under := modeTable
+	if n := len(m.stack); n > 0 {
+		under = m.stack[n-1]
+	}
+	body := m.styles.Section.Render("Keys in "+modeNames[under]) + "\n\n" + m.fullHelp(m.keyMap(under).FullHelp()) +
 		"\n\n" + m.styles.Section.Render("Colours") + "\n\n" +
 		m.styles.Critical.Render("critical") + " will break or is broken   " +
 		m.styles.Warning.Render("warning") + " a risk   " +
