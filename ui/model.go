@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,6 +57,9 @@ type (
 	exportedMsg struct {
 		path string
 		err  error
+		// notWritable is why the export directory was not used, when the
+		// snapshot went to the temporary directory instead.
+		notWritable error
 	}
 )
 
@@ -139,6 +143,17 @@ func (m Model) tick() tea.Cmd {
 
 // Update handles one message.
 func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	tm, cmd := m.update(msg)
+	if nm, ok := tm.(Model); ok && nm.flash != m.flash {
+		// The status grew or shrank: so does what is above it.
+		nm.resizeDetails()
+		nm.clampCursor()
+		tm = nm
+	}
+	return tm, cmd
+}
+
+func (m Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
@@ -153,13 +168,11 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case snapshotMsg:
 		m.loading = false
 		if msg.err != nil {
+			// The error stays until the next key, refreshes or not.
 			m.lastErr = msg.err
 			m.flash, m.flashErr = "refresh failed: "+msg.err.Error(), true
 		} else {
 			m.lastErr = nil
-			if m.flashErr {
-				m.flash, m.flashErr = "", false
-			}
 			m.apply(msg.snap, msg.rep)
 		}
 		if m.paused {
@@ -173,9 +186,12 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.loading = true
 		return m, m.fetch()
 	case exportedMsg:
-		if msg.err != nil {
+		switch {
+		case msg.err != nil:
 			m.flash, m.flashErr = "export failed: "+msg.err.Error(), true
-		} else {
+		case msg.notWritable != nil:
+			m.flash, m.flashErr = "snapshot written to "+msg.path+" ("+msg.notWritable.Error()+")", true
+		default:
 			m.flash, m.flashErr = "snapshot written to "+msg.path, false
 		}
 		return m, nil
@@ -191,6 +207,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m Model) handleKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	// What was flashed has been seen once a key is pressed.
+	m.flash, m.flashErr = "", false
 	switch m.mode {
 	case modeFilter:
 		return m.filterKey(msg)
@@ -514,10 +532,12 @@ func (m *Model) openDetails(id string) {
 
 func (m *Model) resizeDetails() {
 	m.details.SetWidth(max(20, m.width))
-	m.details.SetHeight(max(3, m.height-2))
+	m.details.SetHeight(max(3, m.height-1-m.statusHeight()))
 }
 
-// export writes the current snapshot and report as JSON, off the UI loop.
+// export writes the current snapshot and report as JSON, off the UI loop,
+// to the export directory or, when that cannot be written, to the
+// temporary directory.
 func (m Model) export() tea.Cmd {
 	snap, rep, dir := m.snap, m.report, m.opts.ExportDir
 	if snap == nil {
@@ -527,17 +547,44 @@ func (m Model) export() tea.Cmd {
 		if dir == "" {
 			dir = "."
 		}
-		path := filepath.Join(dir, fmt.Sprintf("tcpvet-%d-%s.json", snap.Target.NetnsInode, snap.TakenAt.Format("20060102T150405")))
+		name := fmt.Sprintf("tcpvet-%d-%s.json", snap.Target.NetnsInode, snap.TakenAt.Format("20060102T150405"))
 		b, err := json.MarshalIndent(struct {
 			*diag.Snapshot
 			rules.Report
 		}{snap, rep}, "", "  ")
+		if err != nil {
+			return exportedMsg{err: err}
+		}
+		b = append(b, '\n')
+		write := func(dir string) (string, error) {
+			path := filepath.Join(dir, name)
+			if abs, err := filepath.Abs(path); err == nil {
+				path = abs
+			}
+			return path, os.WriteFile(path, b, 0o600)
+		}
+		path, err := write(dir)
 		if err == nil {
-			err = os.WriteFile(path, append(b, '\n'), 0o600)
+			return exportedMsg{path: path}
 		}
-		if abs, aerr := filepath.Abs(path); aerr == nil {
-			path = abs
+		shown := dir
+		if abs, aerr := filepath.Abs(dir); aerr == nil {
+			shown = abs
 		}
-		return exportedMsg{path: path, err: err}
+		notWritable := fmt.Errorf("%s is not writable: %w", shown, cause(err))
+		tmp, terr := write(os.TempDir())
+		if terr != nil {
+			return exportedMsg{path: path, err: fmt.Errorf("%w; nor is %s: %w", notWritable, os.TempDir(), cause(terr))}
+		}
+		return exportedMsg{path: tmp, notWritable: notWritable}
 	}
+}
+
+// cause drops the operation and path a *PathError repeats, which the
+// message around it already says.
+func cause(err error) error {
+	if pe, ok := errors.AsType[*os.PathError](err); ok {
+		return pe.Err
+	}
+	return err
 }

@@ -49,7 +49,7 @@ func (m Model) render() string {
 
 // tableHeight is how many connection rows fit on screen.
 func (m Model) tableHeight() int {
-	return max(1, m.height-headerLines-3) // column titles, filter/flash line, help line
+	return max(1, m.height-headerLines-2-m.statusHeight()) // column titles, status lines, help line
 }
 
 func fit(s string, w int) string {
@@ -251,32 +251,63 @@ func (m Model) renderRow(r *row, cols []column, widths [numColumns]int, selected
 	return line
 }
 
-func (m Model) footer() string {
+// position is the table's "row/rows" counter, "" on other screens.
+func (m Model) position() string {
+	if (m.mode != modeTable && m.mode != modeFilter) || m.snap == nil {
+		return ""
+	}
+	pos := fmt.Sprintf("%d/%d", min(m.cursor+1, len(m.visible)), len(m.visible))
+	if len(m.visible) != len(m.rows) {
+		pos += fmt.Sprintf(" of %d", len(m.rows))
+	}
+	return pos
+}
+
+// maxStatusLines bounds how much of the screen a long message takes.
+const maxStatusLines = 4
+
+// statusLines is the status above the keys: a message, wrapped so it is
+// read whole, or else the filter.
+func (m Model) statusLines() []string {
 	st := m.styles
-	var status string
-	switch {
-	case m.filter.Focused() || m.filter.Value() != "":
-		status = m.filter.View()
-	case m.flash != "":
+	w := max(1, m.width-ansi.StringWidth(m.position())-1)
+	if m.flash != "" {
+		style := st.Flash
 		if m.flashErr {
-			status = st.FlashErr.Render(m.flash)
-		} else {
-			status = st.Flash.Render(m.flash)
+			style = st.FlashErr
 		}
-	}
-	pos := ""
-	if (m.mode == modeTable || m.mode == modeFilter) && m.snap != nil {
-		pos = fmt.Sprintf("%d/%d", min(m.cursor+1, len(m.visible)), len(m.visible))
-		if len(m.visible) != len(m.rows) {
-			pos += fmt.Sprintf(" of %d", len(m.rows))
+		lines := strings.Split(ansi.Wrap(m.flash, w, " /"), "\n")
+		if len(lines) > maxStatusLines {
+			lines = lines[:maxStatusLines]
+			lines[maxStatusLines-1] = ansi.Truncate(lines[maxStatusLines-1]+"…", w, "…")
 		}
+		for i, l := range lines {
+			lines[i] = style.Render(l)
+		}
+		return lines
 	}
-	line1 := fit(status, max(0, m.width-ansi.StringWidth(pos)-1)) + " " + st.Dim.Render(pos)
+	if m.filter.Focused() || m.filter.Value() != "" {
+		return []string{m.filter.View()}
+	}
+	return []string{""}
+}
+
+// statusHeight is how many lines the status takes.
+func (m Model) statusHeight() int { return len(m.statusLines()) }
+
+func (m Model) footer() string {
+	lines := m.statusLines()
+	pos := m.position()
+	w := max(0, m.width-ansi.StringWidth(pos)-1)
+	for i, l := range lines {
+		lines[i] = fit(l, w)
+	}
+	lines[len(lines)-1] += " " + m.styles.Dim.Render(pos)
+	for i, l := range lines {
+		lines[i] = ansi.Truncate(l, m.width, "…")
+	}
 	helpLine := m.help.ShortHelpView(m.keyMap(m.mode).ShortHelp())
-	if m.mode == modeDetails {
-		return ansi.Truncate(helpLine, m.width, "…")
-	}
-	return ansi.Truncate(line1, m.width, "…") + "\n" + ansi.Truncate(helpLine, m.width, "…")
+	return strings.Join(lines, "\n") + "\n" + ansi.Truncate(helpLine, m.width, "…")
 }
 
 // keyMap is the key map of mode md.
