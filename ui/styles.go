@@ -9,7 +9,9 @@ import (
 )
 
 // Styles are every style the interface draws with, by meaning. Colours mean
-// the same everywhere: red critical, amber warning, blue info, green ok.
+// severity and nothing else: red critical (and errors), amber warning,
+// blue info, green a healthy connection. What changed is marked by weight
+// or a glyph, never by a severity's colour.
 type Styles struct {
 	Title    lipgloss.Style
 	Label    lipgloss.Style
@@ -25,9 +27,8 @@ type Styles struct {
 	Info     lipgloss.Style
 	OK       lipgloss.Style
 
-	// New marks a socket that appeared since the last refresh; Changed a
-	// value that grew (a retransmit count, a queue).
-	New     lipgloss.Style
+	// Changed marks a value that grew since the last refresh (a retransmit
+	// count, a queue); a new socket is marked "+" in the table's first column.
 	Changed lipgloss.Style
 	// Drift marks a sysctl that differs between target and host.
 	Drift lipgloss.Style
@@ -53,15 +54,14 @@ func NewStyles(isDark, noColor bool) Styles {
 		Header:   s.Bold(true).Underline(true),
 		Selected: s.Bold(true).Foreground(c("#000000", "#ffffff")).Background(c("#c9c3f0", "#3d3a6b")),
 		Section:  s.Bold(true).Foreground(c("#5b2a86", "#c792ea")),
-		Key:      s.Bold(true).Foreground(blue),
+		Key:      s.Bold(true),
 		Critical: s.Bold(true).Foreground(red),
 		Warning:  s.Foreground(amber),
 		Info:     s.Foreground(blue),
 		OK:       s.Foreground(green),
-		New:      s.Foreground(green),
-		Changed:  s.Bold(true).Foreground(amber),
-		Drift:    s.Bold(true).Foreground(amber),
-		Flash:    s.Foreground(green),
+		Changed:  s.Bold(true),
+		Drift:    s.Bold(true),
+		Flash:    s.Bold(true),
 		FlashErr: s.Bold(true).Foreground(red),
 	}
 	if noColor {

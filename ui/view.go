@@ -131,7 +131,7 @@ func (m Model) header() string {
 	state := fmt.Sprintf("live every %s", m.opts.Interval)
 	switch {
 	case m.paused:
-		state = st.Warning.Render("paused (space resumes)")
+		state = st.Value.Render("paused (space resumes)")
 	case m.loading:
 		state += " ⟳"
 	}
@@ -184,7 +184,7 @@ func processNames(s *diag.Snapshot, n int) []string {
 
 func (m Model) tableView() string {
 	st := m.styles
-	cols, widths := layout(m.width, m.sortCol)
+	cols, widths := layout(m.width-markWidth, m.sortCol)
 	var b strings.Builder
 	var titles []string
 	for _, c := range cols {
@@ -202,7 +202,7 @@ func (m Model) tableView() string {
 			titles = append(titles, fit(t, widths[c]))
 		}
 	}
-	b.WriteString(st.Header.Render(strings.Join(titles, " ")))
+	b.WriteString(strings.Repeat(" ", markWidth) + st.Header.Render(strings.Join(titles, " ")))
 	h := m.tableHeight()
 	for i := m.offset; i < m.offset+h; i++ {
 		b.WriteString("\n")
@@ -218,9 +218,22 @@ func (m Model) tableView() string {
 	return b.String()
 }
 
+// markWidth is the table's first column: "›" on the selected row, which
+// shows without colour (TERM=dumb, NO_COLOR), and "+" on a row new since
+// the last refresh.
+const markWidth = 2
+
 func (m Model) renderRow(r *row, cols []column, widths [numColumns]int, selected bool) string {
 	st := m.styles
-	cells := make([]string, 0, len(cols))
+	mark := []rune("  ")
+	if selected {
+		mark[0] = '›'
+	}
+	if r.isNew {
+		mark[1] = '+'
+	}
+	cells := make([]string, 0, len(cols)+1)
+	cells = append(cells, string(mark))
 	for _, c := range cols {
 		text := r.cell(c, &m.report, m.cache)
 		if columns[c].right {
@@ -229,26 +242,40 @@ func (m Model) renderRow(r *row, cols []column, widths [numColumns]int, selected
 			text = fit(text, widths[c])
 		}
 		if !selected {
+			// Colour says severity alone; what changed is in weight.
 			switch {
 			case c == colFinding && r.first >= 0:
 				text = st.Severity(r.worst).Render(text)
-			case c == colState && r.isNew:
-				text = st.New.Render(text)
 			case c == colRetrans && r.retransUp, (c == colSendQ || c == colRecvQ) && r.queueUp:
 				text = st.Changed.Render(text)
 			case c == colKeepalive && strings.HasPrefix(text, "off"):
-				text = st.Warning.Render(text)
+				if sev, ok := m.keepaliveFinding(r); ok {
+					text = st.Severity(sev).Render(text)
+				}
 			case c == colState && r.s.State == diag.Established && r.first < 0:
 				text = st.OK.Render(text)
 			}
 		}
 		cells = append(cells, text)
 	}
-	line := strings.Join(cells, " ")
+	line := strings.Join(cells[1:], " ")
 	if selected {
-		return st.Selected.Render(line)
+		line = st.Selected.Render(line)
 	}
-	return line
+	return cells[0] + line
+}
+
+// keepaliveFinding is the worst severity of the row's findings about its
+// keepalive, and whether there is one.
+func (m Model) keepaliveFinding(r *row) (rules.Severity, bool) {
+	sev, ok := rules.Severity(-1), false
+	m.cache.findings(r, func(i int) {
+		f := &m.report.Findings[i]
+		if (f.Rule == rules.RuleNoKeepalive || f.Rule == rules.RuleKeepaliveTooSlow) && (!ok || f.Severity > sev) {
+			sev, ok = f.Severity, true
+		}
+	})
+	return sev, ok
 }
 
 // position is the table's "row/rows" counter, "" on other screens.
@@ -351,14 +378,19 @@ func (m Model) helpView() string {
 	if n := len(m.stack); n > 0 {
 		under = m.stack[n-1]
 	}
-	body := m.styles.Section.Render("Keys in "+modeNames[under]) + "\n\n" + m.fullHelp(m.keyMap(under).FullHelp()) +
-		"\n\n" + m.styles.Section.Render("Colours") + "\n\n" +
-		m.styles.Critical.Render("critical") + " will break or is broken   " +
-		m.styles.Warning.Render("warning") + " a risk   " +
-		m.styles.Info.Render("info") + " worth knowing   " +
-		m.styles.OK.Render("ok") + " healthy   " +
-		m.styles.Changed.Render("changed") + " grew since the last refresh   " +
-		m.styles.New.Render("new") + " appeared since the last refresh"
+	st := m.styles
+	legend := []string{
+		st.Critical.Render("critical") + " will break or is broken",
+		st.Warning.Render("warning") + " a risk",
+		st.Info.Render("info") + " worth knowing",
+		st.OK.Render("ESTABLISHED") + " healthy, no finding",
+		"› selected row",
+		"+ new since the last refresh",
+		st.Changed.Render("12") + " grew since the last refresh",
+		st.Drift.Render("≠host") + " differs from the host",
+	}
+	body := st.Section.Render("Keys in "+modeNames[under]) + "\n\n" + m.fullHelp(m.keyMap(under).FullHelp()) +
+		"\n\n" + st.Section.Render("Colours and marks") + "\n\n" + flow(legend, "   ", m.width)
 	return lipgloss.NewStyle().Width(m.width).Height(m.tableHeight() + 1).Render(body)
 }
 
@@ -485,7 +517,7 @@ func (m *Model) renderDetails() {
 		}
 	}
 	if s == nil {
-		m.details.SetContent(m.styles.Warning.Render("socket "+m.detailsID+" is gone: it closed since it was selected") + "\n\n(esc to go back)")
+		m.details.SetContent(m.styles.Value.Render("socket "+m.detailsID+" is gone: it closed since it was selected") + "\n\n(esc to go back)")
 		return
 	}
 	m.details.SetContent(m.socketText(s))
@@ -561,7 +593,7 @@ func (m *Model) socketText(s *diag.Socket) string {
 	b.WriteString("\n" + st.Section.Render("Own options") + "\n")
 	k := s.Keepalive
 	if k.Enabled == nil {
-		kv("keepalive", st.Warning.Render("unknown: "+k.Reason))
+		kv("keepalive", st.Dim.Render("unknown: "+k.Reason))
 	} else {
 		kv("SO_KEEPALIVE", *k.Enabled)
 		kv("TCP_KEEPIDLE", fmt.Sprintf("%d s", *k.IdleS))
@@ -628,4 +660,23 @@ func wrap(s string, w int) string {
 		return s
 	}
 	return ansi.Wrap(s, w, " ")
+}
+
+// flow lays items out in lines no wider than w, sep between them; an item
+// is never split.
+func flow(items []string, sep string, w int) string {
+	var lines []string
+	cur := ""
+	for _, it := range items {
+		switch {
+		case cur == "":
+			cur = it
+		case ansi.StringWidth(cur+sep+it) <= w:
+			cur += sep + it
+		default:
+			lines = append(lines, cur)
+			cur = it
+		}
+	}
+	return strings.Join(append(lines, cur), "\n")
 }
