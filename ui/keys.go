@@ -102,16 +102,18 @@ func (k DetailsKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{k.Moves.list(), {k.Back, k.Quit}, k.Live.list()}
 }
 
-// HelpKeys are the keys of the help screen.
+// HelpKeys are the keys of the help screen, which scrolls when it is
+// longer than the screen.
 type HelpKeys struct {
+	Moves
 	Back, Quit key.Binding
 }
 
 // ShortHelp is the help screen's footer.
-func (k HelpKeys) ShortHelp() []key.Binding { return []key.Binding{k.Back, k.Quit} }
+func (k HelpKeys) ShortHelp() []key.Binding { return []key.Binding{k.Down, k.Back, k.Quit} }
 
 // FullHelp lists the help screen's keys.
-func (k HelpKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortHelp()} }
+func (k HelpKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.Moves.list(), {k.Back, k.Quit}} }
 
 var (
 	_ help.KeyMap = TableKeys{}
@@ -178,6 +180,7 @@ func DefaultKeyMap() KeyMap {
 			Quit: quitOnly,
 		},
 		Help: HelpKeys{
+			Moves: moves,
 			Back: binding("esc/q/?", "close help", "esc", "q", "?"),
 			Quit: quitOnly,
 		},

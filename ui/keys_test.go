@@ -218,10 +218,17 @@ func TestEveryHelpKeyDoesWhatItSays(t *testing.T) {
 				"back": inMode(modeFindings), // where it was opened from
 				"quit": quitCheck,
 			})},
-		{modeHelp, []tea.Msg{keyMsg("f"), keyMsg("?")}, nil, DefaultKeyMap().Help, map[string]keyCheck{
-			"close help": inMode(modeFindings),
-			"quit":       quitCheck,
-		}},
+		{modeHelp, []tea.Msg{keyMsg("f"), keyMsg("?")}, func(m Model) Model {
+			// A small screen, where help scrolls.
+			m, _ = step(m, tea.WindowSizeMsg{Width: minWidth, Height: minHeight})
+			m.helpOffset = 8
+			return m
+		}, DefaultKeyMap().Help, merge(
+			moveChecks(func(m Model) int { return m.helpOffset }, Model.helpHeight, Model.helpLast),
+			map[string]keyCheck{
+				"close help": inMode(modeFindings),
+				"quit":       quitCheck,
+			})},
 	}
 	for _, md := range modes {
 		start := drive(t, w, h, snap, md.setup...)

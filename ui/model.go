@@ -94,6 +94,8 @@ type Model struct {
 	findItems []int  // findings in the findings view's order, built on entering it
 	procNames string // the header's process list
 	findCur   int
+	// helpOffset is the first line of help drawn.
+	helpOffset int
 
 	paused, loading bool
 	lastErr         error
@@ -219,7 +221,20 @@ func (m Model) handleKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			return m, tea.Quit
 		case key.Matches(msg, k.Back):
 			m.back()
+		case key.Matches(msg, k.Up):
+			m.helpOffset--
+		case key.Matches(msg, k.Down):
+			m.helpOffset++
+		case key.Matches(msg, k.PageUp):
+			m.helpOffset -= m.helpHeight()
+		case key.Matches(msg, k.PageDown):
+			m.helpOffset += m.helpHeight()
+		case key.Matches(msg, k.Top):
+			m.helpOffset = 0
+		case key.Matches(msg, k.Bottom):
+			m.helpOffset = m.helpLast()
 		}
+		m.helpOffset = max(0, min(m.helpOffset, m.helpLast()))
 		return m, nil
 	case modeDetails:
 		return m.detailsKey(msg)
@@ -254,6 +269,7 @@ func (m *Model) liveKey(msg tea.KeyPressMsg, k Live) (tea.Cmd, bool) {
 	switch {
 	case key.Matches(msg, k.Help):
 		m.open(modeHelp)
+		m.helpOffset = 0
 	case key.Matches(msg, k.Pause):
 		m.paused = !m.paused
 		m.keys.setPaused(m.paused)

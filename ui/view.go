@@ -29,9 +29,16 @@ func (m Model) View() tea.View {
 	return v
 }
 
+// Below minWidth x minHeight the screen says so rather than draw a
+// layout that does not fit.
+const minWidth, minHeight = 60, 12
+
 func (m Model) render() string {
 	if m.width == 0 {
 		return "tcpvet: starting…"
+	}
+	if m.width < minWidth || m.height < minHeight {
+		return ansi.Truncate(fmt.Sprintf("tcpvet needs %dx%d, this is %dx%d (q quits)", minWidth, minHeight, m.width, m.height), m.width, "…")
 	}
 	var body string
 	switch m.mode {
@@ -128,7 +135,7 @@ func (m Model) header() string {
 	for _, f := range m.report.Findings {
 		counts[f.Severity]++
 	}
-	state := fmt.Sprintf("live every %s", m.opts.Interval)
+	state := fmt.Sprintf("live %s", m.opts.Interval)
 	switch {
 	case m.paused:
 		state = st.Value.Render("paused (space resumes)")
@@ -142,13 +149,23 @@ func (m Model) header() string {
 	case n > 1:
 		notes = st.Warning.Render(fmt.Sprintf("%d notes (f)", n)) + "  "
 	}
-	lines = append(lines, fmt.Sprintf("%s %s  %s  %s  %s %s  %s  %s",
-		st.Label.Render("findings:"),
-		st.Critical.Render(fmt.Sprintf("%d critical", counts[rules.Critical])),
-		st.Warning.Render(fmt.Sprintf("%d warning", counts[rules.Warning])),
-		st.Info.Render(fmt.Sprintf("%d info", counts[rules.Info])),
-		notes, st.Label.Render(fmt.Sprintf("%d sockets", len(s.Sockets))),
-		st.Dim.Render("taken "+s.TakenAt.UTC().Format("15:04:05")+" UTC"), state))
+	crit := fmt.Sprintf("%d critical", counts[rules.Critical])
+	warn := fmt.Sprintf("%d warning", counts[rules.Warning])
+	info := fmt.Sprintf("%d info", counts[rules.Info])
+	taken := "taken " + s.TakenAt.UTC().Format("15:04:05") + " UTC"
+	// Longest first; the time of the snapshot is the last thing to go.
+	for i, v := range [][]string{
+		{st.Label.Render("findings:") + " " + st.Critical.Render(crit), st.Warning.Render(warn), st.Info.Render(info), notes + st.Label.Render(fmt.Sprintf("%d sockets", len(s.Sockets))), st.Dim.Render(taken), state},
+		{st.Critical.Render(crit), st.Warning.Render(warn), st.Info.Render(info), notes + st.Label.Render(fmt.Sprintf("%d sockets", len(s.Sockets))), st.Dim.Render(taken), state},
+		{st.Critical.Render(crit), st.Warning.Render(warn), st.Info.Render(info), notes + st.Dim.Render(taken), state},
+		{st.Critical.Render(crit), st.Warning.Render(warn), st.Info.Render(info), notes + st.Dim.Render(taken)},
+	} {
+		l := strings.Join(v, "  ")
+		if ansi.StringWidth(l) <= m.width || i == 3 {
+			lines = append(lines, l)
+			break
+		}
+	}
 	for i, l := range lines {
 		lines[i] = ansi.Truncate(l, m.width, "…")
 	}
@@ -373,7 +390,22 @@ func (m Model) fullHelp(groups [][]key.Binding) string {
 // modeNames name the screens in the help's title.
 var modeNames = map[mode]string{modeTable: "the table", modeFilter: "the filter", modeFindings: "the findings list", modeDetails: "the details", modeHelp: "help"}
 
+// helpHeight is how many lines of help fit.
+func (m Model) helpHeight() int { return m.tableHeight() + 1 }
+
+// helpLast is the last first line help can scroll to.
+func (m Model) helpLast() int {
+	return max(0, strings.Count(m.helpText(), "\n")+1-m.helpHeight())
+}
+
 func (m Model) helpView() string {
+	lines := strings.Split(m.helpText(), "\n")
+	off := max(0, min(m.helpOffset, len(lines)-1))
+	lines = lines[off:min(len(lines), off+m.helpHeight())]
+	return lipgloss.NewStyle().Width(m.width).Height(m.helpHeight()).Render(strings.Join(lines, "\n"))
+}
+
+func (m Model) helpText() string {
 	under := modeTable
 	if n := len(m.stack); n > 0 {
 		under = m.stack[n-1]
@@ -391,7 +423,7 @@ func (m Model) helpView() string {
 	}
 	body := st.Section.Render("Keys in "+modeNames[under]) + "\n\n" + m.fullHelp(m.keyMap(under).FullHelp()) +
 		"\n\n" + st.Section.Render("Colours and marks") + "\n\n" + flow(legend, "   ", m.width)
-	return lipgloss.NewStyle().Width(m.width).Height(m.tableHeight() + 1).Render(body)
+	return body
 }
 
 // findingOrder lists findings grouped by rule, the worst rule first.
@@ -449,7 +481,15 @@ func (m Model) findingsView() string {
 		if i == m.findCur {
 			cur = len(lines)
 		}
-		lines = append(lines, line{fmt.Sprintf("  %s %s", st.Severity(f.Severity).Render(fmt.Sprintf("%-8s", f.Severity)), f.Summary), i})
+		// The summary wraps under itself: it is read whole.
+		const indent = 11
+		for j, l := range strings.Split(ansi.Wrap(f.Summary, max(20, m.width-indent), " "), "\n") {
+			lead := strings.Repeat(" ", indent)
+			if j == 0 {
+				lead = "  " + st.Severity(f.Severity).Render(fmt.Sprintf("%-8s", f.Severity)) + " "
+			}
+			lines = append(lines, line{lead + l, i})
+		}
 	}
 	start := max(0, min(cur-h/2, len(lines)-h))
 	var b strings.Builder
