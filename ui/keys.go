@@ -113,7 +113,9 @@ type HelpKeys struct {
 func (k HelpKeys) ShortHelp() []key.Binding { return []key.Binding{k.Down, k.Back, k.Quit} }
 
 // FullHelp lists the help screen's keys.
-func (k HelpKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.Moves.list(), {k.Back, k.Quit}} }
+func (k HelpKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{k.Moves.list(), {k.Back, k.Quit}}
+}
 
 var (
 	_ help.KeyMap = TableKeys{}
@@ -181,8 +183,8 @@ func DefaultKeyMap() KeyMap {
 		},
 		Help: HelpKeys{
 			Moves: moves,
-			Back: binding("esc/q/?", "close help", "esc", "q", "?"),
-			Quit: quitOnly,
+			Back:  binding("esc/q/?", "close help", "esc", "q", "?"),
+			Quit:  quitOnly,
 		},
 	}
 }
