@@ -483,11 +483,9 @@ func (m *Model) sortBy(c column) {
 }
 
 func (m *Model) sortRows() {
-	if len(m.rows) > 0 {
-		if _, ok := numericKey(m.sortCol, &m.rows[0]); ok {
-			m.rows = m.cache.sortNumeric(m.rows, m.sortCol, m.sortDesc)
-			return
-		}
+	if numericColumn(m.sortCol) {
+		m.rows = m.cache.sortNumeric(m.rows, m.sortCol, m.sortDesc)
+		return
 	}
 	// less breaks every tie, so an unstable sort is deterministic.
 	slices.SortFunc(m.rows, func(a, b row) int {

@@ -136,16 +136,22 @@ func (c *rowCache) build(snap *diag.Snapshot, rep *rules.Report) []row {
 func (c *rowCache) sortNumeric(rows []row, col column, desc bool) []row {
 	c.keys = slices.Grow(c.keys[:0], len(rows))[:len(rows)]
 	for i := range rows {
-		v, _ := numericKey(col, &rows[i])
+		v, has := numericKey(col, &rows[i])
 		if desc {
 			v = ^v
 		}
-		c.keys[i] = uint64(v)<<32 | uint64(i)
+		// Rows without the value (a "-") sort last either way: the top bit
+		// says so, the value follows, the position fills the low 31 bits.
+		var missing uint64
+		if !has {
+			missing, v = 1, 0
+		}
+		c.keys[i] = missing<<63 | uint64(v)<<31 | uint64(i)
 	}
 	slices.Sort(c.keys)
 	c.sorted = slices.Grow(c.sorted[:0], len(rows))[:len(rows)]
 	for i, k := range c.keys {
-		c.sorted[i] = rows[uint32(k)]
+		c.sorted[i] = rows[k&(1<<31-1)]
 	}
 	out := c.sorted
 	c.sorted, c.rows = rows, out
@@ -390,7 +396,7 @@ func less(c column, a, b *row) int {
 	case colProcess:
 		r = cmp.Compare(procKey(a.s), procKey(b.s))
 	case colSendQ:
-		r = cmp.Compare(a.s.SendQ+a.s.RecvQ, b.s.SendQ+b.s.RecvQ)
+		r = cmp.Compare(a.s.SendQ, b.s.SendQ)
 	case colRetrans:
 		r = cmp.Compare(retrans(a.s), retrans(b.s))
 	case colIdle:
@@ -406,16 +412,21 @@ func less(c column, a, b *row) int {
 	return r
 }
 
-// numericKey returns the value a numeric column sorts by, and false for the
-// columns that sort by text.
+// numericColumn says whether column c sorts by a number.
+func numericColumn(c column) bool {
+	return c == colSendQ || c == colRetrans || c == colIdle || c == colFinding
+}
+
+// numericKey returns the value a numeric column sorts by, and false where
+// the row has none (its cell shows "-").
 func numericKey(c column, r *row) (uint32, bool) {
 	switch c {
 	case colSendQ:
-		return r.s.SendQ + r.s.RecvQ, true
+		return r.s.SendQ, true
 	case colRetrans:
-		return retrans(r.s), true
+		return retrans(r.s), r.s.TCPInfo != nil
 	case colIdle:
-		return r.s.IdleMS(), true
+		return r.s.IdleMS(), r.s.TCPInfo != nil && r.s.State == diag.Established
 	case colFinding:
 		return urgencyKey(r), true
 	}
