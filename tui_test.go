@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 func TestTUIInTmux(t *testing.T) {
 	s := newScenario(t)
 	bin := binary(t)
-	tm := testnet.NewTmux(t, 160, 40, []string{"TERM=xterm-256color"}, bin, "--netns", s.target.Path, "--interval", "500ms")
+	tm := testnet.NewTmux(t, 160, 45, []string{"TERM=xterm-256color"}, bin, "--netns", s.target.Path, "--interval", "500ms")
 
 	screen := tm.WaitFor(10*time.Second, "tcpvet", "STATE", "REMOTE", "half-open", "CLOSE_WAIT", "LISTEN")
 	t.Logf("table:\n%s", screen)
@@ -39,9 +40,37 @@ func TestTUIInTmux(t *testing.T) {
 	tm.Keys("Escape")
 	tm.WaitFor(5*time.Second, "CLOSE_WAIT")
 	tm.Keys("?")
-	tm.WaitFor(5*time.Second, "Keys", "sort by state", "filter")
+	tm.WaitFor(5*time.Second, "Keys in the table", "sort by state", "filter")
 	tm.Keys("Escape")
 	tm.WaitFor(5*time.Second, "STATE")
+
+	// Colours mean severity: a critical finding is drawn red and in
+	// another colour than a warning (the selection, drawn apart, moved to
+	// the last row).
+	tm.Keys("G")
+	time.Sleep(300 * time.Millisecond)
+	colours := tm.Screen(true)
+	half, cw := sgrBefore(colours, "half-open"), sgrBefore(colours, "close-wait")
+	if half == "" || cw == "" || half == cw {
+		t.Errorf("half-open drawn %q, close-wait %q: want two colours", half, cw)
+	}
+
+	// Findings: its own keys; details opened from it go back to it; q
+	// closes what is open and quits from the table alone.
+	tm.Keys("f")
+	tm.WaitFor(5*time.Second, "half-open (", "esc/q back")
+	tm.Keys("G")
+	tm.Keys("g")
+	tm.Keys("Enter")
+	tm.WaitFor(5*time.Second, "Own options")
+	tm.Keys("q")
+	tm.WaitFor(5*time.Second, "half-open (", "esc/q back")
+	tm.Keys("Space")
+	tm.WaitFor(5*time.Second, "space resume")
+	tm.Keys("Space")
+	tm.WaitFor(5*time.Second, "space pause")
+	tm.Keys("q")
+	tm.WaitFor(5*time.Second, "STATE", "q quit")
 
 	tm.Keys("q")
 	deadline := time.Now().Add(5 * time.Second)
@@ -61,5 +90,42 @@ func TestTUIInTmux(t *testing.T) {
 	// The alternate screen is gone: nothing of the table is left behind.
 	if after := tm.Screen(false); strings.Contains(after, "REMOTE") {
 		t.Errorf("terminal not restored after quit:\n%s", after)
+	}
+}
+
+// sgrBefore is the escape sequences tmux drew right before the first text.
+func sgrBefore(screen, text string) string {
+	i := strings.Index(screen, text)
+	if i < 0 {
+		return ""
+	}
+	j := i
+	for j > 0 && screen[j-1] == 'm' {
+		k := strings.LastIndex(screen[:j], "\x1b[")
+		if k < 0 {
+			break
+		}
+		j = k
+	}
+	return screen[j:i]
+}
+
+// TestTUIInTmuxSmall: on 80x24 without colour (TERM=dumb) the selected row
+// is still marked and the snapshot's time is whole.
+func TestTUIInTmuxSmall(t *testing.T) {
+	s := newScenario(t)
+	tm := testnet.NewTmux(t, 80, 24, []string{"TERM=dumb"}, binary(t), "--netns", s.target.Path, "--interval", "500ms")
+	screen := tm.WaitFor(10*time.Second, "STATE", "half-open", "taken ")
+	marked := 0
+	for _, l := range strings.Split(screen, "\n") {
+		if strings.HasPrefix(l, "›") {
+			marked++
+		}
+	}
+	if marked != 1 {
+		t.Errorf("%d rows marked selected, want 1:\n%s", marked, screen)
+	}
+	if !regexp.MustCompile(`taken \d\d:\d\d:\d\d UTC`).MatchString(screen) {
+		t.Errorf("the snapshot's time is cut at 80 columns:\n%s", screen)
 	}
 }
