@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -202,12 +203,55 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 	if !cfg.json {
 		return rep, ui.WritePlain(stdout, snap, rep)
 	}
-	enc := json.NewEncoder(stdout)
 	if isTerminal(stdout) {
 		// People read it; programs (and jq) do not need the extra bytes.
+		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
+		return rep, enc.Encode(output{snap, rep})
 	}
-	return rep, enc.Encode(output{snap, rep})
+	return rep, writeJSON(stdout, output{snap, rep})
+}
+
+// writeJSON writes out as json.Encoder does, byte for byte, but streams the
+// sockets one at a time rather than building the whole document (tens of
+// megabytes for a busy node) in memory first.
+func writeJSON(w io.Writer, out output) error {
+	const marker = `"sockets":null`
+	socks := out.Snapshot.Sockets
+	rest := *out.Snapshot
+	rest.Sockets = nil
+	doc, err := json.Marshal(output{&rest, out.Report})
+	if err != nil {
+		return err
+	}
+	// Nothing before the sockets (schema, time, target, host, sysctls)
+	// has a key of that name, and a string's quotes are escaped: the first
+	// match is the snapshot's own field.
+	i := bytes.Index(doc, []byte(marker))
+	if socks == nil || i < 0 {
+		return json.NewEncoder(w).Encode(out)
+	}
+	const flushAt = 64 << 10
+	b := make([]byte, 0, flushAt+8<<10)
+	b = append(b, doc[:i]...)
+	b = append(b, `"sockets":[`...)
+	for j := range socks {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = socks[j].AppendJSON(b)
+		if len(b) >= flushAt {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			b = b[:0]
+		}
+	}
+	b = append(b, ']')
+	b = append(b, doc[i+len(marker):]...)
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
 }
 
 func openTarget(cfg config) (*netns.NS, error) {
