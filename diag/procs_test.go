@@ -35,6 +35,19 @@ func FuzzSocketInode(f *testing.F) {
 	f.Add("socket:[-1]")
 	f.Fuzz(func(t *testing.T, link string) {
 		n, ok := socketInode(link)
+		// What it parsed before it read bytes: strings and strconv.
+		var want uint64
+		rest, wantOK := strings.CutPrefix(link, "socket:[")
+		if rest, suffixed := strings.CutSuffix(rest, "]"); wantOK && suffixed {
+			var err error
+			want, err = strconv.ParseUint(rest, 10, 32)
+			wantOK = err == nil
+		} else {
+			wantOK = false
+		}
+		if ok != wantOK || uint64(n) != want && ok {
+			t.Errorf("socketInode(%q) = %d, %v; want %d, %v", link, n, ok, want, wantOK)
+		}
 		if !ok {
 			return
 		}

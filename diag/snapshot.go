@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -254,9 +256,9 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		if owners := scan.owners[r.Inode]; r.Inode != 0 && owners != nil {
 			s.Processes = owners
 		}
-		s.attachOptions(or, targetSysctls, len(scan.hidden))
 		snap.Sockets = append(snap.Sockets, s)
 	}
+	attachAllOptions(or, snap.Sockets, targetSysctls, len(scan.hidden))
 	pairPeers(snap.Sockets)
 	return snap, nil
 }
@@ -278,6 +280,32 @@ func pairPeers(socks []Socket) {
 			}
 		}
 	}
+}
+
+// optionWorkers bounds how many threads read socket options at once: each
+// socket costs nine system calls and no waiting, so more than the CPUs
+// would only queue.
+var optionWorkers = runtime.GOMAXPROCS(0)
+
+// attachAllOptions reads the options of socks, split among optionWorkers.
+func attachAllOptions(or *optionReader, socks []Socket, ns Sysctls, hidden int) {
+	w := min(optionWorkers, len(socks)/1024)
+	if w <= 1 {
+		for i := range socks {
+			socks[i].attachOptions(or, ns, hidden)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range w {
+		chunk := socks[len(socks)*i/w : len(socks)*(i+1)/w]
+		wg.Go(func() {
+			for j := range chunk {
+				chunk[j].attachOptions(or, ns, hidden)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // attachOptions fills Keepalive and UserTimeoutMS from the socket's owner.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -43,7 +44,9 @@ type SockOpts struct {
 }
 
 // optionReader reads socket options of sockets held by other processes.
+// It is safe for concurrent use.
 type optionReader struct {
+	mu     sync.Mutex
 	pidfds map[int]int
 	// blocked, when not empty, is why no socket may be duplicated at all.
 	blocked string
@@ -81,6 +84,8 @@ func (r *optionReader) read(inode uint32, procs []Process) (SockOpts, error) {
 }
 
 func (r *optionReader) pidfd(pid int) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if fd, ok := r.pidfds[pid]; ok {
 		return fd, nil
 	}
