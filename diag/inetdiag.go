@@ -1,6 +1,7 @@
 package diag
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -76,6 +77,31 @@ type rawSocket struct {
 // decodeDiagMsg decodes an inet_diag_msg and its attributes. Ports and
 // addresses are big-endian; everything else is in host order.
 func decodeDiagMsg(b []byte) (rawSocket, error) {
+	var cong string
+	return (&diagDecoder{lastCong: &cong}).decode(b)
+}
+
+// diagDecoder decodes the replies of one dump: tcp_info goes into slabs of
+// a thousand rather than an allocation each, and a congestion control name
+// repeated from the last socket is the same string.
+type diagDecoder struct {
+	slab     []TCPInfo
+	lastCong *string
+	useSlab  bool
+}
+
+// errInvalidAttribute is netlink's own word for a malformed attribute.
+var errInvalidAttribute = errors.New("invalid attribute; length too short or too large")
+
+// attrTypeMask masks off the nested and byte-order flags of a type.
+const attrTypeMask = 0x3fff
+
+func (d *diagDecoder) decode(b []byte) (rawSocket, error) {
+	var slab *[]TCPInfo
+	if d.useSlab {
+		slab = &d.slab
+	}
+	lastCong := d.lastCong
 	if len(b) < inetDiagMsgLen {
 		return rawSocket{}, fmt.Errorf("%w: %d bytes", errShortMessage, len(b))
 	}
@@ -105,28 +131,51 @@ func decodeDiagMsg(b []byte) (rawSocket, error) {
 		return rawSocket{}, fmt.Errorf("inet_diag message of unknown address family %d", s.Family)
 	}
 
-	ad, err := netlink.NewAttributeDecoder(b[inetDiagMsgLen:])
-	if err != nil {
-		return rawSocket{}, fmt.Errorf("decode inet_diag attributes: %w", err)
-	}
-	for ad.Next() {
-		switch ad.Type() {
-		case attrInfo:
-			ad.Do(func(b []byte) error {
-				info := decodeTCPInfo(b)
-				s.Info = &info
-				return nil
-			})
-		case attrCong:
-			s.Cong = ad.String()
-		case attrClassID:
-			s.ClassID = ad.Uint32()
-		case attrShut:
-			s.Shutdown = ad.Uint8()
+	// The attributes, walked as netlink's AttributeDecoder walks them
+	// (the same lengths refused) without copying each one.
+	attrs := b[inetDiagMsgLen:]
+	for i := 0; i < len(attrs); {
+		if len(attrs)-i < 4 {
+			return rawSocket{}, fmt.Errorf("decode inet_diag attributes: %w", errInvalidAttribute)
 		}
-	}
-	if err := ad.Err(); err != nil {
-		return rawSocket{}, fmt.Errorf("decode inet_diag attributes: %w", err)
+		l := int(binary.NativeEndian.Uint16(attrs[i:]))
+		typ := binary.NativeEndian.Uint16(attrs[i+2:]) & attrTypeMask
+		if l > len(attrs)-i || l != 0 && l < 4 {
+			return rawSocket{}, fmt.Errorf("decode inet_diag attributes: %w", errInvalidAttribute)
+		}
+		var data []byte
+		if l != 0 {
+			data = attrs[i+4 : i+l]
+		}
+		i += max(4, (l+3)&^3)
+		switch typ {
+		case attrInfo:
+			if slab != nil {
+				if len(*slab) == cap(*slab) {
+					*slab = make([]TCPInfo, 0, 1024)
+				}
+				*slab = append(*slab, decodeTCPInfo(data))
+				s.Info = &(*slab)[len(*slab)-1]
+			} else {
+				info := decodeTCPInfo(data)
+				s.Info = &info
+			}
+		case attrCong:
+			if cong := bytes.TrimRight(data, "\x00"); string(cong) != *lastCong {
+				*lastCong = string(cong)
+			}
+			s.Cong = *lastCong
+		case attrClassID:
+			if len(data) != 4 {
+				return rawSocket{}, fmt.Errorf("decode inet_diag attributes: netlink: attribute %d is not a uint32; length: %d", typ, len(data))
+			}
+			s.ClassID = binary.NativeEndian.Uint32(data)
+		case attrShut:
+			if len(data) != 1 {
+				return rawSocket{}, fmt.Errorf("decode inet_diag attributes: netlink: attribute %d is not a uint8; length: %d", typ, len(data))
+			}
+			s.Shutdown = data[0]
+		}
 	}
 	return s, nil
 }

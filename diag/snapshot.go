@@ -2,14 +2,17 @@ package diag
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -344,9 +347,11 @@ func familyName(f uint8) string {
 // Sockets seen twice (a dump racing with the socket table) are kept once.
 func dumpSockets(ctx context.Context, ns *netns.NS) ([]rawSocket, error) {
 	var out []rawSocket
-	seen := make(map[uint64]struct{})
+	seen := make(map[uint64]struct{}, 1024)
+	var cong string
+	d := diagDecoder{lastCong: &cong, useSlab: true}
 	err := dumpMessages(ctx, ns, func(b []byte) error {
-		s, err := decodeDiagMsg(b)
+		s, err := d.decode(b)
 		if err != nil {
 			return err
 		}
@@ -391,20 +396,81 @@ func dumpMessages(ctx context.Context, ns *netns.NS, fn func([]byte) error) erro
 			return fmt.Errorf("set sock_diag deadline: %w", err)
 		}
 	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
+	}
+	// Replies are read straight off the socket into one buffer and handed
+	// over in place: netlink's Receive copies every message and attribute.
+	// The kernel fills at most 32 KiB per read of a dump.
+	buf := make([]byte, 64<<10)
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		if _, err := c.Send(diagRequest(family)); err != nil {
+		req, err := c.Send(diagRequest(family))
+		if err != nil {
 			return fmt.Errorf("request sock_diag dump in %s: %w", ns.Path, err)
 		}
-		for m, err := range c.ReceiveIter() {
-			if err == nil {
-				err = fn(m.Data)
-			}
-			if err != nil {
-				return fmt.Errorf("read sock_diag in %s: %w", ns.Path, err)
-			}
+		if err := receiveDump(rc, buf, req.Header.Sequence, fn); err != nil {
+			return fmt.Errorf("read sock_diag in %s: %w", ns.Path, err)
 		}
 	}
 	return nil
+}
+
+// receiveDump reads the replies to the dump request numbered seq, handing
+// the payload of each to fn, until the kernel says it is done.
+func receiveDump(rc syscall.RawConn, buf []byte, seq uint32, fn func([]byte) error) error {
+	for {
+		var n int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
+		}); err != nil {
+			return err
+		}
+		if rerr != nil {
+			return os.NewSyscallError("recvfrom", rerr)
+		}
+		if n == 0 {
+			return errors.New("sock_diag socket closed mid-dump")
+		}
+		for b := buf[:n]; len(b) > 0; {
+			if len(b) < unix.SizeofNlMsghdr {
+				return errors.New("short netlink message header")
+			}
+			l := int(binary.NativeEndian.Uint32(b))
+			typ := binary.NativeEndian.Uint16(b[4:])
+			msgSeq := binary.NativeEndian.Uint32(b[8:])
+			if l < unix.SizeofNlMsghdr || l > len(b) {
+				return fmt.Errorf("netlink message of length %d in %d bytes", l, len(b))
+			}
+			data := b[unix.SizeofNlMsghdr:l]
+			b = b[min(len(b), (l+3)&^3):]
+			if msgSeq != seq {
+				return fmt.Errorf("netlink reply to request %d, not %d", msgSeq, seq)
+			}
+			switch typ {
+			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
+				if len(data) == 0 && typ == unix.NLMSG_DONE {
+					return nil
+				}
+				if len(data) < 4 {
+					return errors.New("short netlink error message")
+				}
+				if code := int32(binary.NativeEndian.Uint32(data)); code != 0 {
+					return syscall.Errno(-code)
+				}
+				if typ == unix.NLMSG_DONE {
+					return nil
+				}
+			case unix.NLMSG_NOOP:
+			default:
+				if err := fn(data); err != nil {
+					return err
+				}
+			}
+		}
+	}
 }
 
 // inside is what tcpvet reads from within a namespace, in one visit.
