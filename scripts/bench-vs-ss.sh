@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Times `tcpvet --json` against `ss -tanoiep` on one namespace holding about
+# Times `tcpvet --json` against `ss -tan` (the goal: within 2x) and
+# `ss -tanoiep` (which also finds owners and reads tcp_info) on one namespace holding about
 # SOCKETS (default 40000) idle loopback TCP sockets. Needs root.
 #   scripts/bench-vs-ss.sh [SOCKETS] [RUNS]
 set -euo pipefail
@@ -42,6 +43,12 @@ measure() {
   printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
 t_tcpvet=$(measure "$work/tcpvet" --json --netns "/run/netns/$ns")
+t_tan=$(measure ip netns exec "$ns" ss -tan)
 t_ss=$(measure ip netns exec "$ns" ss -tanoiep)
 echo "tcpvet --json:  ${t_tcpvet} ms (median)"
+echo "ss -tan:        ${t_tan} ms (median)"
 echo "ss -tanoiep:    ${t_ss} ms (median)"
+if [ -x /usr/bin/time ]; then
+  rss=$(/usr/bin/time -f %M "$work/tcpvet" --json --netns "/run/netns/$ns" 2>&1 >/dev/null | tail -1)
+  echo "tcpvet --json peak RSS: $((rss / 1024)) MiB"
+fi
