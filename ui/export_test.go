@@ -32,18 +32,29 @@ func exportWith(t *testing.T, dir string, w, h int) Model {
 
 // notADir is a path no one can write a file under, root included: a file.
 func notADir(t *testing.T) string {
-	p := filepath.Join(t.TempDir(), "file")
+	p := filepath.Join(shortDir(t), "file")
 	if err := os.WriteFile(p, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
+// shortDir is a new directory right under /tmp: the messages these tests
+// read must fit the screen whatever TMPDIR the suite runs under.
+func shortDir(t *testing.T) string {
+	d, err := os.MkdirTemp("/tmp", "tv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
 // TestExportFallsBackToTempDir: when the export directory cannot be
 // written, the snapshot goes to the temporary directory and the screen
 // says where, and why, whole even on 80 columns.
 func TestExportFallsBackToTempDir(t *testing.T) {
-	tmp := t.TempDir()
+	tmp := shortDir(t)
 	t.Setenv("TMPDIR", tmp)
 	bad := notADir(t)
 	m := exportWith(t, bad, 80, 24)
