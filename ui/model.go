@@ -78,15 +78,7 @@ type Model struct {
 
 	snap   *diag.Snapshot
 	report rules.Report
-	rows   []row
-	// visible indexes rows that pass the filter, in sorted order.
-	visible []int
-	cache   *rowCache
-
-	sortCol  column
-	sortDesc bool
-	cursor   int // index into visible
-	offset   int // first visible row drawn
+	table  table
 
 	details   viewport.Model
 	detailsID string // socket shown in details, "" for a namespace finding
@@ -118,8 +110,7 @@ func New(opts Options) Model {
 		help:    help.New(),
 		filter:  ti,
 		details: viewport.New(),
-		cache:   &rowCache{},
-		sortCol: colFinding, sortDesc: true,
+		table:   newTable(),
 		loading: true,
 	}
 }
@@ -343,22 +334,12 @@ func (m Model) tableKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	if cmd, ok := m.liveKey(msg, k.Live); ok {
 		return m, cmd
 	}
-	page := max(1, m.tableHeight()-1)
+	if m.table.update(msg, k, m.tableHeight()) {
+		return m, nil
+	}
 	switch {
 	case key.Matches(msg, k.Quit):
 		return m, tea.Quit
-	case key.Matches(msg, k.Up):
-		m.cursor--
-	case key.Matches(msg, k.Down):
-		m.cursor++
-	case key.Matches(msg, k.PageUp):
-		m.cursor -= page
-	case key.Matches(msg, k.PageDown):
-		m.cursor += page
-	case key.Matches(msg, k.Top):
-		m.cursor = 0
-	case key.Matches(msg, k.Bottom):
-		m.cursor = len(m.visible) - 1
 	case key.Matches(msg, k.Filter):
 		m.open(modeFilter)
 		return m, m.filter.Focus()
@@ -368,20 +349,11 @@ func (m Model) tableKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			m.refilter()
 		}
 	case key.Matches(msg, k.Details):
-		if r := m.current(); r != nil {
+		if r := m.table.current(); r != nil {
 			m.openDetails(r.s.ID)
 		}
 	case key.Matches(msg, k.Findings):
 		m.openFindings()
-	default:
-		for col, b := range map[column]key.Binding{
-			colState: k.SortState, colRemote: k.SortRemote, colProcess: k.SortProcess, colSendQ: k.SortQueue,
-			colRetrans: k.SortRetrans, colIdle: k.SortIdle, colFinding: k.SortSeverity,
-		} {
-			if key.Matches(msg, b) {
-				m.sortBy(col)
-			}
-		}
 	}
 	m.clampCursor()
 	return m, nil
@@ -417,7 +389,7 @@ func (m Model) findingsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		if m.findCur < len(m.findItems) {
 			f := m.report.Findings[m.findItems[m.findCur]]
 			if f.Socket != nil {
-				m.selectSocket(*f.Socket)
+				m.table.selectSocket(*f.Socket, m.tableHeight())
 				m.openDetails(*f.Socket)
 			} else {
 				m.finding = m.findItems[m.findCur]
@@ -431,22 +403,13 @@ func (m Model) findingsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 
 // apply takes in a new snapshot, keeping the cursor on the same socket.
 func (m *Model) apply(snap *diag.Snapshot, rep rules.Report) {
-	var keep string
-	if r := m.current(); r != nil {
-		keep = r.s.ID
-	}
 	m.snap, m.report = snap, rep
-	m.rows = m.cache.build(snap, &m.report)
+	m.table.load(snap, rep, m.tableHeight())
 	m.procNames = strings.Join(processNames(snap, 4), ", ")
 	m.findItems = nil
 	if m.under(modeFindings) {
 		m.findItems = findingOrder(&m.report)
 		m.findCur = min(m.findCur, max(0, len(m.findItems)-1))
-	}
-	m.sortRows()
-	m.refilter()
-	if keep != "" {
-		m.selectSocket(keep)
 	}
 	if m.under(modeDetails) {
 		m.renderDetails()
@@ -467,74 +430,10 @@ func (m *Model) openFindings() {
 	m.findCur = min(m.findCur, max(0, len(m.findItems)-1))
 }
 
-func (m *Model) sortBy(c column) {
-	if m.sortCol == c {
-		m.sortDesc = !m.sortDesc
-	} else {
-		m.sortCol, m.sortDesc = c, c == colFinding || c == colSendQ || c == colRetrans || c == colIdle
-	}
-	var keep string
-	if r := m.current(); r != nil {
-		keep = r.s.ID
-	}
-	m.sortRows()
-	m.refilter()
-	m.selectSocket(keep)
-}
+// refilter applies the filter as typed so far.
+func (m *Model) refilter() { m.table.setFilter(m.filter.Value(), m.tableHeight()) }
 
-func (m *Model) sortRows() {
-	if numericColumn(m.sortCol) {
-		m.rows = m.cache.sortNumeric(m.rows, m.sortCol, m.sortDesc)
-		return
-	}
-	// less breaks every tie, so an unstable sort is deterministic.
-	slices.SortFunc(m.rows, func(a, b row) int {
-		if m.sortDesc {
-			return less(m.sortCol, &b, &a)
-		}
-		return less(m.sortCol, &a, &b)
-	})
-}
-
-func (m *Model) refilter() {
-	words := strings.Fields(strings.ToLower(m.filter.Value()))
-	m.visible = m.visible[:0]
-	for i := range m.rows {
-		if len(words) == 0 || m.rows[i].matches(words, &m.report, m.cache) {
-			m.visible = append(m.visible, i)
-		}
-	}
-	m.clampCursor()
-}
-
-func (m *Model) selectSocket(id string) {
-	for i, ri := range m.visible {
-		if m.rows[ri].s.ID == id {
-			m.cursor = i
-			m.clampCursor()
-			return
-		}
-	}
-}
-
-func (m *Model) current() *row {
-	if m.cursor < 0 || m.cursor >= len(m.visible) {
-		return nil
-	}
-	return &m.rows[m.visible[m.cursor]]
-}
-
-func (m *Model) clampCursor() {
-	m.cursor = max(0, min(m.cursor, len(m.visible)-1))
-	h := m.tableHeight()
-	if m.cursor < m.offset {
-		m.offset = m.cursor
-	}
-	if h > 0 && m.cursor >= m.offset+h {
-		m.offset = m.cursor - h + 1
-	}
-	m.offset = max(0, min(m.offset, len(m.visible)-h))
-}
+func (m *Model) clampCursor() { m.table.clamp(m.tableHeight()) }
 
 func (m *Model) openDetails(id string) {
 	m.detailsID = id

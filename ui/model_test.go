@@ -215,8 +215,8 @@ func TestFindingsEnterJumpsToSocket(t *testing.T) {
 
 func TestSortAndChangeMarks(t *testing.T) {
 	m := drive(t, 160, 40, fixture(), press("R"))
-	if m.sortCol != colRemote || m.sortDesc {
-		t.Fatalf("sort = %v desc %v", m.sortCol, m.sortDesc)
+	if m.table.sortCol != colRemote || m.table.sortDesc {
+		t.Fatalf("sort = %v desc %v", m.table.sortCol, m.table.sortDesc)
 	}
 	if !strings.Contains(screen(m), "REMOTE↑") {
 		t.Error("no arrow on the sorted column")
@@ -231,7 +231,7 @@ func TestSortAndChangeMarks(t *testing.T) {
 	tm, _ = tm.Update(snapshotMsg{snap: next, rep: rules.Evaluate(next, nil)})
 	m = tm.(Model)
 	var changed, fresh bool
-	for _, r := range m.rows {
+	for _, r := range m.table.rows {
 		changed = changed || r.s.ID == "40003" && r.retransUp
 		fresh = fresh || r.s.ID == "50000" && r.isNew
 	}
@@ -322,21 +322,21 @@ func TestIdleCountsBothDirections(t *testing.T) {
 	sender.LastDataRecv, sender.LastDataSent = 3_600_000, 100
 	quiet.LastDataRecv, quiet.LastDataSent = 50_000, 60_000
 	m := drive(t, 160, 40, snap, press("I"))
-	if m.sortCol != colIdle {
-		t.Fatalf("I sorts by %v", m.sortCol)
+	if m.table.sortCol != colIdle {
+		t.Fatalf("I sorts by %v", m.table.sortCol)
 	}
 	idle := map[string]string{}
 	var order []string
-	for _, i := range m.visible {
-		r := &m.rows[i]
-		idle[r.s.ID] = r.cell(colIdle, &m.report, m.cache)
+	for _, i := range m.table.visible {
+		r := &m.table.rows[i]
+		idle[r.s.ID] = r.cell(colIdle, &m.report, m.table.cache)
 		order = append(order, r.s.ID)
 	}
 	if idle["40001"] != "100ms" || idle["40002"] != "50s" {
 		t.Errorf("IDLE of the sender = %q, of the quiet one = %q; want 100ms and 50s", idle["40001"], idle["40002"])
 	}
-	if senderLater := slices.Index(order, "40001") > slices.Index(order, "40002"); senderLater != m.sortDesc {
-		t.Errorf("sorted by idle (desc %v): %v", m.sortDesc, order)
+	if senderLater := slices.Index(order, "40001") > slices.Index(order, "40002"); senderLater != m.table.sortDesc {
+		t.Errorf("sorted by idle (desc %v): %v", m.table.sortDesc, order)
 	}
 }
 

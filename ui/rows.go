@@ -1,9 +1,7 @@
 package ui
 
 import (
-	"cmp"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,14 +127,14 @@ func (c *rowCache) build(snap *diag.Snapshot, rep *rules.Report) []row {
 	return c.rows
 }
 
-// sortNumeric sorts rows by a numeric column. Each row becomes one integer,
+// sortNumeric sorts rows by a numeric key (a column's num). Each row becomes one integer,
 // the value in the high half (inverted when descending) and its position in
 // the low half, so ties keep address order and sorting is a plain integer
 // sort. It returns the sorted rows; the slice passed in becomes scratch.
-func (c *rowCache) sortNumeric(rows []row, col column, desc bool) []row {
+func (c *rowCache) sortNumeric(rows []row, key func(*row) (uint32, bool), desc bool) []row {
 	c.keys = slices.Grow(c.keys[:0], len(rows))[:len(rows)]
 	for i := range rows {
-		v, has := numericKey(col, &rows[i])
+		v, has := key(&rows[i])
 		if desc {
 			v = ^v
 		}
@@ -188,185 +186,6 @@ func (r *row) matches(words []string, rep *rules.Report, c *rowCache) bool {
 	return true
 }
 
-// column is a column of the connection table.
-type column int
-
-const (
-	colState column = iota
-	colLocal
-	colRemote
-	colProcess
-	colRecvQ
-	colSendQ
-	colTimer
-	colRetrans
-	colRTO
-	colIdle
-	colKeepalive
-	colUserTimeout
-	colPath
-	colFinding
-	numColumns
-)
-
-// columnSpec says how a column is titled, how wide it is and how important
-// it is to keep when the terminal is narrow (lower keeps longer).
-type columnSpec struct {
-	title    string
-	width    int
-	flex     bool
-	right    bool
-	priority int
-}
-
-var columns = [numColumns]columnSpec{
-	colState:       {"STATE", 11, false, false, 0},
-	colLocal:       {"LOCAL", 21, true, false, 5},
-	colRemote:      {"REMOTE", 21, true, false, 1},
-	colProcess:     {"PROCESS", 14, false, false, 3},
-	colRecvQ:       {"RECV-Q", 7, false, true, 8},
-	colSendQ:       {"SEND-Q", 7, false, true, 4},
-	colTimer:       {"TIMER", 16, false, false, 9},
-	colRetrans:     {"RETR", 5, false, true, 10},
-	colRTO:         {"RTO", 6, false, true, 12},
-	colIdle:        {"IDLE", 6, false, true, 11},
-	colKeepalive:   {"KEEPALIVE", 10, false, false, 6},
-	colUserTimeout: {"USER-TO", 7, false, true, 13},
-	colPath:        {"PATH", 9, false, false, 7},
-	colFinding:     {"FINDING", 18, false, false, 2},
-}
-
-// layout picks the columns that fit in width and how wide each is; the
-// column the table is sorted by is kept first, so its arrow shows.
-func layout(width int, sorted column) (cols []column, widths [numColumns]int) {
-	order := make([]column, numColumns)
-	for i := range order {
-		order[i] = column(i)
-	}
-	prio := func(c column) int {
-		if c == sorted {
-			return -1
-		}
-		return columns[c].priority
-	}
-	slices.SortFunc(order, func(a, b column) int { return cmp.Compare(prio(a), prio(b)) })
-	used := 0
-	var keep [numColumns]bool
-	for _, c := range order {
-		w := columns[c].width + 1
-		if used+w > width && len(cols) > 0 {
-			continue
-		}
-		keep[c] = true
-		used += w
-		cols = append(cols, c)
-	}
-	slices.Sort(cols)
-	for _, c := range cols {
-		widths[c] = columns[c].width
-	}
-	// Give what is left to the addresses, which IPv6 makes long.
-	spare := width - used
-	for spare > 0 {
-		grew := false
-		for _, c := range []column{colRemote, colLocal} {
-			if keep[c] && spare > 0 && widths[c] < 47 {
-				widths[c]++
-				spare--
-				grew = true
-			}
-		}
-		if !grew {
-			break
-		}
-	}
-	return cols, widths
-}
-
-// cell formats one cell of r, uncoloured.
-func (r *row) cell(c column, rep *rules.Report, rc *rowCache) string {
-	s := r.s
-	switch c {
-	case colState:
-		return s.State.String()
-	case colLocal:
-		return s.Local.String()
-	case colRemote:
-		if s.State == diag.Listen {
-			// A listener has no peer: say what it listens on, for narrow screens without LOCAL.
-			return fmt.Sprintf("(listening :%d)", s.Local.Port())
-		}
-		if to := s.RedirectedTo; to != nil {
-			// Why a sidecar's client shows no finding: it never leaves.
-			return fmt.Sprintf("%s⇢:%d", s.Remote, to.Port())
-		}
-		return s.Remote.String()
-	case colProcess:
-		if len(s.Processes) == 0 {
-			return "-"
-		}
-		p := s.Processes[0]
-		return p.Comm + "/" + strconv.Itoa(p.PID)
-	case colRecvQ:
-		return strconv.FormatUint(uint64(s.RecvQ), 10)
-	case colSendQ:
-		return strconv.FormatUint(uint64(s.SendQ), 10)
-	case colTimer:
-		if s.Timer.Kind == diag.TimerOff {
-			return "off"
-		}
-		return fmt.Sprintf("%s %s/%d", s.Timer.Kind, shortDur(time.Duration(s.Timer.ExpiresMS)*time.Millisecond), s.Timer.Retrans)
-	case colRetrans:
-		if s.TCPInfo == nil {
-			return "-"
-		}
-		return strconv.FormatUint(uint64(s.TCPInfo.TotalRetrans), 10)
-	case colRTO:
-		if s.TCPInfo == nil || s.TCPInfo.RTO == 0 {
-			return "-"
-		}
-		return shortDur(time.Duration(s.TCPInfo.RTO) * time.Microsecond)
-	case colIdle:
-		if s.TCPInfo == nil || s.State != diag.Established {
-			return "-"
-		}
-		return shortDur(time.Duration(s.IdleMS()) * time.Millisecond)
-	case colKeepalive:
-		k := s.Keepalive
-		switch {
-		case k.Enabled == nil:
-			return "unknown"
-		case !*k.Enabled:
-			return "off"
-		}
-		return fmt.Sprintf("%d/%d/%d", *k.IdleS, *k.IntervalS, *k.Probes)
-	case colPath:
-		forgotten := false
-		rc.findings(r, func(i int) { forgotten = forgotten || rep.Findings[i].Rule == rules.RuleFlowForgotten })
-		return pathCell(s, forgotten)
-	case colUserTimeout:
-		switch {
-		case s.UserTimeoutMS == nil:
-			return "?"
-		case *s.UserTimeoutMS == 0:
-			return "-"
-		}
-		return shortDur(time.Duration(*s.UserTimeoutMS) * time.Millisecond)
-	case colFinding:
-		if r.first < 0 {
-			return ""
-		}
-		n := 0
-		rc.findings(r, func(int) { n++ })
-		name := rep.Findings[r.first].Rule
-		if n > 1 {
-			name += fmt.Sprintf(" +%d", n-1)
-		}
-		return name
-	}
-	return ""
-}
-
 // shortDur writes a duration in at most six characters: 850ms, 3.2s, 15m, 2h.
 func shortDur(d time.Duration) string {
 	switch {
@@ -382,79 +201,6 @@ func shortDur(d time.Duration) string {
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
-
-// less orders rows by column c; ties fall back to the snapshot's own
-// order, so rows do not jump around from one refresh to the next.
-func less(c column, a, b *row) int {
-	var r int
-	switch c {
-	case colState:
-		r = cmp.Compare(a.s.State.String(), b.s.State.String())
-	case colRemote:
-		r = a.s.Remote.Compare(b.s.Remote)
-	case colProcess:
-		r = cmp.Compare(procKey(a.s), procKey(b.s))
-	case colSendQ:
-		r = cmp.Compare(a.s.SendQ, b.s.SendQ)
-	case colRetrans:
-		r = cmp.Compare(retrans(a.s), retrans(b.s))
-	case colIdle:
-		r = cmp.Compare(a.s.IdleMS(), b.s.IdleMS())
-	case colFinding:
-		r = cmp.Compare(urgencyKey(a), urgencyKey(b))
-	default:
-		r = a.s.Local.Compare(b.s.Local)
-	}
-	if r == 0 {
-		r = cmp.Compare(a.order, b.order)
-	}
-	return r
-}
-
-// numericColumn says whether column c sorts by a number.
-func numericColumn(c column) bool {
-	return c == colSendQ || c == colRetrans || c == colIdle || c == colFinding
-}
-
-// numericKey returns the value a numeric column sorts by, and false where
-// the row has none (its cell shows "-").
-func numericKey(c column, r *row) (uint32, bool) {
-	switch c {
-	case colSendQ:
-		return r.s.SendQ, true
-	case colRetrans:
-		return retrans(r.s), r.s.TCPInfo != nil
-	case colIdle:
-		return r.s.IdleMS(), r.s.TCPInfo != nil && r.s.State == diag.Established
-	case colFinding:
-		return urgencyKey(r), true
-	}
-	return 0, false
-}
-
-// urgencyKey is larger the more urgent the row's worst finding: the report
-// lists findings most urgent first (what fails now, at its next write,
-// soonest), so its index, turned around, is the key; 0 for no finding.
-func urgencyKey(r *row) uint32 {
-	if r.first < 0 {
-		return 0
-	}
-	return math.MaxUint32 - uint32(r.first)
-}
-
-func procKey(s *diag.Socket) string {
-	if len(s.Processes) == 0 {
-		return ""
-	}
-	return s.Processes[0].Comm
-}
-
-func retrans(s *diag.Socket) uint32 {
-	if s.TCPInfo == nil {
-		return 0
-	}
-	return s.TCPInfo.TotalRetrans
 }
 
 // pathCell says what the path remembers of the connection: the soonest a

@@ -7,8 +7,8 @@ import (
 
 func visibleIDs(m Model) []string {
 	var ids []string
-	for _, i := range m.visible {
-		ids = append(ids, m.rows[i].s.ID)
+	for _, i := range m.table.visible {
+		ids = append(ids, m.table.rows[i].s.ID)
 	}
 	return ids
 }
@@ -29,11 +29,11 @@ func TestSortPutsMissingValuesLast(t *testing.T) {
 				m, _ = step(m, keyMsg(c.key))
 			}
 			seenMissing := false
-			for _, i := range m.visible {
-				r := &m.rows[i]
-				missing := r.cell(c.col, &m.report, m.cache) == "-"
+			for _, i := range m.table.visible {
+				r := &m.table.rows[i]
+				missing := r.cell(c.col, &m.report, m.table.cache) == "-"
 				if seenMissing && !missing {
-					t.Errorf("%s (desc %v): %s has a value yet sorts after a \"-\": %v", c.key, m.sortDesc, r.s.ID, visibleIDs(m))
+					t.Errorf("%s (desc %v): %s has a value yet sorts after a \"-\": %v", c.key, m.table.sortDesc, r.s.ID, visibleIDs(m))
 				}
 				seenMissing = seenMissing || missing
 			}
@@ -50,12 +50,12 @@ func TestSortBySendQueue(t *testing.T) {
 	snap := fixture()
 	snap.Sockets[3].RecvQ = 100_000 // the CLOSE_WAIT, nothing to send
 	m := drive(t, 160, 40, snap, keyMsg("Q"))
-	if m.sortCol != colSendQ || !m.sortDesc {
-		t.Fatalf("Q sorts by %v desc %v", m.sortCol, m.sortDesc)
+	if m.table.sortCol != colSendQ || !m.table.sortDesc {
+		t.Fatalf("Q sorts by %v desc %v", m.table.sortCol, m.table.sortDesc)
 	}
 	var sendQ []uint32
-	for _, i := range m.visible {
-		sendQ = append(sendQ, m.rows[i].s.SendQ)
+	for _, i := range m.table.visible {
+		sendQ = append(sendQ, m.table.rows[i].s.SendQ)
 	}
 	if !slices.IsSortedFunc(sendQ, func(a, b uint32) int { return int(b) - int(a) }) {
 		t.Errorf("SEND-Q↓ shows send queues %v, ids %v", sendQ, visibleIDs(m))

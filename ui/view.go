@@ -200,99 +200,7 @@ func processNames(s *diag.Snapshot, n int) []string {
 }
 
 func (m Model) tableView() string {
-	st := m.styles
-	cols, widths := layout(m.width-markWidth, m.sortCol)
-	var b strings.Builder
-	var titles []string
-	for _, c := range cols {
-		t := columns[c].title
-		if c == m.sortCol {
-			if m.sortDesc {
-				t += "↓"
-			} else {
-				t += "↑"
-			}
-		}
-		if columns[c].right {
-			titles = append(titles, fitRight(t, widths[c]))
-		} else {
-			titles = append(titles, fit(t, widths[c]))
-		}
-	}
-	b.WriteString(strings.Repeat(" ", markWidth) + st.Header.Render(strings.Join(titles, " ")))
-	h := m.tableHeight()
-	for i := m.offset; i < m.offset+h; i++ {
-		b.WriteString("\n")
-		if i >= len(m.visible) {
-			continue
-		}
-		r := &m.rows[m.visible[i]]
-		b.WriteString(m.renderRow(r, cols, widths, i == m.cursor))
-	}
-	if len(m.visible) == 0 && m.snap != nil {
-		b.WriteString("\n" + st.Dim.Render("  no connection matches the filter"))
-	}
-	return b.String()
-}
-
-// markWidth is the table's first column: "›" on the selected row, which
-// shows without colour (TERM=dumb, NO_COLOR), and "+" on a row new since
-// the last refresh.
-const markWidth = 2
-
-func (m Model) renderRow(r *row, cols []column, widths [numColumns]int, selected bool) string {
-	st := m.styles
-	mark := []rune("  ")
-	if selected {
-		mark[0] = '›'
-	}
-	if r.isNew {
-		mark[1] = '+'
-	}
-	cells := make([]string, 0, len(cols)+1)
-	cells = append(cells, string(mark))
-	for _, c := range cols {
-		text := r.cell(c, &m.report, m.cache)
-		if columns[c].right {
-			text = fitRight(text, widths[c])
-		} else {
-			text = fit(text, widths[c])
-		}
-		if !selected {
-			// Colour says severity alone; what changed is in weight.
-			switch {
-			case c == colFinding && r.first >= 0:
-				text = st.Severity(r.worst).Render(text)
-			case c == colRetrans && r.retransUp, (c == colSendQ || c == colRecvQ) && r.queueUp:
-				text = st.Changed.Render(text)
-			case c == colKeepalive && strings.HasPrefix(text, "off"):
-				if sev, ok := m.keepaliveFinding(r); ok {
-					text = st.Severity(sev).Render(text)
-				}
-			case c == colState && r.s.State == diag.Established && r.first < 0:
-				text = st.OK.Render(text)
-			}
-		}
-		cells = append(cells, text)
-	}
-	line := strings.Join(cells[1:], " ")
-	if selected {
-		line = st.Selected.Render(line)
-	}
-	return cells[0] + line
-}
-
-// keepaliveFinding is the worst severity of the row's findings about its
-// keepalive, and whether there is one.
-func (m Model) keepaliveFinding(r *row) (rules.Severity, bool) {
-	sev, ok := rules.Severity(-1), false
-	m.cache.findings(r, func(i int) {
-		f := &m.report.Findings[i]
-		if (f.Rule == rules.RuleNoKeepalive || f.Rule == rules.RuleKeepaliveTooSlow) && (!ok || f.Severity > sev) {
-			sev, ok = f.Severity, true
-		}
-	})
-	return sev, ok
+	return m.table.view(m.width, m.tableHeight(), &m.styles, m.snap != nil)
 }
 
 // position is the table's "row/rows" counter, "" on other screens.
@@ -300,11 +208,7 @@ func (m Model) position() string {
 	if (m.mode != modeTable && m.mode != modeFilter) || m.snap == nil {
 		return ""
 	}
-	pos := fmt.Sprintf("%d/%d", min(m.cursor+1, len(m.visible)), len(m.visible))
-	if len(m.visible) != len(m.rows) {
-		pos += fmt.Sprintf(" of %d", len(m.rows))
-	}
-	return pos
+	return m.table.position()
 }
 
 // maxStatusLines bounds how much of the screen a long message takes.
@@ -592,7 +496,7 @@ func (m *Model) socketText(s *diag.Socket) string {
 	if s.Peer != "" {
 		kv("peer", peerText(m.snap, s.Peer))
 	}
-	if watched, quiet := m.cache.watched(s.ID, m.snap.TakenAt); watched > 0 && s.State == diag.Established {
+	if watched, quiet := m.table.cache.watched(s.ID, m.snap.TakenAt); watched > 0 && s.State == diag.Established {
 		// Whether something keeps the connection busy shows only over time:
 		// application pings keep every quiet spell short.
 		kv("watched", fmt.Sprintf("%s, longest quiet seen %s", shortDur(watched), shortDur(quiet)))

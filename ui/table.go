@@ -1,0 +1,554 @@
+package ui
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// table is the connection table: its rows, which of them pass the filter,
+// how they are sorted, the cursor and the first row drawn. The root model
+// holds one and routes the table's keys to it; it draws itself with view.
+type table struct {
+	cache *rowCache
+	rep   rules.Report
+	rows  []row
+	// visible indexes rows that pass the filter, in sorted order.
+	visible []int
+	words   []string // the filter, lower case, split into words
+
+	sortCol  column
+	sortDesc bool
+	cursor   int // index into visible
+	offset   int // first visible row drawn
+}
+
+func newTable() table {
+	return table{cache: &rowCache{}, sortCol: colFinding, sortDesc: true}
+}
+
+// load takes in a new snapshot, keeping the cursor on the same socket.
+func (t *table) load(snap *diag.Snapshot, rep rules.Report, h int) {
+	keep := t.currentID()
+	t.rep = rep
+	t.rows = t.cache.build(snap, &t.rep)
+	t.sort()
+	t.refilter(h)
+	if keep != "" {
+		t.selectSocket(keep, h)
+	}
+}
+
+// setFilter keeps only the rows that match every word of q.
+func (t *table) setFilter(q string, h int) {
+	t.words = strings.Fields(strings.ToLower(q))
+	t.refilter(h)
+}
+
+func (t *table) refilter(h int) {
+	t.visible = t.visible[:0]
+	for i := range t.rows {
+		if len(t.words) == 0 || t.rows[i].matches(t.words, &t.rep, t.cache) {
+			t.visible = append(t.visible, i)
+		}
+	}
+	t.clamp(h)
+}
+
+// sortBy sorts by c, or turns the order around when already sorted by c.
+// Numbers sort largest first, text in alphabetical order.
+func (t *table) sortBy(c column, h int) {
+	if t.sortCol == c {
+		t.sortDesc = !t.sortDesc
+	} else {
+		t.sortCol, t.sortDesc = c, columns[c].num != nil
+	}
+	keep := t.currentID()
+	t.sort()
+	t.refilter(h)
+	t.selectSocket(keep, h)
+}
+
+func (t *table) sort() {
+	def := &columns[t.sortCol]
+	if def.num != nil {
+		t.rows = t.cache.sortNumeric(t.rows, def.num, t.sortDesc)
+		return
+	}
+	by := def.cmp
+	if by == nil {
+		by = byLocal
+	}
+	// Ties fall back to the snapshot's own order, so rows do not jump
+	// around between refreshes; with every tie broken an unstable sort is
+	// deterministic.
+	less := func(a, b *row) int {
+		if r := by(a, b); r != 0 {
+			return r
+		}
+		return cmp.Compare(a.order, b.order)
+	}
+	slices.SortFunc(t.rows, func(a, b row) int {
+		if t.sortDesc {
+			return less(&b, &a)
+		}
+		return less(&a, &b)
+	})
+}
+
+func (t *table) selectSocket(id string, h int) {
+	for i, ri := range t.visible {
+		if t.rows[ri].s.ID == id {
+			t.cursor = i
+			t.clamp(h)
+			return
+		}
+	}
+}
+
+func (t *table) current() *row {
+	if t.cursor < 0 || t.cursor >= len(t.visible) {
+		return nil
+	}
+	return &t.rows[t.visible[t.cursor]]
+}
+
+func (t *table) currentID() string {
+	if r := t.current(); r != nil {
+		return r.s.ID
+	}
+	return ""
+}
+
+// clamp keeps the cursor on a row and in the h rows drawn.
+func (t *table) clamp(h int) {
+	t.cursor = max(0, min(t.cursor, len(t.visible)-1))
+	if t.cursor < t.offset {
+		t.offset = t.cursor
+	}
+	if h > 0 && t.cursor >= t.offset+h {
+		t.offset = t.cursor - h + 1
+	}
+	t.offset = max(0, min(t.offset, len(t.visible)-h))
+}
+
+// sortKeys are the keys that sort the table, by column.
+func (k TableKeys) sortKeys() []struct {
+	b   key.Binding
+	col column
+} {
+	return []struct {
+		b   key.Binding
+		col column
+	}{
+		{k.SortState, colState}, {k.SortRemote, colRemote}, {k.SortProcess, colProcess}, {k.SortQueue, colSendQ},
+		{k.SortRetrans, colRetrans}, {k.SortIdle, colIdle}, {k.SortSeverity, colFinding},
+	}
+}
+
+// update handles the keys that move through or sort the table, h rows
+// high, and says whether msg was one of them.
+func (t *table) update(msg tea.KeyPressMsg, k TableKeys, h int) bool {
+	page := max(1, h-1)
+	switch {
+	case key.Matches(msg, k.Up):
+		t.cursor--
+	case key.Matches(msg, k.Down):
+		t.cursor++
+	case key.Matches(msg, k.PageUp):
+		t.cursor -= page
+	case key.Matches(msg, k.PageDown):
+		t.cursor += page
+	case key.Matches(msg, k.Top):
+		t.cursor = 0
+	case key.Matches(msg, k.Bottom):
+		t.cursor = len(t.visible) - 1
+	default:
+		for _, s := range k.sortKeys() {
+			if key.Matches(msg, s.b) {
+				t.sortBy(s.col, h)
+				return true
+			}
+		}
+		return false
+	}
+	t.clamp(h)
+	return true
+}
+
+// position is the "row/rows" counter.
+func (t *table) position() string {
+	pos := fmt.Sprintf("%d/%d", min(t.cursor+1, len(t.visible)), len(t.visible))
+	if len(t.visible) != len(t.rows) {
+		pos += fmt.Sprintf(" of %d", len(t.rows))
+	}
+	return pos
+}
+
+// markWidth is the table's first column: "›" on the selected row, which
+// shows without colour (TERM=dumb, NO_COLOR), and "+" on a row new since
+// the last refresh.
+const markWidth = 2
+
+// view draws the column titles and h rows, width wide.
+func (t *table) view(width, h int, st *Styles, loaded bool) string {
+	cols, widths := layout(width-markWidth, t.sortCol)
+	var b strings.Builder
+	var titles []string
+	for _, c := range cols {
+		title := columns[c].title
+		if c == t.sortCol {
+			if t.sortDesc {
+				title += "↓"
+			} else {
+				title += "↑"
+			}
+		}
+		titles = append(titles, columns[c].fit(title, widths[c]))
+	}
+	b.WriteString(strings.Repeat(" ", markWidth) + st.Header.Render(strings.Join(titles, " ")))
+	for i := t.offset; i < t.offset+h; i++ {
+		b.WriteString("\n")
+		if i >= len(t.visible) {
+			continue
+		}
+		b.WriteString(t.renderRow(&t.rows[t.visible[i]], cols, widths, i == t.cursor, st))
+	}
+	if len(t.visible) == 0 && loaded {
+		b.WriteString("\n" + st.Dim.Render("  no connection matches the filter"))
+	}
+	return b.String()
+}
+
+func (t *table) renderRow(r *row, cols []column, widths [numColumns]int, selected bool, st *Styles) string {
+	mark := []rune("  ")
+	if selected {
+		mark[0] = '›'
+	}
+	if r.isNew {
+		mark[1] = '+'
+	}
+	cells := make([]string, 0, len(cols))
+	for _, c := range cols {
+		def := &columns[c]
+		text := def.fit(def.text(r, &t.rep, t.cache), widths[c])
+		if !selected && def.style != nil {
+			// Colour says severity alone; what changed is in weight.
+			if s, ok := def.style(r, &t.rep, t.cache, st); ok {
+				text = s.Render(text)
+			}
+		}
+		cells = append(cells, text)
+	}
+	line := strings.Join(cells, " ")
+	if selected {
+		line = st.Selected.Render(line)
+	}
+	return string(mark) + line
+}
+
+// column is a column of the connection table.
+type column int
+
+const (
+	colState column = iota
+	colLocal
+	colRemote
+	colProcess
+	colRecvQ
+	colSendQ
+	colTimer
+	colRetrans
+	colRTO
+	colIdle
+	colKeepalive
+	colUserTimeout
+	colPath
+	colFinding
+	numColumns
+)
+
+// columnDef is everything about one column: its title, how wide it is, how
+// important it is to keep when the terminal is narrow (lower keeps
+// longer), how its cells read, sort and are coloured.
+type columnDef struct {
+	title    string
+	width    int
+	flex     bool // grows into spare width
+	right    bool // right-aligned
+	priority int
+	// text formats the cell, uncoloured.
+	text func(r *row, rep *rules.Report, rc *rowCache) string
+	// num is the sort key of a column that sorts by a number, largest
+	// first: the value, and false where the row has none (its cell shows
+	// "-"), which sorts last either way.
+	num func(r *row) (uint32, bool)
+	// cmp orders the rows of a column that sorts otherwise; with neither
+	// num nor cmp the column sorts by local address.
+	cmp func(a, b *row) int
+	// style colours a cell that is not selected, when ok.
+	style func(r *row, rep *rules.Report, rc *rowCache, st *Styles) (s lipgloss.Style, ok bool)
+}
+
+// fit pads or truncates s to the column's width and alignment.
+func (d *columnDef) fit(s string, w int) string {
+	if d.right {
+		return fitRight(s, w)
+	}
+	return fit(s, w)
+}
+
+// cell formats one cell of r, uncoloured.
+func (r *row) cell(c column, rep *rules.Report, rc *rowCache) string {
+	return columns[c].text(r, rep, rc)
+}
+
+var columns = [numColumns]columnDef{
+	colState: {title: "STATE", width: 11, priority: 0,
+		text: func(r *row, _ *rules.Report, _ *rowCache) string { return r.s.State.String() },
+		cmp:  func(a, b *row) int { return cmp.Compare(a.s.State.String(), b.s.State.String()) },
+		style: func(r *row, _ *rules.Report, _ *rowCache, st *Styles) (lipgloss.Style, bool) {
+			return st.OK, r.s.State == diag.Established && r.first < 0
+		},
+	},
+	colLocal: {title: "LOCAL", width: 21, flex: true, priority: 5,
+		text: func(r *row, _ *rules.Report, _ *rowCache) string { return r.s.Local.String() },
+		cmp:  byLocal,
+	},
+	colRemote: {title: "REMOTE", width: 21, flex: true, priority: 1,
+		text: remoteCell,
+		cmp:  func(a, b *row) int { return a.s.Remote.Compare(b.s.Remote) },
+	},
+	colProcess: {title: "PROCESS", width: 14, priority: 3,
+		text: func(r *row, _ *rules.Report, _ *rowCache) string {
+			if len(r.s.Processes) == 0 {
+				return "-"
+			}
+			p := r.s.Processes[0]
+			return p.Comm + "/" + strconv.Itoa(p.PID)
+		},
+		cmp: func(a, b *row) int { return cmp.Compare(procKey(a.s), procKey(b.s)) },
+	},
+	colRecvQ: {title: "RECV-Q", width: 7, right: true, priority: 8,
+		text:  func(r *row, _ *rules.Report, _ *rowCache) string { return strconv.FormatUint(uint64(r.s.RecvQ), 10) },
+		style: queueStyle,
+	},
+	colSendQ: {title: "SEND-Q", width: 7, right: true, priority: 4,
+		text:  func(r *row, _ *rules.Report, _ *rowCache) string { return strconv.FormatUint(uint64(r.s.SendQ), 10) },
+		num:   func(r *row) (uint32, bool) { return r.s.SendQ, true },
+		style: queueStyle,
+	},
+	colTimer: {title: "TIMER", width: 16, priority: 9,
+		text: func(r *row, _ *rules.Report, _ *rowCache) string {
+			s := r.s
+			if s.Timer.Kind == diag.TimerOff {
+				return "off"
+			}
+			return fmt.Sprintf("%s %s/%d", s.Timer.Kind, shortDur(time.Duration(s.Timer.ExpiresMS)*time.Millisecond), s.Timer.Retrans)
+		},
+	},
+	colRetrans: {title: "RETR", width: 5, right: true, priority: 10,
+		text: func(r *row, _ *rules.Report, _ *rowCache) string {
+			if r.s.TCPInfo == nil {
+				return "-"
+			}
+			return strconv.FormatUint(uint64(r.s.TCPInfo.TotalRetrans), 10)
+		},
+		num: func(r *row) (uint32, bool) { return retrans(r.s), r.s.TCPInfo != nil },
+		style: func(r *row, _ *rules.Report, _ *rowCache, st *Styles) (lipgloss.Style, bool) {
+			return st.Changed, r.retransUp
+		},
+	},
+	colRTO: {title: "RTO", width: 6, right: true, priority: 12,
+		text: func(r *row, _ *rules.Report, _ *rowCache) string {
+			if r.s.TCPInfo == nil || r.s.TCPInfo.RTO == 0 {
+				return "-"
+			}
+			return shortDur(time.Duration(r.s.TCPInfo.RTO) * time.Microsecond)
+		},
+	},
+	colIdle: {title: "IDLE", width: 6, right: true, priority: 11,
+		text: func(r *row, _ *rules.Report, _ *rowCache) string {
+			if v, ok := idleKey(r); ok {
+				return shortDur(time.Duration(v) * time.Millisecond)
+			}
+			return "-"
+		},
+		num: idleKey,
+	},
+	colKeepalive: {title: "KEEPALIVE", width: 10, priority: 6,
+		text: func(r *row, _ *rules.Report, _ *rowCache) string {
+			k := r.s.Keepalive
+			switch {
+			case k.Enabled == nil:
+				return "unknown"
+			case !*k.Enabled:
+				return "off"
+			}
+			return fmt.Sprintf("%d/%d/%d", *k.IdleS, *k.IntervalS, *k.Probes)
+		},
+		style: func(r *row, rep *rules.Report, rc *rowCache, st *Styles) (lipgloss.Style, bool) {
+			// Keepalive that is off is coloured by the finding about it.
+			if e := r.s.Keepalive.Enabled; e == nil || *e {
+				return lipgloss.Style{}, false
+			}
+			sev, ok := keepaliveFinding(r, rep, rc)
+			return st.Severity(sev), ok
+		},
+	},
+	colUserTimeout: {title: "USER-TO", width: 7, right: true, priority: 13,
+		text: func(r *row, _ *rules.Report, _ *rowCache) string {
+			switch u := r.s.UserTimeoutMS; {
+			case u == nil:
+				return "?"
+			case *u == 0:
+				return "-"
+			}
+			return shortDur(time.Duration(*r.s.UserTimeoutMS) * time.Millisecond)
+		},
+	},
+	colPath: {title: "PATH", width: 9, priority: 7,
+		text: func(r *row, rep *rules.Report, rc *rowCache) string {
+			forgotten := false
+			rc.findings(r, func(i int) { forgotten = forgotten || rep.Findings[i].Rule == rules.RuleFlowForgotten })
+			return pathCell(r.s, forgotten)
+		},
+	},
+	colFinding: {title: "FINDING", width: 18, priority: 2,
+		text: func(r *row, rep *rules.Report, rc *rowCache) string {
+			if r.first < 0 {
+				return ""
+			}
+			n := 0
+			rc.findings(r, func(int) { n++ })
+			name := rep.Findings[r.first].Rule
+			if n > 1 {
+				name += fmt.Sprintf(" +%d", n-1)
+			}
+			return name
+		},
+		num: func(r *row) (uint32, bool) { return urgencyKey(r), true },
+		style: func(r *row, _ *rules.Report, _ *rowCache, st *Styles) (lipgloss.Style, bool) {
+			return st.Severity(r.worst), r.first >= 0
+		},
+	},
+}
+
+func byLocal(a, b *row) int { return a.s.Local.Compare(b.s.Local) }
+
+func remoteCell(r *row, _ *rules.Report, _ *rowCache) string {
+	s := r.s
+	if s.State == diag.Listen {
+		// A listener has no peer: say what it listens on, for narrow screens without LOCAL.
+		return fmt.Sprintf("(listening :%d)", s.Local.Port())
+	}
+	if to := s.RedirectedTo; to != nil {
+		// Why a sidecar's client shows no finding: it never leaves.
+		return fmt.Sprintf("%s⇢:%d", s.Remote, to.Port())
+	}
+	return s.Remote.String()
+}
+
+func queueStyle(r *row, _ *rules.Report, _ *rowCache, st *Styles) (lipgloss.Style, bool) {
+	return st.Changed, r.queueUp
+}
+
+// idleKey is how long an established socket has been quiet, in ms.
+func idleKey(r *row) (uint32, bool) {
+	return r.s.IdleMS(), r.s.TCPInfo != nil && r.s.State == diag.Established
+}
+
+// keepaliveFinding is the worst severity of the row's findings about its
+// keepalive, and whether there is one.
+func keepaliveFinding(r *row, rep *rules.Report, rc *rowCache) (rules.Severity, bool) {
+	sev, ok := rules.Severity(-1), false
+	rc.findings(r, func(i int) {
+		f := &rep.Findings[i]
+		if (f.Rule == rules.RuleNoKeepalive || f.Rule == rules.RuleKeepaliveTooSlow) && (!ok || f.Severity > sev) {
+			sev, ok = f.Severity, true
+		}
+	})
+	return sev, ok
+}
+
+// layout picks the columns that fit in width and how wide each is; the
+// column the table is sorted by is kept first, so its arrow shows.
+func layout(width int, sorted column) (cols []column, widths [numColumns]int) {
+	order := make([]column, numColumns)
+	for i := range order {
+		order[i] = column(i)
+	}
+	prio := func(c column) int {
+		if c == sorted {
+			return -1
+		}
+		return columns[c].priority
+	}
+	slices.SortFunc(order, func(a, b column) int { return cmp.Compare(prio(a), prio(b)) })
+	used := 0
+	for _, c := range order {
+		w := columns[c].width + 1
+		if used+w > width && len(cols) > 0 {
+			continue
+		}
+		used += w
+		cols = append(cols, c)
+	}
+	slices.Sort(cols)
+	for _, c := range cols {
+		widths[c] = columns[c].width
+	}
+	// Give what is left to the flexible columns (the addresses, which IPv6
+	// makes long), the more important first.
+	flex := slices.DeleteFunc(slices.Clone(order), func(c column) bool { return !columns[c].flex || !slices.Contains(cols, c) })
+	spare := width - used
+	for spare > 0 {
+		grew := false
+		for _, c := range flex {
+			if spare > 0 && widths[c] < 47 {
+				widths[c]++
+				spare--
+				grew = true
+			}
+		}
+		if !grew {
+			break
+		}
+	}
+	return cols, widths
+}
+
+// urgencyKey is larger the more urgent the row's worst finding: the report
+// lists findings most urgent first (what fails now, at its next write,
+// soonest), so its index, turned around, is the key; 0 for no finding.
+func urgencyKey(r *row) uint32 {
+	if r.first < 0 {
+		return 0
+	}
+	return math.MaxUint32 - uint32(r.first)
+}
+
+func procKey(s *diag.Socket) string {
+	if len(s.Processes) == 0 {
+		return ""
+	}
+	return s.Processes[0].Comm
+}
+
+func retrans(s *diag.Socket) uint32 {
+	if s.TCPInfo == nil {
+		return 0
+	}
+	return s.TCPInfo.TotalRetrans
+}
