@@ -322,7 +322,7 @@ var columns = [numColumns]columnDef{
 			return st.OK, r.s.State == diag.Established && r.first < 0
 		},
 	},
-	colLocal: {title: "LOCAL", width: 21, flex: true, priority: 5,
+	colLocal: {title: "LOCAL", width: 21, flex: true, priority: 6,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string { return r.s.Local.String() },
 		cmp:  byLocal,
 	},
@@ -330,7 +330,7 @@ var columns = [numColumns]columnDef{
 		text: remoteCell,
 		cmp:  func(a, b *row) int { return a.s.Remote.Compare(b.s.Remote) },
 	},
-	colProcess: {title: "PROCESS", width: 14, priority: 3,
+	colProcess: {title: "PROCESS", width: 13, priority: 4,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			if len(r.s.Processes) == 0 {
 				return "-"
@@ -344,7 +344,7 @@ var columns = [numColumns]columnDef{
 		text:  func(r *row, _ *rules.Report, _ *rowCache) string { return strconv.FormatUint(uint64(r.s.RecvQ), 10) },
 		style: queueStyle,
 	},
-	colSendQ: {title: "SEND-Q", width: 7, right: true, priority: 4,
+	colSendQ: {title: "SEND-Q", width: 7, right: true, priority: 5,
 		text:  func(r *row, _ *rules.Report, _ *rowCache) string { return strconv.FormatUint(uint64(r.s.SendQ), 10) },
 		num:   func(r *row) (uint32, bool) { return r.s.SendQ, true },
 		style: queueStyle,
@@ -387,7 +387,7 @@ var columns = [numColumns]columnDef{
 		},
 		num: idleKey,
 	},
-	colKeepalive: {title: "KEEPALIVE", width: 10, priority: 6,
+	colKeepalive: {title: "KEEPALIVE", width: 10, priority: 3,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			k := r.s.Keepalive
 			switch {
