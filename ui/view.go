@@ -3,8 +3,10 @@ package ui
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -504,13 +506,6 @@ func (m *Model) socketText(s *diag.Socket) string {
 
 	if len(s.Conntrack) > 0 || s.IPVS != nil {
 		b.WriteString("\n" + st.Section.Render("What the path remembers") + "\n")
-		var line []string
-		if s.TCPInfo != nil && s.State == diag.Established {
-			line = append(line, "quiet "+shortDur(time.Duration(s.IdleMS())*time.Millisecond))
-		}
-		if s.Timer.Kind == diag.TimerKeepalive {
-			line = append(line, "next keepalive probe in "+shortDur(time.Duration(s.Timer.ExpiresMS)*time.Millisecond))
-		}
 		for _, e := range s.Conntrack {
 			what := e.TCPState
 			if e.NAT != "" {
@@ -520,18 +515,19 @@ func (m *Model) socketText(s *diag.Socket) string {
 			if e.TimeoutS > 0 {
 				of = " of " + wholeSecs(e.TimeoutS)
 			}
-			left := wholeSecs(e.ExpiresInS)
-			kv("conntrack ("+e.Netns+")", fmt.Sprintf("%s, forgets it in %s%s unless a packet comes", what, left, of))
+			kv("conntrack ("+e.Netns+")", fmt.Sprintf("%s, forgets it in %s%s unless a packet comes", what, wholeSecs(e.ExpiresInS), of))
 			kv("  original", e.Original)
 			kv("  reply", e.Reply)
-			line = append(line, fmt.Sprintf("conntrack (%s) forgets it in %s", e.Netns, left))
 		}
 		if e := s.IPVS; e != nil {
-			left := wholeSecs(e.ExpiresInS)
-			kv("ipvs", fmt.Sprintf("%s, forgets it in %s unless a packet comes; client %s, virtual %s, real server %s", e.State, left, e.Client, e.Virtual, e.Dest))
-			line = append(line, "ipvs forgets it in "+left)
+			kv("ipvs", fmt.Sprintf("%s, forgets it in %s unless a packet comes; client %s, virtual %s, real server %s", e.State, wholeSecs(e.ExpiresInS), e.Client, e.Virtual, e.Dest))
 		}
-		kv("time line", strings.Join(line, " · "))
+	}
+	if evs := m.timeEvents(s); len(evs) > 0 {
+		// One axis, so what comes first is seen rather than worked out.
+		axis, legend := timeAxis(evs, max(20, min(60, m.width-21-14)), &st)
+		kv("time line", axis)
+		kv("", legend)
 	}
 
 	b.WriteString("\n" + st.Section.Render("Own options") + "\n")
@@ -623,4 +619,132 @@ func flow(items []string, sep string, w int) string {
 		}
 	}
 	return strings.Join(append(lines, cur), "\n")
+}
+
+// timeEvent is one moment on a socket's time line: the quiet so far (in 0,
+// now) or something that happens in so many seconds.
+type timeEvent struct {
+	glyph, label string
+	in           float64 // seconds from now
+	shown        float64 // the figure in the legend: the quiet for "quiet", else in
+	style        *lipgloss.Style
+}
+
+// timeEvents lists what will happen to s, and when: the next keepalive
+// probe, each entry on the path forgetting it, and the kernel giving up
+// where a finding says so.
+func (m *Model) timeEvents(s *diag.Socket) []timeEvent {
+	st := &m.styles
+	var evs []timeEvent
+	if s.Timer.Kind == diag.TimerKeepalive {
+		evs = append(evs, timeEvent{glyph: "◆", label: "probe", in: float64(s.Timer.ExpiresMS) / 1000})
+	}
+	for _, e := range s.Conntrack {
+		evs = append(evs, timeEvent{glyph: "▲", label: "ct (" + e.Netns + ")", in: float64(e.ExpiresInS), style: &st.Warning})
+	}
+	if e := s.IPVS; e != nil {
+		evs = append(evs, timeEvent{glyph: "▲", label: "ipvs", in: float64(e.ExpiresInS), style: &st.Warning})
+	}
+	giveUp, label, has := 0.0, "", false
+	for i := range m.report.Findings {
+		f := &m.report.Findings[i]
+		if f.Socket == nil || *f.Socket != s.ID {
+			continue
+		}
+		in, l := 0.0, ""
+		switch {
+		case f.Evidence.GiveUpEvidence != nil && f.Evidence.GivesUpInS != nil:
+			in, l = *f.Evidence.GivesUpInS, "gives up"
+		case f.FailsInS != nil:
+			in, l = *f.FailsInS, "fails"
+		default:
+			continue
+		}
+		if !has || in < giveUp {
+			giveUp, label, has = in, l, true
+		}
+	}
+	if has {
+		evs = append(evs, timeEvent{glyph: "✕", label: label, in: giveUp, style: &st.Critical})
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	if s.TCPInfo != nil && s.State == diag.Established {
+		q := float64(s.IdleMS()) / 1000
+		evs = append([]timeEvent{{glyph: "●", label: "quiet", shown: q, style: &st.Value}}, evs...)
+		return quietFirst(evs, q)
+	}
+	return quietFirst(evs, 0)
+}
+
+// quietFirst fills in each event's legend figure and its place on the axis
+// counted from the last packet (quiet seconds ago), soonest first.
+func quietFirst(evs []timeEvent, quiet float64) []timeEvent {
+	for i := range evs {
+		if evs[i].label != "quiet" {
+			evs[i].shown = evs[i].in
+		}
+		evs[i].in += quiet
+	}
+	slices.SortStableFunc(evs, func(a, b timeEvent) int { return cmp.Compare(a.in, b.in) })
+	return evs
+}
+
+// timeAxis draws events on one axis w columns wide, from the last packet
+// (or now) to the farthest event, on a log scale so that seconds and hours
+// both show; the legend under it names each glyph, soonest first.
+func timeAxis(evs []timeEvent, w int, st *Styles) (axis, legend string) {
+	far := 0.0
+	for _, e := range evs {
+		far = max(far, e.in)
+	}
+	cells := make([]string, w)
+	for i := range cells {
+		cells[i] = st.Dim.Render("─")
+	}
+	taken := make([]bool, w)
+	var items []string
+	for _, e := range evs {
+		pos := 0
+		if far > 0 {
+			pos = int(math.Round(math.Log1p(max(0, e.in)) / math.Log1p(far) * float64(w-1)))
+		}
+		// Two events in one column: the later moves right (or, at the end, left).
+		for p := pos; p < w && taken[pos]; p++ {
+			if !taken[p] {
+				pos = p
+			}
+		}
+		for p := pos; p >= 0 && taken[pos]; p-- {
+			if !taken[p] {
+				pos = p
+			}
+		}
+		g := e.glyph
+		if e.style != nil {
+			g = e.style.Render(g)
+		}
+		if !taken[pos] {
+			taken[pos], cells[pos] = true, g
+		}
+		items = append(items, g+" "+e.label+" "+legendSecs(e.shown))
+	}
+	return strings.Join(cells, "") + " " + st.Dim.Render("(log scale)"), strings.Join(items, "  ")
+}
+
+// legendSecs writes seconds as the legend says them, close enough to
+// compare: 1.2s, 20s, 15m, 2.0h, 5.0d.
+func legendSecs(s float64) string {
+	switch {
+	case s < 10:
+		return strconv.FormatFloat(s, 'f', 1, 64) + "s"
+	case s < 100:
+		return strconv.FormatFloat(math.Round(s), 'f', 0, 64) + "s"
+	case s < 100*60:
+		return strconv.FormatFloat(math.Round(s/60), 'f', 0, 64) + "m"
+	case s < 48*3600:
+		return strconv.FormatFloat(s/3600, 'f', 1, 64) + "h"
+	}
+	return strconv.FormatFloat(s/86400, 'f', 1, 64) + "d"
 }
