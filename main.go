@@ -4,9 +4,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -148,11 +146,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// output is what --json prints: the snapshot and what the rules made of it.
-type output struct {
-	*diag.Snapshot
-	rules.Report
-}
+// output is what --json prints: ui.Document, the one document type the
+// live view's export writes too, defined here so its literals stay short.
+type output ui.Document
 
 func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, error) {
 	target, err := openTarget(cfg)
@@ -205,54 +201,14 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 	}
 	if isTerminal(stdout) {
 		// People read it; programs (and jq) do not need the extra bytes.
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return rep, enc.Encode(output{snap, rep})
+		return rep, ui.Document{Snapshot: snap, Report: rep}.WriteIndentedJSON(stdout)
 	}
 	return rep, writeJSON(stdout, output{snap, rep})
 }
 
-// writeJSON writes out as json.Encoder does, byte for byte, but streams the
-// sockets one at a time rather than building the whole document (tens of
-// megabytes for a busy node) in memory first.
-func writeJSON(w io.Writer, out output) error {
-	const marker = `"sockets":null`
-	socks := out.Snapshot.Sockets
-	rest := *out.Snapshot
-	rest.Sockets = nil
-	doc, err := json.Marshal(output{&rest, out.Report})
-	if err != nil {
-		return err
-	}
-	// Nothing before the sockets (schema, time, target, host, sysctls)
-	// has a key of that name, and a string's quotes are escaped: the first
-	// match is the snapshot's own field.
-	i := bytes.Index(doc, []byte(marker))
-	if socks == nil || i < 0 {
-		return json.NewEncoder(w).Encode(out)
-	}
-	const flushAt = 64 << 10
-	b := make([]byte, 0, flushAt+8<<10)
-	b = append(b, doc[:i]...)
-	b = append(b, `"sockets":[`...)
-	for j := range socks {
-		if j > 0 {
-			b = append(b, ',')
-		}
-		b = socks[j].AppendJSON(b)
-		if len(b) >= flushAt {
-			if _, err := w.Write(b); err != nil {
-				return err
-			}
-			b = b[:0]
-		}
-	}
-	b = append(b, ']')
-	b = append(b, doc[i+len(marker):]...)
-	b = append(b, '\n')
-	_, err = w.Write(b)
-	return err
-}
+// writeJSON writes out as json.Encoder does, byte for byte, streaming the
+// sockets (ui.Document.WriteJSON).
+func writeJSON(w io.Writer, out output) error { return ui.Document(out).WriteJSON(w) }
 
 func openTarget(cfg config) (*netns.NS, error) {
 	switch {

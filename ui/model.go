@@ -1,8 +1,8 @@
 package ui
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -461,14 +461,12 @@ func (m Model) export() tea.Cmd {
 			dir = "."
 		}
 		name := fmt.Sprintf("tcpvet-%d-%s.json", snap.Target.NetnsInode, snap.TakenAt.Format("20060102T150405"))
-		b, err := json.MarshalIndent(struct {
-			*diag.Snapshot
-			rules.Report
-		}{snap, rep}, "", "  ")
-		if err != nil {
+		// The same document as --json, indented as it is for a terminal.
+		var buf bytes.Buffer
+		if err := (Document{snap, rep}).WriteIndentedJSON(&buf); err != nil {
 			return exportedMsg{err: err}
 		}
-		b = append(b, '\n')
+		b := buf.Bytes()
 		write := func(dir string) (string, error) {
 			path := filepath.Join(dir, name)
 			if abs, err := filepath.Abs(path); err == nil {
