@@ -15,10 +15,11 @@ import (
 func TestTUIInTmux(t *testing.T) {
 	s := newScenario(t)
 	bin := binary(t)
-	tm := testnet.NewTmux(t, 160, 45, []string{"TERM=xterm-256color"}, bin, "--netns", s.target.Path, "--interval", "500ms")
+	tm := testnet.NewTmux(t, 160, 45, []string{"TERM=xterm-256color"}, bin, "--netns", s.target.Path, "--interval", "500ms", "--middlebox", forgetsFast)
 
 	screen := tm.WaitFor(10*time.Second, "tcpvet", "STATE", "REMOTE", "half-open", "CLOSE_WAIT", "LISTEN")
 	t.Logf("table:\n%s", screen)
+	mostUrgentFirst(t, tm)
 	if !strings.Contains(screen, "critical") || !strings.Contains(screen, "keepalive_time") {
 		t.Errorf("header lacks findings counts or sysctls:\n%s", screen)
 	}
@@ -114,8 +115,10 @@ func sgrBefore(screen, text string) string {
 // is still marked and the snapshot's time is whole.
 func TestTUIInTmuxSmall(t *testing.T) {
 	s := newScenario(t)
-	tm := testnet.NewTmux(t, 80, 24, []string{"TERM=dumb"}, binary(t), "--netns", s.target.Path, "--interval", "500ms")
+	tm := testnet.NewTmux(t, 80, 24, []string{"TERM=dumb"}, binary(t), "--netns", s.target.Path, "--interval", "500ms", "--middlebox", forgetsFast)
 	screen := tm.WaitFor(10*time.Second, "STATE", "half-open", "taken ")
+	mostUrgentFirst(t, tm)
+	screen = tm.Screen(false)
 	marked := 0
 	for _, l := range strings.Split(screen, "\n") {
 		if strings.HasPrefix(l, "›") {
@@ -128,4 +131,55 @@ func TestTUIInTmuxSmall(t *testing.T) {
 	if !regexp.MustCompile(`taken \d\d:\d\d:\d\d UTC`).MatchString(screen) {
 		t.Errorf("the snapshot's time is cut at 80 columns:\n%s", screen)
 	}
+}
+
+// forgetsFast is a middlebox that forgets a flow after a second quiet, so
+// that the scenario's quiet connections are flow-forgotten, critical: a
+// rule named before half-open, failing only at the next write.
+const forgetsFast = "quick=1s,reset"
+
+// mostUrgentFirst holds the view to its order: the dead peer, failing now,
+// is the table's first row and the findings list's first group, whatever
+// else is critical. The table refreshes, so it may take a moment to settle.
+func mostUrgentFirst(t *testing.T, tm *testnet.Tmux) {
+	t.Helper()
+	var first string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if first = lineAfter(tm.Screen(false), "STATE"); strings.Contains(first, "half-open") {
+			break
+		}
+	}
+	if !strings.Contains(first, "half-open") {
+		t.Errorf("the table's first row is %q, want the half-open connection", first)
+	}
+	tm.Keys("f")
+	screen := tm.WaitFor(5*time.Second, "half-open (")
+	if g := lineAfterGroups(screen); !strings.HasPrefix(g, "half-open (") {
+		t.Errorf("the findings list's first group is %q, want half-open:\n%s", g, screen)
+	}
+	tm.Keys("Escape")
+	tm.WaitFor(5*time.Second, "STATE")
+}
+
+// lineAfter is the line after the first one holding marker.
+func lineAfter(screen, marker string) string {
+	lines := strings.Split(screen, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, marker) && i+1 < len(lines) {
+			return lines[i+1]
+		}
+	}
+	return ""
+}
+
+// lineAfterGroups is the findings list's first group heading: the first
+// line, past the header and the notes, that names a rule and a count.
+func lineAfterGroups(screen string) string {
+	group := regexp.MustCompile(`^[a-z-]+ \(\d+\)`)
+	for _, l := range strings.Split(screen, "\n") {
+		if l = strings.TrimSpace(l); group.MatchString(l) && !strings.HasPrefix(l, "notes") {
+			return l
+		}
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package ui
 import (
 	"flag"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -122,7 +123,10 @@ func golden(t *testing.T, name, got string) {
 		t.Fatalf("%v (run go test ./ui -update)", err)
 	}
 	if got != string(want) {
-		t.Errorf("%s differs from %s (go test ./ui -update rewrites it); as text:\n%s\nwith escapes:\n%q", name, path, ansi.Strip(got), got)
+		// The lines that differ, as text and with their escapes.
+		t.Errorf("%s differs from %s (go test ./ui -update rewrites it); -want +got:\n%s\nescapes -want +got:\n%s", name, path,
+			cmp.Diff(strings.Split(ansi.Strip(string(want)), "\n"), strings.Split(ansi.Strip(got), "\n")),
+			cmp.Diff(strings.Split(string(want), "\n"), strings.Split(got, "\n")))
 	}
 }
 
