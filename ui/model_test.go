@@ -3,7 +3,6 @@ package ui
 import (
 	"flag"
 	"fmt"
-	"github.com/google/go-cmp/cmp"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/rules"
