@@ -119,6 +119,17 @@ func TestTUIInTmuxSmall(t *testing.T) {
 	screen := tm.WaitFor(10*time.Second, "STATE", "half-open", "taken ")
 	mostUrgentFirst(t, tm)
 	screen = tm.Screen(false)
+	var titles string
+	for _, l := range strings.Split(screen, "\n") {
+		if strings.Contains(l, "STATE") && strings.Contains(l, "REMOTE") {
+			titles = l
+		}
+	}
+	for _, col := range []string{"STATE", "REMOTE", "KEEPALIVE", "FINDING"} {
+		if !strings.Contains(titles, col) {
+			t.Errorf("80x24 lacks the %s column, which keeps the verdict readable: %q", col, titles)
+		}
+	}
 	marked := 0
 	for _, l := range strings.Split(screen, "\n") {
 		if strings.HasPrefix(l, "›") {
