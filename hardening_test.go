@@ -23,7 +23,8 @@ import (
 // nstat reads one kernel TCP counter of ns.
 func nstat(t *testing.T, ns *testnet.NS, counter string) int {
 	t.Helper()
-	out := ns.Run(t, "nstat", "-az", counter)
+	// -s: no history file, which nstat would otherwise leave in /tmp.
+	out := ns.Run(t, "nstat", "-asz", counter)
 	for _, l := range strings.Split(out, "\n") {
 		if f := strings.Fields(l); len(f) >= 2 && f[0] == counter {
 			n, _ := strconv.Atoi(f[1])

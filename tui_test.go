@@ -116,9 +116,9 @@ func sgrBefore(screen, text string) string {
 func TestTUIInTmuxSmall(t *testing.T) {
 	s := newScenario(t)
 	tm := testnet.NewTmux(t, 80, 24, []string{"TERM=dumb"}, binary(t), "--netns", s.target.Path, "--interval", "500ms", "--middlebox", forgetsFast)
-	screen := tm.WaitFor(10*time.Second, "STATE", "half-open", "taken ")
+	tm.WaitFor(10*time.Second, "STATE", "half-open", "taken ")
 	mostUrgentFirst(t, tm)
-	screen = tm.Screen(false)
+	screen := tm.Screen(false)
 	var titles string
 	for _, l := range strings.Split(screen, "\n") {
 		if strings.Contains(l, "STATE") && strings.Contains(l, "REMOTE") {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +16,14 @@ import (
 type Tmux struct {
 	t    testing.TB
 	name string
+	// sock is the session's own server socket, in the test's temporary
+	// directory, so that nothing stays behind in /tmp.
+	sock string
+}
+
+// tmux is a tmux command line against the session's own server.
+func (tm *Tmux) tmux(args ...string) []string {
+	return append([]string{"tmux", "-S", tm.sock}, args...)
 }
 
 // NewTmux starts command in a new width x height tmux session and kills it
@@ -24,7 +33,7 @@ func NewTmux(t testing.TB, width, height int, env []string, command ...string) *
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("needs tmux")
 	}
-	tm := &Tmux{t: t, name: fmt.Sprintf("tcpvet-%d", time.Now().UnixNano())}
+	tm := &Tmux{t: t, name: fmt.Sprintf("tcpvet-%d", time.Now().UnixNano()), sock: filepath.Join(t.TempDir(), "tmux")}
 	args := []string{"new-session", "-d", "-s", tm.name, "-x", fmt.Sprint(width), "-y", fmt.Sprint(height)}
 	for _, e := range env {
 		args = append(args, "-e", e)
@@ -33,15 +42,15 @@ func NewTmux(t testing.TB, width, height int, env []string, command ...string) *
 	// can read it (tmux 3.3 does not report a dead pane's status), then
 	// keeps the pane open so the screen left behind can be inspected.
 	wrapper := []string{"sh", "-c", `"$@"; echo "` + exitMarker + `$?"; exec sleep 3600`, "sh"}
-	Run(t, append(append(append([]string{"tmux"}, append(args, "--")...), wrapper...), command...)...)
-	t.Cleanup(func() { exec.Command("tmux", "kill-session", "-t", tm.name).Run() })
+	Run(t, append(append(tm.tmux(append(args, "--")...), wrapper...), command...)...)
+	t.Cleanup(func() { exec.Command("tmux", "-S", tm.sock, "kill-server").Run() })
 	return tm
 }
 
 // Keys sends tmux key names (Enter, Escape, Space, C-c) or literal text.
 func (tm *Tmux) Keys(keys ...string) {
 	tm.t.Helper()
-	Run(tm.t, append([]string{"tmux", "send-keys", "-t", tm.name}, keys...)...)
+	Run(tm.t, tm.tmux(append([]string{"send-keys", "-t", tm.name}, keys...)...)...)
 }
 
 // Screen returns the visible screen as text; with escapes, with its colours.
@@ -51,7 +60,7 @@ func (tm *Tmux) Screen(escapes bool) string {
 	if escapes {
 		args = append(args, "-e")
 	}
-	return Run(tm.t, append([]string{"tmux"}, args...)...)
+	return Run(tm.t, tm.tmux(args...)...)
 }
 
 // WaitFor polls the screen until it contains every one of want, and fails
@@ -99,7 +108,7 @@ func (tm *Tmux) Exited() (bool, string) {
 // the shell that wraps it), or 0 while it has not started.
 func (tm *Tmux) CommandPID() int {
 	tm.t.Helper()
-	shell := strings.TrimSpace(Run(tm.t, "tmux", "display-message", "-p", "-t", tm.name, "#{pane_pid}"))
+	shell := strings.TrimSpace(Run(tm.t, tm.tmux("display-message", "-p", "-t", tm.name, "#{pane_pid}")...))
 	b, err := os.ReadFile("/proc/" + shell + "/task/" + shell + "/children")
 	if err != nil {
 		return 0
