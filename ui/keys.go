@@ -3,6 +3,7 @@ package ui
 import (
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 )
 
 // KeyMap holds the keys of every mode. Each mode's ShortHelp (the footer)
@@ -22,6 +23,28 @@ type Moves struct {
 
 func (m Moves) list() []key.Binding {
 	return []key.Binding{m.Up, m.Down, m.PageUp, m.PageDown, m.Top, m.Bottom}
+}
+
+// move applies a move key to a position in a list of last+1 lines seen a
+// page at a time; it reports false for any other key.
+func (m Moves) move(msg tea.KeyPressMsg, cur, page, last int) (int, bool) {
+	switch {
+	case key.Matches(msg, m.Up):
+		cur--
+	case key.Matches(msg, m.Down):
+		cur++
+	case key.Matches(msg, m.PageUp):
+		cur -= page
+	case key.Matches(msg, m.PageDown):
+		cur += page
+	case key.Matches(msg, m.Top):
+		cur = 0
+	case key.Matches(msg, m.Bottom):
+		cur = last
+	default:
+		return cur, false
+	}
+	return max(0, min(cur, last)), true
 }
 
 // Live are the keys that act on the live snapshot from every screen but

@@ -212,18 +212,8 @@ func (m Model) handleKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			return m, tea.Quit
 		case key.Matches(msg, k.Back):
 			m.back()
-		case key.Matches(msg, k.Up):
-			m.helpOffset--
-		case key.Matches(msg, k.Down):
-			m.helpOffset++
-		case key.Matches(msg, k.PageUp):
-			m.helpOffset -= m.helpHeight()
-		case key.Matches(msg, k.PageDown):
-			m.helpOffset += m.helpHeight()
-		case key.Matches(msg, k.Top):
-			m.helpOffset = 0
-		case key.Matches(msg, k.Bottom):
-			m.helpOffset = m.helpLast()
+		default:
+			m.helpOffset, _ = k.move(msg, m.helpOffset, m.helpHeight(), m.helpLast())
 		}
 		m.helpOffset = max(0, min(m.helpOffset, m.helpLast()))
 		return m, nil
@@ -368,23 +358,15 @@ func (m Model) findingsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		return m, cmd
 	}
 	last := max(0, len(m.findItems)-1)
+	if cur, ok := k.move(msg, m.findCur, m.findingsPage(), last); ok {
+		m.findCur = cur
+		return m, nil
+	}
 	switch {
 	case key.Matches(msg, k.Quit):
 		return m, tea.Quit
 	case key.Matches(msg, k.Back):
 		m.back()
-	case key.Matches(msg, k.Up):
-		m.findCur--
-	case key.Matches(msg, k.Down):
-		m.findCur++
-	case key.Matches(msg, k.PageUp):
-		m.findCur -= m.findingsPage()
-	case key.Matches(msg, k.PageDown):
-		m.findCur += m.findingsPage()
-	case key.Matches(msg, k.Top):
-		m.findCur = 0
-	case key.Matches(msg, k.Bottom):
-		m.findCur = last
 	case key.Matches(msg, k.Details):
 		if m.findCur < len(m.findItems) {
 			f := m.report.Findings[m.findItems[m.findCur]]

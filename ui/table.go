@@ -160,31 +160,18 @@ func (k TableKeys) sortKeys() []struct {
 // update handles the keys that move through or sort the table, h rows
 // high, and says whether msg was one of them.
 func (t *table) update(msg tea.KeyPressMsg, k TableKeys, h int) bool {
-	page := max(1, h-1)
-	switch {
-	case key.Matches(msg, k.Up):
-		t.cursor--
-	case key.Matches(msg, k.Down):
-		t.cursor++
-	case key.Matches(msg, k.PageUp):
-		t.cursor -= page
-	case key.Matches(msg, k.PageDown):
-		t.cursor += page
-	case key.Matches(msg, k.Top):
-		t.cursor = 0
-	case key.Matches(msg, k.Bottom):
-		t.cursor = len(t.visible) - 1
-	default:
-		for _, s := range k.sortKeys() {
-			if key.Matches(msg, s.b) {
-				t.sortBy(s.col, h)
-				return true
-			}
-		}
-		return false
+	if cur, ok := k.move(msg, t.cursor, max(1, h-1), len(t.visible)-1); ok {
+		t.cursor = cur
+		t.clamp(h)
+		return true
 	}
-	t.clamp(h)
-	return true
+	for _, s := range k.sortKeys() {
+		if key.Matches(msg, s.b) {
+			t.sortBy(s.col, h)
+			return true
+		}
+	}
+	return false
 }
 
 // position is the "row/rows" counter.
