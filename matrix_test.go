@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -53,7 +54,11 @@ type matrixCase struct {
 	// which forwarded flows never meet.
 	dropOnInput bool
 	// notrack exempts the flows to port 7001 from conntrack.
-	notrack      bool
+	notrack bool
+	// kubeProxy loads kube-proxy's own iptables rules (through iptables-nft,
+	// as kube-proxy does on nodes without iptables-legacy) for a Service
+	// whose one endpoint is the server, instead of nft rules.
+	kubeProxy    bool
 	clientTuning map[string]string
 	rows         []row
 }
@@ -123,6 +128,17 @@ func TestScenarioMatrix(t *testing.T) {
 		}},
 		{name: "routed-loose0-input-drop", loose: "0", dropInvalid: true, dropOnInput: true, rows: []row{
 			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true},
+		}},
+		// kube-proxy's rules, decoded from iptables-nft's xt matches: its
+		// KUBE-FORWARD drops what conntrack marks invalid, so with loose=0
+		// a forgotten Service flow's next packet is dropped.
+		{name: "kube-proxy-loose0", loose: "0", kubeProxy: true, rows: []row{
+			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true}, {name: "srv-peer-ka", ka: fast, server: true},
+		}},
+		// The node's defaults: loose=1 picks the flow up again, and the one
+		// endpoint it is balanced to is the one it had.
+		{name: "kube-proxy-loose1", loose: "1", kubeProxy: true, rows: []row{
+			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true, may: true},
 		}},
 	}
 	var mu sync.Mutex
@@ -204,10 +220,21 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 	for k, v := range c.clientTuning {
 		client.Sysctl(t, k, v)
 	}
-	router.Run(t, "nft", "add table inet fw")
-	router.Run(t, "nft", "add chain inet fw forward_filter { type filter hook forward priority 0 ; }")
-	// Any ct expression hooks conntrack into the router, as kube-proxy's do.
-	router.Run(t, "nft", "add rule inet fw forward_filter ct state new counter")
+	to := func(port int) string { return fmt.Sprintf("%s:%d", sAddr.V4, port) }
+	switch {
+	case c.kubeProxy:
+		loadKubeProxy(t, router, matrixVIP, sAddr.V4)
+		// A cluster IP is on no interface: the node routes it on, as its
+		// default route would, and only kube-proxy's DNAT makes it reach
+		// a pod.
+		router.Run(t, "ip", "route", "add", matrixVIP+"/32", "via", sAddr.V4)
+		to = func(port int) string { return fmt.Sprintf("%s:%d", matrixVIP, port) }
+	default:
+		router.Run(t, "nft", "add table inet fw")
+		router.Run(t, "nft", "add chain inet fw forward_filter { type filter hook forward priority 0 ; }")
+		// Any ct expression hooks conntrack into the router, as kube-proxy's do.
+		router.Run(t, "nft", "add rule inet fw forward_filter ct state new counter")
+	}
 	switch {
 	case c.dropOnInput:
 		router.Run(t, "nft", "add chain inet fw input_filter { type filter hook input priority 0 ; }")
@@ -221,9 +248,8 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 		router.Run(t, "nft", "add rule inet fw raw tcp dport 7001 notrack")
 		router.Run(t, "nft", "add rule inet fw raw tcp sport 7001 notrack")
 	}
-	to := func(port int) string { return fmt.Sprintf("%s:%d", sAddr.V4, port) }
 	if c.nat != "" {
-		const vip = "198.18.200.1"
+		const vip = matrixVIP
 		router.Run(t, "ip", "addr", "add", vip+"/32", "dev", "lo")
 		router.Run(t, "nft", "add table ip svc")
 		router.Run(t, "nft", "add chain ip svc pre { type nat hook prerouting priority -100 ; }")
@@ -321,6 +347,59 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 		out = append(out, matrixResult{scenario: c.name, row: name, early: early, late: late, fate: fates[r.name], may: r.may})
 	}
 	return out
+}
+
+// matrixVIP is the Service address clients of the NAT scenarios dial.
+const matrixVIP = "198.18.200.1"
+
+// loadKubeProxy loads, through iptables-nft-restore, the filter and nat
+// rules kube-proxy's iptables mode writes for one ClusterIP Service
+// (vip:7000 to endpoint:7000), in its own chain layout and matches:
+// comments, conntrack states, statistic, marks, DNAT and MASQUERADE.
+func loadKubeProxy(t *testing.T, ns *testnet.NS, vip, endpoint string) {
+	t.Helper()
+	rules := fmt.Sprintf(`*filter
+:KUBE-FIREWALL - [0:0]
+:KUBE-FORWARD - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-PROXY-FIREWALL - [0:0]
+-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL
+-A INPUT -j KUBE-FIREWALL
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL
+-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -j KUBE-FIREWALL
+-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-SVC-WEB - [0:0]
+:KUBE-SEP-WEB - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+-A KUBE-SERVICES -d %[1]s/32 -p tcp -m comment --comment "default/web cluster IP" -m tcp --dport 7000 -j KUBE-SVC-WEB
+-A KUBE-SVC-WEB ! -s 198.18.0.0/16 -d %[1]s/32 -p tcp -m comment --comment "default/web cluster IP" -m tcp --dport 7000 -j KUBE-MARK-MASQ
+-A KUBE-SVC-WEB -m comment --comment "default/web -> %[2]s:7000" -j KUBE-SEP-WEB
+-A KUBE-SEP-WEB -s %[2]s/32 -m comment --comment "default/web" -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination %[2]s:7000
+COMMIT
+`, vip, endpoint)
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "iptables-nft-restore")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("iptables-nft-restore: %v: %s", err, out)
+	}
 }
 
 func unmap(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) }
