@@ -111,6 +111,12 @@ func urgency(a, b Finding) int {
 	return cmp.Compare(deref(a.Socket), deref(b.Socket))
 }
 
+// Urgency orders findings most urgent first, as a report lists them: by
+// severity, then what fails now, then what fails at its next write, then
+// soonest to fail. Views that rank more than one report (a node's
+// namespaces by their worst finding) compare with it.
+func Urgency(a, b Finding) int { return urgency(a, b) }
+
 // Fix is one way to prevent what a finding predicts.
 type Fix struct {
 	// Where names the layer: sysctl, setsockopt, go, grpc-go, istio, ...
