@@ -472,20 +472,39 @@ func keepaliveFinding(r *row, rep *rules.Report, rc *rowCache) (rules.Severity, 
 // layout picks the columns that fit in width and how wide each is; the
 // column the table is sorted by is kept first, so its arrow shows.
 func layout(width int, sorted column) (cols []column, widths [numColumns]int) {
-	order := make([]column, numColumns)
+	shapes := make([]colShape, numColumns)
+	for i := range columns {
+		shapes[i] = colShape{width: columns[i].width, flex: columns[i].flex, priority: columns[i].priority}
+	}
+	shapes[sorted].priority = -1
+	idx, w := fitColumns(shapes, width)
+	for _, c := range idx {
+		cols = append(cols, column(c))
+		widths[c] = w[c]
+	}
+	return cols, widths
+}
+
+// colShape is what fitColumns needs of a column: its width, whether it
+// grows into spare width, and how important it is to keep (lower keeps
+// longer). The connection table and the node table share it.
+type colShape struct {
+	width    int
+	flex     bool
+	priority int
+}
+
+// fitColumns picks the columns that fit in width, in their own order, and
+// how wide each is (widths is indexed like shapes).
+func fitColumns(shapes []colShape, width int) (cols []int, widths []int) {
+	order := make([]int, len(shapes))
 	for i := range order {
-		order[i] = column(i)
+		order[i] = i
 	}
-	prio := func(c column) int {
-		if c == sorted {
-			return -1
-		}
-		return columns[c].priority
-	}
-	slices.SortFunc(order, func(a, b column) int { return cmp.Compare(prio(a), prio(b)) })
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(shapes[a].priority, shapes[b].priority) })
 	used := 0
 	for _, c := range order {
-		w := columns[c].width + 1
+		w := shapes[c].width + 1
 		if used+w > width && len(cols) > 0 {
 			continue
 		}
@@ -493,12 +512,13 @@ func layout(width int, sorted column) (cols []column, widths [numColumns]int) {
 		cols = append(cols, c)
 	}
 	slices.Sort(cols)
+	widths = make([]int, len(shapes))
 	for _, c := range cols {
-		widths[c] = columns[c].width
+		widths[c] = shapes[c].width
 	}
 	// Give what is left to the flexible columns (the addresses, which IPv6
-	// makes long), the more important first.
-	flex := slices.DeleteFunc(slices.Clone(order), func(c column) bool { return !columns[c].flex || !slices.Contains(cols, c) })
+	// makes long; a pod's name), the more important first.
+	flex := slices.DeleteFunc(slices.Clone(order), func(c int) bool { return !shapes[c].flex || !slices.Contains(cols, c) })
 	spare := width - used
 	for spare > 0 {
 		grew := false
