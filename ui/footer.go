@@ -8,6 +8,12 @@ import (
 
 // position is the table's "row/rows" counter, "" on other screens.
 func (m Model) position() string {
+	if m.mode == modeNode {
+		if m.sweep == nil {
+			return ""
+		}
+		return m.nodes.position()
+	}
 	if (m.mode != modeTable && m.mode != modeFilter) || m.snap == nil {
 		return ""
 	}

@@ -12,6 +12,9 @@ import (
 )
 
 func (m Model) header() string {
+	if m.opts.Sweep != nil && m.inNS == 0 {
+		return m.nodeHeader()
+	}
 	st := m.styles
 	lines := make([]string, 0, headerLines)
 	if m.snap == nil {
@@ -34,7 +37,11 @@ func (m Model) header() string {
 	if s.Host.Visible {
 		host = fmt.Sprintf("host netns %d", s.Host.NetnsInode)
 	}
-	lines = append(lines, fmt.Sprintf("%s  %s  %s  %s %s", st.Title.Render("tcpvet"), st.Value.Render(target), host,
+	title := st.Title.Render("tcpvet")
+	if m.podName != "" {
+		title += "  " + st.Value.Render("pod "+m.podName)
+	}
+	lines = append(lines, fmt.Sprintf("%s  %s  %s  %s %s", title, st.Value.Render(target), host,
 		st.Label.Render("processes:"), m.procNames))
 
 	kv := func(name, short string) string {

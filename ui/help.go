@@ -19,6 +19,8 @@ func (m Model) keyMap(md mode) help.KeyMap {
 		return m.keys.Details
 	case modeHelp:
 		return m.keys.Help
+	case modeNode:
+		return m.keys.Node
 	}
 	return m.keys.Table
 }
@@ -42,7 +44,7 @@ func (m Model) fullHelp(groups [][]key.Binding) string {
 }
 
 // modeNames name the screens in the help's title.
-var modeNames = map[mode]string{modeTable: "the table", modeFilter: "the filter", modeFindings: "the findings list", modeDetails: "the details", modeHelp: "help"}
+var modeNames = map[mode]string{modeNode: "the node view", modeTable: "the table", modeFilter: "the filter", modeFindings: "the findings list", modeDetails: "the details", modeHelp: "help"}
 
 // helpHeight is how many lines of help fit.
 func (m Model) helpHeight() int { return m.tableHeight() + 1 }
@@ -60,7 +62,7 @@ func (m Model) helpView() string {
 }
 
 func (m Model) helpText() string {
-	under := modeTable
+	under := m.baseMode()
 	if n := len(m.stack); n > 0 {
 		under = m.stack[n-1]
 	}

@@ -9,6 +9,7 @@ import (
 // KeyMap holds the keys of every mode. Each mode's ShortHelp (the footer)
 // and FullHelp (the help screen) list exactly the keys that mode handles.
 type KeyMap struct {
+	Node     NodeKeys
 	Table    TableKeys
 	Filter   FilterKeys
 	Findings FindingsKeys
@@ -60,20 +61,23 @@ type TableKeys struct {
 	Moves
 	Live
 	Filter, ClearFilter, Details, Findings, Quit key.Binding
+	// Back returns to the node view the table was opened from; it is
+	// enabled only when there is one.
+	Back key.Binding
 
 	SortState, SortRemote, SortProcess, SortQueue, SortRetrans, SortIdle, SortSeverity key.Binding
 }
 
 // ShortHelp is the table's footer.
 func (k TableKeys) ShortHelp() []key.Binding {
-	return []key.Binding{k.Filter, k.Details, k.Findings, k.Pause, k.Export, k.Help, k.Quit}
+	return []key.Binding{k.Back, k.Filter, k.Details, k.Findings, k.Pause, k.Export, k.Help, k.Quit}
 }
 
 // FullHelp is the table's help screen, by column.
 func (k TableKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		k.Moves.list(),
-		{k.Filter, k.ClearFilter, k.Details, k.Findings, k.Quit},
+		{k.Back, k.Filter, k.ClearFilter, k.Details, k.Findings, k.Quit},
 		k.Live.list(),
 		{k.SortState, k.SortRemote, k.SortProcess, k.SortQueue, k.SortRetrans, k.SortIdle, k.SortSeverity},
 	}
@@ -141,6 +145,7 @@ func (k HelpKeys) FullHelp() [][]key.Binding {
 }
 
 var (
+	_ help.KeyMap = NodeKeys{}
 	_ help.KeyMap = TableKeys{}
 	_ help.KeyMap = FilterKeys{}
 	_ help.KeyMap = FindingsKeys{}
@@ -152,9 +157,11 @@ func binding(help, desc string, keys ...string) key.Binding {
 	return key.NewBinding(key.WithKeys(keys...), key.WithHelp(help, desc))
 }
 
-// DefaultKeyMap follows k9s: / filter, esc back, enter details, ? help,
-// Shift+letter sorts. q quits from the table and closes anything opened
-// over it; ctrl+c quits from everywhere.
+// DefaultKeyMap follows k9s: / filter, esc back, enter details (or a
+// namespace from the node view), ? help, Shift+letter sorts. q quits from
+// the node view and the table and closes anything opened over them;
+// ctrl+c quits from everywhere. The table's Back is disabled: New enables
+// it when the table is opened from the node view.
 func DefaultKeyMap() KeyMap {
 	moves := Moves{
 		Up:       binding("↑/k", "up", "up", "k"),
@@ -171,7 +178,14 @@ func DefaultKeyMap() KeyMap {
 		Help:    binding("?", "help", "?"),
 	}
 	quitOnly := binding("ctrl+c", "quit", "ctrl+c")
+	nodeLive := live
+	nodeLive.Export = binding("e", "export namespace", "e")
 	return KeyMap{
+		Node: NodeKeys{
+			Moves: moves, Live: nodeLive,
+			Open: binding("enter", "open namespace", "enter"),
+			Quit: binding("q", "quit", "q", "ctrl+c"),
+		},
 		Table: TableKeys{
 			Moves: moves, Live: live,
 			Filter:      binding("/", "filter", "/"),
@@ -179,6 +193,7 @@ func DefaultKeyMap() KeyMap {
 			Details:     binding("enter", "details", "enter"),
 			Findings:    binding("f", "findings", "f"),
 			Quit:        binding("q", "quit", "q", "ctrl+c"),
+			Back:        key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back to the node"), key.WithDisabled()),
 
 			SortState:    binding("S", "sort by state", "S", "shift+s"),
 			SortRemote:   binding("R", "sort by remote", "R", "shift+r"),
@@ -218,7 +233,7 @@ func (k *KeyMap) setPaused(paused bool) {
 	if paused {
 		desc = "resume"
 	}
-	for _, b := range []*key.Binding{&k.Table.Pause, &k.Findings.Pause, &k.Details.Pause} {
+	for _, b := range []*key.Binding{&k.Node.Pause, &k.Table.Pause, &k.Findings.Pause, &k.Details.Pause} {
 		b.SetHelp("space", desc)
 	}
 }

@@ -238,36 +238,51 @@ func TestEveryHelpKeyDoesWhatItSays(t *testing.T) {
 		if md.start != nil {
 			start = md.start(start)
 		}
-		var full []key.Binding
-		for _, g := range md.keys.FullHelp() {
-			full = append(full, g...)
+		checkKeys(t, start, md.keys, md.check)
+	}
+}
+
+// enabled drops the bindings help does not show: those disabled.
+func enabled(bs []key.Binding) []key.Binding {
+	return slices.DeleteFunc(slices.Clone(bs), func(b key.Binding) bool { return !b.Enabled() })
+}
+
+// checkKeys presses, in start's mode, every key of every binding keys'
+// help lists and checks it with check, by the binding's description; and
+// checks the footer lists the short help.
+func checkKeys(t *testing.T, start Model, keys help.KeyMap, check map[string]keyCheck) {
+	t.Helper()
+	md := start.mode
+	var full []key.Binding
+	for _, g := range keys.FullHelp() {
+		full = append(full, enabled(g)...)
+	}
+	short := enabled(keys.ShortHelp())
+	for _, b := range short {
+		if !slices.ContainsFunc(full, func(f key.Binding) bool { return f.Help() == b.Help() }) {
+			t.Errorf("%v: footer lists %q, which its help does not", modeNames[md], b.Help().Key)
 		}
-		for _, b := range md.keys.ShortHelp() {
-			if !slices.ContainsFunc(full, func(f key.Binding) bool { return f.Help() == b.Help() }) {
-				t.Errorf("%v: footer lists %q, which its help does not", modeNames[md.md], b.Help().Key)
+	}
+	for _, b := range full {
+		desc := b.Help().Desc
+		check, ok := check[desc]
+		if !ok {
+			t.Errorf("%v: no check for %q (%s)", modeNames[md], b.Help().Key, desc)
+			continue
+		}
+		for _, k := range b.Keys() {
+			after, cmd := step(start, keyMsg(k))
+			if err := check(start, after, cmd); err != nil {
+				t.Errorf("%v: %s (%s): %v", modeNames[md], k, desc, err)
 			}
 		}
-		for _, b := range full {
-			desc := b.Help().Desc
-			check, ok := md.check[desc]
-			if !ok {
-				t.Errorf("%v: no check for %q (%s)", modeNames[md.md], b.Help().Key, desc)
-				continue
-			}
-			for _, k := range b.Keys() {
-				after, cmd := step(start, keyMsg(k))
-				if err := check(start, after, cmd); err != nil {
-					t.Errorf("%v: %s (%s): %v", modeNames[md.md], k, desc, err)
-				}
-			}
-		}
-		// The footer lists this mode's keys.
-		footer := screen(start)
-		footer = footer[strings.LastIndex(footer, "\n")+1:]
-		for _, b := range md.keys.ShortHelp() {
-			if !strings.Contains(footer, b.Help().Key+" "+b.Help().Desc) {
-				t.Errorf("%v: footer %q lacks %q", modeNames[md.md], footer, b.Help().Key+" "+b.Help().Desc)
-			}
+	}
+	// The footer lists this mode's keys.
+	footer := screen(start)
+	footer = footer[strings.LastIndex(footer, "\n")+1:]
+	for _, b := range short {
+		if !strings.Contains(footer, b.Help().Key+" "+b.Help().Desc) {
+			t.Errorf("%v: footer %q lacks %q", modeNames[md], footer, b.Help().Key+" "+b.Help().Desc)
 		}
 	}
 }

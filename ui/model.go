@@ -18,6 +18,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/node"
 	"github.com/tcpvet/tcpvet/rules"
 )
 
@@ -25,9 +26,17 @@ import (
 // tea.Cmd, never from Update.
 type Source func(ctx context.Context) (*diag.Snapshot, rules.Report, error)
 
+// NodeSource sweeps every network namespace of the machine. The model
+// calls it from a tea.Cmd, never from Update.
+type NodeSource func(ctx context.Context) (*node.Sweep, error)
+
 // Options configure the interface.
 type Options struct {
 	Source Source
+	// Sweep, when set, makes the interface a view of the whole node: it
+	// starts in the node view, one row per namespace, and Source is not
+	// used.
+	Sweep NodeSource
 	// Interval between refreshes.
 	Interval time.Duration
 	// ExportDir is where e writes snapshots.
@@ -40,6 +49,7 @@ type mode int
 
 const (
 	modeTable mode = iota
+	modeNode
 	modeFilter
 	modeDetails
 	modeFindings
@@ -52,6 +62,10 @@ type (
 		snap *diag.Snapshot
 		rep  rules.Report
 		err  error
+	}
+	sweepMsg struct {
+		sweep *node.Sweep
+		err   error
 	}
 	tickMsg     struct{}
 	exportedMsg struct {
@@ -80,6 +94,14 @@ type Model struct {
 	report rules.Report
 	table  table
 
+	// sweep is the node's last sweep, nodes its table; inNS is the inode
+	// of the namespace the connection view shows, 0 when it shows none
+	// (back in the node view) or there is no node.
+	sweep   *node.Sweep
+	nodes   nodeTable
+	inNS    uint64
+	podName string // the pod of the namespace shown, "" for none
+
 	details   viewport.Model
 	detailsID string // socket shown in details, "" for a namespace finding
 	finding   int    // finding shown in details when detailsID is ""
@@ -103,7 +125,7 @@ func New(opts Options) Model {
 	ti := textinput.New()
 	ti.Prompt = "/"
 	ti.Placeholder = "address, port, process, state or rule"
-	return Model{
+	m := Model{
 		opts:    opts,
 		keys:    DefaultKeyMap(),
 		styles:  NewStyles(true, opts.NoColor),
@@ -113,6 +135,20 @@ func New(opts Options) Model {
 		table:   newTable(),
 		loading: true,
 	}
+	if opts.Sweep != nil {
+		m.mode = modeNode
+		m.keys.Table.Back.SetEnabled(true)
+	}
+	return m
+}
+
+// baseMode is the screen under every other: the node view for a node,
+// else the connection table.
+func (m *Model) baseMode() mode {
+	if m.opts.Sweep != nil {
+		return modeNode
+	}
+	return modeTable
 }
 
 // Init takes the first snapshot and asks the terminal for its background.
@@ -120,7 +156,22 @@ func (m Model) Init() tea.Cmd {
 	return tea.Batch(m.fetch(), tea.RequestBackgroundColor)
 }
 
+// sweepTimeout bounds one sweep of the node: every namespace, read side
+// by side, takes longer than one.
+const sweepTimeout = 2 * time.Minute
+
 func (m Model) fetch() tea.Cmd {
+	if sweep := m.opts.Sweep; sweep != nil {
+		return func() tea.Msg {
+			ctx, cancel := context.WithTimeout(context.Background(), sweepTimeout)
+			defer cancel()
+			sw, err := sweep(ctx)
+			if err == nil && sw == nil {
+				err = errors.New("the sweep returned nothing")
+			}
+			return sweepMsg{sweep: sw, err: err}
+		}
+	}
 	src := m.opts.Source
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -167,6 +218,23 @@ func (m Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		} else {
 			m.lastErr = nil
 			m.apply(msg.snap, msg.rep)
+		}
+		if m.paused {
+			return m, nil
+		}
+		return m, m.tick()
+	case sweepMsg:
+		m.loading = false
+		if msg.err != nil || msg.sweep == nil {
+			err := msg.err
+			if err == nil {
+				err = errors.New("the sweep returned nothing")
+			}
+			m.lastErr = err
+			m.flash, m.flashErr = "sweep failed: "+err.Error(), true
+		} else {
+			m.lastErr = nil
+			m.applySweep(msg.sweep)
 		}
 		if m.paused {
 			return m, nil
@@ -221,6 +289,8 @@ func (m Model) handleKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		return m.detailsKey(msg)
 	case modeFindings:
 		return m.findingsKey(msg)
+	case modeNode:
+		return m.nodeKey(msg)
 	}
 	return m.tableKey(msg)
 }
@@ -237,10 +307,14 @@ func (m *Model) back() {
 	if n := len(m.stack); n > 0 {
 		m.mode, m.stack = m.stack[n-1], m.stack[:n-1]
 	} else {
-		m.mode = modeTable
+		m.mode = m.baseMode()
 	}
 	if m.mode == modeDetails {
 		m.renderDetails()
+	}
+	if m.mode == modeNode {
+		// The connection view is closed: sweeps no longer refresh it.
+		m.inNS, m.podName = 0, ""
 	}
 }
 
@@ -264,6 +338,9 @@ func (m *Model) liveKey(msg tea.KeyPressMsg, k Live) (tea.Cmd, bool) {
 			return m.fetch(), true
 		}
 	case key.Matches(msg, k.Export):
+		if m.mode == modeNode {
+			return m.exportNamespace(), true
+		}
 		return m.export(), true
 	default:
 		return nil, false
@@ -333,11 +410,11 @@ func (m Model) tableKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	case key.Matches(msg, k.Filter):
 		m.open(modeFilter)
 		return m, m.filter.Focus()
-	case key.Matches(msg, k.ClearFilter):
-		if m.filter.Value() != "" {
-			m.filter.SetValue("")
-			m.refilter()
-		}
+	case key.Matches(msg, k.ClearFilter) && m.filter.Value() != "":
+		m.filter.SetValue("")
+		m.refilter()
+	case key.Matches(msg, k.Back):
+		m.back()
 	case key.Matches(msg, k.Details):
 		if r := m.table.current(); r != nil {
 			m.openDetails(r.s.ID)
@@ -415,7 +492,10 @@ func (m *Model) openFindings() {
 // refilter applies the filter as typed so far.
 func (m *Model) refilter() { m.table.setFilter(m.filter.Value(), m.tableHeight()) }
 
-func (m *Model) clampCursor() { m.table.clamp(m.tableHeight()) }
+func (m *Model) clampCursor() {
+	m.table.clamp(m.tableHeight())
+	m.nodes.clamp(m.tableHeight())
+}
 
 func (m *Model) openDetails(id string) {
 	m.detailsID = id
@@ -433,8 +513,10 @@ func (m *Model) resizeDetails() {
 // export writes the current snapshot and report as JSON, off the UI loop,
 // to the export directory or, when that cannot be written, to the
 // temporary directory.
-func (m Model) export() tea.Cmd {
-	snap, rep, dir := m.snap, m.report, m.opts.ExportDir
+func (m Model) export() tea.Cmd { return m.exportDoc(m.snap, m.report) }
+
+func (m Model) exportDoc(snap *diag.Snapshot, rep rules.Report) tea.Cmd {
+	dir := m.opts.ExportDir
 	if snap == nil {
 		return nil
 	}

@@ -12,8 +12,8 @@ import (
 const headerLines = 4
 
 // View draws the current screen. Each screen's parts live in a file of
-// their own: header.go, table.go, findings.go, details.go, help.go and
-// footer.go.
+// their own: header.go, table.go, findings.go, details.go, help.go,
+// footer.go, and node.go for the node view.
 func (m Model) View() tea.View {
 	v := tea.NewView(m.render())
 	v.AltScreen = true
@@ -40,6 +40,8 @@ func (m Model) render() string {
 		return m.details.View() + "\n" + m.footer()
 	case modeFindings:
 		body = m.findingsView()
+	case modeNode:
+		body = m.nodeView()
 	default:
 		body = m.tableView()
 	}

@@ -1,0 +1,556 @@
+package ui
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/tcpvet/tcpvet/node"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// nodeRow is one namespace of a sweep as the node table draws it.
+type nodeRow struct {
+	ns *node.Namespace
+	// worst is the namespace's most urgent finding, -1 for none.
+	worst  int
+	counts [rules.Critical + 1]int // findings by severity
+	name   string
+	// order is the namespace's place in the sweep: the tie-break.
+	order int
+	isNew bool
+}
+
+// worstFinding is the row's most urgent finding, nil for none.
+func (r *nodeRow) worstFinding() *rules.Finding {
+	if r.worst < 0 {
+		return nil
+	}
+	return &r.ns.Report.Findings[r.worst]
+}
+
+// readable says whether the sweep could read the namespace.
+func (r *nodeRow) readable() bool { return r.ns.Snapshot != nil }
+
+// group ranks rows before their findings are compared: namespaces with
+// findings, then those the sweep could not read (nothing is known of
+// them), then the healthy.
+func (r *nodeRow) group() int {
+	switch {
+	case r.worst >= 0:
+		return 0
+	case !r.readable():
+		return 1
+	}
+	return 2
+}
+
+// nodeUrgency orders namespaces most urgent first: by their worst
+// finding, in the order the rules rank findings (severity, failing now,
+// at the next write, soonest), then the sweep's own order.
+func nodeUrgency(a, b *nodeRow) int {
+	if c := cmp.Compare(a.group(), b.group()); c != 0 {
+		return c
+	}
+	if a.worst >= 0 {
+		if c := rules.Urgency(*a.worstFinding(), *b.worstFinding()); c != 0 {
+			return c
+		}
+	}
+	return cmp.Compare(a.order, b.order)
+}
+
+func newNodeRow(ns *node.Namespace, order int) nodeRow {
+	r := nodeRow{ns: ns, worst: -1, name: namespaceName(ns), order: order}
+	for i, f := range ns.Report.Findings {
+		if f.Severity >= rules.Info && f.Severity <= rules.Critical {
+			r.counts[f.Severity]++
+		}
+		if r.worst < 0 || rules.Urgency(f, ns.Report.Findings[r.worst]) < 0 {
+			r.worst = i
+		}
+	}
+	return r
+}
+
+// namespaceName names a namespace by its pod: "namespace/name" when the
+// runtime named it, its UID when only a cgroup did, else how the sweep
+// opened it.
+func namespaceName(ns *node.Namespace) string {
+	if p := ns.Pod; p != nil {
+		switch {
+		case p.Name != "" && p.Namespace != "":
+			return p.Namespace + "/" + p.Name
+		case p.Name != "":
+			return p.Name
+		case p.UID != "":
+			return "pod " + p.UID
+		}
+	}
+	if ns.Path != "" {
+		return ns.Path
+	}
+	return "netns " + strconv.FormatUint(ns.Inode, 10)
+}
+
+// failsText says when a finding's connection fails: now, at its next
+// write, in a time the rules predict, or "-".
+func failsText(f *rules.Finding) string {
+	switch {
+	case f.Failing == rules.FailingNow:
+		return "now"
+	case f.Failing == rules.FailingNextWrite:
+		return "next write"
+	case f.FailsInS != nil:
+		return "in " + shortDur(time.Duration(*f.FailsInS*float64(time.Second)))
+	}
+	return "-"
+}
+
+// nodeTable is the node view's table: one row per namespace of the last
+// sweep, most urgent first, with a cursor that stays on its namespace
+// from sweep to sweep.
+type nodeTable struct {
+	rows   []nodeRow
+	cursor int
+	offset int
+	// seen holds the inodes of the last sweep, to mark namespaces new since.
+	seen map[uint64]bool
+}
+
+// load takes in a new sweep, keeping the cursor on the same namespace.
+func (t *nodeTable) load(sw *node.Sweep, h int) {
+	keep, had := uint64(0), false
+	if r := t.current(); r != nil {
+		keep, had = r.ns.Inode, true
+	}
+	first := t.seen == nil
+	seen := make(map[uint64]bool, len(sw.Namespaces))
+	t.rows = t.rows[:0]
+	for i := range sw.Namespaces {
+		r := newNodeRow(&sw.Namespaces[i], i)
+		r.isNew = !first && !t.seen[r.ns.Inode]
+		seen[r.ns.Inode] = true
+		t.rows = append(t.rows, r)
+	}
+	t.seen = seen
+	slices.SortFunc(t.rows, func(a, b nodeRow) int { return nodeUrgency(&a, &b) })
+	if had {
+		for i := range t.rows {
+			if t.rows[i].ns.Inode == keep {
+				t.cursor = i
+			}
+		}
+	}
+	t.clamp(h)
+}
+
+func (t *nodeTable) current() *nodeRow {
+	if t.cursor < 0 || t.cursor >= len(t.rows) {
+		return nil
+	}
+	return &t.rows[t.cursor]
+}
+
+// clamp keeps the cursor on a row and in the h rows drawn.
+func (t *nodeTable) clamp(h int) {
+	t.cursor = max(0, min(t.cursor, len(t.rows)-1))
+	if t.cursor < t.offset {
+		t.offset = t.cursor
+	}
+	if h > 0 && t.cursor >= t.offset+h {
+		t.offset = t.cursor - h + 1
+	}
+	t.offset = max(0, min(t.offset, len(t.rows)-h))
+}
+
+// update handles the keys that move through the table, h rows high, and
+// says whether msg was one of them.
+func (t *nodeTable) update(msg tea.KeyPressMsg, k NodeKeys, h int) bool {
+	cur, ok := k.move(msg, t.cursor, max(1, h-1), len(t.rows)-1)
+	if ok {
+		t.cursor = cur
+		t.clamp(h)
+	}
+	return ok
+}
+
+// position is the "row/rows" counter.
+func (t *nodeTable) position() string {
+	return fmt.Sprintf("%d/%d", min(t.cursor+1, len(t.rows)), len(t.rows))
+}
+
+// nodeColumn is a column of the node table.
+type nodeColumn int
+
+const (
+	ncName nodeColumn = iota
+	ncNetns
+	ncSockets
+	ncFinding
+	ncFails
+	ncCritical
+	ncWarning
+	ncInfo
+	ncProcesses
+	ncNotes
+	numNodeColumns
+)
+
+// nodeColumnDef is everything about one column of the node table, as
+// columnDef is for the connection table: title, width, importance when
+// the terminal is narrow (lower keeps longer), cell text and colour.
+type nodeColumnDef struct {
+	title    string
+	width    int
+	flex     bool
+	right    bool
+	priority int
+	text     func(r *nodeRow) string
+	// style colours a cell that is not selected, when ok.
+	style func(r *nodeRow, st *Styles) (s lipgloss.Style, ok bool)
+}
+
+func (d *nodeColumnDef) fit(s string, w int) string {
+	if d.right {
+		return fitRight(s, w)
+	}
+	return fit(s, w)
+}
+
+// countColumn is the column of the findings of one severity.
+func countColumn(title string, sev rules.Severity, priority int) nodeColumnDef {
+	return nodeColumnDef{title: title, width: 4, right: true, priority: priority,
+		text: func(r *nodeRow) string {
+			if !r.readable() {
+				return "-"
+			}
+			return strconv.Itoa(r.counts[sev])
+		},
+		style: func(r *nodeRow, st *Styles) (lipgloss.Style, bool) {
+			if r.counts[sev] == 0 {
+				return st.Dim, true
+			}
+			return st.Severity(sev), true
+		},
+	}
+}
+
+var nodeColumns = [numNodeColumns]nodeColumnDef{
+	ncName: {title: "POD / NETNS", width: 24, flex: true, priority: 0,
+		text: func(r *nodeRow) string { return r.name },
+	},
+	ncNetns: {title: "INODE", width: 10, right: true, priority: 6,
+		text: func(r *nodeRow) string { return strconv.FormatUint(r.ns.Inode, 10) },
+	},
+	ncSockets: {title: "SOCKETS", width: 7, right: true, priority: 3,
+		text: func(r *nodeRow) string {
+			if !r.readable() {
+				return "-"
+			}
+			return strconv.Itoa(len(r.ns.Snapshot.Sockets))
+		},
+	},
+	ncFinding: {title: "WORST FINDING", width: 18, priority: 1,
+		text: func(r *nodeRow) string {
+			if !r.readable() {
+				return "unreadable: " + strings.Join(r.ns.Notes, "; ")
+			}
+			f := r.worstFinding()
+			if f == nil {
+				return ""
+			}
+			name := f.Rule
+			if n := len(r.ns.Report.Findings); n > 1 {
+				name += fmt.Sprintf(" +%d", n-1)
+			}
+			return name
+		},
+		style: func(r *nodeRow, st *Styles) (lipgloss.Style, bool) {
+			if !r.readable() {
+				return st.FlashErr, true
+			}
+			if f := r.worstFinding(); f != nil {
+				return st.Severity(f.Severity), true
+			}
+			return lipgloss.Style{}, false
+		},
+	},
+	ncFails: {title: "FAILS", width: 10, priority: 2,
+		text: func(r *nodeRow) string {
+			if f := r.worstFinding(); f != nil {
+				return failsText(f)
+			}
+			return ""
+		},
+		style: func(r *nodeRow, st *Styles) (lipgloss.Style, bool) {
+			if f := r.worstFinding(); f != nil {
+				return st.Severity(f.Severity), true
+			}
+			return lipgloss.Style{}, false
+		},
+	},
+	ncCritical: countColumn("CRIT", rules.Critical, 4),
+	ncWarning:  countColumn("WARN", rules.Warning, 5),
+	ncInfo:     countColumn("INFO", rules.Info, 5),
+	ncProcesses: {title: "PROCESSES", width: 16, flex: true, priority: 7,
+		text: func(r *nodeRow) string {
+			if !r.readable() {
+				return ""
+			}
+			return strings.Join(processNames(r.ns.Snapshot, 3), ", ")
+		},
+	},
+	ncNotes: {title: "NOTES", width: 5, right: true, priority: 8,
+		text: func(r *nodeRow) string {
+			n := len(r.ns.Notes)
+			if r.readable() {
+				n += len(r.ns.Snapshot.Notes)
+			}
+			if n == 0 {
+				return ""
+			}
+			return strconv.Itoa(n)
+		},
+		style: func(r *nodeRow, st *Styles) (lipgloss.Style, bool) { return st.Warning, true },
+	},
+}
+
+// nodeLayout picks the node table's columns that fit in width.
+func nodeLayout(width int) (cols []nodeColumn, widths []int) {
+	shapes := make([]colShape, numNodeColumns)
+	for i := range nodeColumns {
+		shapes[i] = colShape{width: nodeColumns[i].width, flex: nodeColumns[i].flex, priority: nodeColumns[i].priority}
+	}
+	idx, widths := fitColumns(shapes, width)
+	for _, c := range idx {
+		cols = append(cols, nodeColumn(c))
+	}
+	return cols, widths
+}
+
+// view draws the column titles and h rows, width wide.
+func (t *nodeTable) view(width, h int, st *Styles, loaded bool) string {
+	cols, widths := nodeLayout(width - markWidth)
+	titles := make([]string, 0, len(cols))
+	for _, c := range cols {
+		titles = append(titles, nodeColumns[c].fit(nodeColumns[c].title, widths[c]))
+	}
+	var b strings.Builder
+	b.WriteString(strings.Repeat(" ", markWidth) + st.Header.Render(strings.Join(titles, " ")))
+	for i := t.offset; i < t.offset+h; i++ {
+		b.WriteString("\n")
+		if i < len(t.rows) {
+			b.WriteString(t.renderRow(&t.rows[i], cols, widths, i == t.cursor, st))
+		}
+	}
+	if len(t.rows) == 0 && loaded {
+		b.WriteString("\n" + st.Dim.Render("  the sweep found no network namespace"))
+	}
+	return b.String()
+}
+
+func (t *nodeTable) renderRow(r *nodeRow, cols []nodeColumn, widths []int, selected bool, st *Styles) string {
+	mark := []rune("  ")
+	if selected {
+		mark[0] = '›'
+	}
+	if r.isNew {
+		mark[1] = '+'
+	}
+	cells := make([]string, 0, len(cols))
+	for _, c := range cols {
+		def := &nodeColumns[c]
+		text := def.fit(def.text(r), widths[c])
+		if !selected && def.style != nil {
+			if s, ok := def.style(r, st); ok {
+				text = s.Render(text)
+			}
+		}
+		cells = append(cells, text)
+	}
+	line := strings.Join(cells, " ")
+	if selected {
+		line = st.Selected.Render(line)
+	}
+	return string(mark) + line
+}
+
+// nodeHeader is the node view's block of facts: what the sweep covered,
+// when and how long it took, what it found across the node, and what it
+// could not do.
+func (m Model) nodeHeader() string {
+	st := m.styles
+	lines := make([]string, 0, headerLines)
+	sw := m.sweep
+	if sw == nil {
+		msg := "sweeping every network namespace…"
+		if m.lastErr != nil {
+			msg = st.FlashErr.Render(m.lastErr.Error())
+		}
+		lines = append(lines, st.Title.Render("tcpvet")+"  "+msg)
+		for len(lines) < headerLines {
+			lines = append(lines, "")
+		}
+		return strings.Join(lines, "\n")
+	}
+	pods, sockets := 0, 0
+	var findings, worst [rules.Critical + 1]int
+	healthy := 0
+	for i := range m.nodes.rows {
+		r := &m.nodes.rows[i]
+		if r.ns.Pod != nil {
+			pods++
+		}
+		if r.readable() {
+			sockets += len(r.ns.Snapshot.Sockets)
+		}
+		for s, n := range r.counts {
+			findings[s] += n
+		}
+		switch f := r.worstFinding(); {
+		case f != nil:
+			worst[f.Severity]++
+		case r.readable():
+			healthy++
+		}
+	}
+	state := fmt.Sprintf("live %s", m.opts.Interval)
+	switch {
+	case m.paused:
+		state = st.Value.Render("paused (space resumes)")
+	case m.loading:
+		state += " ⟳"
+	}
+	unread := st.Dim.Render("every namespace read")
+	if sw.Errors > 0 {
+		unread = st.FlashErr.Render(fmt.Sprintf("%d unreadable", sw.Errors))
+	}
+	taken := fmt.Sprintf("swept %s UTC in %s", sw.TakenAt.UTC().Format("15:04:05"), shortDur(sw.Duration))
+	lines = append(lines, fmt.Sprintf("%s  %s  %s  %s  %s  %s", st.Title.Render("tcpvet"),
+		st.Value.Render(fmt.Sprintf("node: %d namespaces, %d pods", len(sw.Namespaces), pods)), unread,
+		st.Dim.Render(taken), st.Label.Render(fmt.Sprintf("%d sockets", sockets)), state))
+	lines = append(lines, st.Label.Render("findings:")+" "+strings.Join([]string{
+		st.Critical.Render(fmt.Sprintf("%d critical", findings[rules.Critical])),
+		st.Warning.Render(fmt.Sprintf("%d warning", findings[rules.Warning])),
+		st.Info.Render(fmt.Sprintf("%d info", findings[rules.Info])),
+	}, "  "))
+	lines = append(lines, st.Label.Render("namespaces by worst finding:")+" "+strings.Join([]string{
+		st.Critical.Render(fmt.Sprintf("%d critical", worst[rules.Critical])),
+		st.Warning.Render(fmt.Sprintf("%d warning", worst[rules.Warning])),
+		st.Info.Render(fmt.Sprintf("%d info", worst[rules.Info])),
+		st.OK.Render(fmt.Sprintf("%d healthy", healthy)),
+	}, "  "))
+	notes := st.Dim.Render("notes: none")
+	if n := len(sw.Notes); n > 0 {
+		notes = st.Warning.Render(fmt.Sprintf("notes (%d): %s", n, strings.Join(sw.Notes, " · ")))
+	}
+	lines = append(lines, notes)
+	for i, l := range lines {
+		lines[i] = ansi.Truncate(l, m.width, "…")
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (m Model) nodeView() string {
+	return m.nodes.view(m.width, m.tableHeight(), &m.styles, m.sweep != nil)
+}
+
+func (m Model) nodeKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	k := m.keys.Node
+	if cmd, ok := m.liveKey(msg, k.Live); ok {
+		return m, cmd
+	}
+	if m.nodes.update(msg, k, m.tableHeight()) {
+		return m, nil
+	}
+	switch {
+	case key.Matches(msg, k.Quit):
+		return m, tea.Quit
+	case key.Matches(msg, k.Open):
+		m.openNamespace()
+	}
+	return m, nil
+}
+
+// openNamespace opens the connection view of the selected namespace; one
+// the sweep could not read says why instead.
+func (m *Model) openNamespace() {
+	r := m.nodes.current()
+	if r == nil {
+		return
+	}
+	if !r.readable() {
+		m.flash, m.flashErr = unreadable(r), true
+		return
+	}
+	m.inNS, m.podName = r.ns.Inode, ""
+	if r.ns.Pod != nil {
+		m.podName = r.name
+	}
+	// Another namespace's sockets: nothing is new or changed against the
+	// last one's, and its filter and findings list do not apply. The sort
+	// is the user's and stays.
+	t := newTable()
+	t.sortCol, t.sortDesc = m.table.sortCol, m.table.sortDesc
+	m.table = t
+	m.filter.SetValue("")
+	m.findItems, m.findCur = nil, 0
+	m.open(modeTable)
+	m.apply(r.ns.Snapshot, r.ns.Report)
+}
+
+// unreadable says why the sweep could not read a namespace.
+func unreadable(r *nodeRow) string {
+	why := "the sweep gave no reason"
+	if len(r.ns.Notes) > 0 {
+		why = strings.Join(r.ns.Notes, "; ")
+	}
+	return fmt.Sprintf("%s (netns %d) could not be read: %s", r.name, r.ns.Inode, why)
+}
+
+// applySweep takes in a new sweep: the node table, and the connection view
+// of the namespace it shows, if any.
+func (m *Model) applySweep(sw *node.Sweep) {
+	m.sweep = sw
+	m.nodes.load(sw, m.tableHeight())
+	if m.inNS == 0 {
+		return
+	}
+	for i := range m.nodes.rows {
+		r := &m.nodes.rows[i]
+		if r.ns.Inode != m.inNS {
+			continue
+		}
+		if !r.readable() {
+			m.flash, m.flashErr = unreadable(r)+"; showing what was read before", true
+			return
+		}
+		m.apply(r.ns.Snapshot, r.ns.Report)
+		return
+	}
+	m.flash, m.flashErr = fmt.Sprintf("netns %d is gone from the latest sweep; showing what was read before (esc: the node)", m.inNS), true
+}
+
+// exportNamespace writes the selected namespace's document, as the export
+// key does in its connection view.
+func (m Model) exportNamespace() tea.Cmd {
+	r := m.nodes.current()
+	if r == nil {
+		return nil
+	}
+	if !r.readable() {
+		msg := unreadable(r) + ": nothing to export"
+		return func() tea.Msg { return exportedMsg{err: errors.New(msg)} }
+	}
+	return m.exportDoc(r.ns.Snapshot, r.ns.Report)
+}
