@@ -19,4 +19,3 @@ func (k NodeKeys) ShortHelp() []key.Binding {
 func (k NodeKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{k.Moves.list(), {k.Open, k.Quit}, k.Live.list()}
 }
-
