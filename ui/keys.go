@@ -68,16 +68,21 @@ type TableKeys struct {
 	SortState, SortRemote, SortProcess, SortQueue, SortRetrans, SortIdle, SortSeverity key.Binding
 }
 
-// ShortHelp is the table's footer.
+// ShortHelp is the table's footer. Opened from the node view, the way
+// back takes pause's place, which the header shows anyway: 80 columns
+// hold no more.
 func (k TableKeys) ShortHelp() []key.Binding {
-	return []key.Binding{k.Back, k.Filter, k.Details, k.Findings, k.Pause, k.Export, k.Help, k.Quit}
+	if k.Back.Enabled() {
+		return []key.Binding{k.Back, k.Filter, k.Details, k.Findings, k.Export, k.Help, k.Quit}
+	}
+	return []key.Binding{k.Filter, k.Details, k.Findings, k.Pause, k.Export, k.Help, k.Quit}
 }
 
 // FullHelp is the table's help screen, by column.
 func (k TableKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		k.Moves.list(),
-		{k.Back, k.Filter, k.ClearFilter, k.Details, k.Findings, k.Quit},
+		{k.Filter, k.ClearFilter, k.Back, k.Details, k.Findings, k.Quit},
 		k.Live.list(),
 		{k.SortState, k.SortRemote, k.SortProcess, k.SortQueue, k.SortRetrans, k.SortIdle, k.SortSeverity},
 	}
@@ -193,7 +198,7 @@ func DefaultKeyMap() KeyMap {
 			Details:     binding("enter", "details", "enter"),
 			Findings:    binding("f", "findings", "f"),
 			Quit:        binding("q", "quit", "q", "ctrl+c"),
-			Back:        key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back to the node"), key.WithDisabled()),
+			Back:        key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back"), key.WithDisabled()),
 
 			SortState:    binding("S", "sort by state", "S", "shift+s"),
 			SortRemote:   binding("R", "sort by remote", "R", "shift+r"),

@@ -166,12 +166,6 @@ func TestEveryHelpKeyDoesWhatItSays(t *testing.T) {
 	const w, h = 80, 24
 	snap := many(60)
 	t.Chdir(t.TempDir()) // exports land here
-	sortCheck := func(c column) keyCheck {
-		return func(b, a Model, _ tea.Cmd) error {
-			title := columns[c].title + map[bool]string{true: "↓", false: "↑"}[a.table.sortDesc]
-			return want(a.table.sortCol == c && strings.Contains(screen(a), title), "sorted by %v, want %v and %q on screen", a.table.sortCol, c, title)
-		}
-	}
 	modes := []struct {
 		md    mode
 		setup []tea.Msg // from the table
@@ -179,22 +173,7 @@ func TestEveryHelpKeyDoesWhatItSays(t *testing.T) {
 		keys  help.KeyMap
 		check map[string]keyCheck
 	}{
-		{modeTable, nil, func(m Model) Model { m.table.cursor = 20; m.clampCursor(); return m }, DefaultKeyMap().Table, merge(
-			moveChecks(func(m Model) int { return m.table.cursor }, func(m Model) int { return m.tableHeight() - 1 }, func(m Model) int { return len(m.table.visible) - 1 }), liveChecks(modeTable),
-			map[string]keyCheck{
-				"filter":   inMode(modeFilter),
-				"details":  inMode(modeDetails),
-				"findings": inMode(modeFindings),
-				"quit":     quitCheck,
-				"clear filter": func(b, a Model, _ tea.Cmd) error {
-					return want(a.filter.Value() == "" && len(a.table.visible) == len(a.table.rows) && a.mode == modeTable, "filter %q, %d of %d rows", a.filter.Value(), len(a.table.visible), len(a.table.rows))
-				},
-				"sort by state": sortCheck(colState), "sort by remote": sortCheck(colRemote), "sort by process": sortCheck(colProcess),
-				"sort by send queue": sortCheck(colSendQ), "sort by retransmits": sortCheck(colRetrans), "sort by idle": sortCheck(colIdle),
-				"sort by finding": func(b, a Model, _ tea.Cmd) error {
-					return want(a.table.sortCol == colFinding && a.table.sortDesc != b.table.sortDesc, "F from the default sort should turn it around")
-				},
-			})},
+		{modeTable, nil, func(m Model) Model { m.table.cursor = 20; m.clampCursor(); return m }, DefaultKeyMap().Table, tableChecks()},
 		{modeFilter, []tea.Msg{keyMsg("/"), keyMsg("c"), keyMsg("l"), keyMsg("o")}, nil, DefaultKeyMap().Filter, map[string]keyCheck{
 			"apply filter": func(b, a Model, _ tea.Cmd) error {
 				return want(a.mode == modeTable && a.filter.Value() == "clo" && len(a.table.visible) < len(a.table.rows), "mode %v filter %q", a.mode, a.filter.Value())
@@ -320,4 +299,30 @@ func TestPausedSaysResume(t *testing.T) {
 	if s := screen(m); !strings.Contains(s, "space pause") {
 		t.Errorf("resumed view:\n%s", s)
 	}
+}
+
+// tableChecks are the checks of the connection table's keys.
+func tableChecks() map[string]keyCheck {
+	sortCheck := func(c column) keyCheck {
+		return func(b, a Model, _ tea.Cmd) error {
+			title := columns[c].title + map[bool]string{true: "↓", false: "↑"}[a.table.sortDesc]
+			return want(a.table.sortCol == c && strings.Contains(screen(a), title), "sorted by %v, want %v and %q on screen", a.table.sortCol, c, title)
+		}
+	}
+	return merge(
+		moveChecks(func(m Model) int { return m.table.cursor }, func(m Model) int { return m.tableHeight() - 1 }, func(m Model) int { return len(m.table.visible) - 1 }), liveChecks(modeTable),
+		map[string]keyCheck{
+			"filter":   inMode(modeFilter),
+			"details":  inMode(modeDetails),
+			"findings": inMode(modeFindings),
+			"quit":     quitCheck,
+			"clear filter": func(b, a Model, _ tea.Cmd) error {
+				return want(a.filter.Value() == "" && len(a.table.visible) == len(a.table.rows) && a.mode == modeTable, "filter %q, %d of %d rows", a.filter.Value(), len(a.table.visible), len(a.table.rows))
+			},
+			"sort by state": sortCheck(colState), "sort by remote": sortCheck(colRemote), "sort by process": sortCheck(colProcess),
+			"sort by send queue": sortCheck(colSendQ), "sort by retransmits": sortCheck(colRetrans), "sort by idle": sortCheck(colIdle),
+			"sort by finding": func(b, a Model, _ tea.Cmd) error {
+				return want(a.table.sortCol == colFinding && a.table.sortDesc != b.table.sortDesc, "F from the default sort should turn it around")
+			},
+		})
 }

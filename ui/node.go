@@ -338,25 +338,26 @@ func nodeLayout(width int) (cols []nodeColumn, widths []int) {
 	return cols, widths
 }
 
-// view draws the column titles and h rows, width wide.
-func (t *nodeTable) view(width, h int, st *Styles, loaded bool) string {
+// view draws the column titles and h rows, width wide, a line each.
+func (t *nodeTable) view(width, h int, st *Styles, loaded bool) []string {
 	cols, widths := nodeLayout(width - markWidth)
 	titles := make([]string, 0, len(cols))
 	for _, c := range cols {
 		titles = append(titles, nodeColumns[c].fit(nodeColumns[c].title, widths[c]))
 	}
-	var b strings.Builder
-	b.WriteString(strings.Repeat(" ", markWidth) + st.Header.Render(strings.Join(titles, " ")))
+	lines := make([]string, 1, h+1)
+	lines[0] = strings.Repeat(" ", markWidth) + st.Header.Render(strings.Join(titles, " "))
 	for i := t.offset; i < t.offset+h; i++ {
-		b.WriteString("\n")
 		if i < len(t.rows) {
-			b.WriteString(t.renderRow(&t.rows[i], cols, widths, i == t.cursor, st))
+			lines = append(lines, t.renderRow(&t.rows[i], cols, widths, i == t.cursor, st))
+		} else {
+			lines = append(lines, "")
 		}
 	}
-	if len(t.rows) == 0 && loaded {
-		b.WriteString("\n" + st.Dim.Render("  the sweep found no network namespace"))
+	if len(t.rows) == 0 && loaded && h > 0 {
+		lines[1] = st.Dim.Render("  the sweep found no network namespace")
 	}
-	return b.String()
+	return lines
 }
 
 func (t *nodeTable) renderRow(r *nodeRow, cols []nodeColumn, widths []int, selected bool, st *Styles) string {
@@ -435,21 +436,35 @@ func (m Model) nodeHeader() string {
 	if sw.Errors > 0 {
 		unread = st.FlashErr.Render(fmt.Sprintf("%d unreadable", sw.Errors))
 	}
-	taken := fmt.Sprintf("swept %s UTC in %s", sw.TakenAt.UTC().Format("15:04:05"), shortDur(sw.Duration))
-	lines = append(lines, fmt.Sprintf("%s  %s  %s  %s  %s  %s", st.Title.Render("tcpvet"),
+	lines = append(lines, strings.Join([]string{st.Title.Render("tcpvet"),
 		st.Value.Render(fmt.Sprintf("node: %d namespaces, %d pods", len(sw.Namespaces), pods)), unread,
-		st.Dim.Render(taken), st.Label.Render(fmt.Sprintf("%d sockets", sockets)), state))
-	lines = append(lines, st.Label.Render("findings:")+" "+strings.Join([]string{
+		st.Label.Render(fmt.Sprintf("%d sockets", sockets))}, "  "))
+	counts := strings.Join([]string{
 		st.Critical.Render(fmt.Sprintf("%d critical", findings[rules.Critical])),
 		st.Warning.Render(fmt.Sprintf("%d warning", findings[rules.Warning])),
 		st.Info.Render(fmt.Sprintf("%d info", findings[rules.Info])),
-	}, "  "))
-	lines = append(lines, st.Label.Render("namespaces by worst finding:")+" "+strings.Join([]string{
+	}, "  ")
+	swept := st.Dim.Render("swept " + sw.TakenAt.UTC().Format("15:04:05") + " UTC")
+	took := st.Dim.Render(" in " + shortDur(sw.Duration))
+	// Longest first; the time of the sweep is the last thing to go.
+	for i, l := range []string{
+		st.Label.Render("findings:") + " " + counts + "  " + swept + took + "  " + state,
+		counts + "  " + swept + took + "  " + state,
+		counts + "  " + swept + "  " + state,
+		counts + "  " + swept,
+	} {
+		if ansi.StringWidth(l) <= m.width || i == 3 {
+			lines = append(lines, l)
+			break
+		}
+	}
+	byWorst := strings.Join([]string{
 		st.Critical.Render(fmt.Sprintf("%d critical", worst[rules.Critical])),
 		st.Warning.Render(fmt.Sprintf("%d warning", worst[rules.Warning])),
 		st.Info.Render(fmt.Sprintf("%d info", worst[rules.Info])),
 		st.OK.Render(fmt.Sprintf("%d healthy", healthy)),
-	}, "  "))
+	}, "  ")
+	lines = append(lines, st.Label.Render("namespaces by worst finding:")+" "+byWorst)
 	notes := st.Dim.Render("notes: none")
 	if n := len(sw.Notes); n > 0 {
 		notes = st.Warning.Render(fmt.Sprintf("notes (%d): %s", n, strings.Join(sw.Notes, " · ")))
@@ -461,8 +476,31 @@ func (m Model) nodeHeader() string {
 	return strings.Join(lines, "\n")
 }
 
+// nodeView is the node table and, in the lines its rows leave empty, the
+// sweep's notes in full: what it could not do bounds what it found.
 func (m Model) nodeView() string {
-	return m.nodes.view(m.width, m.tableHeight(), &m.styles, m.sweep != nil)
+	st := m.styles
+	h := m.tableHeight()
+	lines := m.nodes.view(m.width, h, &st, m.sweep != nil)
+	if m.sweep == nil || len(m.sweep.Notes) == 0 {
+		return strings.Join(lines, "\n")
+	}
+	start := 1 + max(1, len(m.nodes.rows)-m.nodes.offset) + 1
+	if len(lines)-start < 2 {
+		return strings.Join(lines, "\n")
+	}
+	notes := []string{st.Section.Render(fmt.Sprintf("notes (%d): what the sweep could not do", len(m.sweep.Notes)))}
+	for _, n := range m.sweep.Notes {
+		for _, l := range strings.Split(ansi.Wrap(n, max(20, m.width-4), " "), "\n") {
+			notes = append(notes, "  "+st.Warning.Render(l))
+		}
+	}
+	if room := len(lines) - start; len(notes) > room {
+		notes = notes[:room]
+		notes[room-1] = ansi.Truncate(notes[room-1], max(1, m.width-1), "") + "…"
+	}
+	copy(lines[start:], notes)
+	return strings.Join(lines, "\n")
 }
 
 func (m Model) nodeKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {

@@ -1,0 +1,442 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/node"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// nsOf is a namespace of the fixture's sockets picked by id, its report
+// what the rules make of them; edit changes the snapshot first.
+func nsOf(inode uint64, path string, pod *node.Pod, ids []string, edit func(*diag.Snapshot)) node.Namespace {
+	snap := fixture()
+	snap.Target = diag.Target{NetnsInode: inode, Path: path}
+	// The host's sysctls as the namespace's: no finding about the
+	// difference, so each namespace's findings are its sockets'.
+	snap.Sysctls.Host = snap.Sysctls.Target
+	var keep []diag.Socket
+	for _, s := range snap.Sockets {
+		for _, id := range ids {
+			if s.ID == id {
+				keep = append(keep, s)
+			}
+		}
+	}
+	snap.Sockets = keep
+	if edit != nil {
+		edit(snap)
+	}
+	return node.Namespace{Inode: inode, Path: path, Pod: pod, Snapshot: snap, Report: rules.Evaluate(snap, nil)}
+}
+
+// nodeFixture is a node of seven namespaces, listed out of urgency order:
+// pods named by the runtime and by a cgroup, namespaces of no pod, one
+// that vanished mid-sweep, and findings of every severity, failing now,
+// in minutes, or at no known time.
+func nodeFixture() *node.Sweep {
+	cri := func(ns, name string) *node.Pod {
+		return &node.Pod{Namespace: ns, Name: name, UID: "uid-" + name, Container: "c0ffee", Source: "cri"}
+	}
+	namespaces := []node.Namespace{
+		// Healthy: a listener and a time-wait.
+		nsOf(4026532301, "/run/netns/blue", nil, []string{"9", "7"}, nil),
+		// Vanished before it could be read.
+		{Inode: 4026532302, Path: "/proc/4242/ns/net", Notes: []string{"netns vanished mid-sweep: open /proc/4242/ns/net: no such file or directory"}},
+		// Critical, no keepalive through IPVS: fails in about 15 minutes.
+		nsOf(4026532303, "/proc/310/ns/net", cri("shop", "cart-5d8f7"), []string{"40002", "9"}, nil),
+		// Warning: a connection its application never closed.
+		nsOf(4026532304, "/proc/320/ns/net", &node.Pod{UID: "1b2c3d4e-0000-4a5b-8c9d-0123456789ab", Container: "d00d", Source: "cgroup"}, []string{"40004"}, nil),
+		// Critical, the same with 10 minutes quiet already: fails sooner.
+		nsOf(4026532305, "/proc/330/ns/net", cri("shop", "db-0"), []string{"40002"}, func(s *diag.Snapshot) {
+			ti := s.Sockets[0].TCPInfo
+			ti.LastDataRecv, ti.LastDataSent, ti.LastAckRecv = 600_000, 600_000, 600_000
+		}),
+		// Info: the kernel gives up on a dead peer in time, but not soon.
+		nsOf(4026532306, "/proc/340/ns/net", cri("kube-system", "coredns-6f4"), []string{"40001"}, func(s *diag.Snapshot) {
+			s.Sysctls.Target[diag.Retries2] = 8
+			s.Sysctls.Host = s.Sysctls.Target
+		}),
+		// Critical, a dead peer: failing now.
+		nsOf(4026532307, "/proc/42/ns/net", cri("shop", "api-7f9c4"), []string{"40001", "40002", "40003", "40004", "9", "7"}, nil),
+	}
+	return &node.Sweep{
+		TakenAt:    time.Date(2026, 11, 23, 3, 4, 5, 0, time.UTC),
+		Duration:   1840 * time.Millisecond,
+		Namespaces: namespaces,
+		Errors:     1,
+		Notes:      []string{"no CRI socket (/run/containerd/containerd.sock): pods named from their cgroups"},
+	}
+}
+
+func sweepOf(sw *node.Sweep) NodeSource {
+	return func(context.Context) (*node.Sweep, error) { return sw, nil }
+}
+
+// driveNode feeds msgs to a fresh node model of the given size holding sw.
+func driveNode(t testing.TB, w, h int, sw *node.Sweep, msgs ...tea.Msg) Model {
+	t.Helper()
+	var m tea.Model = New(Options{Interval: time.Second, Sweep: sweepOf(sw)})
+	m, _ = m.Update(tea.WindowSizeMsg{Width: w, Height: h})
+	m, _ = m.Update(sweepMsg{sweep: sw})
+	for _, msg := range msgs {
+		m, _ = m.Update(msg)
+	}
+	return m.(Model)
+}
+
+// manyNamespaces is the node fixture's namespaces n times over, with
+// distinct inodes: more rows than a screen holds.
+func manyNamespaces(n int) *node.Sweep {
+	sw := nodeFixture()
+	base := sw.Namespaces
+	sw.Namespaces = nil
+	for i := range n {
+		ns := base[i%len(base)]
+		ns.Inode = 4026540000 + uint64(i)
+		sw.Namespaces = append(sw.Namespaces, ns)
+	}
+	return sw
+}
+
+// rowNames are the node table's names, top to bottom.
+func rowNames(m Model) []string {
+	var out []string
+	for _, r := range m.nodes.rows {
+		out = append(out, r.name)
+	}
+	return out
+}
+
+// wantOrder is the node fixture most urgent first: failing now, the
+// criticals failing soonest, then a warning, an info, the namespace that
+// could not be read, and the healthy one.
+var wantOrder = []string{
+	"shop/api-7f9c4", "shop/db-0", "shop/cart-5d8f7", "pod 1b2c3d4e-0000-4a5b-8c9d-0123456789ab",
+	"kube-system/coredns-6f4", "/proc/4242/ns/net", "/run/netns/blue",
+}
+
+func TestNodeViewGolden(t *testing.T) {
+	for _, size := range [][2]int{{160, 45}, {80, 24}} {
+		w, h := size[0], size[1]
+		name := fmt.Sprintf("%dx%d", w, h)
+		t.Run(name, func(t *testing.T) {
+			m := driveNode(t, w, h, nodeFixture())
+			golden(t, "node-"+name, m.View().Content)
+			s := screen(m)
+			for _, line := range strings.Split(s, "\n") {
+				if ansi.StringWidth(line) > w {
+					t.Errorf("line wider than %d: %q", w, line)
+				}
+			}
+			if n := strings.Count(s, "\n") + 1; n != h {
+				t.Errorf("%d lines on a %d-line terminal", n, h)
+			}
+			// What a node view must say whatever the width: the sweep's
+			// time, its counts, the error, and each namespace by name.
+			flatS := flat(s)
+			for _, want := range append([]string{"swept 03:04:05 UTC", "7 namespaces, 5 pods", "1 unreadable", "4 critical", "5 warning", "1 info",
+				"no CRI socket", "half-open +3", "now", "in 5m", "in 14m", "unreadable: netns"}, wantOrder...) {
+				if !strings.Contains(flatS, flat(want)) && !strings.Contains(s, ansi.Truncate(want, 22, "")) {
+					t.Errorf("the node view lacks %q:\n%s", want, s)
+				}
+			}
+		})
+	}
+}
+
+// TestNodeUrgencyOrder: namespaces are ordered by their worst finding as
+// the rules order findings, whatever order the sweep lists them in; those
+// that could not be read come after every finding, the healthy last.
+func TestNodeUrgencyOrder(t *testing.T) {
+	sw := nodeFixture()
+	for i := range 2 * len(sw.Namespaces) {
+		shuffled := *sw
+		shuffled.Namespaces = slices.Clone(sw.Namespaces)
+		if i >= len(sw.Namespaces) {
+			slices.Reverse(shuffled.Namespaces)
+		}
+		k := i % len(sw.Namespaces)
+		shuffled.Namespaces = append(shuffled.Namespaces[k:], shuffled.Namespaces[:k]...)
+		m := driveNode(t, 160, 45, &shuffled)
+		if got := rowNames(m); !slices.Equal(got, wantOrder) {
+			t.Fatalf("sweep order %d: rows %q, want %q", i, got, wantOrder)
+		}
+		// The screen shows them in that order too.
+		s := screen(m)
+		last := -1
+		for _, name := range wantOrder {
+			at := strings.Index(s, name)
+			if at <= last {
+				t.Fatalf("%q is not below the namespace before it:\n%s", name, s)
+			}
+			last = at
+		}
+	}
+
+	// Each step of the rules' order, two namespaces at a time: the first
+	// of each pair ranks first, and is listed second.
+	secs := func(v float64) *float64 { return &v }
+	f := func(sev rules.Severity, failing rules.Failing, in *float64) []rules.Finding {
+		return []rules.Finding{{Rule: "r", Severity: sev, Failing: failing, FailsInS: in}, {Rule: "r", Severity: rules.Info}}
+	}
+	ns := func(name string, findings []rules.Finding) node.Namespace {
+		return node.Namespace{Inode: uint64(len(name)), Path: name, Snapshot: &diag.Snapshot{}, Report: rules.Report{Findings: findings}}
+	}
+	for _, c := range []struct {
+		name          string
+		first, second node.Namespace
+	}{
+		{"critical before warning failing now", ns("a", f(rules.Critical, "", nil)), ns("bb", f(rules.Warning, rules.FailingNow, secs(1)))},
+		{"now before the next write", ns("a", f(rules.Critical, rules.FailingNow, nil)), ns("bb", f(rules.Critical, rules.FailingNextWrite, secs(1)))},
+		{"the next write before a time", ns("a", f(rules.Critical, rules.FailingNextWrite, nil)), ns("bb", f(rules.Critical, "", secs(1)))},
+		{"sooner before later", ns("a", f(rules.Critical, "", secs(10))), ns("bb", f(rules.Critical, "", secs(100)))},
+		{"a time before none", ns("a", f(rules.Warning, "", secs(1e6))), ns("bb", f(rules.Warning, "", nil))},
+		{"info before unreadable", ns("a", f(rules.Info, "", nil)), node.Namespace{Inode: 9, Path: "gone", Notes: []string{"vanished"}}},
+		{"unreadable before healthy", node.Namespace{Inode: 9, Path: "gone"}, ns("bb", nil)},
+		{"the worst finding counts, not the first listed", ns("a", []rules.Finding{{Rule: "x", Severity: rules.Info}, {Rule: "y", Severity: rules.Critical}}), ns("bb", f(rules.Warning, rules.FailingNow, nil))},
+	} {
+		sw := &node.Sweep{Namespaces: []node.Namespace{c.second, c.first}}
+		m := driveNode(t, 120, 30, sw)
+		if got := m.nodes.rows[0].ns.Path; got != c.first.Path {
+			t.Errorf("%s: %q first, want %q", c.name, got, c.first.Path)
+		}
+	}
+	// Equals keep the sweep's order.
+	eq := &node.Sweep{Namespaces: []node.Namespace{ns("z", nil), ns("yy", nil), ns("xxx", nil)}}
+	if got := rowNames(driveNode(t, 120, 30, eq)); !slices.Equal(got, []string{"z", "yy", "xxx"}) {
+		t.Errorf("healthy namespaces reordered: %q", got)
+	}
+}
+
+// TestNodeEnterAndEsc: enter opens the selected namespace's connection
+// view, esc returns to the node view on the same row; a namespace that
+// could not be read says why instead.
+func TestNodeEnterAndEsc(t *testing.T) {
+	m := driveNode(t, 160, 45, nodeFixture(), keyMsg("down"), keyMsg("enter"))
+	if m.mode != modeTable || m.inNS != 4026532305 {
+		t.Fatalf("mode %v netns %d, want the table of shop/db-0", m.mode, m.inNS)
+	}
+	s := screen(m)
+	if !strings.Contains(s, "pod shop/db-0  netns 4026532305") || !strings.Contains(s, "10.0.1.9:5432") || strings.Contains(s, "10.0.2.7:8080") || !strings.Contains(s, "1/1") {
+		t.Errorf("the connection view of shop/db-0 should hold its one socket:\n%s", s)
+	}
+	if !strings.Contains(s, "esc back") {
+		t.Errorf("the footer does not say esc goes back:\n%s", s)
+	}
+	// Its findings and details are this namespace's.
+	if fm, _ := step(m, keyMsg("f")); len(fm.findItems) != len(fm.nodes.rows[1].ns.Report.Findings) {
+		t.Errorf("%d findings listed, the namespace has %d", len(fm.findItems), len(fm.nodes.rows[1].ns.Report.Findings))
+	}
+	if dm, _ := step(m, keyMsg("enter")); dm.mode != modeDetails || !strings.Contains(screen(dm), "socket 40002") {
+		t.Errorf("enter in its table: mode %v:\n%s", dm.mode, screen(dm))
+	}
+
+	back, _ := step(m, keyMsg("esc"))
+	if back.mode != modeNode || back.nodes.cursor != 1 || back.inNS != 0 {
+		t.Fatalf("esc: mode %v cursor %d netns %d, want the node view on row 2", back.mode, back.nodes.cursor, back.inNS)
+	}
+	if s := screen(back); !strings.Contains(s, "7 namespaces") || !strings.Contains(s, "enter open namespace") {
+		t.Errorf("esc should show the node view:\n%s", s)
+	}
+
+	// The filter goes first, then the table.
+	filtered := driveNode(t, 160, 45, nodeFixture(), append(append([]tea.Msg{keyMsg("enter"), keyMsg("/")}, typeText("close")...), keyMsg("enter"))...)
+	if len(filtered.table.visible) != 1 {
+		t.Fatalf("filter close: %d rows", len(filtered.table.visible))
+	}
+	filtered, _ = step(filtered, keyMsg("esc"))
+	if filtered.mode != modeTable || filtered.filter.Value() != "" || len(filtered.table.visible) != 6 {
+		t.Errorf("esc with a filter: mode %v filter %q rows %d, want the filter cleared", filtered.mode, filtered.filter.Value(), len(filtered.table.visible))
+	}
+	filtered, _ = step(filtered, keyMsg("esc"))
+	if filtered.mode != modeNode {
+		t.Errorf("esc without a filter: mode %v, want the node view", filtered.mode)
+	}
+	// Another namespace starts afresh: no filter, no socket marked new.
+	other, _ := step(filtered, keyMsg("down"))
+	other, _ = step(other, keyMsg("down"))
+	other, _ = step(other, keyMsg("enter"))
+	if other.inNS != 4026532303 || other.filter.Value() != "" || len(other.table.visible) != 2 {
+		t.Errorf("shop/cart-5d8f7: netns %d filter %q rows %d", other.inNS, other.filter.Value(), len(other.table.visible))
+	}
+	for _, r := range other.table.rows {
+		if r.isNew {
+			t.Errorf("socket %s marked new on opening a namespace", r.s.ID)
+		}
+	}
+
+	// Help follows the mode.
+	if h, _ := step(back, keyMsg("?")); !strings.Contains(screen(h), "Keys in the node view") || !strings.Contains(screen(h), "open namespace") {
+		t.Errorf("help over the node view:\n%s", screen(h))
+	}
+	if h, _ := step(m, keyMsg("?")); !strings.Contains(screen(h), "Keys in the table") || !regexp.MustCompile(`esc +clear filter.*\n.*esc +back`).MatchString(screen(h)) {
+		t.Errorf("help over a namespace's table:\n%s", screen(h))
+	}
+
+	// The namespace that vanished: enter says why, and stays.
+	gone := driveNode(t, 80, 24, nodeFixture())
+	for gone.nodes.current().name != "/proc/4242/ns/net" {
+		gone, _ = step(gone, keyMsg("down"))
+	}
+	gone, _ = step(gone, keyMsg("enter"))
+	if gone.mode != modeNode || !strings.Contains(strings.Join(strings.Fields(screen(gone)), ""), "couldnotberead:netnsvanishedmid-sweep:open/proc/4242/ns/net:nosuchfileordirectory") {
+		t.Errorf("enter on an unreadable namespace: mode %v:\n%s", gone.mode, screen(gone))
+	}
+}
+
+// TestNodeSweepRefreshesTheOpenNamespace: each sweep refreshes the node
+// table, keeping the cursor on its namespace wherever it moved, and the
+// connection view of the namespace open; one gone from the sweep says so
+// and keeps what was last read.
+func TestNodeSweepRefreshesTheOpenNamespace(t *testing.T) {
+	m := driveNode(t, 160, 45, nodeFixture(), keyMsg("G")) // the healthy namespace, last
+	// It turns critical: a dead peer now, so first.
+	next := nodeFixture()
+	for i := range next.Namespaces {
+		if next.Namespaces[i].Path == "/run/netns/blue" {
+			next.Namespaces[i] = nsOf(4026532301, "/run/netns/blue", nil, []string{"9", "7", "40003"}, func(s *diag.Snapshot) {
+				s.Sockets[0].TCPInfo.LastAckRecv = 4100 // dead a touch longer than the api's peer
+			})
+		}
+	}
+	m, _ = step(m, sweepMsg{sweep: next})
+	if r := m.nodes.current(); r.name != "/run/netns/blue" || m.nodes.cursor != 0 {
+		t.Errorf("cursor on %q at %d, want /run/netns/blue, now first", r.name, m.nodes.cursor)
+	}
+
+	m = driveNode(t, 160, 45, nodeFixture(), keyMsg("enter"))
+	grown := nodeFixture()
+	api := &grown.Namespaces[len(grown.Namespaces)-1]
+	extra := api.Snapshot.Sockets[0]
+	extra.ID, extra.Local = "50000", netip.AddrPortFrom(extra.Local.Addr(), 50000)
+	*api = nsOf(api.Inode, api.Path, api.Pod, nil, func(s *diag.Snapshot) { s.Sockets = append(fixture().Sockets, extra) })
+	m, _ = step(m, sweepMsg{sweep: grown})
+	if m.mode != modeTable || len(m.table.rows) != 7 {
+		t.Fatalf("mode %v, %d rows after a sweep with one more socket", m.mode, len(m.table.rows))
+	}
+	for _, r := range m.table.rows {
+		if r.isNew != (r.s.ID == "50000") {
+			t.Errorf("socket %s new %v", r.s.ID, r.isNew)
+		}
+	}
+	// Gone from the next sweep.
+	without := nodeFixture()
+	without.Namespaces = without.Namespaces[:len(without.Namespaces)-1]
+	m, _ = step(m, sweepMsg{sweep: without})
+	if s := flat(screen(m)); !strings.Contains(s, "netns 4026532307 is gone from the latest sweep") || !strings.Contains(s, "10.0.0.5:50000") {
+		t.Errorf("a namespace gone from the sweep:\n%s", screen(m))
+	}
+	// A failed sweep flashes and keeps the last one.
+	m, _ = step(m, keyMsg("esc"))
+	m, _ = step(m, sweepMsg{err: fmt.Errorf("read /proc: permission denied")})
+	if s := screen(m); !strings.Contains(s, "sweep failed: read /proc: permission denied") || !strings.Contains(s, "shop/db-0") {
+		t.Errorf("a failed sweep:\n%s", s)
+	}
+}
+
+// TestNodeHelpKeysDoWhatTheySay presses every key the node view's help
+// lists, and every key of the table opened from it, and checks each did
+// what its help says.
+func TestNodeHelpKeysDoWhatTheySay(t *testing.T) {
+	t.Chdir(t.TempDir()) // exports land here
+	sw := manyNamespaces(60)
+	start := driveNode(t, 80, 24, sw)
+	start.nodes.cursor = 21 // a readable namespace in the middle
+	start.clampCursor()
+	if !start.nodes.current().readable() {
+		t.Fatalf("row %d cannot be read", start.nodes.cursor)
+	}
+	checkKeys(t, start, start.keys.Node, merge(
+		moveChecks(func(m Model) int { return m.nodes.cursor }, func(m Model) int { return m.tableHeight() - 1 }, func(m Model) int { return len(m.nodes.rows) - 1 }),
+		liveChecks(modeNode),
+		map[string]keyCheck{
+			"export namespace": liveChecks(modeNode)["export"],
+			"open namespace": func(b, a Model, _ tea.Cmd) error {
+				return want(a.mode == modeTable && a.inNS == b.nodes.current().ns.Inode && a.snap == b.nodes.current().ns.Snapshot,
+					"mode %v netns %d, want the table of %d", a.mode, a.inNS, b.nodes.current().ns.Inode)
+			},
+			"quit": quitCheck,
+		}))
+
+	table, _ := step(driveNode(t, 80, 24, nodeFixture(), keyMsg("enter")), keyMsg("G"))
+	table.table.cursor = 2
+	backToNode := func(b, a Model, _ tea.Cmd) error {
+		// esc clears a filter first; with none it goes back.
+		return want(a.mode == modeNode && a.nodes.cursor == b.nodes.cursor, "mode %v cursor %d, want the node view on row %d", a.mode, a.nodes.cursor, b.nodes.cursor)
+	}
+	checkKeys(t, table, table.keys.Table, merge(
+		tableChecks(),
+		moveChecks(func(m Model) int { return m.table.cursor }, func(m Model) int { return m.tableHeight() - 1 }, func(m Model) int { return len(m.table.visible) - 1 }),
+		map[string]keyCheck{"back": backToNode, "clear filter": backToNode},
+	))
+}
+
+// TestNodeExport: e in the node view writes the selected namespace's
+// document, the same one its connection view's e writes; a namespace that
+// could not be read has nothing to write and says so.
+func TestNodeExport(t *testing.T) {
+	dir := shortDir(t)
+	var m tea.Model = New(Options{Interval: time.Second, ExportDir: dir, Sweep: sweepOf(nodeFixture())})
+	m, _ = m.Update(tea.WindowSizeMsg{Width: 120, Height: 30})
+	m, _ = m.Update(sweepMsg{sweep: nodeFixture()})
+	m, _ = m.Update(keyMsg("down"))
+	m, cmd := m.Update(keyMsg("e"))
+	if cmd == nil {
+		t.Fatal("e returned no command")
+	}
+	msg, ok := cmd().(exportedMsg)
+	if !ok || msg.err != nil {
+		t.Fatalf("export: %#v", msg)
+	}
+	b, err := os.ReadFile(msg.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Target   diag.Target     `json:"target"`
+		Sockets  []diag.Socket   `json:"sockets"`
+		Findings []rules.Finding `json:"findings"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Target.NetnsInode != 4026532305 || len(doc.Sockets) != 1 || len(doc.Findings) != 2 {
+		t.Errorf("exported netns %d with %d sockets and %d findings, want shop/db-0's 1 and 2", doc.Target.NetnsInode, len(doc.Sockets), len(doc.Findings))
+	}
+	// The same bytes from its connection view.
+	m, _ = m.Update(keyMsg("enter"))
+	_, cmd = m.Update(keyMsg("e"))
+	if again := cmd().(exportedMsg); again.path != msg.path {
+		t.Errorf("the connection view exported %s, the node view %s", again.path, msg.path)
+	} else if b2, _ := os.ReadFile(again.path); string(b2) != string(b) {
+		t.Error("the two exports differ")
+	}
+
+	m, _ = m.Update(keyMsg("esc"))
+	for {
+		nm := m.(Model)
+		if !nm.nodes.current().readable() {
+			break
+		}
+		m, _ = m.Update(keyMsg("down"))
+	}
+	_, cmd = m.Update(keyMsg("e"))
+	m, _ = m.Update(cmd())
+	if s := flat(screen(m.(Model))); !strings.Contains(s, "export failed: /proc/4242/ns/net (netns 4026532302) could not be read") || !strings.Contains(s, "nothing to export") {
+		t.Errorf("export of an unreadable namespace:\n%s", screen(m.(Model)))
+	}
+}
