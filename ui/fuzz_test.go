@@ -1,23 +1,29 @@
 package ui
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/node"
 	"github.com/tcpvet/tcpvet/rules"
 )
 
-// FuzzModelKeys drives the model with any sequence of keys, refreshes and
-// window sizes, rendering after each: no sequence may panic. The first two
-// bytes pick the window size, each further byte one message.
+// FuzzModelKeys drives the model with any sequence of keys, refreshes,
+// sweeps and window sizes, rendering after each: no sequence may panic.
+// The first two bytes pick the window size, and with the second's top bit
+// a node model (starting in the node view) rather than one namespace's;
+// each further byte is one message.
 func FuzzModelKeys(f *testing.F) {
 	f.Add([]byte{70, 21, 13, 13})             // enter, enter
 	f.Add([]byte{0, 0, 7, 1, 1, 13, 14, 13})  // tiny window, findings, down, enter
 	f.Add([]byte{150, 37, 25, 22, 2, 13, 10}) // empty snapshot, findings, down, enter, back
 	f.Add([]byte{90, 30, 9, 30, 31, 11, 9, 13})
+	f.Add([]byte{80, 24 | 0x80, 12, 1, 12, 11, 11, 38, 12, 13, 12, 35, 36, 12, 11}) // node: enter, down, enter, esc, esc, a sweep without the open namespace, ...
+	f.Add([]byte{160, 45 | 0x80, 38, 12, 40, 39, 12, 11, 41, 13, 14, 10})          // node: enter where it vanished, a failed sweep, an empty one, export, f, ?, /
 
 	withNotes := fixture()
 	withNotes.Notes = []string{"host namespace not visible: permission denied", "target IPVS unreadable"}
@@ -27,6 +33,12 @@ func FuzzModelKeys(f *testing.F) {
 	refresh := func(i int) tea.Msg {
 		snap := []*diag.Snapshot{fixture(), withNotes, empty}[i]
 		return snapshotMsg{snap: snap, rep: rules.Evaluate(snap, nil)}
+	}
+	withoutAPI := nodeFixture()
+	withoutAPI.Namespaces = withoutAPI.Namespaces[:len(withoutAPI.Namespaces)-1]
+	sweeps := []tea.Msg{
+		sweepMsg{sweep: nodeFixture()}, sweepMsg{sweep: manyNamespaces(40)}, sweepMsg{sweep: withoutAPI},
+		sweepMsg{sweep: &node.Sweep{}}, sweepMsg{err: errors.New("read /proc: permission denied")},
 	}
 	msgs := []tea.Msg{
 		press("j"), press("down"), press("k"), tea.KeyPressMsg{Code: tea.KeyUp},
@@ -39,13 +51,22 @@ func FuzzModelKeys(f *testing.F) {
 		refresh(0), refresh(1), refresh(2),
 		tea.WindowSizeMsg{Width: 1, Height: 1}, tea.WindowSizeMsg{Width: 200, Height: 60}, tea.WindowSizeMsg{Width: 40, Height: 5},
 	}
+	msgs = append(msgs, sweeps...)
+	msgs = append(msgs, press("e"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 2 || len(data) > 400 {
 			return
 		}
-		var m tea.Model = New(Options{})
-		m, _ = m.Update(tea.WindowSizeMsg{Width: int(data[0]) % 220, Height: int(data[1]) % 70})
-		m, _ = m.Update(refresh(int(data[1]) % 3))
+		var m tea.Model
+		if data[1]&0x80 != 0 {
+			m = New(Options{Sweep: sweepOf(nodeFixture())})
+			m, _ = m.Update(tea.WindowSizeMsg{Width: int(data[0]) % 220, Height: int(data[1]&0x7f) % 70})
+			m, _ = m.Update(sweeps[int(data[1])%len(sweeps)])
+		} else {
+			m = New(Options{})
+			m, _ = m.Update(tea.WindowSizeMsg{Width: int(data[0]) % 220, Height: int(data[1]) % 70})
+			m, _ = m.Update(refresh(int(data[1]) % 3))
+		}
 		for _, b := range data[2:] {
 			m, _ = m.Update(msgs[int(b)%len(msgs)])
 			m.View()
