@@ -23,7 +23,7 @@ func FuzzModelKeys(f *testing.F) {
 	f.Add([]byte{150, 37, 25, 22, 2, 13, 10}) // empty snapshot, findings, down, enter, back
 	f.Add([]byte{90, 30, 9, 30, 31, 11, 9, 13})
 	f.Add([]byte{80, 24 | 0x80, 12, 1, 12, 11, 11, 38, 12, 13, 12, 35, 36, 12, 11}) // node: enter, down, enter, esc, esc, a sweep without the open namespace, ...
-	f.Add([]byte{160, 45 | 0x80, 38, 12, 40, 39, 12, 11, 41, 13, 14, 10})          // node: enter where it vanished, a failed sweep, an empty one, export, f, ?, /
+	f.Add([]byte{160, 45 | 0x80, 38, 12, 40, 39, 12, 11, 41, 13, 14, 10})           // node: enter where it vanished, a failed sweep, an empty one, export, f, ?, /
 
 	withNotes := fixture()
 	withNotes.Notes = []string{"host namespace not visible: permission denied", "target IPVS unreadable"}
