@@ -25,6 +25,7 @@ type nodeRow struct {
 	worst  int
 	counts [rules.Critical + 1]int // findings by severity
 	name   string
+	procs  string // the commands holding its sockets, most sockets first
 	// order is the namespace's place in the sweep: the tie-break.
 	order int
 	isNew bool
@@ -56,13 +57,21 @@ func (r *nodeRow) group() int {
 
 // nodeUrgency orders namespaces most urgent first: by their worst
 // finding, in the order the rules rank findings (severity, failing now,
-// at the next write, soonest), then the sweep's own order.
+// at the next write, soonest), then by how many findings that bad, then
+// the sweep's own order.
 func nodeUrgency(a, b *nodeRow) int {
 	if c := cmp.Compare(a.group(), b.group()); c != 0 {
 		return c
 	}
 	if a.worst >= 0 {
-		if c := rules.Urgency(*a.worstFinding(), *b.worstFinding()); c != 0 {
+		// The rules break ties between findings by rule name and socket:
+		// across namespaces those say nothing of urgency.
+		wa, wb := *a.worstFinding(), *b.worstFinding()
+		wa.Rule, wb.Rule, wa.Socket, wb.Socket = "", "", nil, nil
+		if c := rules.Urgency(wa, wb); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.counts[wb.Severity], a.counts[wa.Severity]); c != 0 {
 			return c
 		}
 	}
@@ -71,6 +80,9 @@ func nodeUrgency(a, b *nodeRow) int {
 
 func newNodeRow(ns *node.Namespace, order int) nodeRow {
 	r := nodeRow{ns: ns, worst: -1, name: namespaceName(ns), order: order}
+	if ns.Snapshot != nil {
+		r.procs = strings.Join(processNames(ns.Snapshot, 3), ", ")
+	}
 	for i, f := range ns.Report.Findings {
 		if f.Severity >= rules.Info && f.Severity <= rules.Critical {
 			r.counts[f.Severity]++
@@ -303,12 +315,7 @@ var nodeColumns = [numNodeColumns]nodeColumnDef{
 	ncWarning:  countColumn("WARN", rules.Warning, 5),
 	ncInfo:     countColumn("INFO", rules.Info, 5),
 	ncProcesses: {title: "PROCESSES", width: 16, flex: true, priority: 7,
-		text: func(r *nodeRow) string {
-			if !r.readable() {
-				return ""
-			}
-			return strings.Join(processNames(r.ns.Snapshot, 3), ", ")
-		},
+		text: func(r *nodeRow) string { return r.procs },
 	},
 	ncNotes: {title: "NOTES", width: 5, right: true, priority: 8,
 		text: func(r *nodeRow) string {

@@ -207,6 +207,8 @@ func TestNodeUrgencyOrder(t *testing.T) {
 		{"a time before none", ns("a", f(rules.Warning, "", secs(1e6))), ns("bb", f(rules.Warning, "", nil))},
 		{"info before unreadable", ns("a", f(rules.Info, "", nil)), node.Namespace{Inode: 9, Path: "gone", Notes: []string{"vanished"}}},
 		{"unreadable before healthy", node.Namespace{Inode: 9, Path: "gone"}, ns("bb", nil)},
+		{"as urgent: more findings that bad, whatever the rules' names", ns("a", []rules.Finding{{Rule: "z", Severity: rules.Critical}, {Rule: "z", Severity: rules.Critical}}),
+			ns("bb", []rules.Finding{{Rule: "a", Severity: rules.Critical, Socket: ptr("1")}, {Rule: "a", Severity: rules.Warning}, {Rule: "a", Severity: rules.Warning}})},
 		{"the worst finding counts, not the first listed", ns("a", []rules.Finding{{Rule: "x", Severity: rules.Info}, {Rule: "y", Severity: rules.Critical}}), ns("bb", f(rules.Warning, rules.FailingNow, nil))},
 	} {
 		sw := &node.Sweep{Namespaces: []node.Namespace{c.second, c.first}}
@@ -304,13 +306,14 @@ func TestNodeEnterAndEsc(t *testing.T) {
 // and keeps what was last read.
 func TestNodeSweepRefreshesTheOpenNamespace(t *testing.T) {
 	m := driveNode(t, 160, 45, nodeFixture(), keyMsg("G")) // the healthy namespace, last
-	// It turns critical: a dead peer now, so first.
+	// The dead peer moves to it: it is now the one failing now, first.
 	next := nodeFixture()
 	for i := range next.Namespaces {
-		if next.Namespaces[i].Path == "/run/netns/blue" {
-			next.Namespaces[i] = nsOf(4026532301, "/run/netns/blue", nil, []string{"9", "7", "40003"}, func(s *diag.Snapshot) {
-				s.Sockets[0].TCPInfo.LastAckRecv = 4100 // dead a touch longer than the api's peer
-			})
+		switch ns := &next.Namespaces[i]; ns.Path {
+		case "/run/netns/blue":
+			*ns = nsOf(ns.Inode, ns.Path, nil, []string{"9", "7", "40003"}, nil)
+		case "/proc/42/ns/net":
+			*ns = nsOf(ns.Inode, ns.Path, ns.Pod, []string{"40001", "40002", "40004", "9", "7"}, nil)
 		}
 	}
 	m, _ = step(m, sweepMsg{sweep: next})
@@ -438,5 +441,49 @@ func TestNodeExport(t *testing.T) {
 	m, _ = m.Update(cmd())
 	if s := flat(screen(m.(Model))); !strings.Contains(s, "export failed: /proc/4242/ns/net (netns 4026532302) could not be read") || !strings.Contains(s, "nothing to export") {
 		t.Errorf("export of an unreadable namespace:\n%s", screen(m.(Model)))
+	}
+}
+
+// bigSweep is a node of n namespaces of per sockets each, the fixture's
+// sockets over again, every one evaluated.
+func bigSweep(n, per int) *node.Sweep {
+	sw := nodeFixture()
+	sw.Namespaces = nil
+	for i := range n {
+		snap := fixture()
+		base := snap.Sockets
+		snap.Sockets = make([]diag.Socket, 0, per)
+		for j := range per {
+			s := base[j%len(base)]
+			s.ID = fmt.Sprintf("%x", j+1)
+			s.Local = netip.AddrPortFrom(s.Local.Addr(), uint16(20000+j))
+			snap.Sockets = append(snap.Sockets, s)
+		}
+		snap.Target.NetnsInode = 4026540000 + uint64(i)
+		sw.Namespaces = append(sw.Namespaces, node.Namespace{Inode: snap.Target.NetnsInode, Path: fmt.Sprintf("/proc/%d/ns/net", 1000+i),
+			Pod: &node.Pod{Namespace: "shop", Name: fmt.Sprintf("api-%d", i), UID: fmt.Sprint(i), Source: "cri"}, Snapshot: snap, Report: rules.Evaluate(snap, nil)})
+	}
+	return sw
+}
+
+// BenchmarkNodeSweepRender takes in a sweep of 250 namespaces of 200
+// sockets and draws a frame, what the node view does every interval.
+func BenchmarkNodeSweepRender(b *testing.B) {
+	sw := bigSweep(250, 200)
+	m := driveNode(b, 200, 60, sw)
+	var tm tea.Model = m
+	for b.Loop() {
+		tm, _ = tm.Update(sweepMsg{sweep: sw})
+		_ = tm.View()
+	}
+}
+
+// BenchmarkNodeScroll is one key press and frame in that node view.
+func BenchmarkNodeScroll(b *testing.B) {
+	var tm tea.Model = driveNode(b, 200, 60, bigSweep(250, 200))
+	down := keyMsg("down")
+	for b.Loop() {
+		tm, _ = tm.Update(down)
+		_ = tm.View()
 	}
 }
