@@ -39,8 +39,7 @@ func (m Model) findingsView() string {
 		item int // -1 for a title or a note
 	}
 	var lines []line
-	if m.snap != nil && len(m.snap.Notes) > 0 {
-		notes := m.snap.Notes
+	if notes := m.notes(); len(notes) > 0 {
 		lines = append(lines, line{st.Section.Render(fmt.Sprintf("notes (%d): what tcpvet could not see", len(notes))), -1})
 		for _, n := range notes {
 			for _, l := range strings.Split(ansi.Wrap(n, max(20, m.width-4), " "), "\n") {

@@ -89,7 +89,7 @@ func (m Model) header() string {
 		state += " ⟳"
 	}
 	notes := ""
-	switch n := len(s.Notes); {
+	switch n := len(m.notes()); {
 	case n == 1:
 		notes = st.Warning.Render("1 note (f)") + "  "
 	case n > 1:

@@ -101,6 +101,9 @@ type Model struct {
 	nodes   nodeTable
 	inNS    uint64
 	podName string // the pod of the namespace shown, "" for none
+	// nsNotes are what the sweep says of the namespace shown, beside its
+	// snapshot's own notes.
+	nsNotes []string
 
 	details   viewport.Model
 	detailsID string // socket shown in details, "" for a namespace finding
@@ -314,7 +317,7 @@ func (m *Model) back() {
 	}
 	if m.mode == modeNode {
 		// The connection view is closed: sweeps no longer refresh it.
-		m.inNS, m.podName = 0, ""
+		m.inNS, m.podName, m.nsNotes = 0, "", nil
 	}
 }
 
@@ -473,6 +476,18 @@ func (m *Model) apply(snap *diag.Snapshot, rep rules.Report) {
 	if m.under(modeDetails) {
 		m.renderDetails()
 	}
+}
+
+// notes are what tcpvet could not see of the namespace shown: its
+// snapshot's notes, then the sweep's about it.
+func (m *Model) notes() []string {
+	if m.snap == nil {
+		return nil
+	}
+	if len(m.nsNotes) == 0 {
+		return m.snap.Notes
+	}
+	return append(slices.Clip(m.snap.Notes), m.nsNotes...)
 }
 
 // under says whether md is the current mode or one back will return to.

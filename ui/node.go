@@ -272,7 +272,7 @@ var nodeColumns = [numNodeColumns]nodeColumnDef{
 			return strconv.Itoa(len(r.ns.Snapshot.Sockets))
 		},
 	},
-	ncFinding: {title: "WORST FINDING", width: 18, priority: 1,
+	ncFinding: {title: "WORST FINDING", width: 18, flex: true, priority: 1,
 		text: func(r *nodeRow) string {
 			if !r.readable() {
 				return "unreadable: " + strings.Join(r.ns.Notes, "; ")
@@ -538,7 +538,7 @@ func (m *Model) openNamespace() {
 		m.flash, m.flashErr = unreadable(r), true
 		return
 	}
-	m.inNS, m.podName = r.ns.Inode, ""
+	m.inNS, m.podName, m.nsNotes = r.ns.Inode, "", r.ns.Notes
 	if r.ns.Pod != nil {
 		m.podName = r.name
 	}
@@ -580,6 +580,7 @@ func (m *Model) applySweep(sw *node.Sweep) {
 			m.flash, m.flashErr = unreadable(r)+"; showing what was read before", true
 			return
 		}
+		m.nsNotes = r.ns.Notes
 		m.apply(r.ns.Snapshot, r.ns.Report)
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/tcpvet/tcpvet/diag"
@@ -57,6 +58,7 @@ func nodeFixture() *node.Sweep {
 		// Vanished before it could be read.
 		{Inode: 4026532302, Path: "/proc/4242/ns/net", Notes: []string{"netns vanished mid-sweep: open /proc/4242/ns/net: no such file or directory"}},
 		// Critical, no keepalive through IPVS: fails in about 15 minutes.
+		// The sweep has a word about it.
 		nsOf(4026532303, "/proc/310/ns/net", cri("shop", "cart-5d8f7"), []string{"40002", "9"}, nil),
 		// Warning: a connection its application never closed.
 		nsOf(4026532304, "/proc/320/ns/net", &node.Pod{UID: "1b2c3d4e-0000-4a5b-8c9d-0123456789ab", Container: "d00d", Source: "cgroup"}, []string{"40004"}, nil),
@@ -73,6 +75,7 @@ func nodeFixture() *node.Sweep {
 		// Critical, a dead peer: failing now.
 		nsOf(4026532307, "/proc/42/ns/net", cri("shop", "api-7f9c4"), []string{"40001", "40002", "40003", "40004", "9", "7"}, nil),
 	}
+	namespaces[2].Notes = []string{"pod named by the runtime, its container's cgroup not found"}
 	return &node.Sweep{
 		TakenAt:    time.Date(2026, 11, 23, 3, 4, 5, 0, time.UTC),
 		Duration:   1840 * time.Millisecond,
@@ -274,6 +277,13 @@ func TestNodeEnterAndEsc(t *testing.T) {
 	other, _ = step(other, keyMsg("enter"))
 	if other.inNS != 4026532303 || other.filter.Value() != "" || len(other.table.visible) != 2 {
 		t.Errorf("shop/cart-5d8f7: netns %d filter %q rows %d", other.inNS, other.filter.Value(), len(other.table.visible))
+	}
+	// What the sweep says of it is among its notes.
+	if !strings.Contains(screen(other), "1 note (f)") {
+		t.Errorf("the sweep's note on shop/cart-5d8f7 is not counted:\n%s", screen(other))
+	}
+	if f, _ := step(other, keyMsg("f")); !strings.Contains(screen(f), "its container's cgroup not found") {
+		t.Errorf("the sweep's note on shop/cart-5d8f7 is not in its findings view:\n%s", screen(f))
 	}
 	for _, r := range other.table.rows {
 		if r.isNew {
@@ -485,5 +495,75 @@ func BenchmarkNodeScroll(b *testing.B) {
 	for b.Loop() {
 		tm, _ = tm.Update(down)
 		_ = tm.View()
+	}
+}
+
+// TestNodeColours: a namespace's worst finding and its failure are drawn
+// in that finding's severity, counts in theirs (zero dimmed), a namespace
+// that could not be read as an error; names stay plain.
+func TestNodeColours(t *testing.T) {
+	m := driveNode(t, 160, 45, nodeFixture(), keyMsg("G")) // the rows checked are drawn unselected
+	out := m.View().Content
+	st := m.styles
+	for _, c := range []struct {
+		row, text string
+		want      lipgloss.Style
+	}{
+		{"shop/api-7f9c4", "half-open", st.Critical},
+		{"shop/api-7f9c4", "now", st.Critical},
+		{"shop/db-0", "in 5m", st.Critical},
+		{"pod 1b2c3d4e", "close-wait", st.Warning},
+		{"kube-system/coredns-6f4", "slow-dead-peer", st.Info},
+		{"/proc/4242/ns/net ", "unreadable", st.FlashErr},
+	} {
+		if s := styleBefore(t, out, c.row, c.text); s != sgr(c.want) {
+			t.Errorf("%s: %q drawn %q, want %q", c.row, c.text, s, sgr(c.want))
+		}
+	}
+	if s := styleBefore(t, out, "shop/db-0", "shop/db-0"); s != "" {
+		t.Errorf("a name is drawn %q, want plain", s)
+	}
+	// CRIT WARN INFO of shop/db-0: 1 1 0.
+	line := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(ansi.Strip(l), "shop/db-0") {
+			line = l
+		}
+	}
+	counts := regexp.MustCompile(`((?:\x1b\[[0-9;:]*m)*) +([0-9]+)\x1b\[m`).FindAllStringSubmatch(line[strings.Index(line, "in 5m"):], 3)
+	if len(counts) != 3 {
+		t.Fatalf("no three counts after the failure: %q", line)
+	}
+	for i, want := range []lipgloss.Style{st.Critical, st.Warning, st.Dim} {
+		if counts[i][1] != sgr(want) {
+			t.Errorf("count %d (%s) drawn %q, want %q", i, counts[i][2], counts[i][1], sgr(want))
+		}
+	}
+}
+
+// TestNodeSmallTerminals: the node view and a namespace opened from it
+// fit the smallest screen drawn.
+func TestNodeSmallTerminals(t *testing.T) {
+	for _, keys := range [][]tea.Msg{nil, {keyMsg("?")}, {keyMsg("enter")}, {keyMsg("enter"), keyMsg("f")}, {keyMsg("G"), keyMsg("enter")}} {
+		s := screen(driveNode(t, minWidth, minHeight, manyNamespaces(30), keys...))
+		lines := strings.Split(s, "\n")
+		if len(lines) > minHeight {
+			t.Errorf("%v: %d lines on a %d-line terminal:\n%s", keys, len(lines), minHeight, s)
+		}
+		for _, l := range lines {
+			if ansi.StringWidth(l) > minWidth {
+				t.Errorf("%v: line wider than %d: %q", keys, minWidth, l)
+			}
+		}
+	}
+	// Not yet swept, or the first sweep failed: the header says so.
+	var m tea.Model = New(Options{Sweep: sweepOf(nodeFixture())})
+	m, _ = m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	if s := screen(m.(Model)); !strings.Contains(s, "sweeping every network namespace") {
+		t.Errorf("before the first sweep:\n%s", s)
+	}
+	m, _ = m.Update(sweepMsg{err: fmt.Errorf("no /proc")})
+	if s := screen(m.(Model)); !strings.Contains(s, "sweep failed: no /proc") {
+		t.Errorf("after a failed first sweep:\n%s", s)
 	}
 }
