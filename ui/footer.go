@@ -43,8 +43,8 @@ func (m Model) statusLines() []string {
 		}
 		return lines
 	}
-	if m.filter.Focused() || m.filter.Value() != "" {
-		return []string{m.filter.View()}
+	if in := m.filterInput(); in.Focused() || in.Value() != "" {
+		return []string{in.View()}
 	}
 	return []string{""}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func (m Model) header() string {
-	if m.opts.Sweep != nil && m.inNS == 0 {
+	if m.inNode() {
 		return m.nodeHeader()
 	}
 	st := m.styles

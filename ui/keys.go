@@ -183,13 +183,13 @@ func DefaultKeyMap() KeyMap {
 		Help:    binding("?", "help", "?"),
 	}
 	quitOnly := binding("ctrl+c", "quit", "ctrl+c")
-	nodeLive := live
-	nodeLive.Export = binding("e", "export namespace", "e")
 	return KeyMap{
 		Node: NodeKeys{
-			Moves: moves, Live: nodeLive,
-			Open: binding("enter", "open namespace", "enter"),
-			Quit: binding("q", "quit", "q", "ctrl+c"),
+			Moves: moves, Live: live,
+			Open:        binding("enter", "open namespace", "enter"),
+			Filter:      binding("/", "filter", "/"),
+			ClearFilter: binding("esc", "clear filter", "esc"),
+			Quit:        binding("q", "quit", "q", "ctrl+c"),
 		},
 		Table: TableKeys{
 			Moves: moves, Live: live,

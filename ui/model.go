@@ -84,6 +84,8 @@ type Model struct {
 	styles Styles
 	help   help.Model
 	filter textinput.Model
+	// nodeFilter filters the node view; filter, the connection table.
+	nodeFilter textinput.Model
 
 	width, height int
 	mode          mode
@@ -128,15 +130,19 @@ func New(opts Options) Model {
 	ti := textinput.New()
 	ti.Prompt = "/"
 	ti.Placeholder = "address, port, process, state or rule"
+	nti := textinput.New()
+	nti.Prompt = "/"
+	nti.Placeholder = "pod, netns, rule or process"
 	m := Model{
-		opts:    opts,
-		keys:    DefaultKeyMap(),
-		styles:  NewStyles(true, opts.NoColor),
-		help:    help.New(),
-		filter:  ti,
-		details: viewport.New(),
-		table:   newTable(),
-		loading: true,
+		nodeFilter: nti,
+		opts:       opts,
+		keys:       DefaultKeyMap(),
+		styles:     NewStyles(true, opts.NoColor),
+		help:       help.New(),
+		filter:     ti,
+		details:    viewport.New(),
+		table:      newTable(),
+		loading:    true,
 	}
 	if opts.Sweep != nil {
 		m.mode = modeNode
@@ -353,24 +359,38 @@ func (m *Model) liveKey(msg tea.KeyPressMsg, k Live) (tea.Cmd, bool) {
 
 func (m Model) filterKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	k := m.keys.Filter
+	in := m.filterInput()
 	switch {
 	case key.Matches(msg, k.Quit):
 		return m, tea.Quit
 	case key.Matches(msg, k.Apply):
-		m.filter.Blur()
+		in.Blur()
 		m.back()
 		return m, nil
 	case key.Matches(msg, k.Clear):
-		m.filter.Blur()
-		m.filter.SetValue("")
+		in.Blur()
+		in.SetValue("")
 		m.refilter()
 		m.back()
 		return m, nil
 	}
 	var cmd tea.Cmd
-	m.filter, cmd = m.filter.Update(msg)
+	*in, cmd = in.Update(msg)
 	m.refilter()
 	return m, cmd
+}
+
+// inNode says whether the screens shown are the node's, not a
+// namespace's opened from it.
+func (m *Model) inNode() bool { return m.opts.Sweep != nil && m.inNS == 0 }
+
+// filterInput is the filter of what is shown: the node view's or the
+// connection table's.
+func (m *Model) filterInput() *textinput.Model {
+	if m.inNode() {
+		return &m.nodeFilter
+	}
+	return &m.filter
 }
 
 func (m Model) detailsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
@@ -505,7 +525,13 @@ func (m *Model) openFindings() {
 }
 
 // refilter applies the filter as typed so far.
-func (m *Model) refilter() { m.table.setFilter(m.filter.Value(), m.tableHeight()) }
+func (m *Model) refilter() {
+	if m.inNode() {
+		m.nodes.setFilter(m.nodeFilter.Value(), m.tableHeight())
+		return
+	}
+	m.table.setFilter(m.filter.Value(), m.tableHeight())
+}
 
 func (m *Model) clampCursor() {
 	m.table.clamp(m.tableHeight())

@@ -26,6 +26,8 @@ type nodeRow struct {
 	counts [rules.Critical + 1]int // findings by severity
 	name   string
 	procs  string // the commands holding its sockets, most sockets first
+	// haystack is what the filter looks in, built when first filtered.
+	haystack string
 	// order is the namespace's place in the sweep: the tie-break.
 	order int
 	isNew bool
@@ -129,10 +131,13 @@ func failsText(f *rules.Finding) string {
 }
 
 // nodeTable is the node view's table: one row per namespace of the last
-// sweep, most urgent first, with a cursor that stays on its namespace
-// from sweep to sweep.
+// sweep, most urgent first, those that pass the filter, and a cursor that
+// stays on its namespace from sweep to sweep.
 type nodeTable struct {
+	all []nodeRow
+	// rows are the rows of all that pass the filter, in the same order.
 	rows   []nodeRow
+	words  []string // the filter, lower case, split into words
 	cursor int
 	offset int
 	// seen holds the inodes of the last sweep, to mark namespaces new since.
@@ -141,21 +146,39 @@ type nodeTable struct {
 
 // load takes in a new sweep, keeping the cursor on the same namespace.
 func (t *nodeTable) load(sw *node.Sweep, h int) {
-	keep, had := uint64(0), false
-	if r := t.current(); r != nil {
-		keep, had = r.ns.Inode, true
-	}
 	first := t.seen == nil
 	seen := make(map[uint64]bool, len(sw.Namespaces))
-	t.rows = t.rows[:0]
+	t.all = t.all[:0]
 	for i := range sw.Namespaces {
 		r := newNodeRow(&sw.Namespaces[i], i)
 		r.isNew = !first && !t.seen[r.ns.Inode]
 		seen[r.ns.Inode] = true
-		t.rows = append(t.rows, r)
+		t.all = append(t.all, r)
 	}
 	t.seen = seen
-	slices.SortFunc(t.rows, func(a, b nodeRow) int { return nodeUrgency(&a, &b) })
+	slices.SortFunc(t.all, func(a, b nodeRow) int { return nodeUrgency(&a, &b) })
+	t.refilter(h)
+}
+
+// setFilter keeps only the namespaces that match every word of q.
+func (t *nodeTable) setFilter(q string, h int) {
+	t.words = strings.Fields(strings.ToLower(q))
+	t.refilter(h)
+}
+
+// refilter rebuilds the rows shown, keeping the cursor on its namespace
+// while it is among them.
+func (t *nodeTable) refilter(h int) {
+	keep, had := uint64(0), false
+	if r := t.current(); r != nil {
+		keep, had = r.ns.Inode, true
+	}
+	t.rows = t.rows[:0]
+	for i := range t.all {
+		if t.all[i].matches(t.words) {
+			t.rows = append(t.rows, t.all[i])
+		}
+	}
 	if had {
 		for i := range t.rows {
 			if t.rows[i].ns.Inode == keep {
@@ -164,6 +187,34 @@ func (t *nodeTable) load(sw *node.Sweep, h int) {
 		}
 	}
 	t.clamp(h)
+}
+
+// matches reports whether every word appears in the namespace's pod,
+// path, inode, rules found or processes.
+func (r *nodeRow) matches(words []string) bool {
+	if len(words) == 0 {
+		return true
+	}
+	if r.haystack == "" {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s %s %d %s", strings.ToLower(r.name), r.ns.Path, r.ns.Inode, strings.ToLower(r.procs))
+		if p := r.ns.Pod; p != nil {
+			fmt.Fprintf(&b, " %s %s", strings.ToLower(p.UID), strings.ToLower(p.Container))
+		}
+		for _, f := range r.ns.Report.Findings {
+			b.WriteString(" " + f.Rule)
+		}
+		if !r.readable() {
+			b.WriteString(" unreadable")
+		}
+		r.haystack = b.String()
+	}
+	for _, w := range words {
+		if !strings.Contains(r.haystack, w) {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *nodeTable) current() *nodeRow {
@@ -198,7 +249,11 @@ func (t *nodeTable) update(msg tea.KeyPressMsg, k NodeKeys, h int) bool {
 
 // position is the "row/rows" counter.
 func (t *nodeTable) position() string {
-	return fmt.Sprintf("%d/%d", min(t.cursor+1, len(t.rows)), len(t.rows))
+	pos := fmt.Sprintf("%d/%d", min(t.cursor+1, len(t.rows)), len(t.rows))
+	if len(t.rows) != len(t.all) {
+		pos += fmt.Sprintf(" of %d", len(t.all))
+	}
+	return pos
 }
 
 // nodeColumn is a column of the node table.
@@ -362,7 +417,11 @@ func (t *nodeTable) view(width, h int, st *Styles, loaded bool) []string {
 		}
 	}
 	if len(t.rows) == 0 && loaded && h > 0 {
-		lines[1] = st.Dim.Render("  the sweep found no network namespace")
+		msg := "  the sweep found no network namespace"
+		if len(t.all) > 0 {
+			msg = "  no namespace matches the filter"
+		}
+		lines[1] = st.Dim.Render(msg)
 	}
 	return lines
 }
@@ -414,8 +473,8 @@ func (m Model) nodeHeader() string {
 	pods, sockets := 0, 0
 	var findings, worst [rules.Critical + 1]int
 	healthy := 0
-	for i := range m.nodes.rows {
-		r := &m.nodes.rows[i]
+	for i := range m.nodes.all {
+		r := &m.nodes.all[i]
 		if r.ns.Pod != nil {
 			pods++
 		}
@@ -523,6 +582,12 @@ func (m Model) nodeKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		return m, tea.Quit
 	case key.Matches(msg, k.Open):
 		m.openNamespace()
+	case key.Matches(msg, k.Filter):
+		m.open(modeFilter)
+		return m, m.nodeFilter.Focus()
+	case key.Matches(msg, k.ClearFilter) && m.nodeFilter.Value() != "":
+		m.nodeFilter.SetValue("")
+		m.refilter()
 	}
 	return m, nil
 }
@@ -571,8 +636,8 @@ func (m *Model) applySweep(sw *node.Sweep) {
 	if m.inNS == 0 {
 		return
 	}
-	for i := range m.nodes.rows {
-		r := &m.nodes.rows[i]
+	for i := range m.nodes.all {
+		r := &m.nodes.all[i]
 		if r.ns.Inode != m.inNS {
 			continue
 		}

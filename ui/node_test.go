@@ -366,8 +366,12 @@ func TestNodeSweepRefreshesTheOpenNamespace(t *testing.T) {
 // what its help says.
 func TestNodeHelpKeysDoWhatTheySay(t *testing.T) {
 	t.Chdir(t.TempDir()) // exports land here
-	sw := manyNamespaces(60)
-	start := driveNode(t, 80, 24, sw)
+	sw := manyNamespaces(120)
+	// Filtered, so that esc has a filter to clear.
+	start := driveNode(t, 80, 24, sw, append(append([]tea.Msg{keyMsg("/")}, typeText("shop")...), keyMsg("enter"))...)
+	if n := len(start.nodes.rows); n < 30 || n == len(start.nodes.all) {
+		t.Fatalf("filter shop: %d of %d rows", n, len(start.nodes.all))
+	}
 	start.nodes.cursor = 21 // a readable namespace in the middle
 	start.clampCursor()
 	if !start.nodes.current().readable() {
@@ -377,7 +381,11 @@ func TestNodeHelpKeysDoWhatTheySay(t *testing.T) {
 		moveChecks(func(m Model) int { return m.nodes.cursor }, func(m Model) int { return m.tableHeight() - 1 }, func(m Model) int { return len(m.nodes.rows) - 1 }),
 		liveChecks(modeNode),
 		map[string]keyCheck{
-			"export namespace": liveChecks(modeNode)["export"],
+			"filter": inMode(modeFilter),
+			"clear filter": func(b, a Model, _ tea.Cmd) error {
+				return want(a.mode == modeNode && a.nodeFilter.Value() == "" && len(a.nodes.rows) == len(a.nodes.all) && a.nodes.current().ns == b.nodes.current().ns,
+					"mode %v filter %q, %d of %d rows", a.mode, a.nodeFilter.Value(), len(a.nodes.rows), len(a.nodes.all))
+			},
 			"open namespace": func(b, a Model, _ tea.Cmd) error {
 				return want(a.mode == modeTable && a.inNS == b.nodes.current().ns.Inode && a.snap == b.nodes.current().ns.Snapshot,
 					"mode %v netns %d, want the table of %d", a.mode, a.inNS, b.nodes.current().ns.Inode)
@@ -565,5 +573,55 @@ func TestNodeSmallTerminals(t *testing.T) {
 	m, _ = m.Update(sweepMsg{err: fmt.Errorf("no /proc")})
 	if s := screen(m.(Model)); !strings.Contains(s, "sweep failed: no /proc") {
 		t.Errorf("after a failed first sweep:\n%s", s)
+	}
+}
+
+// TestNodeFilter: / filters the node view by pod, netns, rule or process;
+// esc clears it; a namespace's table has a filter of its own.
+func TestNodeFilter(t *testing.T) {
+	filter := func(q string, more ...tea.Msg) Model {
+		return driveNode(t, 160, 45, nodeFixture(), append(append(append([]tea.Msg{keyMsg("/")}, typeText(q)...), keyMsg("enter")), more...)...)
+	}
+	for q, want := range map[string][]string{
+		"shop":              {"shop/api-7f9c4", "shop/db-0", "shop/cart-5d8f7"},
+		"no-keepalive":      {"shop/api-7f9c4", "shop/db-0", "shop/cart-5d8f7"},
+		"close-wait 320":    {"pod 1b2c3d4e-0000-4a5b-8c9d-0123456789ab"},
+		"1b2c3d4e":          {"pod 1b2c3d4e-0000-4a5b-8c9d-0123456789ab"},
+		"4026532302":        {"/proc/4242/ns/net"},
+		"unreadable":        {"/proc/4242/ns/net"},
+		"blue":              {"/run/netns/blue"},
+		"KUBE-SYSTEM":       {"kube-system/coredns-6f4"},
+		"nothing-like-this": nil,
+	} {
+		m := filter(q)
+		if got := rowNames(m); !slices.Equal(got, want) {
+			t.Errorf("filter %q: rows %q, want %q", q, got, want)
+		}
+		if s := screen(m); !strings.Contains(s, "of 7") || (want == nil) != strings.Contains(s, "no namespace matches the filter") {
+			t.Errorf("filter %q:\n%s", q, s)
+		}
+	}
+	// The namespace opened from a filtered view is the one selected, and
+	// the table's filter is its own.
+	m := filter("shop", keyMsg("down"), keyMsg("enter"))
+	if m.inNS != 4026532305 || m.filter.Value() != "" || len(m.table.visible) != 1 {
+		t.Fatalf("enter on the second shop row: netns %d, table filter %q, %d rows", m.inNS, m.filter.Value(), len(m.table.visible))
+	}
+	if s := screen(m); strings.Contains(s, "/shop") {
+		t.Errorf("the node's filter shows over a namespace's table:\n%s", s)
+	}
+	m, _ = step(m, keyMsg("esc"))
+	if m.mode != modeNode || m.nodeFilter.Value() != "shop" || len(m.nodes.rows) != 3 || m.nodes.current().name != "shop/db-0" {
+		t.Errorf("back in the node view: mode %v filter %q, %d rows, on %q", m.mode, m.nodeFilter.Value(), len(m.nodes.rows), m.nodes.current().name)
+	}
+	m, _ = step(m, keyMsg("esc"))
+	if m.nodeFilter.Value() != "" || len(m.nodes.rows) != 7 || m.nodes.current().name != "shop/db-0" {
+		t.Errorf("esc: filter %q, %d rows, on %q", m.nodeFilter.Value(), len(m.nodes.rows), m.nodes.current().name)
+	}
+	// A new sweep keeps the filter.
+	m = filter("shop")
+	m, _ = step(m, sweepMsg{sweep: nodeFixture()})
+	if len(m.nodes.rows) != 3 {
+		t.Errorf("after a sweep, %d rows pass the filter shop", len(m.nodes.rows))
 	}
 }

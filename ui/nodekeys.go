@@ -7,15 +7,15 @@ import "charm.land/bubbles/v2/key"
 type NodeKeys struct {
 	Moves
 	Live
-	Open, Quit key.Binding
+	Filter, ClearFilter, Open, Quit key.Binding
 }
 
 // ShortHelp is the node view's footer.
 func (k NodeKeys) ShortHelp() []key.Binding {
-	return []key.Binding{k.Open, k.Pause, k.Export, k.Help, k.Quit}
+	return []key.Binding{k.Open, k.Filter, k.Pause, k.Export, k.Help, k.Quit}
 }
 
 // FullHelp is the node view's help screen.
 func (k NodeKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{k.Moves.list(), {k.Open, k.Quit}, k.Live.list()}
+	return [][]key.Binding{k.Moves.list(), {k.Open, k.Filter, k.ClearFilter, k.Quit}, k.Live.list()}
 }
