@@ -503,8 +503,8 @@ func (m Model) nodeHeader() string {
 		unread = st.FlashErr.Render(fmt.Sprintf("%d unreadable", sw.Errors))
 	}
 	lines = append(lines, strings.Join([]string{st.Title.Render("tcpvet"),
-		st.Value.Render(fmt.Sprintf("node: %d namespaces, %d pods", len(sw.Namespaces), pods)), unread,
-		st.Label.Render(fmt.Sprintf("%d sockets", sockets))}, "  "))
+		st.Value.Render("node: "+plural(len(sw.Namespaces), "namespace")+", "+plural(pods, "pod")), unread,
+		st.Label.Render(plural(sockets, "socket"))}, "  "))
 	counts := strings.Join([]string{
 		st.Critical.Render(fmt.Sprintf("%d critical", findings[rules.Critical])),
 		st.Warning.Render(fmt.Sprintf("%d warning", findings[rules.Warning])),
@@ -664,4 +664,12 @@ func (m Model) exportNamespace() tea.Cmd {
 		return func() tea.Msg { return exportedMsg{err: errors.New(msg)} }
 	}
 	return m.exportDoc(r.ns.Snapshot, r.ns.Report)
+}
+
+// plural says how many of a thing: "1 pod", "7 pods".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.Itoa(n) + " " + thing + "s"
 }

@@ -625,3 +625,42 @@ func TestNodeFilter(t *testing.T) {
 		t.Errorf("after a sweep, %d rows pass the filter shop", len(m.nodes.rows))
 	}
 }
+
+// TestNodeFetchRunsTheSweep: the model's command calls the sweep, with a
+// deadline, off the UI loop; every tick sweeps again; a sweep that
+// returns nothing is an error, not a blank screen.
+func TestNodeFetchRunsTheSweep(t *testing.T) {
+	calls := 0
+	sw := nodeFixture()
+	m := New(Options{Interval: time.Second, Sweep: func(ctx context.Context) (*node.Sweep, error) {
+		calls++
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("the sweep runs without a deadline")
+		}
+		return sw, nil
+	}})
+	if calls != 0 {
+		t.Fatal("New swept")
+	}
+	msg := m.fetch()()
+	if got, ok := msg.(sweepMsg); !ok || got.sweep != sw || calls != 1 {
+		t.Fatalf("fetch gave %#v after %d calls", msg, calls)
+	}
+	m, _ = step(m, tea.WindowSizeMsg{Width: 80, Height: 24})
+	m, cmd := step(m, msg)
+	if cmd == nil || m.loading {
+		t.Fatal("no tick after a sweep")
+	}
+	if _, cmd = step(m, tickMsg{}); cmd == nil {
+		t.Fatal("a tick does not sweep again")
+	} else if _, ok := cmd().(sweepMsg); !ok || calls != 2 {
+		t.Errorf("the tick's command swept %d times", calls)
+	}
+
+	empty := New(Options{Sweep: func(context.Context) (*node.Sweep, error) { return nil, nil }})
+	empty, _ = step(empty, tea.WindowSizeMsg{Width: 80, Height: 24})
+	empty, _ = step(empty, empty.fetch()())
+	if s := screen(empty); !strings.Contains(s, "sweep failed: the sweep returned nothing") {
+		t.Errorf("a sweep of nothing:\n%s", s)
+	}
+}
