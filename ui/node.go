@@ -503,7 +503,7 @@ func (m Model) nodeHeader() string {
 		unread = st.FlashErr.Render(fmt.Sprintf("%d unreadable", sw.Errors))
 	}
 	lines = append(lines, strings.Join([]string{st.Title.Render("tcpvet"),
-		st.Value.Render("node: "+plural(len(sw.Namespaces), "namespace")+", "+plural(pods, "pod")), unread,
+		st.Value.Render("node: " + plural(len(sw.Namespaces), "namespace") + ", " + plural(pods, "pod")), unread,
 		st.Label.Render(plural(sockets, "socket"))}, "  "))
 	counts := strings.Join([]string{
 		st.Critical.Render(fmt.Sprintf("%d critical", findings[rules.Critical])),
