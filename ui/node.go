@@ -33,6 +33,14 @@ type nodeRow struct {
 	isNew bool
 }
 
+// count is how many findings of severity sev the namespace has.
+func (r *nodeRow) count(sev rules.Severity) int {
+	if sev < rules.Info || sev > rules.Critical {
+		return 0
+	}
+	return r.counts[sev]
+}
+
 // worstFinding is the row's most urgent finding, nil for none.
 func (r *nodeRow) worstFinding() *rules.Finding {
 	if r.worst < 0 {
@@ -73,7 +81,7 @@ func nodeUrgency(a, b *nodeRow) int {
 		if c := rules.Urgency(wa, wb); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(b.counts[wb.Severity], a.counts[wa.Severity]); c != 0 {
+		if c := cmp.Compare(b.count(wb.Severity), a.count(wa.Severity)); c != 0 {
 			return c
 		}
 	}
@@ -125,7 +133,7 @@ func failsText(f *rules.Finding) string {
 	case f.Failing == rules.FailingNextWrite:
 		return "next write"
 	case f.FailsInS != nil:
-		return "in " + shortDur(time.Duration(*f.FailsInS*float64(time.Second)))
+		return "in " + shortDur(time.Duration(max(0, *f.FailsInS)*float64(time.Second)))
 	}
 	return "-"
 }
@@ -486,7 +494,9 @@ func (m Model) nodeHeader() string {
 		}
 		switch f := r.worstFinding(); {
 		case f != nil:
-			worst[f.Severity]++
+			if f.Severity >= rules.Info && f.Severity <= rules.Critical {
+				worst[f.Severity]++
+			}
 		case r.readable():
 			healthy++
 		}
