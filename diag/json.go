@@ -2,6 +2,7 @@ package diag
 
 import (
 	"encoding/json"
+	"math"
 	"net/netip"
 	"strconv"
 )
@@ -112,7 +113,55 @@ func (s *Socket) AppendJSON(b []byte) []byte {
 		b = append(b, `,"peer":`...)
 		b = appendString(b, s.Peer)
 	}
+	if o := s.Observed; o != nil {
+		b = append(b, `,"observed":`...)
+		b = o.appendJSON(b)
+	}
 	return append(b, '}')
+}
+
+func (o *Observed) appendJSON(b []byte) []byte {
+	b = append(b, `{"watched_s":`...)
+	b = appendFloat(b, o.WatchedS)
+	b = append(b, `,"samples":`...)
+	b = strconv.AppendInt(b, int64(o.Samples), 10)
+	b = append(b, `,"longest_quiet_s":`...)
+	b = appendFloat(b, o.LongestQuietS)
+	b = append(b, `,"refreshed_by":`...)
+	b = appendString(b, o.RefreshedBy)
+	if p := o.Pings; p != nil {
+		b = append(b, `,"pings":{"period_s":`...)
+		b = appendFloat(b, p.PeriodS)
+		b = append(b, `,"size_bytes":`...)
+		b = strconv.AppendInt(b, int64(p.SizeBytes), 10)
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, int64(p.Count), 10)
+		b = append(b, '}')
+	}
+	b = append(b, `,"data_exchanges":`...)
+	b = strconv.AppendInt(b, int64(o.DataExchanges), 10)
+	b = append(b, `,"keepalive_probes_sent":`...)
+	b = strconv.AppendInt(b, int64(o.KeepaliveProbesSent), 10)
+	b = append(b, `,"keepalive_probes_answered":`...)
+	b = strconv.AppendInt(b, int64(o.KeepaliveProbesAnswered), 10)
+	b = append(b, `,"peer_probes":`...)
+	b = strconv.AppendInt(b, int64(o.PeerProbes), 10)
+	return append(b, '}')
+}
+
+// appendFloat appends f as encoding/json writes a float64: the shortest
+// form that reads back the same, in exponent form only for very large or
+// small magnitudes. NaN and infinities, which it refuses, never occur in
+// an observation; they are written as null so the document stays valid.
+func appendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	abs := math.Abs(f)
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		return appendMarshal(b, f)
+	}
+	return strconv.AppendFloat(b, f, 'f', -1, 64)
 }
 
 // appendMarshal appends what encoding/json makes of v; v is of a type it

@@ -25,6 +25,15 @@ func fillRandom(r *rand.Rand, v reflect.Value) {
 			n = 0
 		}
 		v.SetUint(n & (1<<v.Type().Bits() - 1))
+	case reflect.Float32, reflect.Float64:
+		// Seconds to the millisecond, as observations hold them, and the
+		// magnitudes where encoding/json turns to exponents.
+		floats := []float64{0, 1e-7, 1e-6, 123456789e13, 1e21, -2.5, 0.001, 7200}
+		if r.IntN(2) == 0 {
+			v.SetFloat(floats[r.IntN(len(floats))])
+		} else {
+			v.SetFloat(float64(r.IntN(1e9)) / 1000)
+		}
 	case reflect.String:
 		v.SetString(strs[r.IntN(len(strs))])
 	case reflect.Pointer:

@@ -40,6 +40,9 @@ type Snapshot struct {
 	Processes int `json:"processes"`
 	// Notes say what could not be read, and so what is marked unknown.
 	Notes []string `json:"notes,omitempty"`
+	// Watch is set on the last snapshot of a watch (tcpvet --watch), whose
+	// sockets then carry what was Observed of them.
+	Watch *Watch `json:"watch,omitempty"`
 }
 
 // Target identifies the inspected namespace.
@@ -119,6 +122,9 @@ type Socket struct {
 	// same namespace too: over loopback, the namespace's own address, or a
 	// transparent proxy (TPROXY) that answers with the original address.
 	Peer string `json:"peer,omitempty"`
+	// Observed is what a watch saw the connection do over time; nil in a
+	// single snapshot.
+	Observed *Observed `json:"observed,omitempty"`
 }
 
 // IdleMS is how many milliseconds the connection has carried no data in
