@@ -1,0 +1,261 @@
+package watch
+
+import (
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+)
+
+const (
+	// sameMoment is how far apart two readings of one event's time may
+	// be: last_* are jiffies turned to milliseconds, and a sample's time is
+	// taken a little before the kernel is asked.
+	sameMoment = 50 * time.Millisecond
+	// ackDelay is how long after data a bare ACK of it may still come:
+	// the kernel delays an ACK 200 ms at most (TCP_DELACK_MAX). A bare
+	// segment later than that is a probe; keepalive never probes sooner
+	// than a second after the last segment received.
+	ackDelay = 250 * time.Millisecond
+	// maxPing is the largest payload still taken for a ping: an HTTP/2
+	// PING frame is 17 bytes, 39 to 46 in a TLS record.
+	maxPing = 64
+)
+
+// Observer follows the sockets of a series of snapshots of one namespace,
+// by socket cookie, and says what it saw of each.
+type Observer struct {
+	socks       map[string]*tracker
+	samples     int
+	first, last time.Time
+}
+
+// Add reads one more snapshot, taken after those added before.
+func (o *Observer) Add(snap *diag.Snapshot) {
+	if o.socks == nil {
+		o.socks = make(map[string]*tracker)
+		o.first = snap.TakenAt
+	}
+	o.samples++
+	o.last = snap.TakenAt
+	seen := make(map[string]bool, len(snap.Sockets))
+	for i := range snap.Sockets {
+		s := &snap.Sockets[i]
+		if s.TCPInfo == nil || s.State == diag.Listen {
+			continue
+		}
+		seen[s.ID] = true
+		t := o.socks[s.ID]
+		if t == nil {
+			t = &tracker{}
+			o.socks[s.ID] = t
+		}
+		t.update(snap.TakenAt, s.TCPInfo)
+	}
+	// A socket gone is closed; its cookie is never used again.
+	for id := range o.socks {
+		if !seen[id] {
+			delete(o.socks, id)
+		}
+	}
+}
+
+// Attach sets Observed on each socket of snap seen in two samples or more:
+// snap is the last snapshot added.
+func (o *Observer) Attach(snap *diag.Snapshot) {
+	for i := range snap.Sockets {
+		s := &snap.Sockets[i]
+		if t := o.socks[s.ID]; t != nil && t.samples >= 2 {
+			s.Observed = t.observed()
+		}
+	}
+}
+
+// tracker is what is known of one socket across samples.
+type tracker struct {
+	samples      int
+	firstAt, at  time.Time
+	prev         diag.TCPInfo
+	lastSeg      time.Time // the last segment either way known
+	lastData     time.Time // the last data segment either way known
+	lastAck      time.Time // last_ack_recv as of the last sample
+	longestQuiet time.Duration
+
+	exchanges int
+	// Pings: the size of each, the first seen, the last, how many after
+	// the first, and in all. varied is set by data that is no ping.
+	pingSize              uint64
+	firstPing, lastPing   time.Time
+	pingsAfter, pingCount uint32
+	// pingsOut and pingsIn count ping segments each way: a ping is
+	// answered, or it is no ping.
+	pingsOut, pingsIn uint32
+	varied            bool
+
+	probesSent, probesAnswered, peerProbes int
+}
+
+// delta is how a socket's counters moved between two samples.
+type delta struct {
+	segsOut, segsIn, dataOut, dataIn uint32
+	bytesOut, bytesIn                uint64
+}
+
+func deltaOf(a, b *diag.TCPInfo) delta {
+	d := delta{
+		segsOut: b.SegsOut - a.SegsOut, segsIn: b.SegsIn - a.SegsIn,
+		dataOut: b.DataSegsOut - a.DataSegsOut, dataIn: b.DataSegsIn - a.DataSegsIn,
+		bytesIn: b.BytesReceived - a.BytesReceived,
+	}
+	if b.Size >= 216 {
+		// bytes_sent counts retransmissions too, as data_segs_out does
+		// not: take them out, so a ping sent twice is not two pings.
+		d.bytesOut = (b.BytesSent - a.BytesSent) - (b.BytesRetrans - a.BytesRetrans)
+	} else {
+		d.bytesOut = b.BytesAcked - a.BytesAcked
+	}
+	return d
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// update reads the socket's tcp_info i as of the sample taken at at.
+func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
+	ago := func(ms uint32) time.Time { return at.Add(-time.Duration(ms) * time.Millisecond) }
+	dataAt := later(ago(i.LastDataSent), ago(i.LastDataRecv))
+	ackAt := ago(i.LastAckRecv)
+	segAt := later(dataAt, ackAt)
+	if t.samples == 0 {
+		t.samples, t.firstAt, t.at, t.prev = 1, at, at, *i
+		t.lastSeg, t.lastData, t.lastAck = segAt, dataAt, ackAt
+		return
+	}
+	d := deltaOf(&t.prev, i)
+	prevAt := t.at
+	t.samples++
+	t.at, t.prev = at, *i
+
+	// When the last segment went or came: the kernel stamps data either
+	// way and every ACK received; bare segments sent (probes, and the
+	// answers to a peer's) go unstamped, and are put halfway between
+	// the samples.
+	var activity time.Time
+	switch {
+	case segAt.After(t.lastSeg.Add(sameMoment)):
+		activity = segAt
+	case d.segsOut > 0 || d.segsIn > 0:
+		activity = prevAt.Add(at.Sub(prevAt) / 2)
+	}
+	if !activity.IsZero() && activity.After(t.lastSeg) {
+		t.longestQuiet = max(t.longestQuiet, activity.Sub(t.lastSeg))
+		t.lastSeg = activity
+	}
+	ackMoved := ackAt.After(t.lastAck.Add(sameMoment))
+	t.lastAck = later(t.lastAck, ackAt)
+
+	switch {
+	case d.dataOut > 0 || d.dataIn > 0:
+		t.exchanges++
+		t.noteData(dataAt, d)
+		t.lastData = later(t.lastData, dataAt)
+	case d.segsOut == 0 && d.segsIn == 0:
+	case t.lastData.After(prevAt.Add(-ackDelay)):
+		// Bare ACKs of data sent or received just before the last sample.
+	case ackMoved:
+		// This end's probes, answered: the answer went through tcp_ack.
+		t.probesSent += int(d.segsOut)
+		t.probesAnswered += int(min(d.segsIn, d.segsOut))
+	case d.segsOut > 0 && d.segsIn > 0:
+		// The peer's probes, answered here with a duplicate ACK: a probe
+		// below rcv_nxt never reaches tcp_ack.
+		t.peerProbes += int(d.segsIn)
+	case d.segsOut > 0:
+		t.probesSent += int(d.segsOut)
+	default:
+		t.peerProbes += int(d.segsIn)
+	}
+}
+
+// pingSize is the payload of each data segment of d when every one is the
+// same small size both ways, as pings and their answers are.
+func pingSize(d delta) (uint64, bool) {
+	var size uint64
+	for _, dir := range []struct {
+		segs  uint32
+		bytes uint64
+	}{{d.dataOut, d.bytesOut}, {d.dataIn, d.bytesIn}} {
+		if dir.segs == 0 {
+			continue
+		}
+		s := dir.bytes / uint64(dir.segs)
+		if s == 0 || s > maxPing || s*uint64(dir.segs) != dir.bytes || size != 0 && s != size {
+			return 0, false
+		}
+		size = s
+	}
+	return size, size != 0
+}
+
+// noteData records the data that crossed in one interval, the last of it
+// at at: pings while every exchange is one small size, else data.
+func (t *tracker) noteData(at time.Time, d delta) {
+	if t.varied {
+		return
+	}
+	size, ok := pingSize(d)
+	if !ok || t.pingSize != 0 && size != t.pingSize {
+		t.varied = true
+		return
+	}
+	t.pingSize = size
+	n := max(d.dataOut, d.dataIn)
+	if t.pingCount == 0 {
+		// Only the last ping of an interval has its time: the period is
+		// reckoned from it.
+		t.firstPing = at
+	} else {
+		t.pingsAfter += n
+	}
+	t.pingCount += n
+	t.pingsOut += d.dataOut
+	t.pingsIn += d.dataIn
+	t.lastPing = at
+}
+
+func (t *tracker) observed() *diag.Observed {
+	quiet := max(t.longestQuiet, t.at.Sub(t.lastSeg))
+	o := &diag.Observed{
+		WatchedS:                secs(t.at.Sub(t.firstAt)),
+		Samples:                 t.samples,
+		LongestQuietS:           secs(quiet),
+		DataExchanges:           t.exchanges,
+		KeepaliveProbesSent:     t.probesSent,
+		KeepaliveProbesAnswered: t.probesAnswered,
+		PeerProbes:              t.peerProbes,
+	}
+	switch {
+	case t.varied || t.pingCount > 0 && (t.pingCount == 1 || t.pingsOut == 0 || t.pingsIn == 0):
+		// One small exchange is no period, and writes never answered are
+		// no pings.
+		o.RefreshedBy = diag.RefreshedByData
+	case t.pingCount >= 2 && t.pingsAfter > 0:
+		o.RefreshedBy = diag.RefreshedByAppPings
+		o.Pings = &diag.Pings{
+			PeriodS:   secs(t.lastPing.Sub(t.firstPing) / time.Duration(t.pingsAfter)),
+			SizeBytes: int(t.pingSize),
+			Count:     int(t.pingCount),
+		}
+	case t.pingCount >= 2:
+		// Several pings within one interval, and no more: too fast to time.
+		o.RefreshedBy = diag.RefreshedByData
+	case t.probesSent+t.peerProbes > 0:
+		o.RefreshedBy = diag.RefreshedByKeepalive
+	default:
+		o.RefreshedBy = diag.RefreshedByNone
+	}
+	return o
+}

@@ -1,0 +1,227 @@
+package watch
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+)
+
+// conn plays a connection's tcp_info as the kernel keeps it (see doc.go):
+// what each kind of exchange does to the counters and the last_* stamps.
+// The kernel tests (watch_e2e_test.go at the top) hold the same to real
+// sockets; this one reaches the corners they cannot time.
+type conn struct {
+	start        time.Time
+	info         diag.TCPInfo
+	lastDataSent time.Time
+	lastDataRecv time.Time
+	lastAckRecv  time.Time
+}
+
+const rtt = 2 * time.Millisecond
+
+func newConn(start time.Time) *conn {
+	return &conn{start: start, info: diag.TCPInfo{Size: 248}, lastDataSent: start, lastDataRecv: start, lastAckRecv: start}
+}
+
+// ping sends n bytes and gets n back, then ACKs them: an HTTP/2 PING and
+// its ACK, from the end that pings.
+func (c *conn) ping(at time.Time, n uint64) {
+	c.info.SegsOut += 2
+	c.info.DataSegsOut++
+	c.info.BytesSent += n
+	c.info.BytesAcked += n
+	c.info.SegsIn++
+	c.info.DataSegsIn++
+	c.info.BytesReceived += n
+	c.lastDataSent, c.lastDataRecv, c.lastAckRecv = at, at.Add(rtt), at.Add(rtt)
+}
+
+// send sends n bytes, ACKed by the peer.
+func (c *conn) send(at time.Time, n uint64) {
+	c.info.SegsOut++
+	c.info.DataSegsOut++
+	c.info.BytesSent += n
+	c.info.BytesAcked += n
+	c.info.SegsIn++
+	c.lastDataSent, c.lastAckRecv = at, at.Add(rtt)
+}
+
+// probe is this end's keepalive probe: no payload; answered, a bare ACK.
+func (c *conn) probe(at time.Time, answered bool) {
+	c.info.SegsOut++
+	if answered {
+		c.info.SegsIn++
+		c.lastAckRecv = at.Add(rtt)
+	}
+}
+
+// peerProbe is the other end's probe, answered with a duplicate ACK that
+// never reaches tcp_ack.
+func (c *conn) peerProbe(at time.Time) {
+	c.info.SegsIn++
+	c.info.SegsOut++
+}
+
+func (c *conn) sample(at time.Time) *diag.TCPInfo {
+	i := c.info
+	ms := func(t time.Time) uint32 { return uint32(at.Sub(t) / time.Millisecond) }
+	i.LastDataSent, i.LastDataRecv, i.LastAckRecv = ms(c.lastDataSent), ms(c.lastDataRecv), ms(c.lastAckRecv)
+	return &i
+}
+
+// play runs the connection for d, sampling every interval, with act called
+// every millisecond of it to make the exchanges.
+func play(d, interval time.Duration, act func(c *conn, ms int, at time.Time)) *diag.Observed {
+	start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	c := newConn(start)
+	var tr tracker
+	for ms := 0; ms <= int(d/time.Millisecond); ms++ {
+		at := start.Add(time.Duration(ms) * time.Millisecond)
+		act(c, ms, at)
+		if time.Duration(ms)*time.Millisecond%interval == 0 {
+			tr.update(at, c.sample(at))
+		}
+	}
+	return tr.observed()
+}
+
+func near(got, want, tol float64) bool { return math.Abs(got-want) <= tol }
+
+func TestObserveKinds(t *testing.T) {
+	const second = 1000
+	tests := []struct {
+		name     string
+		interval time.Duration
+		act      func(c *conn, ms int, at time.Time)
+		refresh  string
+		quiet    float64 // the true longest quiet, s
+		period   float64
+		size     int
+	}{
+		{"h2 pings every 2 s", time.Second, func(c *conn, ms int, at time.Time) {
+			if ms%(2*second) == 500 {
+				c.ping(at, 17)
+			}
+		}, diag.RefreshedByAppPings, 2, 2, 17},
+		{"TLS pings every 10 s", time.Second, func(c *conn, ms int, at time.Time) {
+			if ms%(10*second) == 300 {
+				c.ping(at, 39)
+			}
+		}, diag.RefreshedByAppPings, 10, 10, 39},
+		{"pings faster than the samples", time.Second, func(c *conn, ms int, at time.Time) {
+			if ms%300 == 7 {
+				c.ping(at, 17)
+			}
+		}, diag.RefreshedByAppPings, 0.3, 0.3, 17},
+		{"keepalive 2/1/3 answered", time.Second, func(c *conn, ms int, at time.Time) {
+			if ms%(2*second) == 1200 {
+				c.probe(at, true)
+			}
+		}, diag.RefreshedByKeepalive, 2, 0, 0},
+		{"peer's keepalive", time.Second, func(c *conn, ms int, at time.Time) {
+			if ms%(3*second) == 2500 {
+				c.peerProbe(at)
+			}
+		}, diag.RefreshedByKeepalive, 3, 0, 0},
+		{"silent", time.Second, func(*conn, int, time.Time) {}, diag.RefreshedByNone, 30, 0, 0},
+		{"requests of varied size", time.Second, func(c *conn, ms int, at time.Time) {
+			if ms%(4*second) == 100 {
+				c.send(at, uint64(100+ms/second))
+			}
+		}, diag.RefreshedByData, 4, 0, 0},
+		{"one ping, then quiet", time.Second, func(c *conn, ms int, at time.Time) {
+			if ms == 5*second {
+				c.ping(at, 17)
+			}
+		}, diag.RefreshedByData, 25, 0, 0},
+		{"heartbeat answered with another size", 500 * time.Millisecond, func(c *conn, ms int, at time.Time) {
+			if ms%(5*second) == 10 {
+				c.ping(at, 14)
+				c.info.BytesReceived -= 7
+			}
+		}, diag.RefreshedByData, 5, 0, 0},
+		{"small writes never answered", 500 * time.Millisecond, func(c *conn, ms int, at time.Time) {
+			if ms%(5*second) == 10 {
+				c.send(at, 17)
+			}
+		}, diag.RefreshedByData, 5, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := play(30*time.Second, tt.interval, tt.act)
+			t.Logf("%+v pings %+v", *o, o.Pings)
+			if o.RefreshedBy != tt.refresh {
+				t.Errorf("refreshed_by %q, want %q", o.RefreshedBy, tt.refresh)
+			}
+			if !near(o.LongestQuietS, tt.quiet, tt.interval.Seconds()) {
+				t.Errorf("longest quiet %.3f s, want %.3f ± %v", o.LongestQuietS, tt.quiet, tt.interval)
+			}
+			if o.WatchedS != 30 || o.Samples != int(30*time.Second/tt.interval)+1 {
+				t.Errorf("watched %v s in %d samples, want 30 s", o.WatchedS, o.Samples)
+			}
+			switch {
+			case tt.period == 0 && o.Pings != nil:
+				t.Errorf("pings %+v, want none", *o.Pings)
+			case tt.period != 0 && o.Pings == nil:
+				t.Errorf("no pings, want every %v s", tt.period)
+			case tt.period != 0:
+				if !near(o.Pings.PeriodS, tt.period, tt.period/10) || o.Pings.SizeBytes != tt.size {
+					t.Errorf("pings %+v, want every %v s of %d bytes", *o.Pings, tt.period, tt.size)
+				}
+			}
+			if tt.refresh == diag.RefreshedByKeepalive && o.KeepaliveProbesSent+o.PeerProbes < 10 {
+				t.Errorf("%d probes sent, %d of the peer's, want one every few seconds", o.KeepaliveProbesSent, o.PeerProbes)
+			}
+			if tt.name == "keepalive 2/1/3 answered" && (o.KeepaliveProbesAnswered != o.KeepaliveProbesSent || o.PeerProbes != 0) {
+				t.Errorf("%d probes sent, %d answered, %d of the peer's: want all of ours answered", o.KeepaliveProbesSent, o.KeepaliveProbesAnswered, o.PeerProbes)
+			}
+			if tt.name == "peer's keepalive" && o.KeepaliveProbesSent != 0 {
+				t.Errorf("%d probes of ours, want the peer's alone", o.KeepaliveProbesSent)
+			}
+		})
+	}
+}
+
+// TestObserveUnansweredProbes: probes that nothing answers still cross
+// the path, and are counted unanswered.
+func TestObserveUnansweredProbes(t *testing.T) {
+	o := play(10*time.Second, time.Second, func(c *conn, ms int, at time.Time) {
+		if ms >= 3000 && ms%1000 == 500 {
+			c.probe(at, false)
+		}
+	})
+	if o.RefreshedBy != diag.RefreshedByKeepalive || o.KeepaliveProbesSent != 7 || o.KeepaliveProbesAnswered != 0 {
+		t.Errorf("%+v, want 7 probes, none answered", *o)
+	}
+}
+
+// TestObserverFollowsCookies: sockets are told apart by cookie, a socket
+// seen once has no observation, and a closed one is forgotten.
+func TestObserverFollowsCookies(t *testing.T) {
+	start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	snap := func(s int, ids ...string) *diag.Snapshot {
+		out := &diag.Snapshot{TakenAt: start.Add(time.Duration(s) * time.Second)}
+		for _, id := range ids {
+			out.Sockets = append(out.Sockets, diag.Socket{ID: id, State: diag.Established, TCPInfo: &diag.TCPInfo{Size: 248}})
+		}
+		out.Sockets = append(out.Sockets, diag.Socket{ID: "l", State: diag.Listen, TCPInfo: &diag.TCPInfo{}})
+		return out
+	}
+	var o Observer
+	o.Add(snap(0, "a", "b"))
+	o.Add(snap(1, "a"))
+	last := snap(2, "a", "b")
+	o.Add(last)
+	o.Attach(last)
+	for _, s := range last.Sockets {
+		switch {
+		case s.ID == "a" && (s.Observed == nil || s.Observed.Samples != 3 || s.Observed.WatchedS != 2):
+			t.Errorf("a: %+v, want 3 samples over 2 s", s.Observed)
+		case s.ID != "a" && s.Observed != nil:
+			t.Errorf("%s: %+v, want nothing (a new socket, or a listener)", s.ID, *s.Observed)
+		}
+	}
+}
