@@ -21,6 +21,7 @@ import (
 	"github.com/tcpvet/tcpvet/netns"
 	"github.com/tcpvet/tcpvet/rules"
 	"github.com/tcpvet/tcpvet/ui"
+	"github.com/tcpvet/tcpvet/watch"
 )
 
 // version is stamped at release time with -ldflags "-X main.version=...".
@@ -35,12 +36,14 @@ Usage:
   tcpvet --netns PATH [flags]    a namespace file (/run/netns/NAME, /proc/N/ns/net, a bind mount)
 
 On a terminal it opens a live view; piped, it prints a table and the findings; --json prints
-one snapshot for scripts.
+one snapshot for scripts. --watch DURATION samples every --interval for that long first, and
+judges each connection by what was seen to keep it alive (data, pings, keepalive probes).
 
 Examples:
   kubectl debug -it pod/api-7d9 --image=ghcr.io/tcpvet/tcpvet --target=api --profile=general -- tcpvet
   sudo tcpvet --pid "$(pgrep -o grpc-server)" --middlebox aws-nlb
   tcpvet --json --fail-on critical | jq '.findings[] | .summary'
+  tcpvet --pid "$(pgrep -o envoy)" --watch 1m --json | jq '.sockets[].observed'
 
 Exit status: 0 fine, 1 could not inspect, 2 bad command line, 3 a finding at or above --fail-on.
 
@@ -55,6 +58,7 @@ type config struct {
 	hostSet     bool // --host-netns was given, so failing to open it is an error
 	json        bool
 	interval    time.Duration
+	watch       time.Duration
 	dupSockets  bool
 	version     bool
 	middleboxes []rules.Middlebox
@@ -70,6 +74,19 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.StringVar(&c.hostNetns, "host-netns", "/proc/1/ns/net", "the node's network namespace, for its sysctls, conntrack and IPVS (`PATH`)")
 	fs.BoolVar(&c.json, "json", false, "print one snapshot as JSON and exit")
 	fs.DurationVar(&c.interval, "interval", time.Second, "refresh the live view every `DURATION`")
+	fs.Func("watch", "watch for `DURATION`, sampling every --interval, then print one snapshot with what was seen to keep each connection alive (with --json, or piped)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			return errors.New("want a duration such as 30s or 5m")
+		case d <= 0:
+			return errors.New("a watch lasts a positive duration")
+		case d > watch.MaxDuration:
+			return fmt.Errorf("at most %.0fh: longer is a job for a monitoring system", watch.MaxDuration.Hours())
+		}
+		c.watch = d
+		return nil
+	})
 	fs.BoolVar(&c.dupSockets, "dup-sockets", false, "read socket options even where duplicating a socket may reset its cgroup-v1 net_cls/net_prio marks")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.Func("middlebox", "an idle timeout on the path: a preset (aws-nlb, aws-nat-gateway, azure-lb, gcp-vpc-firewall, gcp-cloud-nat, ipvs, ...) or `NAME=DURATION[,reset|,drop]`; repeatable", func(v string) error {
@@ -135,6 +152,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "tcpvet %s\n", version)
 		return 0
 	}
+	if cfg.watch > 0 && !cfg.json && isTerminal(stdout) {
+		// The live view is the terminal's watch; a terminal silent for the
+		// whole watch would look hung.
+		fmt.Fprintln(stderr, "tcpvet: --watch prints one report when it ends: add --json or pipe the output (on a terminal, the live view already watches)")
+		return 2
+	}
 	rep, err := inspect(ctx, cfg, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "tcpvet: %s\n", oneLine(err))
@@ -169,16 +192,32 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 		defer host.Close()
 	}
 
-	source := func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
+	take := func(ctx context.Context) (*diag.Snapshot, error) {
 		snap, err := diag.Take(ctx, diag.Options{Target: target, Host: host, DupSockets: cfg.dupSockets})
 		if err != nil {
-			return nil, rules.Report{}, err
+			return nil, err
 		}
 		if hostNote != "" {
 			snap.Host.Path = cfg.hostNetns
 			snap.Notes = append(snap.Notes, hostNote)
 		}
+		return snap, nil
+	}
+	source := func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
+		snap, err := take(ctx)
+		if err != nil {
+			return nil, rules.Report{}, err
+		}
 		return snap, rules.Evaluate(snap, cfg.middleboxes), nil
+	}
+	if cfg.watch > 0 {
+		source = func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
+			snap, err := watch.Run(ctx, watchedTake(take, cfg.pid), watch.Options{Duration: cfg.watch, Interval: cfg.interval})
+			if err != nil {
+				return nil, rules.Report{}, err
+			}
+			return snap, rules.Evaluate(snap, cfg.middleboxes), nil
+		}
 	}
 
 	if !cfg.json && isTerminal(stdout) {
@@ -190,8 +229,12 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 		return rules.Report{}, nil
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	if cfg.watch == 0 {
+		// A watch bounds each of its samples instead.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
 	snap, rep, err := source(ctx)
 	if err != nil {
 		return rules.Report{}, err
@@ -209,6 +252,24 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 // writeJSON writes out as json.Encoder does, byte for byte, streaming the
 // sockets (ui.Document.WriteJSON).
 func writeJSON(w io.Writer, out output) error { return ui.Document(out).WriteJSON(w) }
+
+// watchedTake is take that ends a watch of process pid (when not 0) once
+// the process has exited: its sockets went with it, and the namespace
+// tcpvet still holds open shows nothing of it any more.
+func watchedTake(take watch.Take, pid int) watch.Take {
+	if pid == 0 {
+		return take
+	}
+	return func(ctx context.Context) (*diag.Snapshot, error) {
+		snap, err := take(ctx)
+		if err == nil && errors.Is(unix.Kill(pid, 0), unix.ESRCH) {
+			// Asked after the sample, so a sample taken as it exited,
+			// its sockets half gone, is not kept.
+			return nil, fmt.Errorf("%w: pid %d has exited", watch.ErrTargetGone, pid)
+		}
+		return snap, err
+	}
+}
 
 func openTarget(cfg config) (*netns.NS, error) {
 	switch {
