@@ -127,6 +127,8 @@ func (o *Observed) appendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, int64(o.Samples), 10)
 	b = append(b, `,"longest_quiet_s":`...)
 	b = appendFloat(b, o.LongestQuietS)
+	b = append(b, `,"longest_quiet_watched_s":`...)
+	b = appendFloat(b, o.LongestQuietWatchedS)
 	b = append(b, `,"refreshed_by":`...)
 	b = appendString(b, o.RefreshedBy)
 	if p := o.Pings; p != nil {

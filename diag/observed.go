@@ -31,6 +31,9 @@ type Observed struct {
 	// connection's last segment before the watch began, and runs to the
 	// last sample for a connection quiet at the end.
 	LongestQuietS float64 `json:"longest_quiet_s"`
+	// LongestQuietWatchedS is the same counted within the watch alone:
+	// how long the connection was seen quiet, start to end.
+	LongestQuietWatchedS float64 `json:"longest_quiet_watched_s"`
 	// RefreshedBy is what kept segments crossing it: one of the
 	// RefreshedBy constants.
 	RefreshedBy string `json:"refreshed_by"`

@@ -18,6 +18,7 @@ type Evidence struct {
 	*RetransEvidence
 	*QueueEvidence
 	*NamespaceEvidence
+	*ObservedEvidence
 }
 
 // PathEvidence is what the keepalive rules read of a connection and of the

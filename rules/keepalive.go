@@ -78,6 +78,13 @@ func idleRule(c conn) *Finding {
 	}
 	switch {
 	case worst != nil:
+		if shortest := shortestOnPath(c); !worst.Already && keptAlive(c.Observed, shortest) {
+			rule := RuleNoKeepalive
+			if every > 0 {
+				rule = RuleKeepaliveTooSlow
+			}
+			return keptAliveFinding(c, worst, rule, shortest)
+		}
 		return idleFinding(c, worst, sev, every)
 	case harmless != nil && known && every == 0:
 		return &Finding{
@@ -161,10 +168,15 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 		summary = fmt.Sprintf("%s has no keepalive: %s forgets it after %s quiet (in %s; idle now %s): %s",
 			ends(c.Socket), f.Name, human(f.IdleTimeout), human(f.In), human(idleFor(c.Socket)), then)
 	}
-	if c.side.server && !f.gone && f.Meets.certain() {
+	ev := pathEvidence(c, f)
+	switch {
+	case c.Observed != nil:
+		summary += watchedSummary(c.Observed)
+		ev.ObservedEvidence = observedEvidence(c.Observed)
+	case c.side.server && !f.gone && f.Meets.certain():
 		summary += "; unless its client keeps the flow alive, which tcpvet cannot see from this end"
 	}
-	fin := &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: pathEvidence(c, f), Fix: keepaliveFixes(c, f.IdleTimeout), FailsInS: ptrTo(secs(f.In))}
+	fin := &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: ev, Fix: keepaliveFixes(c, f.IdleTimeout), FailsInS: ptrTo(secs(f.In))}
 	if f.Already {
 		fin.Failing = FailingNextWrite
 	}

@@ -73,7 +73,7 @@ func Evaluate(snap *diag.Snapshot, declared []Middlebox) Report {
 			c.path = forgettings(r.Middleboxes, c.Socket, c.side)
 		}
 		for _, rule := range []func(conn) *Finding{
-			idleRule, halfOpen, connectUnanswered, handshakeUnanswered, zeroWindow, closeWait, recvBacklog, listenOverflow,
+			idleRule, keepaliveNotSeen, halfOpen, connectUnanswered, handshakeUnanswered, zeroWindow, closeWait, recvBacklog, listenOverflow,
 		} {
 			if f := rule(c); f != nil {
 				id := c.ID

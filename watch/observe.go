@@ -79,6 +79,8 @@ type tracker struct {
 	lastData     time.Time // the last data segment either way known
 	lastAck      time.Time // last_ack_recv as of the last sample
 	longestQuiet time.Duration
+	// watchedQuiet is longestQuiet counted from the first sample on.
+	watchedQuiet time.Duration
 
 	exchanges int
 	// Pings: the size of each, the first seen, the last, how many after
@@ -152,6 +154,7 @@ func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
 	}
 	if !activity.IsZero() && activity.After(t.lastSeg) {
 		t.longestQuiet = max(t.longestQuiet, activity.Sub(t.lastSeg))
+		t.watchedQuiet = max(t.watchedQuiet, activity.Sub(later(t.lastSeg, t.firstAt)))
 		t.lastSeg = activity
 	}
 	ackMoved := ackAt.After(t.lastAck.Add(sameMoment))
@@ -228,10 +231,12 @@ func (t *tracker) noteData(at time.Time, d delta) {
 
 func (t *tracker) observed() *diag.Observed {
 	quiet := max(t.longestQuiet, t.at.Sub(t.lastSeg))
+	watchedQuiet := max(t.watchedQuiet, t.at.Sub(later(t.lastSeg, t.firstAt)))
 	o := &diag.Observed{
 		WatchedS:                secs(t.at.Sub(t.firstAt)),
 		Samples:                 t.samples,
 		LongestQuietS:           secs(quiet),
+		LongestQuietWatchedS:    secs(watchedQuiet),
 		DataExchanges:           t.exchanges,
 		KeepaliveProbesSent:     t.probesSent,
 		KeepaliveProbesAnswered: t.probesAnswered,

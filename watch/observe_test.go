@@ -159,6 +159,9 @@ func TestObserveKinds(t *testing.T) {
 			if !near(o.LongestQuietS, tt.quiet, tt.interval.Seconds()) {
 				t.Errorf("longest quiet %.3f s, want %.3f ± %v", o.LongestQuietS, tt.quiet, tt.interval)
 			}
+			if !near(o.LongestQuietWatchedS, min(tt.quiet, 30), tt.interval.Seconds()) {
+				t.Errorf("longest quiet within the watch %.3f s, want %.3f ± %v", o.LongestQuietWatchedS, min(tt.quiet, 30), tt.interval)
+			}
 			if o.WatchedS != 30 || o.Samples != int(30*time.Second/tt.interval)+1 {
 				t.Errorf("watched %v s in %d samples, want 30 s", o.WatchedS, o.Samples)
 			}
