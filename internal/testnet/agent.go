@@ -85,6 +85,11 @@ type Dial struct {
 	CloseFirst bool `json:"close_first,omitempty"`
 	// NoReadBack leaves incoming data unread (and FIN unnoticed).
 	NoReadBack bool `json:"no_read_back,omitempty"`
+	// PingEveryMS, when set, writes PingBytes on the connection every so
+	// many milliseconds, as an application's heartbeat does (an Echo
+	// listener answers each with as many bytes, as HTTP/2 answers a PING).
+	PingEveryMS int `json:"ping_every_ms,omitempty"`
+	PingBytes   int `json:"ping_bytes,omitempty"`
 }
 
 // KA are keepalive timings in seconds. A zero field keeps the namespace default.
@@ -425,7 +430,21 @@ func (ag *agent) dial(d Dial) (net.Conn, error) {
 	if !d.NoReadBack {
 		go ag.readBack(d.Name, c)
 	}
+	if d.PingEveryMS > 0 {
+		go ag.ping(d.Name, c, time.Duration(d.PingEveryMS)*time.Millisecond, max(1, d.PingBytes))
+	}
 	return c, nil
+}
+
+// ping writes n bytes on c every period until a write fails, which it
+// reports as a write-error event.
+func (ag *agent) ping(name string, c net.Conn, period time.Duration, n int) {
+	for range time.Tick(period) {
+		if _, err := c.Write(make([]byte, n)); err != nil {
+			ag.emit(errEvent("write-error", name, err))
+			return
+		}
+	}
 }
 
 // readBack reads a dialed connection until it fails, reporting each read:

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/internal/testnet"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// natRouter makes p's router balance vip:80 to the server's port by DNAT,
+// forget idle flows after timeout, and never pick a forgotten one up
+// mid-stream: the next segment of a forgotten flow reaches the router's
+// own stack, which answers with a reset.
+func natRouter(t *testing.T, p *testnet.Path, vip string, port int, timeout time.Duration) {
+	t.Helper()
+	r := p.Router
+	r.Run(t, "ip", "addr", "add", vip+"/32", "dev", "lo")
+	r.Run(t, "nft", "add table ip svc")
+	r.Run(t, "nft", "add chain ip svc pre { type nat hook prerouting priority -100 ; }")
+	r.Run(t, "nft", fmt.Sprintf("add rule ip svc pre ip daddr %s tcp dport 80 dnat to %s:%d", vip, p.ServerAddr.V4, port))
+	r.Sysctl(t, "net.netfilter.nf_conntrack_tcp_timeout_established", fmt.Sprint(int(timeout.Seconds())))
+	r.Sysctl(t, "net.netfilter.nf_conntrack_tcp_loose", "0")
+}
+
+// watchReport runs tcpvet --json --watch with args, for watch at a 1 s
+// interval.
+func watchReport(t *testing.T, watch time.Duration, args ...string) *result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	args = append([]string{"--json", "--watch", watch.String(), "--interval", "1s"}, args...)
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 && code != 3 {
+		t.Fatalf("tcpvet %v: exit %d: %s", args, code, stderr.String())
+	}
+	var r result
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return &r
+}
+
+func socketAt(r *result, local string) *diag.Socket {
+	for i := range r.Sockets {
+		if r.Sockets[i].Local.String() == local {
+			return &r.Sockets[i]
+		}
+	}
+	return nil
+}
+
+// TestWatchTellsWhatKeepsFlowsAlive watches three connections through a
+// router that forgets a flow after 6 s quiet: one pinged by its
+// application with 17 bytes every 2 s (answered with as many, as HTTP/2
+// answers a PING) and no keepalive, one with keepalive 2/1/3, one silent.
+// The watch must tell what refreshes each and how long it sat quiet, judge
+// only the silent one critical, and the kernel must agree: after the
+// watch, a write on each resets the silent one alone.
+func TestWatchTellsWhatKeepsFlowsAlive(t *testing.T) {
+	const (
+		timeout = 6 * time.Second
+		watch   = 8 * time.Second
+		vip     = "198.18.100.1"
+	)
+	p := testnet.NewPath(t, 2, 3)
+	natRouter(t, p, vip, 7001, timeout)
+	p.Server.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "backend", Addr: ":7001", Mode: testnet.Echo}}})
+	svc := vip + ":80"
+	agent := p.Client.Start(t, testnet.Spec{Dial: []testnet.Dial{
+		{Name: "pings", To: svc, PingEveryMS: 2000, PingBytes: 17},
+		{Name: "keepalive", To: svc, Keepalive: &testnet.KA{Idle: 2, Interval: 1, Count: 3}},
+		{Name: "silent", To: svc},
+	}})
+	connected := time.Now()
+
+	// The server's end is watched alongside: it sees the client's probes
+	// as the peer's.
+	serverSide := make(chan *result, 1)
+	go func() {
+		var stdout, stderr bytes.Buffer
+		run(context.Background(), []string{"--json", "--watch", watch.String(), "--interval", "1s", "--netns", p.Server.Path, "--host-netns", p.Router.Path}, &stdout, &stderr)
+		var r result
+		if json.Unmarshal(stdout.Bytes(), &r) != nil {
+			serverSide <- nil
+			return
+		}
+		serverSide <- &r
+	}()
+	r := watchReport(t, watch, "--netns", p.Client.Path, "--host-netns", p.Router.Path)
+	if r.Watch == nil || r.Watch.Samples < 8 || math.Abs(r.Watch.DurationS-watch.Seconds()) > 1 {
+		t.Fatalf("watch %+v, want %v in about 9 samples", r.Watch, watch)
+	}
+	found := findingsFor(r)
+	want := map[string]struct {
+		refreshed string
+		quiet     float64
+	}{
+		"pings":     {diag.RefreshedByAppPings, 2},
+		"keepalive": {diag.RefreshedByKeepalive, 2},
+		// Nothing crossed it since the handshake.
+		"silent": {diag.RefreshedByNone, r.TakenAt.Sub(connected).Seconds()},
+	}
+	critical := map[string]bool{}
+	for name, local := range agent.Local {
+		s := socketAt(r, local)
+		if s == nil || s.Observed == nil {
+			t.Fatalf("%s: socket %v without observation", name, s)
+		}
+		o := s.Observed
+		t.Logf("%s: observed %+v pings %+v; tcp_info segs out/in %d/%d, data segs out/in %d/%d, bytes sent/received %d/%d, probes %d",
+			name, *o, o.Pings, s.TCPInfo.SegsOut, s.TCPInfo.SegsIn, s.TCPInfo.DataSegsOut, s.TCPInfo.DataSegsIn, s.TCPInfo.BytesSent, s.TCPInfo.BytesReceived, s.TCPInfo.Probes)
+		w := want[name]
+		if o.RefreshedBy != w.refreshed {
+			t.Errorf("%s: refreshed by %q, want %q", name, o.RefreshedBy, w.refreshed)
+		}
+		if math.Abs(o.LongestQuietS-w.quiet) > 1 {
+			t.Errorf("%s: longest quiet %.3f s, want %.3f ± 1 s (the interval)", name, o.LongestQuietS, w.quiet)
+		}
+		for _, f := range found[local] {
+			t.Logf("%s: %s %s: %s", name, f.Severity, f.Rule, f.Summary)
+			critical[name] = critical[name] || f.Severity == rules.Critical
+		}
+	}
+	if p := socketAt(r, agent.Local["pings"]).Observed.Pings; p == nil || p.SizeBytes != 17 || math.Abs(p.PeriodS-2) > 0.2 {
+		t.Errorf("pings %+v, want 17 bytes every 2 s", p)
+	}
+	if o := socketAt(r, agent.Local["keepalive"]).Observed; o.KeepaliveProbesSent < 2 || o.KeepaliveProbesAnswered != o.KeepaliveProbesSent {
+		t.Errorf("keepalive: %d probes seen, %d answered: want one every 2 s, all answered", o.KeepaliveProbesSent, o.KeepaliveProbesAnswered)
+	}
+	if fs := found[agent.Local["pings"]]; !hasRule(fs, rules.RuleNoKeepalive) {
+		t.Errorf("pings: no no-keepalive finding saying what keeps it alive: %+v", fs)
+	}
+
+	// The silent flow has been quiet past the router's timeout since
+	// before the watch ended; the others were kept alive all along.
+	if rest := timeout + time.Second - time.Since(connected); rest > 0 {
+		time.Sleep(rest)
+	}
+	for name := range agent.Local {
+		agent.Write(t, name, 100)
+	}
+	reset := map[string]bool{}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		e, ok := agent.WaitFor("read-error", "", time.Until(deadline))
+		if !ok {
+			break
+		}
+		if e.Errno != int(syscall.ECONNRESET) {
+			t.Errorf("%s: %s, want a reset", e.Name, e.Err)
+		}
+		reset[e.Name] = true
+	}
+	for name := range agent.Local {
+		if critical[name] != reset[name] {
+			t.Errorf("%s: judged critical %v, reset by the kernel %v", name, critical[name], reset[name])
+		}
+	}
+	if !reset["silent"] || len(reset) != 1 {
+		t.Errorf("scenario did not play out: reset %v, want silent alone", reset)
+	}
+
+	sr := <-serverSide
+	if sr == nil {
+		t.Fatal("the server-side watch printed no document")
+	}
+	for _, s := range sr.Sockets {
+		if s.State != diag.Established || s.Observed == nil {
+			continue
+		}
+		t.Logf("server %s: observed %+v", s.Remote, *s.Observed)
+		if s.Observed.RefreshedBy == diag.RefreshedByKeepalive && s.Observed.PeerProbes == 0 {
+			t.Errorf("server %s: keepalive without the peer's probes: %+v", s.Remote, *s.Observed)
+		}
+	}
+	got := map[string]int{}
+	for _, s := range sr.Sockets {
+		if s.Observed != nil {
+			got[s.Observed.RefreshedBy]++
+		}
+	}
+	if got[diag.RefreshedByAppPings] != 1 || got[diag.RefreshedByKeepalive] != 1 || got[diag.RefreshedByNone] != 1 {
+		t.Errorf("server side refreshed by %v, want one each of app-pings, keepalive, none", got)
+	}
+}
