@@ -145,11 +145,15 @@ func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
 	// way and every ACK received; bare segments sent (probes, and the
 	// answers to a peer's) go unstamped, and are put halfway between
 	// the samples.
+	bare := d.dataOut == 0 && d.dataIn == 0 && (d.segsOut > 0 || d.segsIn > 0)
+	// Bare ACKs of data sent or received just before the last sample
+	// follow that data within the ACK delay: they end no quiet of note.
+	acksOfData := bare && t.lastData.After(prevAt.Add(-ackDelay))
 	var activity time.Time
 	switch {
 	case segAt.After(t.lastSeg.Add(sameMoment)):
 		activity = segAt
-	case d.segsOut > 0 || d.segsIn > 0:
+	case bare && !acksOfData:
 		activity = prevAt.Add(at.Sub(prevAt) / 2)
 	}
 	if !activity.IsZero() && activity.After(t.lastSeg) {
@@ -165,9 +169,7 @@ func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
 		t.exchanges++
 		t.noteData(dataAt, d)
 		t.lastData = later(t.lastData, dataAt)
-	case d.segsOut == 0 && d.segsIn == 0:
-	case t.lastData.After(prevAt.Add(-ackDelay)):
-		// Bare ACKs of data sent or received just before the last sample.
+	case !bare, acksOfData:
 	case ackMoved:
 		// This end's probes, answered: the answer went through tcp_ack.
 		t.probesSent += int(d.segsOut)
