@@ -6,9 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/internal/testnet"
@@ -187,5 +192,83 @@ func TestWatchTellsWhatKeepsFlowsAlive(t *testing.T) {
 	}
 	if got[diag.RefreshedByAppPings] != 1 || got[diag.RefreshedByKeepalive] != 1 || got[diag.RefreshedByNone] != 1 {
 		t.Errorf("server side refreshed by %v, want one each of app-pings, keepalive, none", got)
+	}
+}
+
+// TestWatchBadInput holds every bad --watch to one line on stderr and
+// exit 2, as any bad command line.
+func TestWatchBadInput(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--watch"}, "flag needs an argument: -watch"},
+		{[]string{"--watch", "0"}, "a watch lasts a positive duration"},
+		{[]string{"--watch", "-5s"}, "a watch lasts a positive duration"},
+		{[]string{"--watch", "25h"}, "at most 24h"},
+		{[]string{"--watch", "soon"}, "want a duration such as 30s"},
+	} {
+		t.Run(fmt.Sprint(tt.args), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"--json"}, tt.args...), &stdout, &stderr)
+			if msg := stderr.String(); code != 2 || stdout.Len() != 0 || strings.Count(msg, "\n") != 1 || !strings.Contains(msg, tt.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q: want exit 2 and one line with %q", code, stdout.String(), msg, tt.want)
+			}
+		})
+	}
+}
+
+// TestWatchOnATerminal: without --json, a watch on a terminal is refused
+// in one line, before anything is read; the live view is the terminal's
+// watch.
+func TestWatchOnATerminal(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var stderr bytes.Buffer
+	start := time.Now()
+	code := run(context.Background(), []string{"--watch", "30s"}, tty, &stderr)
+	if msg := stderr.String(); code != 2 || strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "add --json or pipe") || time.Since(start) > 5*time.Second {
+		t.Errorf("exit %d after %v, stderr %q: want exit 2 at once and one line saying what to do", code, time.Since(start), msg)
+	}
+}
+
+// TestWatchTargetGone watches a process that exits mid-watch: the document
+// is what was seen until then, with a note saying so.
+func TestWatchTargetGone(t *testing.T) {
+	ns := testnet.New(t)
+	a := ns.Start(t, testnet.Spec{
+		Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:9002", Mode: testnet.Echo}},
+		Dial:   []testnet.Dial{{Name: "c", To: "127.0.0.1:9002", PingEveryMS: 500, PingBytes: 17}},
+	})
+	time.AfterFunc(2500*time.Millisecond, a.Stop)
+	start := time.Now()
+	r := watchReport(t, 20*time.Second, "--pid", fmt.Sprint(a.PID))
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the watch went on %v after its target exited", took)
+	}
+	if r.Watch == nil || r.Watch.Samples < 2 || r.Watch.Samples > 4 {
+		t.Fatalf("watch %+v, want the 2 to 4 samples before the exit", r.Watch)
+	}
+	if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, fmt.Sprintf("pid %d has exited", a.PID)) && strings.Contains(n, "until then") }) {
+		t.Errorf("notes %q, want one saying the process exited and the document is what was seen until then", r.Notes)
+	}
+	s := socketAt(r, a.Local["c"])
+	if s == nil || s.Observed == nil || s.Observed.RefreshedBy != diag.RefreshedByAppPings {
+		t.Errorf("the pinging connection, as last seen: %+v, want it observed with its pings", s)
 	}
 }
