@@ -68,6 +68,7 @@ func socketAt(r *result, local string) *diag.Socket {
 // only the silent one critical, and the kernel must agree: after the
 // watch, a write on each resets the silent one alone.
 func TestWatchTellsWhatKeepsFlowsAlive(t *testing.T) {
+	t.Parallel()
 	const (
 		timeout = 6 * time.Second
 		watch   = 8 * time.Second
