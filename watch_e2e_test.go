@@ -273,3 +273,55 @@ func TestWatchTargetGone(t *testing.T) {
 		t.Errorf("the pinging connection, as last seen: %+v, want it observed with its pings", s)
 	}
 }
+
+// TestWatchKeepaliveNotSeen: a connection with keepalive 2/1/3 whose peer
+// stops reading. With data waiting, Linux sends no keepalive probe, only
+// window probes that back off (0.2, 0.4, 0.8 ... s apart), so the flow sits
+// quiet past its first probe time; a watch must say keepalive is not what
+// keeps it. The router forgets flows after 6 s quiet, and the kernel
+// agrees: once a gap between window probes outlasts it, the next probe is
+// answered with a reset.
+func TestWatchKeepaliveNotSeen(t *testing.T) {
+	t.Parallel()
+	const vip = "198.18.100.1"
+	p := testnet.NewPath(t, 2, 3)
+	natRouter(t, p, vip, 7001, 6*time.Second)
+	p.Server.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "stalled", Addr: ":7001", Mode: testnet.NoRead}}})
+	agent := p.Client.Start(t, testnet.Spec{Dial: []testnet.Dial{
+		{Name: "stuck", To: vip + ":80", Keepalive: &testnet.KA{Idle: 2, Interval: 1, Count: 3}},
+	}})
+	agent.Write(t, "stuck", 64<<20)
+	r := watchReport(t, 11*time.Second, "--netns", p.Client.Path, "--host-netns", p.Router.Path)
+	s := socketAt(r, agent.Local["stuck"])
+	if s == nil || s.Observed == nil {
+		t.Fatalf("socket %v, want it observed", s)
+	}
+	t.Logf("observed %+v; timer %+v; tcp_info segs out/in %d/%d, data segs out/in %d/%d, probes %d, backoff %d, snd_wnd %d",
+		*s.Observed, s.Timer, s.TCPInfo.SegsOut, s.TCPInfo.SegsIn, s.TCPInfo.DataSegsOut, s.TCPInfo.DataSegsIn, s.TCPInfo.Probes, s.TCPInfo.Backoff, s.TCPInfo.SndWnd)
+	var seen *rules.Finding
+	for _, f := range findingsFor(r)[agent.Local["stuck"]] {
+		t.Logf("%s %s: %s", f.Severity, f.Rule, f.Summary)
+		if f.Rule == rules.RuleKeepaliveNotSeen {
+			seen = &f
+		}
+	}
+	if seen == nil || seen.Severity < rules.Warning || seen.Evidence.ObservedEvidence == nil || seen.Evidence.KeepaliveProbesSeen != 0 || seen.Evidence.PathEvidence == nil {
+		t.Fatalf("finding %+v, want keepalive-not-seen, a warning at least, with what was seen and the path", seen)
+	}
+	if q := seen.Evidence.LongestQuietWatchedS; q < 4 {
+		t.Errorf("quiet %v s in the watch, want past the first probe time (2 s) by more than a sample", q)
+	}
+	// The window probes' gap doubles past the router's 6 s: the probe after
+	// it meets the router's own stack.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e, ok := agent.WaitFor("write-error", "stuck", time.Until(deadline))
+		if !ok {
+			t.Fatal("the kernel never reset the connection: the path did not forget it")
+		}
+		if e.Errno != int(syscall.ECONNRESET) {
+			t.Errorf("write: %s, want a reset", e.Err)
+		}
+		break
+	}
+}

@@ -148,6 +148,8 @@ func (o *Observed) appendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, int64(o.KeepaliveProbesAnswered), 10)
 	b = append(b, `,"peer_probes":`...)
 	b = strconv.AppendInt(b, int64(o.PeerProbes), 10)
+	b = append(b, `,"window_probes":`...)
+	b = strconv.AppendInt(b, int64(o.WindowProbes), 10)
 	return append(b, '}')
 }
 

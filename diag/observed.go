@@ -5,8 +5,9 @@ package diag
 const (
 	// RefreshedByData: the application's own traffic, of varied size.
 	RefreshedByData = "data"
-	// RefreshedByKeepalive: TCP keepalive probes and their answers, from
-	// either end; no data.
+	// RefreshedByKeepalive: TCP's own probes and their answers, no data:
+	// keepalive probes from either end, or window probes while the peer's
+	// receive window is closed (Observed says which).
 	RefreshedByKeepalive = "keepalive"
 	// RefreshedByAppPings: small exchanges of one size, the same each way,
 	// again and again: HTTP/2 PING frames (17 bytes, 39 to 46 with TLS),
@@ -50,6 +51,10 @@ type Observed struct {
 	KeepaliveProbesAnswered int `json:"keepalive_probes_answered"`
 	// PeerProbes counts the keepalive probes of the other end seen here.
 	PeerProbes int `json:"peer_probes"`
+	// WindowProbes counts the probes sent while the peer's receive window
+	// was closed: the same bare segment as a keepalive probe, sent by the
+	// persist timer instead, which keepalive then waits for.
+	WindowProbes int `json:"window_probes"`
 }
 
 // Pings are an application's small periodic exchanges.

@@ -25,12 +25,15 @@ type ObservedEvidence struct {
 	// other end's.
 	KeepaliveProbesSeen int `json:"keepalive_probes_seen"`
 	PeerProbesSeen      int `json:"peer_probes_seen"`
+	// WindowProbesSeen counts this end's probes of a closed window.
+	WindowProbesSeen int `json:"window_probes_seen,omitempty"`
 }
 
 func observedEvidence(o *diag.Observed) *ObservedEvidence {
 	ev := &ObservedEvidence{
 		WatchedS: o.WatchedS, LongestQuietS: o.LongestQuietS, LongestQuietWatchedS: o.LongestQuietWatchedS,
 		RefreshedBy: o.RefreshedBy, KeepaliveProbesSeen: o.KeepaliveProbesSent, PeerProbesSeen: o.PeerProbes,
+		WindowProbesSeen: o.WindowProbes,
 	}
 	if p := o.Pings; p != nil {
 		ev.PingPeriodS, ev.PingSizeBytes = p.PeriodS, p.SizeBytes
@@ -74,7 +77,10 @@ func refresher(o *diag.Observed) string {
 		}
 		return fmt.Sprintf("%s every %s", kind, human(seconds(p.PeriodS)))
 	case diag.RefreshedByKeepalive:
-		if o.KeepaliveProbesSent == 0 && o.PeerProbes > 0 {
+		switch {
+		case o.KeepaliveProbesSent == 0 && o.PeerProbes == 0:
+			return "window probes to a peer whose receive window is closed"
+		case o.KeepaliveProbesSent == 0:
 			return "the other end's keepalive probes"
 		}
 		return "keepalive probes"
@@ -103,7 +109,10 @@ func keptAliveFinding(c conn, f *forgetting, rule string, shortest time.Duration
 
 // keepaliveNotSeen flags a connection with keepalive on that a watch saw
 // idle past its first probe time, and longer than a sample besides, with
-// nothing crossing it: no probe left, or none crossed the path.
+// nothing crossing it: no probe left, or none crossed the path. Linux
+// holds keepalive back while data waits to be sent (tcp_keepalive_timer):
+// a peer whose window is closed gets window probes instead, ever further
+// apart.
 func keepaliveNotSeen(c conn) *Finding {
 	o, k := c.Observed, c.Keepalive
 	if o == nil || c.State != diag.Established || k.Enabled == nil || !*k.Enabled || k.IdleS == nil || o.Samples < 2 {
@@ -117,26 +126,41 @@ func keepaliveNotSeen(c conn) *Finding {
 	if quiet <= idle+sample+time.Second {
 		return nil
 	}
-	ev := Evidence{ObservedEvidence: observedEvidence(o)}
-	sev, then := Info, "nothing on its path forgets idle flows, but a dead peer goes unnoticed while no probe goes out"
-	if shortest := shortestOnPath(c); shortest > 0 {
-		for i := range c.path {
-			if f := &c.path[i]; f.IdleTimeout == shortest && f.Meets != Survives {
-				pe := pathEvidence(c, f)
-				ev.PathEvidence = pe.PathEvidence
-				sev, then = Warning, fmt.Sprintf("%s forgets it after %s quiet, and keepalive is not what keeps it", f.Name, human(shortest))
-				break
-			}
-		}
+	why := ""
+	if c.Timer.Kind == diag.TimerPersist {
+		why = "its peer's receive window is closed, so the kernel sends window probes, backing off, and no keepalive; "
 	}
-	return &Finding{
+	ev := Evidence{ObservedEvidence: observedEvidence(o)}
+	sev, then := Info, "nothing on its path forgets idle flows, but a dead peer goes unnoticed while nothing crosses it"
+	var fails *float64
+	for i := range c.path {
+		f := &c.path[i]
+		if f.Meets == Survives || f.IdleTimeout != shortestOnPath(c) {
+			continue
+		}
+		ev.PathEvidence = pathEvidence(c, f).PathEvidence
+		sev, then = Warning, fmt.Sprintf("%s forgets it after %s quiet, and keepalive is not what keeps it", f.Name, human(f.IdleTimeout))
+		if f.Meets.certain() && f.Entry == nil && quiet >= f.IdleTimeout+sample {
+			// Seen quiet past the timeout: the middlebox has forgotten
+			// the flow, whatever comes next meets its fate.
+			sev, fails = Critical, ptrTo(0.0)
+			then = fmt.Sprintf("that outlasted the %s after which %s forgets it: %s, so %s", human(f.IdleTimeout), f.Name, f.Because, consequence(c, f.Meets))
+		}
+		break
+	}
+	fin := &Finding{
 		Rule:     RuleKeepaliveNotSeen,
 		Severity: sev,
-		Summary: fmt.Sprintf("%s has keepalive on with its first probe after %s idle, yet sat %s with no segment either way while watched (%s in %s): %s",
-			ends(c.Socket), human(idle), human(quiet), plural(o.KeepaliveProbesSent, "probe")+" seen", human(seconds(o.WatchedS)), then),
+		Summary: fmt.Sprintf("%s has keepalive on with its first probe after %s idle, yet sat %s with no segment either way while watched (%s in %s): %s%s",
+			ends(c.Socket), human(idle), human(quiet), plural(o.KeepaliveProbesSent, "probe")+" seen", human(seconds(o.WatchedS)), why, then),
 		Evidence: ev,
 		Fix:      keepaliveFixes(c, cmp.Or(shortestOnPath(c), 350*time.Second)),
+		FailsInS: fails,
 	}
+	if sev == Critical {
+		fin.Failing = FailingNextWrite
+	}
+	return fin
 }
 
 // watchedSummary says what a watch saw of a connection a finding stays on.

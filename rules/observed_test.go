@@ -84,6 +84,7 @@ func TestKeepaliveNotSeen(t *testing.T) {
 		severity Severity
 	}{
 		{"idle past the first probe, on a path that forgets", quiet(25, 40), []Middlebox{lb}, true, Warning},
+		{"idle past the path's timeout", quiet(25, 40), []Middlebox{mustMiddlebox(t, "nat=20s,drop")}, true, Critical},
 		{"idle past the first probe, nothing on the path", quiet(25, 40), nil, true, Info},
 		{"probes seen", &diag.Observed{WatchedS: 25, Samples: 26, LongestQuietS: 10, LongestQuietWatchedS: 10, RefreshedBy: diag.RefreshedByKeepalive, KeepaliveProbesSent: 2, KeepaliveProbesAnswered: 2}, []Middlebox{lb}, false, 0},
 		{"idle since before the watch only", &diag.Observed{WatchedS: 25, Samples: 26, LongestQuietS: 40, LongestQuietWatchedS: 11, RefreshedBy: diag.RefreshedByKeepalive, KeepaliveProbesSent: 2}, []Middlebox{lb}, false, 0},

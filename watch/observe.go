@@ -93,7 +93,7 @@ type tracker struct {
 	pingsOut, pingsIn uint32
 	varied            bool
 
-	probesSent, probesAnswered, peerProbes int
+	probesSent, probesAnswered, peerProbes, windowProbes int
 }
 
 // delta is how a socket's counters moved between two samples.
@@ -118,6 +118,10 @@ func deltaOf(a, b *diag.TCPInfo) delta {
 	return d
 }
 
+// windowClosed reports whether the peer's receive window was closed, where
+// the kernel says (tcpi_snd_wnd, since Linux 5.4).
+func windowClosed(i *diag.TCPInfo) bool { return i.Size >= 232 && i.SndWnd == 0 }
+
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -137,6 +141,7 @@ func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
 		return
 	}
 	d := deltaOf(&t.prev, i)
+	prevInfo := t.prev
 	prevAt := t.at
 	t.samples++
 	t.at, t.prev = at, *i
@@ -170,6 +175,10 @@ func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
 		t.noteData(dataAt, d)
 		t.lastData = later(t.lastData, dataAt)
 	case !bare, acksOfData:
+	case d.segsOut > 0 && (windowClosed(&prevInfo) || windowClosed(i)):
+		// The persist timer's probes: the same bare segment, sent by
+		// tcp_write_wakeup while the peer's window is closed.
+		t.windowProbes += int(d.segsOut)
 	case ackMoved:
 		// This end's probes, answered: the answer went through tcp_ack.
 		t.probesSent += int(d.segsOut)
@@ -243,6 +252,7 @@ func (t *tracker) observed() *diag.Observed {
 		KeepaliveProbesSent:     t.probesSent,
 		KeepaliveProbesAnswered: t.probesAnswered,
 		PeerProbes:              t.peerProbes,
+		WindowProbes:            t.windowProbes,
 	}
 	switch {
 	case t.varied || t.pingCount > 0 && (t.pingCount == 1 || t.pingsOut == 0 || t.pingsIn == 0):
@@ -259,7 +269,7 @@ func (t *tracker) observed() *diag.Observed {
 	case t.pingCount >= 2:
 		// Several pings within one interval, and no more: too fast to time.
 		o.RefreshedBy = diag.RefreshedByData
-	case t.probesSent+t.peerProbes > 0:
+	case t.probesSent+t.peerProbes+t.windowProbes > 0:
 		o.RefreshedBy = diag.RefreshedByKeepalive
 	default:
 		o.RefreshedBy = diag.RefreshedByNone

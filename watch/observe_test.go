@@ -23,7 +23,7 @@ type conn struct {
 const rtt = 2 * time.Millisecond
 
 func newConn(start time.Time) *conn {
-	return &conn{start: start, info: diag.TCPInfo{Size: 248}, lastDataSent: start, lastDataRecv: start, lastAckRecv: start}
+	return &conn{start: start, info: diag.TCPInfo{Size: 248, SndWnd: 65535}, lastDataSent: start, lastDataRecv: start, lastAckRecv: start}
 }
 
 // ping sends n bytes and gets n back, then ACKs them: an HTTP/2 PING and
@@ -198,6 +198,20 @@ func TestObserveUnansweredProbes(t *testing.T) {
 	})
 	if o.RefreshedBy != diag.RefreshedByKeepalive || o.KeepaliveProbesSent != 7 || o.KeepaliveProbesAnswered != 0 {
 		t.Errorf("%+v, want 7 probes, none answered", *o)
+	}
+}
+
+// TestObserveWindowProbes: the persist timer's probes, sent while the
+// peer's window is closed, are told from keepalive's.
+func TestObserveWindowProbes(t *testing.T) {
+	o := play(10*time.Second, time.Second, func(c *conn, ms int, at time.Time) {
+		c.info.SndWnd = 0
+		if ms == 1200 || ms == 1600 || ms == 2400 || ms == 4000 || ms == 7200 {
+			c.probe(at, true)
+		}
+	})
+	if o.RefreshedBy != diag.RefreshedByKeepalive || o.WindowProbes != 5 || o.KeepaliveProbesSent != 0 || !near(o.LongestQuietS, 3.2, 1) {
+		t.Errorf("%+v, want 5 window probes, no keepalive, quiet 3.2 s between the last two", *o)
 	}
 }
 
