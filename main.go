@@ -73,7 +73,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.StringVar(&c.netnsPath, "netns", "", "inspect the network namespace file at `PATH`")
 	fs.StringVar(&c.hostNetns, "host-netns", "/proc/1/ns/net", "the node's network namespace, for its sysctls, conntrack and IPVS (`PATH`)")
 	fs.BoolVar(&c.json, "json", false, "print one snapshot as JSON and exit")
-	fs.DurationVar(&c.interval, "interval", time.Second, "refresh the live view every `DURATION`")
+	fs.DurationVar(&c.interval, "interval", time.Second, "refresh the live view, or sample a --watch, every `DURATION`")
 	fs.Func("watch", "watch for `DURATION`, sampling every --interval, then print one snapshot with what was seen to keep each connection alive (with --json, or piped)", func(v string) error {
 		d, err := time.ParseDuration(v)
 		switch {
