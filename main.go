@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -221,7 +222,7 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 	}
 
 	if !cfg.json && isTerminal(stdout) {
-		m := ui.New(ui.Options{Source: source, Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
+		m := ui.New(ui.Options{Source: observing(take, cfg.middleboxes), Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
 		_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithOutput(stdout)).Run()
 		if err != nil && !errors.Is(err, tea.ErrProgramKilled) {
 			return rules.Report{}, fmt.Errorf("terminal: %w", err)
@@ -252,6 +253,25 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 // writeJSON writes out as json.Encoder does, byte for byte, streaming the
 // sockets (ui.Document.WriteJSON).
 func writeJSON(w io.Writer, out output) error { return ui.Document(out).WriteJSON(w) }
+
+// observing is the live view's source: every refresh is one more sample
+// of a watch that lasts as long as the view, so the rules judge each
+// connection by what crossed it too, as --watch does.
+func observing(take watch.Take, middleboxes []rules.Middlebox) ui.Source {
+	var mu sync.Mutex
+	var obs watch.Observer
+	return func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
+		snap, err := take(ctx)
+		if err != nil {
+			return nil, rules.Report{}, err
+		}
+		mu.Lock()
+		obs.Add(snap)
+		obs.Attach(snap)
+		mu.Unlock()
+		return snap, rules.Evaluate(snap, middleboxes), nil
+	}
+}
 
 // watchedTake is take that ends a watch of process pid (when not 0) once
 // the process has exited: its sockets went with it, and the namespace

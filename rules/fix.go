@@ -55,7 +55,7 @@ func wholeSecs(d time.Duration) int { return int(d / time.Second) }
 
 // http2Pings warns that gRPC keepalive fixes the flow but not what tcpvet
 // sees, so that the finding staying after the fix is no surprise.
-const http2Pings = "HTTP/2 pings keep the flow alive but leave SO_KEEPALIVE off, so tcpvet still lists the socket; in the live view its details show the longest quiet seen"
+const http2Pings = "HTTP/2 pings keep the flow alive but leave SO_KEEPALIVE off: one snapshot cannot see them, so watch it (tcpvet --watch 1m, or the live view) and tcpvet judges the connection by the quiet it saw"
 
 // keepaliveFixes are the ways to give c keepalive that beats an idle
 // timeout of shortest, from the pod down to the socket and up to the mesh,

@@ -100,10 +100,11 @@ func (m *Model) socketText(s *diag.Socket) string {
 	if s.Peer != "" {
 		kv("peer", peerText(m.snap, s.Peer))
 	}
-	if watched, quiet := m.table.cache.watched(s.ID, m.snap.TakenAt); watched > 0 && s.State == diag.Established {
+	if o := s.Observed; o != nil {
 		// Whether something keeps the connection busy shows only over time:
 		// application pings keep every quiet spell short.
-		kv("watched", fmt.Sprintf("%s, longest quiet seen %s", shortDur(watched), shortDur(quiet)))
+		kv("watched", fmt.Sprintf("%s in %d samples, longest quiet seen %s", shortDur(secDur(o.WatchedS)), o.Samples, shortDur(secDur(o.LongestQuietS))))
+		kv("kept alive by", refreshedText(o))
 	}
 
 	if len(s.Conntrack) > 0 || s.IPVS != nil {
@@ -322,4 +323,32 @@ func legendSecs(s float64) string {
 		return strconv.FormatFloat(s/3600, 'f', 1, 64) + "h"
 	}
 	return strconv.FormatFloat(s/86400, 'f', 1, 64) + "d"
+}
+
+// secDur turns seconds, as JSON carries them, into a duration.
+func secDur(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// refreshedText says what a watch saw cross the connection, the traffic
+// that refreshes the flow on every middlebox of its path.
+func refreshedText(o *diag.Observed) string {
+	switch o.RefreshedBy {
+	case diag.RefreshedByAppPings:
+		if p := o.Pings; p != nil {
+			return fmt.Sprintf("application pings: %d of %d bytes, one every %s", p.Count, p.SizeBytes, shortDur(secDur(p.PeriodS)))
+		}
+		return "application pings"
+	case diag.RefreshedByKeepalive:
+		switch {
+		case o.WindowProbes > 0:
+			return fmt.Sprintf("window probes (%d): the peer's receive window is closed", o.WindowProbes)
+		case o.KeepaliveProbesSent > 0:
+			return fmt.Sprintf("keepalive: %d probes sent, %d answered", o.KeepaliveProbesSent, o.KeepaliveProbesAnswered)
+		case o.PeerProbes > 0:
+			return fmt.Sprintf("the peer's keepalive: %d probes", o.PeerProbes)
+		}
+		return "keepalive"
+	case diag.RefreshedByData:
+		return fmt.Sprintf("data (in %d of %d samples)", o.DataExchanges, o.Samples)
+	}
+	return "nothing crossed it while watched"
 }

@@ -344,25 +344,26 @@ func TestIdleCountsBothDirections(t *testing.T) {
 	}
 }
 
-// TestDetailsShowTheLongestQuietWhileWatched: over refreshes the details
-// say how long a connection has been watched and its longest quiet, the
-// evidence that something (HTTP/2 pings) keeps it busy.
-func TestDetailsShowTheLongestQuietWhileWatched(t *testing.T) {
-	first := fixture()
-	var tm tea.Model = drive(t, 160, 40, first)
-	for i, idleMS := range []uint32{25_000, 2_000} {
-		next := fixture()
-		next.TakenAt = first.TakenAt.Add(time.Duration(i+1) * 30 * time.Second)
-		next.Sockets[1].TCPInfo.LastDataRecv, next.Sockets[1].TCPInfo.LastDataSent = idleMS, idleMS
-		tm, _ = tm.Update(snapshotMsg{snap: next, rep: rules.Evaluate(next, nil)})
-	}
-	m := tm.(Model)
+// TestDetailsShowWhatKeepsTheFlowAlive: once the live view has watched a
+// connection, its details say for how long, its longest quiet, and what
+// crossed it: the evidence that something (HTTP/2 pings) keeps it busy.
+func TestDetailsShowWhatKeepsTheFlowAlive(t *testing.T) {
+	snap := fixture()
+	snap.Sockets[1].Observed = &diag.Observed{WatchedS: 60, Samples: 61, LongestQuietS: 10.2, RefreshedBy: diag.RefreshedByAppPings,
+		Pings: &diag.Pings{PeriodS: 10, SizeBytes: 17, Count: 6}, DataExchanges: 6}
+	snap.Sockets[2].Observed = &diag.Observed{WatchedS: 60, Samples: 61, LongestQuietS: 75, RefreshedBy: diag.RefreshedByNone}
+	m := drive(t, 160, 40, snap)
 	got := ansi.Strip(m.socketText(&m.snap.Sockets[1]))
-	if want := "watched            60s, longest quiet seen 25s"; !strings.Contains(got, want) {
-		t.Errorf("details lack %q:\n%s", want, got)
+	for _, want := range []string{"watched            60s in 61 samples, longest quiet seen 10s", "kept alive by      application pings: 6 of 17 bytes, one every 10s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("details lack %q:\n%s", want, got)
+		}
+	}
+	if got := ansi.Strip(m.socketText(&m.snap.Sockets[2])); !strings.Contains(got, "kept alive by      nothing crossed it while watched") {
+		t.Errorf("a silent connection's details:\n%s", got)
 	}
 	if got := ansi.Strip(m.socketText(&m.snap.Sockets[4])); strings.Contains(got, "watched") {
-		t.Errorf("a listener has no quiet to watch:\n%s", got)
+		t.Errorf("a socket not watched has nothing to say of it:\n%s", got)
 	}
 }
 

@@ -29,23 +29,19 @@ type row struct {
 }
 
 // sample is what the live view remembers of a socket between refreshes:
-// values to mark when they grow, and how the socket behaved while watched.
+// values to mark when they grow. (How it behaved while watched is the
+// snapshot's own: Socket.Observed.)
 type sample struct {
 	retrans      uint32
 	recvQ, sendQ uint32
-	// maxIdleMS is the longest quiet seen since sinceMS (Unix ms), when the
-	// socket first appeared: traffic of its own (HTTP/2 pings, say) shows
-	// as a short one, however long the socket is watched.
-	maxIdleMS uint32
-	sinceMS   int64
 }
 
-func sampleOf(s *diag.Socket, takenAt time.Time) sample {
+func sampleOf(s *diag.Socket) sample {
 	var r uint32
 	if s.TCPInfo != nil {
 		r = s.TCPInfo.TotalRetrans
 	}
-	return sample{retrans: r, recvQ: s.RecvQ, sendQ: s.SendQ, maxIdleMS: s.IdleMS(), sinceMS: takenAt.UnixMilli()}
+	return sample{retrans: r, recvQ: s.RecvQ, sendQ: s.SendQ}
 }
 
 // rowCache turns snapshots into rows. It remembers the last snapshot's
@@ -63,16 +59,6 @@ type rowCache struct {
 	sorted []row
 	// seen is false until the first snapshot: nothing is "new" in it.
 	seen bool
-}
-
-// watched says for how long, up to now, the socket id has been seen, and
-// its longest quiet in that time.
-func (c *rowCache) watched(id string, now time.Time) (watched, longestQuiet time.Duration) {
-	smp, ok := c.prev[cookie(id)]
-	if !ok {
-		return 0, 0
-	}
-	return now.Sub(time.UnixMilli(smp.sinceMS)), time.Duration(smp.maxIdleMS) * time.Millisecond
 }
 
 // cookie turns a socket id (its cookie in hex) into a number: numbers hash
@@ -109,11 +95,8 @@ func (c *rowCache) build(snap *diag.Snapshot, rep *rules.Report) []row {
 		if h, ok := c.head[k]; ok {
 			r.first, r.worst = h, rep.Findings[h].Severity
 		}
-		cur := sampleOf(s, snap.TakenAt)
+		cur := sampleOf(s)
 		old, had := c.prev[k]
-		if had {
-			cur.sinceMS, cur.maxIdleMS = old.sinceMS, max(old.maxIdleMS, cur.maxIdleMS)
-		}
 		c.next[k] = cur
 		if c.seen {
 			r.isNew = !had
