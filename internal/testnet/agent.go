@@ -213,6 +213,13 @@ func (a *Agent) Close(t testing.TB, name string) {
 	a.send(t, "close "+name)
 }
 
+// Abort makes the agent close the named connection with SO_LINGER 0: the
+// kernel sends a reset instead of a FIN and keeps no TIME_WAIT.
+func (a *Agent) Abort(t testing.TB, name string) {
+	t.Helper()
+	a.send(t, "abort "+name)
+}
+
 func (a *Agent) send(t testing.TB, line string) {
 	t.Helper()
 	if _, err := io.WriteString(a.stdin, line+"\n"); err != nil {
@@ -325,6 +332,11 @@ func runAgent(specJSON string) error {
 			n, _ := strconv.Atoi(f[2])
 			go ag.write(f[1], c, n)
 		case "close":
+			c.Close()
+		case "abort":
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
 			c.Close()
 		}
 	}

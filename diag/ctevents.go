@@ -1,0 +1,228 @@
+package diag
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpvet/tcpvet/netns"
+)
+
+// nfnlgrpConntrackDestroy is NFNLGRP_CONNTRACK_DESTROY
+// (include/uapi/linux/netfilter/nfnetlink.h).
+const nfnlgrpConntrackDestroy = 3
+
+// ErrCTEventsDenied reports that the kernel refused conntrack's destroy
+// events (joining the ctnetlink group takes CAP_NET_ADMIN).
+var ErrCTEventsDenied = errors.New("the kernel refused conntrack destroy events (CAP_NET_ADMIN needed)")
+
+// FlowEnd is a TCP conntrack entry the kernel destroyed: timed out, or
+// deleted by a rule, a flush or conntrack -D. An entry whose TCP state
+// was ESTABLISHED when it went was forgotten while its connection may
+// still have been open: the path forgot it.
+type FlowEnd struct {
+	// OrigSrc → OrigDst is the direction of the entry's first packet;
+	// ReplySrc → ReplyDst the answer's, after any NAT.
+	OrigSrc, OrigDst   netip.AddrPort
+	ReplySrc, ReplyDst netip.AddrPort
+	// Status is the entry's IPS_* bits (seen reply, assured, NAT...).
+	Status conntrack.Status
+	// TCPState is conntrack's TCP state when the entry went, such as
+	// ESTABLISHED or TIME_WAIT; empty when the kernel sent none.
+	TCPState string
+	// Start and Stop are the entry's life as the kernel timed it; zero
+	// unless net.netfilter.nf_conntrack_timestamp is on.
+	Start, Stop time.Time
+	// At is when tcpvet read the event.
+	At time.Time
+}
+
+// Tracks reports whether the entry tracked the connection a socket at
+// local sees to remote: a client by the entry's original direction, a
+// server behind DNAT by its reply direction.
+func (f *FlowEnd) Tracks(local, remote netip.AddrPort) bool {
+	k := keyOf(local, remote)
+	return k == keyOf(f.OrigSrc, f.OrigDst) || k == keyOf(f.ReplySrc, f.ReplyDst)
+}
+
+// Forgotten reports whether the entry went while its connection was
+// established, rather than after conntrack saw it close.
+func (f *FlowEnd) Forgotten() bool { return f.TCPState == "ESTABLISHED" }
+
+// flowEnd turns a destroy event's flow into a FlowEnd.
+func flowEnd(fl *conntrack.Flow, at time.Time) FlowEnd {
+	ap := func(t conntrack.Tuple, src bool) netip.AddrPort {
+		if src {
+			return netip.AddrPortFrom(t.IP.SourceAddress, t.Proto.SourcePort)
+		}
+		return netip.AddrPortFrom(t.IP.DestinationAddress, t.Proto.DestinationPort)
+	}
+	e := FlowEnd{
+		OrigSrc: ap(fl.TupleOrig, true), OrigDst: ap(fl.TupleOrig, false),
+		ReplySrc: ap(fl.TupleReply, true), ReplyDst: ap(fl.TupleReply, false),
+		Status: fl.Status,
+		Start:  fl.Timestamp.Start, Stop: fl.Timestamp.Stop,
+		At: at,
+	}
+	// The kernel sends the TCP state of a destroyed entry with its
+	// protocol info; a zero ProtoInfo means it sent none.
+	if tcp := fl.ProtoInfo.TCP; tcp != nil && int(tcp.State) < len(conntrackStates) {
+		e.TCPState = conntrackStates[tcp.State]
+	}
+	return e
+}
+
+// CTWatch receives the TCP conntrack entries one namespace's table
+// destroys, from the moment WatchFlowEnds returns until Close or the end
+// of its context.
+type CTWatch struct {
+	c    *netlink.Conn
+	rc   syscall.RawConn
+	ends chan FlowEnd
+	stop chan struct{}
+	done chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	lost   uint64
+	err    error
+}
+
+// WatchFlowEnds subscribes to the destroy events of the conntrack table
+// of ns, keeping the TCP ones. It returns an error wrapping
+// ErrCTEventsDenied when the kernel refuses.
+//
+// The events are read here rather than by ti-mo/conntrack's Listen, whose
+// workers stop at the first receive error: an overflow (ENOBUFS) would end
+// the watch instead of being counted, as Lost counts it here.
+//
+// A table that tracks an entry only sends its destroy event if the entry
+// has conntrack's event extension, which net.netfilter.nf_conntrack_events
+// decides when the entry is created: with 1 every entry has it; with 2,
+// the default since Linux 6.0, only entries created while some program
+// listened for events. Entries older than the watch may go unannounced.
+func WatchFlowEnds(ctx context.Context, ns *netns.NS) (*CTWatch, error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, netlinkConfig(ns))
+	if err != nil {
+		return nil, fmt.Errorf("open ctnetlink in %s: %w", ns.Path, err)
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("open ctnetlink in %s: %w", ns.Path, err)
+	}
+	if err := growReadBuffer(c, rc, destroyReadBuffer); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("size the ctnetlink receive buffer: %w", err)
+	}
+	if err := c.JoinGroup(nfnlgrpConntrackDestroy); err != nil {
+		c.Close()
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return nil, fmt.Errorf("%w: in %s: %v", ErrCTEventsDenied, ns.Path, err)
+		}
+		return nil, fmt.Errorf("join conntrack destroy events in %s: %w", ns.Path, err)
+	}
+	w := &CTWatch{c: c, rc: rc, ends: make(chan FlowEnd, destroyBacklog), stop: make(chan struct{}), done: make(chan struct{})}
+	go w.read(ns.Path)
+	go func() {
+		select {
+		case <-ctx.Done():
+			w.Close()
+		case <-w.done:
+		}
+	}()
+	return w, nil
+}
+
+// Ends delivers each TCP entry destroyed. It is closed after Close, the
+// end of the context, or an error (Err says which).
+func (w *CTWatch) Ends() <-chan FlowEnd { return w.ends }
+
+// Lost counts the events the kernel dropped for want of room in tcpvet's
+// receive buffer, of every protocol: a dropped event's protocol is
+// unknown.
+func (w *CTWatch) Lost() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		if n, err := socketDrops(w.rc); err == nil {
+			w.lost = n
+		}
+	}
+	return w.lost
+}
+
+// Err is the error that ended the watch early, nil after Close or the end
+// of the context.
+func (w *CTWatch) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Close ends the watch. Ends is closed once the reader has stopped.
+func (w *CTWatch) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	if n, err := socketDrops(w.rc); err == nil {
+		w.lost = n
+	}
+	w.closed = true
+	close(w.stop)
+	return w.c.Close()
+}
+
+func (w *CTWatch) fail(err error) {
+	w.mu.Lock()
+	if !w.closed {
+		w.err = err
+	}
+	w.mu.Unlock()
+}
+
+// read decodes destroy events until the socket closes, counting every
+// overflow as DestroyWatch.read does.
+func (w *CTWatch) read(where string) {
+	defer close(w.ends)
+	defer close(w.done)
+	buf := make([]byte, 8<<10)
+	for {
+		ms, err := receiveDatagram(w.rc, buf)
+		switch {
+		case errors.Is(err, unix.ENOBUFS):
+			w.Lost()
+			continue
+		case err != nil:
+			w.fail(fmt.Errorf("read conntrack events in %s: %w", where, err))
+			return
+		}
+		at := time.Now()
+		for _, m := range ms {
+			var e conntrack.Event
+			if err := e.Unmarshal(m); err != nil {
+				w.fail(fmt.Errorf("read conntrack events in %s: %w: %v", where, errCTAnswer, err))
+				w.Close()
+				return
+			}
+			if e.Type != conntrack.EventDestroy || e.Flow == nil || e.Flow.TupleOrig.Proto.Protocol != unix.IPPROTO_TCP {
+				continue
+			}
+			select {
+			case w.ends <- flowEnd(e.Flow, at):
+			case <-w.stop:
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,275 @@
+package diag
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpvet/tcpvet/netns"
+)
+
+// The sock_diag multicast groups that announce TCP sockets being freed
+// (enum sknetlink_groups, include/uapi/linux/sock_diag.h).
+const (
+	sknlgrpInetTCPDestroy  = 1
+	sknlgrpInet6TCPDestroy = 3
+)
+
+// destroyReadBuffer is the receive buffer asked for a destroy watch. The
+// kernel sends each death as its own datagram of about 400 bytes, which
+// costs about 1.3 KiB of buffer (the skb's true size, what SO_RCVBUF
+// counts), and doubles what it is asked for: 4 MiB holds some 6,000 deaths
+// the reader has not yet taken, several seconds of a node closing a
+// thousand connections a second.
+const destroyReadBuffer = 4 << 20
+
+// destroyBacklog is how many decoded deaths wait for the consumer before
+// the reader stops reading and lets the socket's buffer fill.
+const destroyBacklog = 1024
+
+// ErrDestroyDenied reports that the kernel refused to announce socket
+// deaths (joining the sock_diag destroy groups failed for lack of
+// privilege): the caller leaves deaths out and says why.
+var ErrDestroyDenied = errors.New("the kernel refused to announce socket deaths (CAP_NET_ADMIN needed)")
+
+// errDeathMessage reports a destroy notification tcpvet cannot read.
+var errDeathMessage = errors.New("unexpected sock_diag destroy notification")
+
+// Death is a TCP socket freed by the kernel, as sock_diag announced it.
+//
+// The kernel announces a socket when it frees it (__sk_free calls
+// sock_diag_broadcast_destroy), which is after everything else: the
+// application has closed its descriptor and the kernel has finished with
+// the connection (a reset, a give-up, the last ACK of a close, or the
+// move to TIME_WAIT, whose small timewait socket is never announced). A
+// connection reset or timed out while its application still holds it is
+// announced only when the application closes it. Request sockets
+// (SYN_RECV) and TIME_WAIT sockets are never announced.
+type Death struct {
+	// Cookie is the kernel's socket cookie, the socket's identity in
+	// sock_diag (Socket.ID is it in hex).
+	Cookie uint64
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+	// State is the socket's state when freed: CLOSE for every connection
+	// (tcp_done has run), LISTEN's end is CLOSE too.
+	State State
+	// RecvQ and SendQ are what was left unread and unacknowledged.
+	RecvQ, SendQ uint32
+	// Info is the socket's final tcp_info, nil if the kernel sent none.
+	Info *TCPInfo
+	// At is when tcpvet read the announcement: the socket was freed
+	// shortly before (the kernel announces from a work queue).
+	At time.Time
+}
+
+// ID is the death's socket cookie in hex, as Socket.ID.
+func (d *Death) ID() string { return strconv.FormatUint(d.Cookie, 16) }
+
+// decodeDeath decodes one destroy notification: an inet_diag reply
+// (SOCK_DIAG_BY_FAMILY) carrying INET_DIAG_PROTOCOL and INET_DIAG_INFO,
+// read by the decoder dumps use.
+func decodeDeath(m netlink.Message, at time.Time) (Death, error) {
+	if m.Header.Type != sockDiagByFamily {
+		return Death{}, fmt.Errorf("%w: message type %d", errDeathMessage, m.Header.Type)
+	}
+	s, err := decodeDiagMsg(m.Data)
+	if err != nil {
+		return Death{}, err
+	}
+	return Death{
+		Cookie: s.Cookie,
+		Local:  s.Local,
+		Remote: s.Remote,
+		State:  s.State,
+		RecvQ:  s.RecvQ,
+		SendQ:  s.SendQ,
+		Info:   s.Info,
+		At:     at,
+	}, nil
+}
+
+// DestroyWatch receives the deaths of one namespace's TCP sockets from
+// the moment WatchDestroys returns until Close or the end of its context.
+type DestroyWatch struct {
+	c      *netlink.Conn
+	rc     syscall.RawConn
+	deaths chan Death
+	// stop is closed by Close; done by the reader when it has stopped.
+	stop chan struct{}
+	done chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	lost   uint64
+	err    error
+}
+
+// WatchDestroys subscribes to the deaths of every TCP socket (IPv4 and
+// IPv6) in ns. The socket is opened inside ns, so no thread of ours enters
+// it. It returns an error wrapping ErrDestroyDenied when the kernel
+// refuses the subscription.
+//
+// Nothing is missed silently: an announcement the kernel could not queue,
+// the receive buffer being full, is counted in Lost.
+func WatchDestroys(ctx context.Context, ns *netns.NS) (*DestroyWatch, error) {
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, netlinkConfig(ns))
+	if err != nil {
+		return nil, fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
+	}
+	if err := growReadBuffer(c, rc, destroyReadBuffer); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("size the sock_diag receive buffer: %w", err)
+	}
+	for _, g := range []uint32{sknlgrpInetTCPDestroy, sknlgrpInet6TCPDestroy} {
+		if err := c.JoinGroup(g); err != nil {
+			c.Close()
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+				return nil, fmt.Errorf("%w: in %s: %v", ErrDestroyDenied, ns.Path, err)
+			}
+			return nil, fmt.Errorf("join sock_diag destroy group %d in %s: %w", g, ns.Path, err)
+		}
+	}
+	w := &DestroyWatch{c: c, rc: rc, deaths: make(chan Death, destroyBacklog), stop: make(chan struct{}), done: make(chan struct{})}
+	go w.read(ns.Path)
+	go func() {
+		select {
+		case <-ctx.Done():
+			w.Close()
+		case <-w.done:
+		}
+	}()
+	return w, nil
+}
+
+// Deaths delivers each death as it is announced. It is closed after Close,
+// the end of the context, or an error (Err says which).
+func (w *DestroyWatch) Deaths() <-chan Death { return w.deaths }
+
+// Lost counts the deaths the kernel announced but could not queue for
+// tcpvet, its receive buffer full: every one the kernel dropped (the
+// socket's drop counter), not just the overflows.
+func (w *DestroyWatch) Lost() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		if n, err := socketDrops(w.rc); err == nil {
+			w.lost = n
+		}
+	}
+	return w.lost
+}
+
+// Err is the error that ended the watch early, nil after Close or the end
+// of the context.
+func (w *DestroyWatch) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Close ends the watch. Deaths is closed once the reader has stopped.
+func (w *DestroyWatch) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	if n, err := socketDrops(w.rc); err == nil {
+		w.lost = n
+	}
+	w.closed = true
+	close(w.stop)
+	return w.c.Close()
+}
+
+// read decodes announcements until the socket closes, counting every
+// overflow: the kernel reports one as ENOBUFS, once, and drops every
+// announcement after it until the queue drains.
+func (w *DestroyWatch) read(where string) {
+	defer close(w.deaths)
+	defer close(w.done)
+	buf := make([]byte, 8<<10)
+	for {
+		ms, err := receiveDatagram(w.rc, buf)
+		switch {
+		case errors.Is(err, unix.ENOBUFS):
+			w.Lost()
+			continue
+		case err != nil:
+			w.mu.Lock()
+			if !w.closed {
+				w.err = fmt.Errorf("read socket deaths in %s: %w", where, err)
+			}
+			w.mu.Unlock()
+			return
+		}
+		at := time.Now()
+		for _, m := range ms {
+			d, err := decodeDeath(m, at)
+			if err != nil {
+				w.mu.Lock()
+				w.err = fmt.Errorf("read socket deaths in %s: %w", where, err)
+				w.mu.Unlock()
+				w.Close()
+				return
+			}
+			select {
+			case w.deaths <- d:
+			case <-w.stop:
+				return
+			}
+		}
+	}
+}
+
+// growReadBuffer sets the socket's receive buffer to n bytes, past
+// net.core.rmem_max when tcpvet may (SO_RCVBUFFORCE takes CAP_NET_ADMIN),
+// else as far as rmem_max lets SO_RCVBUF go.
+func growReadBuffer(c *netlink.Conn, rc syscall.RawConn, n int) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+	}); err != nil {
+		return err
+	}
+	if serr == nil {
+		return nil
+	}
+	return c.SetReadBuffer(n)
+}
+
+// socketDrops reads how many messages the kernel dropped for want of room
+// in the socket's receive buffer (SO_MEMINFO's SK_MEMINFO_DROPS).
+func socketDrops(rc syscall.RawConn) (uint64, error) {
+	var mem [unix.SK_MEMINFO_VARS * 4]byte
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		l := uint32(len(mem))
+		// The kernel writes an array of u32 into a byte buffer, read
+		// below with encoding/binary.
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
+	}); err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, errno
+	}
+	return uint64(binary.NativeEndian.Uint32(mem[unix.SK_MEMINFO_DROPS*4:])), nil
+}
