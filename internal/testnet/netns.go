@@ -132,3 +132,21 @@ func NewPath(t testing.TB, clientNet, serverNet int) *Path {
 	p.Router.Sysctl(t, "net.ipv4.ip_forward", "1")
 	return p
 }
+
+// ServiceVIP makes the router a service's node, as kube-proxy makes one:
+// it tracks every flow it forwards, holds vip on its loopback, and
+// translates vip's ports 7000-7099 to the server (DNAT). With
+// nf_conntrack_tcp_loose=0 a flow whose entry timed out is no longer
+// translated and meets the router's own stack at vip, which resets it.
+func (p *Path) ServiceVIP(t testing.TB, vip string) {
+	t.Helper()
+	r := p.Router
+	r.Run(t, "nft", "add table inet fw")
+	r.Run(t, "nft", "add chain inet fw forward_filter { type filter hook forward priority 0 ; }")
+	// Any ct expression hooks conntrack into the router.
+	r.Run(t, "nft", "add rule inet fw forward_filter ct state new counter")
+	r.Run(t, "ip", "addr", "add", vip+"/32", "dev", "lo")
+	r.Run(t, "nft", "add table ip svc")
+	r.Run(t, "nft", "add chain ip svc pre { type nat hook prerouting priority -100 ; }")
+	r.Run(t, "nft", fmt.Sprintf("add rule ip svc pre ip daddr %s tcp dport 7000-7099 dnat to %s", vip, p.ServerAddr.V4))
+}
