@@ -1,0 +1,305 @@
+package watch
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+)
+
+// The causes of a connection's death.
+const (
+	// CauseReset: a reset from the peer or the path ended it.
+	CauseReset = "reset"
+	// CauseTimeout: the kernel gave up on it, its retransmissions or
+	// probes unanswered.
+	CauseTimeout = "timeout"
+	// CauseClosed: it was closed by an application: a FIN exchange, or
+	// its own application aborting it.
+	CauseClosed = "closed"
+	// CauseUnknown: the evidence does not tell.
+	CauseUnknown = "unknown"
+)
+
+// Closed is a connection that ended during a watch, and how.
+type Closed struct {
+	// ID is the socket's cookie in hex, as diag.Socket.ID.
+	ID     string         `json:"id"`
+	Local  netip.AddrPort `json:"local"`
+	Remote netip.AddrPort `json:"remote"`
+	// Cause is one of the Cause constants.
+	Cause string `json:"cause"`
+	// Why says in one sentence how tcpvet knows the cause.
+	Why string `json:"why"`
+	// LivedS is how long the connection was known to live: from the
+	// first sample that saw it to the kernel's announcement of its death.
+	// It is a lower bound of its age (the kernel does not say when a
+	// connection was born); nil when no sample saw it.
+	LivedS *float64 `json:"lived_s"`
+	// LastState is the state the last sample saw it in; empty when no
+	// sample saw it.
+	LastState string `json:"last_state,omitempty"`
+	// PathForgotAt is when the path's conntrack destroyed the
+	// connection's entry while it was established, before the socket
+	// died; nil when no such event was seen.
+	PathForgotAt *time.Time `json:"path_forgot_at,omitempty"`
+	// TCPInfo is the final tcp_info the kernel sent with the death, else
+	// the last one sampled.
+	TCPInfo *diag.TCPInfo `json:"tcp_info"`
+}
+
+// History is what a watch knew of a socket besides its death.
+type History struct {
+	// FirstSeen is when a sample first saw the socket; LastAt when the
+	// last did (the sample Classify gets as last). Both are zero when no
+	// sample saw it. LastAt must be no later than the moment that sample
+	// read the socket, as Snapshot.TakenAt is: Classify takes an ACK
+	// stamped after it for one the sample did not count.
+	FirstSeen, LastAt time.Time
+	// Forgotten are the conntrack entries that tracked the connection and
+	// were destroyed while the socket lived, as diag.WatchFlowEnds
+	// delivered them.
+	Forgotten []diag.FlowEnd
+}
+
+// IsConnection reports whether a death ended a connection, rather than a
+// listener or a socket that never had a peer: the only deaths a watch
+// reports.
+func IsConnection(last *diag.Socket, d diag.Death) bool {
+	if last != nil {
+		return last.State != diag.Listen && last.Remote.Port() != 0
+	}
+	// An aborted connection keeps its peer's address but not its port
+	// (tcp_disconnect); a socket that never connected has neither.
+	return d.Remote.Addr().IsValid() && !d.Remote.Addr().IsUnspecified()
+}
+
+// Classify says how the connection whose last sample is last (nil if no
+// sample saw it) died, from the kernel's announcement d and what the
+// watch saw of it before.
+//
+// The kernel announces a connection's death with its final tcp_info but
+// not the error it ended with (sk_err is not in tcp_info), so the cause is
+// read from what the death left behind, with these kernel facts, each
+// checked against a real kernel (Linux 6.18) by TestDeathsOnAKernel and
+// TestClosedCauses:
+//
+//   - Every announced connection is in CLOSE: tcp_done has run. tcp_reset
+//     and tcp_done_with_error (a give-up) purge the write queue, which
+//     zeroes unacked and backoff; retransmits (icsk_retransmits), probes
+//     (icsk_probes_out), retrans, lost and the byte counters survive, and
+//     so does SendQ (write_seq - snd_una): data never acknowledged.
+//   - bytes_acked counts every sequence number acknowledged: the data,
+//     the FIN, and for the end that connected, its SYN. So all data and
+//     the FIN were acknowledged exactly when SendQ is 0 and bytes_acked -
+//     (bytes_sent - bytes_retrans) is 1, plus 1 for the connecting end:
+//     which end that is, a sample of the open connection tells (the same
+//     difference, 1 or 0, while no FIN was sent); without one a
+//     difference of 2 still proves it, and 0 disproves it.
+//   - An application that closes with SO_LINGER 0 (or disconnects) runs
+//     tcp_disconnect: a reset is sent and the socket is wiped, its
+//     remote port and every counter (segs_in, segs_out, bytes_acked)
+//     zero. One that closes with data unread sends a reset too
+//     (tcp_close), and the death keeps RecvQ > 0.
+//   - A retransmission give-up (TCP_USER_TIMEOUT or tcp_retries2) leaves
+//     retransmits > 0; a keepalive give-up leaves probes = the probe count
+//     (and sends a reset of its own: segs_out moves, segs_in does not).
+//   - Every segment received counts in segs_in; every acceptable ACK
+//     stamps last_ack_recv (tcp_ack), a reset does not (tcp_reset runs
+//     before tcp_ack). So a segment that arrived after the last sample
+//     while no ACK did was a reset.
+func Classify(last *diag.Socket, d diag.Death, h History) Closed {
+	c := Closed{ID: d.ID(), Local: d.Local, Remote: d.Remote, TCPInfo: d.Info}
+	if last != nil {
+		c.LastState = last.State.String()
+		if c.TCPInfo == nil {
+			c.TCPInfo = last.TCPInfo
+		}
+		// A death wiped by tcp_disconnect has lost its addresses.
+		if d.Remote.Port() == 0 {
+			c.Local, c.Remote = last.Local, last.Remote
+		}
+	}
+	if !h.FirstSeen.IsZero() && !d.At.Before(h.FirstSeen) {
+		s := d.At.Sub(h.FirstSeen).Seconds()
+		c.LivedS = &s
+	}
+	c.Cause, c.Why = cause(last, d, h)
+	if f := forgotten(h.Forgotten, d.At); f != nil && (c.Cause == CauseReset || c.Cause == CauseTimeout || c.Cause == CauseUnknown) {
+		at := f.At
+		c.PathForgotAt = &at
+		c.Why += fmt.Sprintf("; the path had forgotten it: its conntrack entry (%s → %s) was destroyed while established %s before", f.OrigSrc, f.OrigDst, roundDur(d.At.Sub(f.At)))
+	}
+	return c
+}
+
+// forgotten is the first entry in ends destroyed while established
+// before the death at at.
+func forgotten(ends []diag.FlowEnd, at time.Time) *diag.FlowEnd {
+	for i := range ends {
+		if ends[i].Forgotten() && !ends[i].At.After(at) {
+			return &ends[i]
+		}
+	}
+	return nil
+}
+
+// closingStates are the states a connection is in once a FIN went one way
+// and was acknowledged, or came the other: only a FIN exchange leads there.
+var closingStates = map[diag.State]string{
+	diag.FinWait2:  "its FIN was acknowledged",
+	diag.TimeWait:  "FINs went both ways",
+	diag.CloseWait: "the peer had sent its FIN",
+	diag.LastAck:   "the peer had sent its FIN and it answered with its own",
+	diag.Closing:   "FINs crossed",
+}
+
+func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
+	info := d.Info
+	if info == nil {
+		if last != nil {
+			if why, ok := closingStates[last.State]; ok {
+				return CauseClosed, fmt.Sprintf("the last sample saw it in %s (%s); the kernel sent no final tcp_info", last.State, why)
+			}
+		}
+		return CauseUnknown, "the kernel sent no final tcp_info with its death"
+	}
+	var lastInfo *diag.TCPInfo
+	if last != nil {
+		lastInfo = last.TCPInfo
+	}
+
+	// tcp_disconnect: the application aborted it.
+	if d.Remote.Port() == 0 && info.SegsIn == 0 && info.SegsOut == 0 && info.BytesAcked == 0 {
+		return CauseClosed, "its application aborted it (SO_LINGER 0): the kernel sent a reset and wiped the socket, its remote port and counters zero"
+	}
+
+	if fin, known := finAcked(lastInfo, last, d); known && fin {
+		why := "its FIN was acknowledged: bytes_acked counts the FIN's sequence number past every byte sent"
+		if last != nil {
+			if w, ok := closingStates[last.State]; ok {
+				why = fmt.Sprintf("its FIN was acknowledged, and the last sample saw it in %s (%s)", last.State, w)
+			}
+		}
+		return CauseClosed, why
+	}
+	if last != nil {
+		if why, ok := closingStates[last.State]; ok {
+			return CauseClosed, fmt.Sprintf("the last sample saw it in %s: %s", last.State, why)
+		}
+	}
+
+	// What arrived since the last sample that saw it alive.
+	arrived, resetSince := false, false
+	if lastInfo != nil && last.State != diag.Close && !h.LastAt.IsZero() {
+		arrived = info.SegsIn != lastInfo.SegsIn
+		sinceSample := d.At.Sub(h.LastAt)
+		noACK := time.Duration(info.LastAckRecv)*time.Millisecond >= sinceSample
+		resetSince = arrived && noACK
+	}
+
+	if info.Retransmits > 0 || info.Probes > 0 {
+		switch {
+		case resetSince:
+			return CauseReset, fmt.Sprintf("a segment arrived after the last sample (segs_in %d → %d) but no ACK did (last ACK %s before its death): a reset, while it was %s",
+				lastInfo.SegsIn, info.SegsIn, roundDur(time.Duration(info.LastAckRecv)*time.Millisecond), retrying(info))
+		case lastInfo != nil && last.State != diag.Close && !h.LastAt.IsZero() && !arrived:
+			return CauseTimeout, fmt.Sprintf("the kernel gave up: it died %s, and nothing arrived after the last sample (segs_in %d)%s",
+				retrying(info), info.SegsIn, budget(last, info))
+		case arrived:
+			return CauseUnknown, fmt.Sprintf("it died %s, but ACKs arrived after the last sample (segs_in %d → %d), so a reset among them looks the same as a give-up",
+				retrying(info), lastInfo.SegsIn, info.SegsIn)
+		}
+		return CauseUnknown, fmt.Sprintf("it died %s, but no sample of it open shows that nothing arrived after: a reset then looks the same as a give-up", retrying(info))
+	}
+
+	if d.RecvQ > 0 {
+		switch {
+		case resetSince:
+			return CauseReset, fmt.Sprintf("a segment arrived after the last sample (segs_in %d → %d) but no ACK did: a reset, with %d bytes left unread", lastInfo.SegsIn, info.SegsIn, d.RecvQ)
+		case lastInfo != nil && last.State != diag.Close && !h.LastAt.IsZero() && !arrived:
+			return CauseClosed, fmt.Sprintf("its application closed it with %d bytes unread and nothing arrived after the last sample: the kernel sent a reset (tcp_close)", d.RecvQ)
+		}
+		return CauseUnknown, fmt.Sprintf("it died with %d bytes unread: its application closing it so (the kernel then sends a reset) and a reset from the peer look the same without a sample", d.RecvQ)
+	}
+
+	if last != nil && last.State == diag.Close {
+		return CauseReset, "the last sample saw it already in CLOSE with its application still holding it, with no retransmission or probe unanswered: a reset ended it"
+	}
+	// No FIN acknowledged, nothing retransmitted or probed, nothing
+	// unread, not aborted: only a reset takes an open connection to
+	// CLOSE so (or an administrator's ss -K, which looks the same).
+	if fin, known := finAcked(lastInfo, last, d); known && !fin {
+		if last != nil && last.State == diag.SynSent {
+			return CauseReset, "its connect was refused: it died in SYN_SENT without a retransmission, a reset answering its SYN"
+		}
+		what := "it died with no FIN of its own acknowledged (bytes_acked counts none)"
+		if d.SendQ > 0 {
+			what = fmt.Sprintf("it died with %d bytes sent and never acknowledged", d.SendQ)
+		}
+		if resetSince {
+			what += fmt.Sprintf(", a segment after the last sample (segs_in %d → %d) and no ACK", lastInfo.SegsIn, info.SegsIn)
+		}
+		return CauseReset, what + ", nothing retransmitted or probed, nothing unread: only a reset ends a connection so"
+	}
+	return CauseUnknown, "no sample of the open connection tells which end connected, so its final counters cannot tell a FIN from a reset"
+}
+
+// finAcked reports whether all the data and a FIN the socket sent were
+// acknowledged at its death, and whether that is known (see Classify).
+func finAcked(lastInfo *diag.TCPInfo, last *diag.Socket, d diag.Death) (fin, known bool) {
+	info := d.Info
+	if d.SendQ > 0 {
+		return false, true
+	}
+	diff := int64(info.BytesAcked) - int64(info.BytesSent-info.BytesRetrans)
+	// The connecting end's bytes_acked counts its SYN too: a sample of
+	// the open connection with nothing in flight and no FIN sent says
+	// whether this is that end.
+	if lastInfo != nil && (last.State == diag.Established || last.State == diag.CloseWait) && last.SendQ == 0 && lastInfo.Unacked == 0 {
+		syn := int64(lastInfo.BytesAcked) - int64(lastInfo.BytesSent-lastInfo.BytesRetrans)
+		if syn == 0 || syn == 1 {
+			return diff == syn+1, true
+		}
+	}
+	switch diff {
+	case 2:
+		return true, true
+	case 0:
+		return false, true
+	}
+	return false, false
+}
+
+// retrying says what the socket was doing when it died.
+func retrying(info *diag.TCPInfo) string {
+	switch {
+	case info.Retransmits > 0 && info.Probes > 0:
+		return fmt.Sprintf("retransmitting (%d times) and probing (%d probes)", info.Retransmits, info.Probes)
+	case info.Retransmits > 0:
+		return fmt.Sprintf("retransmitting, %d times unanswered", info.Retransmits)
+	}
+	return fmt.Sprintf("probing, %d probes unanswered", info.Probes)
+}
+
+// budget names the limit the kernel gave up at, when the last sample
+// knew it.
+func budget(last *diag.Socket, info *diag.TCPInfo) string {
+	switch {
+	case info.Retransmits > 0 && last.UserTimeoutMS != nil && *last.UserTimeoutMS > 0:
+		return fmt.Sprintf(", past its TCP_USER_TIMEOUT of %s (no ACK for %s)", roundDur(time.Duration(*last.UserTimeoutMS)*time.Millisecond), roundDur(time.Duration(info.LastAckRecv)*time.Millisecond))
+	case info.Retransmits == 0 && last.Keepalive.Probes != nil && int(info.Probes) >= *last.Keepalive.Probes:
+		return fmt.Sprintf(", its keepalive's %d probes spent", *last.Keepalive.Probes)
+	}
+	return ""
+}
+
+// roundDur writes d in seconds to a tenth, or in milliseconds under one.
+func roundDur(d time.Duration) string {
+	if d < time.Second {
+		return strconv.FormatInt(d.Milliseconds(), 10) + " ms"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + " s"
+}
