@@ -58,9 +58,10 @@ type History struct {
 	// read the socket, as Snapshot.TakenAt is: Classify takes an ACK
 	// stamped after it for one the sample did not count.
 	FirstSeen, LastAt time.Time
-	// Forgotten are the conntrack entries that tracked the connection and
-	// were destroyed while the socket lived, as diag.WatchFlowEnds
-	// delivered them.
+	// Forgotten are the conntrack entries that tracked the connection
+	// (FlowEnd.Tracks), as diag.WatchFlowEnds delivered them up to the
+	// death; an entry destroyed while established, read no later than
+	// 250 ms after the death, counts as the path forgetting it first.
 	Forgotten []diag.FlowEnd
 }
 
@@ -130,16 +131,27 @@ func Classify(last *diag.Socket, d diag.Death, h History) Closed {
 	if f := forgotten(h.Forgotten, d.At); f != nil && (c.Cause == CauseReset || c.Cause == CauseTimeout || c.Cause == CauseUnknown) {
 		at := f.At
 		c.PathForgotAt = &at
-		c.Why += fmt.Sprintf("; the path had forgotten it: its conntrack entry (%s → %s) was destroyed while established %s before", f.OrigSrc, f.OrigDst, roundDur(d.At.Sub(f.At)))
+		c.Why += fmt.Sprintf("; the path had forgotten it: its conntrack entry (%s → %s) was destroyed while established", f.OrigSrc, f.OrigDst)
+		if ago := d.At.Sub(f.At); ago >= 0 {
+			c.Why += " " + roundDur(ago) + " before the kernel announced its death"
+		}
 	}
 	return c
 }
+
+// forgetSlack is how much later than a death's announcement an entry's
+// end may be read and still count as before it. Both times are when
+// tcpvet read the kernel's messages, from two sockets, each by its own
+// goroutine: their order is only as good as those goroutines' scheduling.
+// An entry that outlives its connection does so by its own timeout, which
+// is longer.
+const forgetSlack = 250 * time.Millisecond
 
 // forgotten is the first entry in ends destroyed while established
 // before the death at at.
 func forgotten(ends []diag.FlowEnd, at time.Time) *diag.FlowEnd {
 	for i := range ends {
-		if ends[i].Forgotten() && !ends[i].At.After(at) {
+		if ends[i].Forgotten() && !ends[i].At.After(at.Add(forgetSlack)) {
 			return &ends[i]
 		}
 	}

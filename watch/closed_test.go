@@ -155,7 +155,14 @@ func TestClassifyFields(t *testing.T) {
 	if c.Cause != CauseReset || c.PathForgotAt == nil || !c.PathForgotAt.Equal(forgot.At) || !strings.Contains(c.Why, "the path had forgotten it") {
 		t.Errorf("cause %q, path forgot at %v, why %q: want a reset, the path's entry gone 200 ms before", c.Cause, c.PathForgotAt, c.Why)
 	}
-	// An entry that went after the death, or in TIME_WAIT, forgot nothing.
+	// An entry that went after the death, or in TIME_WAIT, forgot nothing;
+	// one read just after the death's announcement did.
+	near := forgot
+	near.At = d.At.Add(100 * time.Millisecond)
+	h.Forgotten = []diag.FlowEnd{near}
+	if c := Classify(last, d, h); c.PathForgotAt == nil {
+		t.Errorf("an entry read 100 ms after the death: the path forgot nothing")
+	}
 	late, closed := forgot, forgot
 	late.At = d.At.Add(time.Second)
 	closed.TCPState = "TIME_WAIT"
