@@ -112,6 +112,9 @@ type CTWatch struct {
 func WatchFlowEnds(ctx context.Context, ns *netns.NS) (*CTWatch, error) {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, netlinkConfig(ns))
 	if err != nil {
+		if denied(err) {
+			return nil, fmt.Errorf("%w: open ctnetlink in %s: %v", ErrCTEventsDenied, ns.Path, err)
+		}
 		return nil, fmt.Errorf("open ctnetlink in %s: %w", ns.Path, err)
 	}
 	rc, err := c.SyscallConn()
@@ -125,7 +128,7 @@ func WatchFlowEnds(ctx context.Context, ns *netns.NS) (*CTWatch, error) {
 	}
 	if err := c.JoinGroup(nfnlgrpConntrackDestroy); err != nil {
 		c.Close()
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		if denied(err) {
 			return nil, fmt.Errorf("%w: in %s: %v", ErrCTEventsDenied, ns.Path, err)
 		}
 		return nil, fmt.Errorf("join conntrack destroy events in %s: %w", ns.Path, err)
@@ -183,6 +186,7 @@ func (w *CTWatch) Close() error {
 	return w.c.Close()
 }
 
+// fail records the error that ends the watch, unless Close ended it.
 func (w *CTWatch) fail(err error) {
 	w.mu.Lock()
 	if !w.closed {

@@ -38,9 +38,12 @@ const destroyReadBuffer = 4 << 20
 const destroyBacklog = 1024
 
 // ErrDestroyDenied reports that the kernel refused to announce socket
-// deaths (joining the sock_diag destroy groups failed for lack of
-// privilege): the caller leaves deaths out and says why.
-var ErrDestroyDenied = errors.New("the kernel refused to announce socket deaths (CAP_NET_ADMIN needed)")
+// deaths: the caller leaves deaths out and says why. Linux lets any
+// process join the destroy groups of its own namespace (sock_diag's
+// groups are NL_CFG_F_NONROOT_RECV; TestWatchUnprivileged holds it to
+// that), so the refusal comes from opening the socket inside another
+// namespace without the privilege to enter it, or from a security module.
+var ErrDestroyDenied = errors.New("the kernel refused to announce socket deaths")
 
 // errDeathMessage reports a destroy notification tcpvet cannot read.
 var errDeathMessage = errors.New("unexpected sock_diag destroy notification")
@@ -61,8 +64,8 @@ type Death struct {
 	Cookie uint64
 	Local  netip.AddrPort
 	Remote netip.AddrPort
-	// State is the socket's state when freed: CLOSE for every connection
-	// (tcp_done has run), LISTEN's end is CLOSE too.
+	// State is the socket's state when freed: CLOSE, for connections and
+	// listeners alike (tcp_done or tcp_close has run).
 	State State
 	// RecvQ and SendQ are what was left unread and unacknowledged.
 	RecvQ, SendQ uint32
@@ -99,6 +102,9 @@ func decodeDeath(m netlink.Message, at time.Time) (Death, error) {
 	}, nil
 }
 
+// denied reports whether err is the kernel refusing for lack of privilege.
+func denied(err error) bool { return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) }
+
 // DestroyWatch receives the deaths of one namespace's TCP sockets from
 // the moment WatchDestroys returns until Close or the end of its context.
 type DestroyWatch struct {
@@ -125,6 +131,9 @@ type DestroyWatch struct {
 func WatchDestroys(ctx context.Context, ns *netns.NS) (*DestroyWatch, error) {
 	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, netlinkConfig(ns))
 	if err != nil {
+		if denied(err) {
+			return nil, fmt.Errorf("%w: open sock_diag in %s: %v", ErrDestroyDenied, ns.Path, err)
+		}
 		return nil, fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
 	}
 	rc, err := c.SyscallConn()
@@ -139,7 +148,7 @@ func WatchDestroys(ctx context.Context, ns *netns.NS) (*DestroyWatch, error) {
 	for _, g := range []uint32{sknlgrpInetTCPDestroy, sknlgrpInet6TCPDestroy} {
 		if err := c.JoinGroup(g); err != nil {
 			c.Close()
-			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			if denied(err) {
 				return nil, fmt.Errorf("%w: in %s: %v", ErrDestroyDenied, ns.Path, err)
 			}
 			return nil, fmt.Errorf("join sock_diag destroy group %d in %s: %w", g, ns.Path, err)
@@ -198,6 +207,15 @@ func (w *DestroyWatch) Close() error {
 	return w.c.Close()
 }
 
+// fail records the error that ends the watch, unless Close ended it.
+func (w *DestroyWatch) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.err = err
+	}
+}
+
 // read decodes announcements until the socket closes, counting every
 // overflow: the kernel reports one as ENOBUFS, once, and drops every
 // announcement after it until the queue drains.
@@ -212,20 +230,14 @@ func (w *DestroyWatch) read(where string) {
 			w.Lost()
 			continue
 		case err != nil:
-			w.mu.Lock()
-			if !w.closed {
-				w.err = fmt.Errorf("read socket deaths in %s: %w", where, err)
-			}
-			w.mu.Unlock()
+			w.fail(fmt.Errorf("read socket deaths in %s: %w", where, err))
 			return
 		}
 		at := time.Now()
 		for _, m := range ms {
 			d, err := decodeDeath(m, at)
 			if err != nil {
-				w.mu.Lock()
-				w.err = fmt.Errorf("read socket deaths in %s: %w", where, err)
-				w.mu.Unlock()
+				w.fail(fmt.Errorf("read socket deaths in %s: %w", where, err))
 				w.Close()
 				return
 			}

@@ -249,7 +249,7 @@ func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
 		}
 		what := "it died with no FIN of its own acknowledged (bytes_acked counts none)"
 		if d.SendQ > 0 {
-			what = fmt.Sprintf("it died with %d bytes sent and never acknowledged", d.SendQ)
+			what = fmt.Sprintf("it died with SendQ %d, what it sent never acknowledged", d.SendQ)
 		}
 		if resetSince {
 			what += fmt.Sprintf(", a segment after the last sample (segs_in %d → %d) and no ACK", lastInfo.SegsIn, info.SegsIn)

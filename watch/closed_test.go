@@ -102,7 +102,7 @@ func TestClassify(t *testing.T) {
 			h: seen(), cause: CauseUnknown, why: "ACKs arrived after the last sample"},
 		{name: "reset by the path: data never acknowledged, nothing retransmitted, no sample",
 			d:     death(time.Second, 0, 100, diag.TCPInfo{BytesAcked: 1, BytesSent: 100, SegsIn: 2, SegsOut: 3, LastAckRecv: 6004}),
-			cause: CauseReset, why: "100 bytes sent and never acknowledged"},
+			cause: CauseReset, why: "SendQ 100, what it sent never acknowledged"},
 		{name: "reset by the peer while idle: one segment more, no ACK since the sample",
 			last: sample(diag.Established, open),
 			d:    death(2*time.Second, 0, 0, diag.TCPInfo{BytesAcked: 101, BytesSent: 100, SegsIn: 4, SegsOut: 4, LastAckRecv: 2500}),
