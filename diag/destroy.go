@@ -27,10 +27,10 @@ const (
 
 // destroyReadBuffer is the receive buffer asked for a destroy watch. The
 // kernel sends each death as its own datagram of about 400 bytes, which
-// costs about 1.3 KiB of buffer (the skb's true size, what SO_RCVBUF
-// counts), and doubles what it is asked for: 4 MiB holds some 6,000 deaths
-// the reader has not yet taken, several seconds of a node closing a
-// thousand connections a second.
+// costs 1,280 bytes of buffer (the skb's true size, what SO_RCVBUF counts;
+// measured on Linux 6.18), and doubles what it is asked for: 4 MiB holds
+// some 6,500 deaths the reader has not yet taken, several seconds of a
+// node closing a thousand connections a second.
 const destroyReadBuffer = 4 << 20
 
 // destroyBacklog is how many decoded deaths wait for the consumer before
@@ -54,10 +54,12 @@ var errDeathMessage = errors.New("unexpected sock_diag destroy notification")
 // sock_diag_broadcast_destroy), which is after everything else: the
 // application has closed its descriptor and the kernel has finished with
 // the connection (a reset, a give-up, the last ACK of a close, or the
-// move to TIME_WAIT, whose small timewait socket is never announced). A
-// connection reset or timed out while its application still holds it is
-// announced only when the application closes it. Request sockets
-// (SYN_RECV) and TIME_WAIT sockets are never announced.
+// hand-over to a timewait socket, which is never announced). An orphan
+// reaching FIN_WAIT2 is handed over at once, so the end that closes first
+// is announced when its FIN is acknowledged, often before the peer's FIN
+// comes. A connection reset or timed out while its application still
+// holds it is announced only when the application closes it. Request
+// sockets (SYN_RECV) are never announced.
 type Death struct {
 	// Cookie is the kernel's socket cookie, the socket's identity in
 	// sock_diag (Socket.ID is it in hex).

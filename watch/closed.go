@@ -103,7 +103,8 @@ func IsConnection(last *diag.Socket, d diag.Death) bool {
 //     tcp_disconnect: a reset is sent and the socket is wiped, its
 //     remote port and every counter (segs_in, segs_out, bytes_acked)
 //     zero. One that closes with data unread sends a reset too
-//     (tcp_close), and the death keeps RecvQ > 0.
+//     (tcp_close), and the death keeps RecvQ > 0 (rcv_nxt - copied_seq:
+//     a FIN received and never read counts 1 in it too).
 //   - A retransmission give-up (TCP_USER_TIMEOUT or tcp_retries2) leaves
 //     retransmits > 0; a keepalive give-up leaves probes = the probe count
 //     (and sends a reset of its own: segs_out moves, segs_in does not).
@@ -111,6 +112,11 @@ func IsConnection(last *diag.Socket, d diag.Death) bool {
 //     stamps last_ack_recv (tcp_ack), a reset does not (tcp_reset runs
 //     before tcp_ack). So a segment that arrived after the last sample
 //     while no ACK did was a reset.
+//
+// What the kernel does not leave behind, Classify does not guess: a death
+// that fits more than one cause is "unknown", and its Why says what was
+// missing. An administrator's ss -K (SOCK_DESTROY) ends a connection as a
+// reset received does, and is called one.
 func Classify(last *diag.Socket, d diag.Death, h History) Closed {
 	c := Closed{ID: d.ID(), Local: d.Local, Remote: d.Remote, TCPInfo: d.Info}
 	if last != nil {
