@@ -161,6 +161,7 @@ func TestDeathsOnAKernel(t *testing.T) {
 	unread := srv.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "noread", Addr: ":7006", Mode: testnet.NoRead}}})
 	c := cli.Start(t, testnet.Spec{Dial: []testnet.Dial{
 		{Name: "fin", To: to(7001)},
+		{Name: "fin6", To: fmt.Sprintf("[%s]:7001", sAddr.V6)},
 		{Name: "ut", To: to(7003), UserTimeoutMS: 1500},
 		{Name: "ka", To: to(7003), Keepalive: &testnet.KA{Idle: 2, Interval: 1, Count: 2}},
 		{Name: "peerrst", To: to(7006)},
@@ -178,6 +179,7 @@ func TestDeathsOnAKernel(t *testing.T) {
 	srv.DropInbound(t, 7003)
 
 	c.Close(t, "fin")
+	c.Close(t, "fin6")
 	c.Abort(t, "abort")
 	c.Write(t, "ut", 100)
 	unread.Stop() // its socket holds 100 bytes unread: the kernel resets
@@ -189,8 +191,9 @@ func TestDeathsOnAKernel(t *testing.T) {
 	}
 
 	l := c.Local
-	deaths := deathsOf(t, cw, 5*time.Second, l["fin"], l["ut"], l["ka"], l["peerrst"], l["abort"])
-	for name, d := range map[string]Death{"fin": deaths[l["fin"]], "ut": deaths[l["ut"]], "ka": deaths[l["ka"]], "peerrst": deaths[l["peerrst"]]} {
+	deaths := deathsOf(t, cw, 5*time.Second, l["fin"], l["fin6"], l["ut"], l["ka"], l["peerrst"], l["abort"])
+	for _, name := range []string{"fin", "fin6", "ut", "ka", "peerrst"} {
+		d := deaths[l[name]]
 		raw := rawOf(t, before, l[name], "")
 		if d.Cookie != raw.Cookie {
 			t.Errorf("%s: death of cookie %x, the dump's socket has %x", name, d.Cookie, raw.Cookie)
