@@ -102,7 +102,10 @@ type CTWatch struct {
 //
 // The events are read here rather than by ti-mo/conntrack's Listen, whose
 // workers stop at the first receive error: an overflow (ENOBUFS) would end
-// the watch instead of being counted, as Lost counts it here.
+// the watch instead of being counted, as Lost counts it here. tcpvet does
+// not ask for NETLINK_BROADCAST_ERROR, so the kernel never holds a dying
+// entry back to deliver its end again (as it does for conntrackd): an end
+// lost is lost, and counted once.
 //
 // A table that tracks an entry only sends its destroy event if the entry
 // has conntrack's event extension, which net.netfilter.nf_conntrack_events

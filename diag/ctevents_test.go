@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpvet/tcpvet/internal/testnet"
 	"github.com/tcpvet/tcpvet/netns"
@@ -92,5 +93,62 @@ func TestWatchFlowEnds(t *testing.T) {
 	}
 	if n := w.Lost(); n != 0 {
 		t.Errorf("%d events lost", n)
+	}
+}
+
+// TestFlowEndsLossCounted flushes 3,000 entries at a watch that is not
+// read, with the smallest buffer the kernel allows: every end the kernel
+// could not queue is counted, received + lost = destroyed.
+func TestFlowEndsLossCounted(t *testing.T) {
+	ns := testnet.New(t)
+	h, err := netns.FromPath(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := WatchFlowEnds(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 0) }); err != nil {
+		t.Fatal(err)
+	}
+	c, err := conntrack.Dial(netlinkConfig(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 3000
+	src, dst := netip.MustParseAddr("198.18.96.1"), netip.MustParseAddr("198.18.96.2")
+	for i := range n {
+		if err := c.Create(conntrack.NewFlow(unix.IPPROTO_TCP, 0, src, dst, uint16(10000+i), 80, 60, 0)); err != nil {
+			t.Fatalf("create entry %d: %v", i, err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for quiet := false; !quiet; {
+		select {
+		case <-w.Ends():
+			got++
+		case <-time.After(time.Second):
+			quiet = true
+		}
+	}
+	lost := w.Lost()
+	t.Logf("%d entries destroyed: %d ends received, %d lost", n, got, lost)
+	if lost == 0 {
+		t.Fatalf("nothing lost with a %d-end backlog and a minimal buffer: the test proves nothing", destroyBacklog)
+	}
+	if uint64(got)+lost != n {
+		t.Errorf("%d received + %d lost = %d, want the %d entries destroyed", got, lost, uint64(got)+lost, n)
+	}
+	if w.Err() != nil {
+		t.Errorf("an overflow ended the watch: %v", w.Err())
 	}
 }
