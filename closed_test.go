@@ -1,53 +1,31 @@
 package main
 
 import (
-	"context"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/internal/testnet"
-	"github.com/tcpvet/tcpvet/netns"
 	"github.com/tcpvet/tcpvet/watch"
 )
 
 // TestClosedCauses kills three connections three ways through a router,
-// as a service's node, and holds watch.Classify to what the applications
-// saw: one reset by the path (its conntrack entry times out, the next
-// segment meets the router's own stack at the service address), one timed
-// out by TCP_USER_TIMEOUT (the peer drops everything), one closed with
-// FIN. The causes come from the kernel's death announcements, one sample
-// of the open connections and the router's conntrack events.
+// as a service's node, while tcpvet --watch follows the client, and holds
+// its closed[] to what the applications saw: one reset by the path (its
+// conntrack entry times out, the next segment meets the router's own stack
+// at the service address), one timed out by TCP_USER_TIMEOUT (the peer
+// drops everything), one closed with FIN. The causes come from the
+// kernel's death announcements, the watch's samples of the open
+// connections and the router's conntrack events.
 func TestClosedCauses(t *testing.T) {
 	p := testnet.NewPath(t, 95, 105)
 	const vip = "198.18.200.1"
 	p.ServiceVIP(t, vip)
 	p.Router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_timeout_established", "3")
 	p.Router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_loose", "0")
-
-	open := func(path string) *netns.NS {
-		h, err := netns.FromPath(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close() })
-		return h
-	}
-	cns, rns := open(p.Client.Path), open(p.Router.Path)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	deaths, err := diag.WatchDestroys(ctx, cns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer deaths.Close()
-	ends, err := diag.WatchFlowEnds(ctx, rns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ends.Close()
 
 	srv := p.Server.Start(t, testnet.Spec{Listen: []testnet.Listener{
 		{Name: "svc", Addr: ":7000", Mode: testnet.Echo},
@@ -59,21 +37,10 @@ func TestClosedCauses(t *testing.T) {
 		{Name: "timeout", To: fmt.Sprintf("%s:7001", p.ServerAddr.V4), UserTimeoutMS: 2000},
 		{Name: "closed", To: fmt.Sprintf("%s:7002", p.ServerAddr.V4)},
 	}})
-	snap, err := diag.Take(ctx, diag.Options{Target: cns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := map[string]*diag.Socket{}
-	for name, local := range cli.Local {
-		for i := range snap.Sockets {
-			if s := &snap.Sockets[i]; s.Local.String() == local {
-				last[name] = s
-			}
-		}
-		if last[name] == nil {
-			t.Fatalf("the sample has no socket at %s (%s)", local, name)
-		}
-	}
+	watched := make(chan *result, 1)
+	go func() { watched <- watchReport(t, 10*time.Second, "--netns", p.Client.Path, "--host-netns", p.Router.Path) }()
+	// Two samples of the open connections, then the deaths.
+	time.Sleep(1500 * time.Millisecond)
 
 	p.Server.DropInbound(t, 7001)
 	cli.Write(t, "timeout", 100)
@@ -85,7 +52,7 @@ func TestClosedCauses(t *testing.T) {
 	// What the applications saw.
 	errnos := map[string]syscall.Errno{}
 	var peerEOF bool
-	deadline := time.After(8 * time.Second)
+	deadline := time.After(4 * time.Second)
 	for len(errnos) < 2 || !peerEOF {
 		select {
 		case e := <-cli.Events():
@@ -98,7 +65,7 @@ func TestClosedCauses(t *testing.T) {
 				peerEOF = true
 			}
 		case <-deadline:
-			t.Fatalf("within 8 s the applications saw %v, peer EOF %v", errnos, peerEOF)
+			t.Fatalf("within 4 s the applications saw %v, peer EOF %v", errnos, peerEOF)
 		}
 	}
 	if errnos["reset"] != syscall.ECONNRESET || errnos["timeout"] != syscall.ETIMEDOUT {
@@ -108,54 +75,31 @@ func TestClosedCauses(t *testing.T) {
 	cli.Close(t, "reset")
 	cli.Close(t, "timeout")
 
+	r := <-watched
+	if r.Closed == nil {
+		t.Fatalf("no closed list: notes %q", r.Notes)
+	}
 	want := map[string]string{"reset": watch.CauseReset, "timeout": watch.CauseTimeout, "closed": watch.CauseClosed}
-	byLocal := map[string]string{}
-	for name, local := range cli.Local {
-		byLocal[local] = name
-	}
-	died := map[string]diag.Death{}
-	deadline = time.After(5 * time.Second)
-	for len(died) < len(want) {
-		select {
-		case d := <-deaths.Deaths():
-			if name, ok := byLocal[d.Local.String()]; ok {
-				died[name] = d
-			}
-		case <-deadline:
-			t.Fatalf("within 5 s, the deaths of %v only", died)
-		}
-	}
-	// The router's events, read by another socket: any that was on its
-	// way when the last death came.
-	var flowEnds []diag.FlowEnd
-	settle := time.After(300 * time.Millisecond)
-collect:
-	for {
-		select {
-		case e := <-ends.Ends():
-			flowEnds = append(flowEnds, e)
-		case <-settle:
-			break collect
-		}
-	}
-	got := map[string]watch.Closed{}
-	for name, d := range died {
-		s := last[name]
-		if !watch.IsConnection(s, d) {
-			t.Errorf("%s: not a connection's death", name)
-		}
-		var mine []diag.FlowEnd
-		for _, e := range flowEnds {
-			if e.Tracks(s.Local, s.Remote) {
-				mine = append(mine, e)
+	got := map[string]diag.Closed{}
+	for _, c := range r.Closed {
+		for name, local := range cli.Local {
+			if c.Local.String() == local {
+				got[name] = c
 			}
 		}
-		got[name] = watch.Classify(s, d, watch.History{FirstSeen: snap.TakenAt, LastAt: snap.TakenAt, Forgotten: mine})
 	}
-	for name, c := range got {
-		t.Logf("%s: %s (%s), lived %.1f s", name, c.Cause, c.Why, *c.LivedS)
-		if c.Cause != want[name] {
-			t.Errorf("%s: cause %q (%s), want %q", name, c.Cause, c.Why, want[name])
+	for name, cause := range want {
+		c, ok := got[name]
+		if !ok {
+			t.Errorf("%s: not among the closed connections %+v", name, r.Closed)
+			continue
+		}
+		if c.LivedS == nil || *c.LivedS < 1 {
+			t.Errorf("%s: lived_s %v, yet the watch saw it open for more than a second", name, c.LivedS)
+		}
+		t.Logf("%s: %s (%s), last seen %s", name, c.Cause, c.Why, c.LastState)
+		if c.Cause != cause {
+			t.Errorf("%s: cause %q (%s), want %q", name, c.Cause, c.Why, cause)
 		}
 	}
 	if got["reset"].PathForgotAt == nil {
@@ -164,7 +108,9 @@ collect:
 	if got["timeout"].PathForgotAt != nil || got["closed"].PathForgotAt != nil {
 		t.Errorf("the path forgot a connection it did not: %+v", got)
 	}
-	if n := deaths.Lost() + ends.Lost(); n != 0 {
-		t.Errorf("%d announcements lost", n)
+	for _, n := range r.Notes {
+		if strings.Contains(n, "lost") || strings.Contains(n, "not listed") {
+			t.Errorf("note: %s", n)
+		}
 	}
 }

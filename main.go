@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -211,9 +212,17 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 		}
 		return snap, rules.Evaluate(snap, cfg.middleboxes), nil
 	}
+	// The conntrack tables a connection of the target crosses: its own, and
+	// the host's.
+	path := []*netns.NS{target}
+	if host != nil && !host.Same(target) {
+		path = append(path, host)
+	}
 	if cfg.watch > 0 {
 		source = func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
-			snap, err := watch.Run(ctx, watchedTake(take, cfg.pid), watch.Options{Duration: cfg.watch, Interval: cfg.interval})
+			deaths := watch.StartDeaths(ctx, target, path...)
+			defer deaths.Close()
+			snap, err := watch.Run(ctx, watchedTake(take, cfg.pid), watch.Options{Duration: cfg.watch, Interval: cfg.interval, Deaths: deaths})
 			if err != nil {
 				return nil, rules.Report{}, err
 			}
@@ -222,7 +231,9 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 	}
 
 	if !cfg.json && isTerminal(stdout) {
-		m := ui.New(ui.Options{Source: observing(take, cfg.middleboxes), Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
+		deaths := watch.StartDeaths(ctx, target, path...)
+		defer deaths.Close()
+		m := ui.New(ui.Options{Source: observing(take, cfg.middleboxes, deaths), Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
 		_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithOutput(stdout)).Run()
 		if err != nil && !errors.Is(err, tea.ErrProgramKilled) {
 			return rules.Report{}, fmt.Errorf("terminal: %w", err)
@@ -256,10 +267,13 @@ func writeJSON(w io.Writer, out output) error { return ui.Document(out).WriteJSO
 
 // observing is the live view's source: every refresh is one more sample
 // of a watch that lasts as long as the view, so the rules judge each
-// connection by what crossed it too, as --watch does.
-func observing(take watch.Take, middleboxes []rules.Middlebox) ui.Source {
+// connection by what crossed it too, as --watch does, and each snapshot
+// lists the last connections that ended, and how.
+func observing(take watch.Take, middleboxes []rules.Middlebox, deaths *watch.Deaths) ui.Source {
 	var mu sync.Mutex
 	var obs watch.Observer
+	var closed []diag.Closed
+	deaths.Follow(&obs)
 	return func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
 		snap, err := take(ctx)
 		if err != nil {
@@ -268,10 +282,27 @@ func observing(take watch.Take, middleboxes []rules.Middlebox) ui.Source {
 		mu.Lock()
 		obs.Add(snap)
 		obs.Attach(snap)
+		if deaths.Watching() {
+			closed = append(closed, deaths.Drain(&obs, time.Now(), watch.Settle)...)
+			if n := len(closed) - keepClosed; n > 0 {
+				closed = slices.Delete(closed, 0, n)
+			}
+			// Each snapshot its own list: the view holds the last one
+			// while this one grows.
+			snap.Closed = slices.Clone(closed)
+			if snap.Closed == nil {
+				snap.Closed = []diag.Closed{}
+			}
+		}
+		snap.Notes = append(snap.Notes, deaths.Notes()...)
 		mu.Unlock()
 		return snap, rules.Evaluate(snap, middleboxes), nil
 	}
 }
+
+// keepClosed bounds the connections that ended the live view remembers:
+// the latest, which are the ones being asked about.
+const keepClosed = 1000
 
 // watchedTake is take that ends a watch of process pid (when not 0) once
 // the process has exited: its sockets went with it, and the namespace

@@ -20,6 +20,11 @@ import (
 // (include/uapi/linux/netfilter/nfnetlink.h).
 const nfnlgrpConntrackDestroy = 3
 
+// ErrCTEventsUnavailable reports that ctnetlink is not loaded: joining its
+// groups would load it, which tcpvet never does; and with it absent nobody
+// reads conntrack, so a table is not there to be followed.
+var ErrCTEventsUnavailable = errors.New("nf_conntrack_netlink is not loaded (tcpvet does not load it)")
+
 // ErrCTEventsDenied reports that the kernel refused conntrack's destroy
 // events (joining the ctnetlink group takes CAP_NET_ADMIN).
 var ErrCTEventsDenied = errors.New("the kernel refused conntrack destroy events (CAP_NET_ADMIN needed)")
@@ -113,6 +118,11 @@ type CTWatch struct {
 // the default since Linux 6.0, only entries created while some program
 // listened for events. Entries older than the watch may go unannounced.
 func WatchFlowEnds(ctx context.Context, ns *netns.NS) (*CTWatch, error) {
+	if !modulePresent("nf_conntrack_netlink") {
+		// Binding to a group of an absent subsystem makes nfnetlink
+		// request its module.
+		return nil, ErrCTEventsUnavailable
+	}
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, netlinkConfig(ns))
 	if err != nil {
 		if denied(err) {

@@ -43,6 +43,10 @@ type Snapshot struct {
 	// Watch is set on the last snapshot of a watch (tcpvet --watch), whose
 	// sockets then carry what was Observed of them.
 	Watch *Watch `json:"watch,omitempty"`
+	// Closed lists the connections that ended while they were watched, and
+	// how; nil (absent from JSON) when deaths were not watched (a single
+	// snapshot, or the kernel refused: Notes say so), empty when none died.
+	Closed []Closed `json:"closed,omitzero"`
 }
 
 // Target identifies the inspected namespace.

@@ -2,7 +2,6 @@ package watch
 
 import (
 	"fmt"
-	"net/netip"
 	"strconv"
 	"time"
 
@@ -23,33 +22,6 @@ const (
 	CauseUnknown = "unknown"
 )
 
-// Closed is a connection that ended during a watch, and how.
-type Closed struct {
-	// ID is the socket's cookie in hex, as diag.Socket.ID.
-	ID     string         `json:"id"`
-	Local  netip.AddrPort `json:"local"`
-	Remote netip.AddrPort `json:"remote"`
-	// Cause is one of the Cause constants.
-	Cause string `json:"cause"`
-	// Why says in one sentence how tcpvet knows the cause.
-	Why string `json:"why"`
-	// LivedS is how long the connection was known to live: from the
-	// first sample that saw it to the kernel's announcement of its death.
-	// It is a lower bound of its age (the kernel does not say when a
-	// connection was born); nil when no sample saw it.
-	LivedS *float64 `json:"lived_s"`
-	// LastState is the state the last sample saw it in; empty when no
-	// sample saw it.
-	LastState string `json:"last_state,omitempty"`
-	// PathForgotAt is when the path's conntrack destroyed the
-	// connection's entry while it was established, before the socket
-	// died; nil when no such event was seen.
-	PathForgotAt *time.Time `json:"path_forgot_at,omitempty"`
-	// TCPInfo is the final tcp_info the kernel sent with the death, else
-	// the last one sampled.
-	TCPInfo *diag.TCPInfo `json:"tcp_info"`
-}
-
 // History is what a watch knew of a socket besides its death.
 type History struct {
 	// FirstSeen is when a sample first saw the socket; LastAt when the
@@ -63,6 +35,12 @@ type History struct {
 	// death; an entry destroyed while established, read no later than
 	// 250 ms after the death, counts as the path forgetting it first.
 	Forgotten []diag.FlowEnd
+	// Entries are the conntrack entries of the last sample that saw any
+	// (later samples may have found them gone), read at EntriesAt, when
+	// the socket's tcp_info was EntriesInfo.
+	Entries     []diag.Flow
+	EntriesAt   time.Time
+	EntriesInfo *diag.TCPInfo
 }
 
 // IsConnection reports whether a death ended a connection, rather than a
@@ -117,8 +95,8 @@ func IsConnection(last *diag.Socket, d diag.Death) bool {
 // that fits more than one cause is "unknown", and its Why says what was
 // missing. An administrator's ss -K (SOCK_DESTROY) ends a connection as a
 // reset received does, and is called one.
-func Classify(last *diag.Socket, d diag.Death, h History) Closed {
-	c := Closed{ID: d.ID(), Local: d.Local, Remote: d.Remote, TCPInfo: d.Info}
+func Classify(last *diag.Socket, d diag.Death, h History) diag.Closed {
+	c := diag.Closed{ID: d.ID(), Local: d.Local, Remote: d.Remote, TCPInfo: d.Info}
 	if last != nil {
 		c.LastState = last.State.String()
 		if c.TCPInfo == nil {
@@ -134,15 +112,56 @@ func Classify(last *diag.Socket, d diag.Death, h History) Closed {
 		c.LivedS = &s
 	}
 	c.Cause, c.Why = cause(last, d, h)
-	if f := forgotten(h.Forgotten, d.At); f != nil && (c.Cause == CauseReset || c.Cause == CauseTimeout || c.Cause == CauseUnknown) {
+	if c.Cause != CauseReset && c.Cause != CauseTimeout && c.Cause != CauseUnknown {
+		return c
+	}
+	if f := forgotten(h.Forgotten, d.At); f != nil {
 		at := f.At
 		c.PathForgotAt = &at
 		c.Why += fmt.Sprintf("; the path had forgotten it: its conntrack entry (%s → %s) was destroyed while established", f.OrigSrc, f.OrigDst)
 		if ago := d.At.Sub(f.At); ago >= 0 {
 			c.Why += " " + roundDur(ago) + " before the kernel announced its death"
 		}
+	} else if e, at, ok := expiredBefore(h, d); ok {
+		c.PathForgotAt = &at
+		c.Why += fmt.Sprintf("; the path had forgotten it: its entry in the %s's conntrack, seen with %d s left, ran out before the data that met this went out", e.Netns, e.ExpiresInS)
 	}
 	return c
+}
+
+// expiredBefore finds, for a connection older than the watch (whose
+// conntrack entries announce no end: nf_conntrack_events=2, the default,
+// gives the events only to entries made while someone listened), an entry
+// a sample saw that ran out before the connection's next data: the
+// sample read its time left, no data crossed the flow after the sample
+// until one write, and that write went out after the entry's end. It
+// returns the entry and when it ran out.
+func expiredBefore(h History, d diag.Death) (diag.Flow, time.Time, bool) {
+	before, after := h.EntriesInfo, d.Info
+	if before == nil || after == nil {
+		return diag.Flow{}, time.Time{}, false
+	}
+	// Data went out since the sample, and none came in: last_data_sent
+	// dates the last of it; that the entry ran out before even the first
+	// is what a single write (one data segment, or a burst sent at once)
+	// shows.
+	if after.DataSegsOut <= before.DataSegsOut || after.DataSegsIn != before.DataSegsIn {
+		return diag.Flow{}, time.Time{}, false
+	}
+	sent := d.At.Add(-time.Duration(after.LastDataSent) * time.Millisecond)
+	for _, e := range h.Entries {
+		end := h.EntriesAt.Add(time.Duration(e.ExpiresInS) * time.Second)
+		// A second of slack: the kernel counts the time left in whole
+		// seconds. A bare segment either way (a keepalive probe, its
+		// answer) would have refreshed the entry unseen: every segment
+		// sent since carried data, and at most one came back, the one
+		// that ended it.
+		bare := after.SegsOut - before.SegsOut - (after.DataSegsOut - before.DataSegsOut)
+		if e.TCPState == "ESTABLISHED" && sent.After(end.Add(time.Second)) && bare == 0 && after.SegsIn-before.SegsIn <= 1 {
+			return e, end, true
+		}
+	}
+	return diag.Flow{}, time.Time{}, false
 }
 
 // forgetSlack is how much later than a death's announcement an entry's

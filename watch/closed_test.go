@@ -224,3 +224,32 @@ func TestIsConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiredBefore: a connection older than the watch announces no
+// conntrack end, so the path's forgetting is read from its entry's time
+// left in a sample and the one write that followed, and only where no
+// bare segment (a probe, its answer) could have refreshed the entry.
+func TestExpiredBefore(t *testing.T) {
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	sampled := &diag.TCPInfo{SegsOut: 10, SegsIn: 9, DataSegsOut: 5, DataSegsIn: 5}
+	h := History{Entries: []diag.Flow{{Netns: "host", ExpiresInS: 3, TCPState: "ESTABLISHED"}}, EntriesAt: at, EntriesInfo: sampled}
+	// Written 6 s after the sample (the death is read 10 ms later), and
+	// answered by one segment: the reset.
+	death := func(segsOut, dataOut, segsIn uint32) diag.Death {
+		return diag.Death{At: at.Add(6010 * time.Millisecond), Info: &diag.TCPInfo{SegsOut: segsOut, SegsIn: segsIn, DataSegsOut: dataOut, DataSegsIn: 5, LastDataSent: 10}}
+	}
+	if e, end, ok := expiredBefore(h, death(11, 6, 10)); !ok || e.Netns != "host" || !end.Equal(at.Add(3*time.Second)) {
+		t.Errorf("a write 6 s after a sample that saw 3 s left: %v %v %v", e, end, ok)
+	}
+	if _, _, ok := expiredBefore(h, death(12, 6, 11)); ok {
+		t.Error("a keepalive probe and its answer refresh the entry: nothing proves it ran out")
+	}
+	early := death(11, 6, 10)
+	early.Info.LastDataSent = 4000
+	if _, _, ok := expiredBefore(h, early); ok {
+		t.Error("a write 2 s after the sample went out with the entry still there")
+	}
+	if _, _, ok := expiredBefore(History{}, death(11, 6, 10)); ok {
+		t.Error("no entry seen, nothing to say")
+	}
+}

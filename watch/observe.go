@@ -27,6 +27,26 @@ type Observer struct {
 	socks       map[string]*tracker
 	samples     int
 	first, last time.Time
+	// seen keeps each connection's last sample, kept past its disappearance
+	// from the dump: the kernel announces a death when the application
+	// lets go of the socket, which may be long after it left the table.
+	// Only a Deaths collector reads it, and it is kept only for one.
+	seen     map[string]*lastSeen
+	keepSeen bool
+}
+
+// lastSeen is a connection's last sample, copied out of its snapshot so
+// that it does not keep the whole snapshot alive.
+type lastSeen struct {
+	sock        diag.Socket
+	info        diag.TCPInfo
+	first, last time.Time
+	// entries are the conntrack entries of the last sample that saw any,
+	// taken at entriesAt when the socket's tcp_info was entriesInfo: a
+	// forgotten flow's entry is gone from the samples after it ran out.
+	entries     []diag.Flow
+	entriesAt   time.Time
+	entriesInfo diag.TCPInfo
 }
 
 // Add reads one more snapshot, taken after those added before.
@@ -50,11 +70,44 @@ func (o *Observer) Add(snap *diag.Snapshot) {
 			o.socks[s.ID] = t
 		}
 		t.update(snap.TakenAt, s.TCPInfo)
+		if o.keepSeen && s.Remote.Port() != 0 {
+			o.remember(s, snap.TakenAt)
+		}
 	}
 	// A socket gone is closed; its cookie is never used again.
 	for id := range o.socks {
 		if !seen[id] {
 			delete(o.socks, id)
+		}
+	}
+}
+
+// remember copies s, sampled at at, into seen.
+func (o *Observer) remember(s *diag.Socket, at time.Time) {
+	if o.seen == nil {
+		o.seen = make(map[string]*lastSeen)
+	}
+	ls := o.seen[s.ID]
+	if ls == nil {
+		ls = &lastSeen{first: at}
+		o.seen[s.ID] = ls
+	}
+	ls.sock, ls.info, ls.last = *s, *s.TCPInfo, at
+	if len(s.Conntrack) > 0 {
+		// Each socket's own small slice, not the snapshot's.
+		ls.entries, ls.entriesAt, ls.entriesInfo = s.Conntrack, at, *s.TCPInfo
+	}
+	// What Classify reads is the socket's own, not who held it.
+	ls.sock.TCPInfo, ls.sock.Processes, ls.sock.IPVS, ls.sock.Observed, ls.sock.Conntrack = &ls.info, nil, nil, nil, nil
+}
+
+// forgetSeen drops the last samples of connections gone from the dump for
+// longer than keep: an application holding a dead socket that long is
+// announced without one, as a death no sample saw.
+func (o *Observer) forgetSeen(now time.Time, keep time.Duration) {
+	for id, ls := range o.seen {
+		if now.Sub(ls.last) > keep {
+			delete(o.seen, id)
 		}
 	}
 }

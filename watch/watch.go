@@ -28,6 +28,10 @@ type Take func(ctx context.Context) (*diag.Snapshot, error)
 type Options struct {
 	Duration time.Duration
 	Interval time.Duration
+	// Deaths, when set, follows the connections that end during the
+	// watch: the result's Closed lists them, and its Notes what could not
+	// be followed.
+	Deaths *Deaths
 }
 
 // Run takes a snapshot every o.Interval for o.Duration (the first at once,
@@ -52,7 +56,9 @@ func Run(ctx context.Context, take Take, o Options) (*diag.Snapshot, error) {
 		return nil, err
 	}
 	var obs Observer
+	o.Deaths.Follow(&obs)
 	obs.Add(last)
+	closed := o.Deaths.Drain(&obs, time.Now(), Settle)
 	end := start.Add(o.Duration)
 	var stopped string
 	timer := time.NewTimer(0)
@@ -83,11 +89,18 @@ func Run(ctx context.Context, take Take, o Options) (*diag.Snapshot, error) {
 		}
 		last = snap
 		obs.Add(last)
+		closed = append(closed, o.Deaths.Drain(&obs, time.Now(), Settle)...)
 		if !next.Before(end) {
 			break
 		}
 	}
 	obs.Attach(last)
+	if o.Deaths.Watching() {
+		// The last deaths' flow ends may still be on their way.
+		time.Sleep(Settle)
+		last.Closed = append(closed, o.Deaths.Drain(&obs, time.Now(), 0)...)
+	}
+	last.Notes = append(last.Notes, o.Deaths.Notes()...)
 	last.Watch = &diag.Watch{DurationS: secs(obs.last.Sub(obs.first)), Samples: obs.samples, IntervalS: secs(o.Interval)}
 	if stopped != "" {
 		last.Notes = append(last.Notes, stopped+"; this is what the watch saw until then")

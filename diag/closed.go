@@ -1,0 +1,35 @@
+package diag
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Closed is a connection that ended during a watch, and how.
+type Closed struct {
+	// ID is the socket's cookie in hex, as diag.Socket.ID.
+	ID     string         `json:"id"`
+	Local  netip.AddrPort `json:"local"`
+	Remote netip.AddrPort `json:"remote"`
+	// Cause is one of the causes watch.Classify tells apart: reset,
+	// timeout, closed or unknown.
+	Cause string `json:"cause"`
+	// Why says in one sentence how tcpvet knows the cause.
+	Why string `json:"why"`
+	// LivedS is how long the connection was known to live: from the
+	// first sample that saw it to the kernel's announcement of its death.
+	// It is a lower bound of its age (the kernel does not say when a
+	// connection was born); nil when no sample saw it.
+	LivedS *float64 `json:"lived_s"`
+	// LastState is the state the last sample saw it in; empty when no
+	// sample saw it.
+	LastState string `json:"last_state,omitempty"`
+	// PathForgotAt is when the path's conntrack destroyed the
+	// connection's entry while it was established, before the socket
+	// died; nil when no such event was seen.
+	PathForgotAt *time.Time `json:"path_forgot_at,omitempty"`
+	// TCPInfo is the final tcp_info the kernel sent with the death, else
+	// the last one sampled.
+	TCPInfo *TCPInfo `json:"tcp_info"`
+}
+

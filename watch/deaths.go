@@ -1,0 +1,196 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/netns"
+)
+
+const (
+	// Settle is how old a death must be before it is told: the path's
+	// conntrack ends come on another socket, and may be read up to this
+	// much after the death they came before (see forgetSlack).
+	Settle = 300 * time.Millisecond
+	// keepGone is how long a connection's last sample is kept after it
+	// left the dump, waiting for its death; keepEnds how long the path's
+	// flow ends are kept, waiting for the deaths they explain.
+	keepGone = 10 * time.Minute
+	keepEnds = 10 * time.Minute
+)
+
+// Deaths follows, while a watch runs, the deaths of one namespace's
+// connections and the ends of the conntrack entries on their path, and
+// tells how each connection ended (Classify) from what the watch's
+// Observer saw of it.
+type Deaths struct {
+	sockets *diag.DestroyWatch
+	flows   []*diag.CTWatch
+	pending []diag.Death
+	ends    []diag.FlowEnd
+	notes   []string
+}
+
+// StartDeaths starts following the deaths of target's connections, and the
+// entries that the conntrack of each namespace of path (the target's own,
+// the host's) destroys. Where the kernel refuses the deaths themselves,
+// Watching is false and Notes say why: closed is then absent, and nothing
+// else changes. A table whose events cannot be read only takes "the path
+// forgot it" from the causes, with a note.
+func StartDeaths(ctx context.Context, target *netns.NS, path ...*netns.NS) *Deaths {
+	d := &Deaths{}
+	w, err := diag.WatchDestroys(ctx, target)
+	if err != nil {
+		d.notes = append(d.notes, fmt.Sprintf("connections that close are not listed: %v", err))
+		return d
+	}
+	d.sockets = w
+	for _, ns := range path {
+		if ns == nil {
+			continue
+		}
+		f, err := diag.WatchFlowEnds(ctx, ns)
+		switch {
+		case errors.Is(err, diag.ErrCTEventsUnavailable):
+			// No ctnetlink, so no table anyone reads: nothing to note.
+		case err != nil:
+			d.notes = append(d.notes, fmt.Sprintf("a closed connection's cause cannot say whether the path forgot it first: %v", err))
+		default:
+			d.flows = append(d.flows, f)
+		}
+	}
+	return d
+}
+
+// Watching reports whether deaths are followed at all.
+func (d *Deaths) Watching() bool { return d != nil && d.sockets != nil }
+
+// Follow makes o keep what Classify needs of each connection it samples.
+func (d *Deaths) Follow(o *Observer) {
+	if d.Watching() {
+		o.keepSeen = true
+	}
+}
+
+// read takes in every announcement queued so far.
+func (d *Deaths) read() {
+	for {
+		select {
+		case x, ok := <-d.sockets.Deaths():
+			if !ok {
+				return
+			}
+			d.pending = append(d.pending, x)
+			continue
+		default:
+		}
+		break
+	}
+	for _, f := range d.flows {
+	flow:
+		for {
+			select {
+			case e, ok := <-f.Ends():
+				if !ok {
+					break flow
+				}
+				d.ends = append(d.ends, e)
+			default:
+				break flow
+			}
+		}
+	}
+}
+
+// Drain tells how each connection announced dead by now, and at least
+// settle before now, ended, from what o saw of it; those announced later
+// wait for the next Drain. Its answer is never nil while deaths are
+// followed.
+func (d *Deaths) Drain(o *Observer, now time.Time, settle time.Duration) []diag.Closed {
+	if !d.Watching() {
+		return nil
+	}
+	d.read()
+	out := []diag.Closed{}
+	keep := d.pending[:0]
+	for _, x := range d.pending {
+		if now.Sub(x.At) < settle {
+			keep = append(keep, x)
+			continue
+		}
+		var last *diag.Socket
+		var h History
+		if ls := o.seen[x.ID()]; ls != nil {
+			last, h.FirstSeen, h.LastAt = &ls.sock, ls.first, ls.last
+			if ls.entries != nil {
+				h.Entries, h.EntriesAt, h.EntriesInfo = ls.entries, ls.entriesAt, &ls.entriesInfo
+			}
+			delete(o.seen, x.ID())
+		}
+		if !IsConnection(last, x) {
+			continue
+		}
+		local, remote := x.Local, x.Remote
+		if last != nil {
+			local, remote = last.Local, last.Remote
+		}
+		for _, e := range d.ends {
+			if e.Tracks(local, remote) {
+				h.Forgotten = append(h.Forgotten, e)
+			}
+		}
+		out = append(out, Classify(last, x, h))
+	}
+	d.pending = keep
+	o.forgetSeen(now, keepGone)
+	ends := d.ends[:0]
+	for _, e := range d.ends {
+		if now.Sub(e.At) <= keepEnds {
+			ends = append(ends, e)
+		}
+	}
+	d.ends = ends
+	return out
+}
+
+// Notes say what could not be followed, and how many announcements the
+// kernel could not queue: a death lost is counted, never missed silently.
+func (d *Deaths) Notes() []string {
+	if d == nil {
+		return nil
+	}
+	notes := append([]string(nil), d.notes...)
+	if !d.Watching() {
+		return notes
+	}
+	if n := d.sockets.Lost(); n > 0 {
+		notes = append(notes, fmt.Sprintf("%d connection deaths were lost (the kernel's queue overflowed): closed lists the others", n))
+	}
+	if err := d.sockets.Err(); err != nil {
+		notes = append(notes, fmt.Sprintf("following connection deaths stopped: %v", err))
+	}
+	var lost uint64
+	for _, f := range d.flows {
+		lost += f.Lost()
+	}
+	if lost > 0 {
+		notes = append(notes, fmt.Sprintf("%d conntrack entry ends were lost (the kernel's queue overflowed): a cause may miss that the path forgot a connection", lost))
+	}
+	return notes
+}
+
+// Close stops following.
+func (d *Deaths) Close() {
+	if d == nil {
+		return
+	}
+	if d.sockets != nil {
+		d.sockets.Close()
+	}
+	for _, f := range d.flows {
+		f.Close()
+	}
+}
