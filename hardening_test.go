@@ -162,8 +162,8 @@ var (
 	nftListing = regexp.MustCompile(`nlmsg_type=(NFNL_SUBSYS_NFTABLES<<8\|NFT_MSG_GET(TABLE|CHAIN|RULE|GEN)|0xa0[147]|0xa10)[, ]`)
 )
 
-// TestReadOnlyUnderStrace runs tcpvet under strace against a busy namespace
-// and holds it to its promise: no write under /proc, no SOCK_DESTROY, nothing
+// TestReadOnlyUnderStrace runs a tcpvet --watch under strace against a busy
+// namespace and holds it to its promise: no write under /proc, no SOCK_DESTROY, nothing
 // but getsockopt and close on a duplicated socket, and every connection it
 // looked at still open, unchanged and working afterwards.
 func TestReadOnlyUnderStrace(t *testing.T) {
@@ -184,7 +184,9 @@ func TestReadOnlyUnderStrace(t *testing.T) {
 	trace := filepath.Join(t.TempDir(), "strace.txt")
 	cmd := exec.Command("strace", "-f", "-qq", "-s", "256", "-o", trace,
 		"-e", "trace=socket,openat,open,setsockopt,shutdown,pidfd_getfd,close,dup,dup2,dup3,fcntl,ioctl,sendto,sendmsg,write,pwrite64",
-		binary(t), "--json", "--netns", s.target.Path)
+		// A watch: three snapshots, and the subscriptions to deaths and
+		// conntrack ends, which must only listen.
+		binary(t), "--json", "--watch", "2s", "--netns", s.target.Path)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tcpvet under strace: %v\n%s", err, out)
 	}
