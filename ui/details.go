@@ -52,6 +52,14 @@ func peerText(snap *diag.Snapshot, id string) string {
 // renderDetails fills the details viewport with the socket (or namespace
 // finding) being looked at.
 func (m *Model) renderDetails() {
+	if m.detailsClosed != "" {
+		if e := m.closed.find(m.detailsClosed); e != nil {
+			m.details.SetContent(m.closedText(e))
+		} else {
+			m.details.SetContent(m.styles.Value.Render("closed connection "+m.detailsClosed+" is no longer listed: newer ones took its place") + "\n\n(esc to go back)")
+		}
+		return
+	}
 	if m.detailsID == "" {
 		if m.finding < len(m.report.Findings) {
 			m.details.SetContent(m.findingText(&m.report.Findings[m.finding]))

@@ -14,6 +14,9 @@ func (m Model) position() string {
 		}
 		return m.nodes.position()
 	}
+	if m.mode == modeClosed {
+		return m.closed.position()
+	}
 	if (m.mode != modeTable && m.mode != modeFilter) || m.snap == nil {
 		return ""
 	}

@@ -75,7 +75,17 @@ func (m Model) header() string {
 	if len(path) == 0 {
 		path = []string{st.Dim.Render("none known (declare with --middlebox)")}
 	}
-	lines = append(lines, st.Label.Render("idle timeouts on the path: ")+strings.Join(path, " · "))
+	pathLine := st.Label.Render("idle timeouts on the path: ") + strings.Join(path, " · ")
+	if sum := m.closed.summary(&st); sum != "" {
+		// The deaths seen so far are news; the path's timeouts stay the
+		// same, and give way first.
+		room := m.width - ansi.StringWidth(sum) - 2
+		if ansi.StringWidth(pathLine) > room {
+			pathLine = st.Label.Render("path: ") + strings.Join(path, " · ")
+		}
+		pathLine = fit(pathLine, max(0, room)) + "  " + sum
+	}
+	lines = append(lines, pathLine)
 
 	counts := map[rules.Severity]int{}
 	for _, f := range m.report.Findings {

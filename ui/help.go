@@ -15,6 +15,8 @@ func (m Model) keyMap(md mode) help.KeyMap {
 		return m.keys.Filter
 	case modeFindings:
 		return m.keys.Findings
+	case modeClosed:
+		return m.keys.Closed
 	case modeDetails:
 		return m.keys.Details
 	case modeHelp:
@@ -44,7 +46,7 @@ func (m Model) fullHelp(groups [][]key.Binding) string {
 }
 
 // modeNames name the screens in the help's title.
-var modeNames = map[mode]string{modeNode: "the node view", modeTable: "the table", modeFilter: "the filter", modeFindings: "the findings list", modeDetails: "the details", modeHelp: "help"}
+var modeNames = map[mode]string{modeNode: "the node view", modeTable: "the table", modeFilter: "the filter", modeFindings: "the findings list", modeClosed: "the closed connections", modeDetails: "the details", modeHelp: "help"}
 
 // helpHeight is how many lines of help fit.
 func (m Model) helpHeight() int { return m.tableHeight() + 1 }

@@ -13,6 +13,7 @@ type KeyMap struct {
 	Table    TableKeys
 	Filter   FilterKeys
 	Findings FindingsKeys
+	Closed   ClosedKeys
 	Details  DetailsKeys
 	Help     HelpKeys
 }
@@ -61,6 +62,9 @@ type TableKeys struct {
 	Moves
 	Live
 	Filter, ClearFilter, Details, Findings, Quit key.Binding
+	// Closed lists the connections that ended while the view watched. The
+	// footer has no room for it; the header's count of them names it.
+	Closed key.Binding
 	// Back returns to the node view the table was opened from; it is
 	// enabled only when there is one.
 	Back key.Binding
@@ -82,7 +86,7 @@ func (k TableKeys) ShortHelp() []key.Binding {
 func (k TableKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		k.Moves.list(),
-		{k.Filter, k.ClearFilter, k.Back, k.Details, k.Findings, k.Quit},
+		{k.Filter, k.ClearFilter, k.Back, k.Details, k.Findings, k.Closed, k.Quit},
 		k.Live.list(),
 		{k.SortState, k.SortRemote, k.SortProcess, k.SortQueue, k.SortRetrans, k.SortIdle, k.SortSeverity},
 	}
@@ -114,6 +118,23 @@ func (k FindingsKeys) ShortHelp() []key.Binding {
 
 // FullHelp is the findings list's help screen.
 func (k FindingsKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{k.Moves.list(), {k.Details, k.Back, k.Quit}, k.Live.list()}
+}
+
+// ClosedKeys are the keys of the list of connections that ended.
+type ClosedKeys struct {
+	Moves
+	Live
+	Details, Back, Quit key.Binding
+}
+
+// ShortHelp is the closed list's footer.
+func (k ClosedKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.Details, k.Back, k.Pause, k.Export, k.Help, k.Quit}
+}
+
+// FullHelp is the closed list's help screen.
+func (k ClosedKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{k.Moves.list(), {k.Details, k.Back, k.Quit}, k.Live.list()}
 }
 
@@ -154,6 +175,7 @@ var (
 	_ help.KeyMap = TableKeys{}
 	_ help.KeyMap = FilterKeys{}
 	_ help.KeyMap = FindingsKeys{}
+	_ help.KeyMap = ClosedKeys{}
 	_ help.KeyMap = DetailsKeys{}
 	_ help.KeyMap = HelpKeys{}
 )
@@ -163,7 +185,8 @@ func binding(help, desc string, keys ...string) key.Binding {
 }
 
 // DefaultKeyMap follows k9s: / filter, esc back, enter details (or a
-// namespace from the node view), ? help, Shift+letter sorts. q quits from
+// namespace from the node view), ? help, Shift+letter sorts, a letter
+// opens a list (f findings, c closed connections) and closes it again. q quits from
 // the node view and the table and closes anything opened over them;
 // ctrl+c quits from everywhere. The table's Back is disabled: New enables
 // it when the table is opened from the node view.
@@ -197,6 +220,7 @@ func DefaultKeyMap() KeyMap {
 			ClearFilter: binding("esc", "clear filter", "esc"),
 			Details:     binding("enter", "details", "enter"),
 			Findings:    binding("f", "findings", "f"),
+			Closed:      binding("c", "closed connections", "c"),
 			Quit:        binding("q", "quit", "q", "ctrl+c"),
 			Back:        key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back"), key.WithDisabled()),
 
@@ -219,6 +243,12 @@ func DefaultKeyMap() KeyMap {
 			Back:    binding("esc/q", "back", "esc", "q", "f"),
 			Quit:    quitOnly,
 		},
+		Closed: ClosedKeys{
+			Moves: moves, Live: live,
+			Details: binding("enter", "details", "enter"),
+			Back:    binding("esc/q", "back", "esc", "q", "c"),
+			Quit:    quitOnly,
+		},
 		Details: DetailsKeys{
 			Moves: moves, Live: live,
 			Back: binding("esc/q", "back", "esc", "q"),
@@ -238,7 +268,7 @@ func (k *KeyMap) setPaused(paused bool) {
 	if paused {
 		desc = "resume"
 	}
-	for _, b := range []*key.Binding{&k.Node.Pause, &k.Table.Pause, &k.Findings.Pause, &k.Details.Pause} {
+	for _, b := range []*key.Binding{&k.Node.Pause, &k.Table.Pause, &k.Findings.Pause, &k.Closed.Pause, &k.Details.Pause} {
 		b.SetHelp("space", desc)
 	}
 }

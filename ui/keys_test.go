@@ -50,6 +50,18 @@ func keyMsg(s string) tea.KeyPressMsg {
 	return tea.KeyPressMsg{Code: r, Text: s}
 }
 
+// manyDeaths are the closed fixture's deaths n times over, with distinct
+// ids: more than a screen holds.
+func manyDeaths(n int) []diag.Closed {
+	base := deaths()
+	out := make([]diag.Closed, n)
+	for i := range out {
+		out[i] = base[i%len(base)]
+		out[i].ID = fmt.Sprintf("%x", 0x9000+i)
+	}
+	return out
+}
+
 // many is the fixture's sockets n times over, on distinct ports: more rows
 // and findings than a screen holds, so page keys differ from top and bottom.
 func many(n int) *diag.Snapshot {
@@ -165,6 +177,7 @@ func quitCheck(b, a Model, cmd tea.Cmd) error { return want(quits(cmd), "does no
 func TestEveryHelpKeyDoesWhatItSays(t *testing.T) {
 	const w, h = 80, 24
 	snap := many(60)
+	snap.Closed = manyDeaths(60)
 	t.Chdir(t.TempDir()) // exports land here
 	modes := []struct {
 		md    mode
@@ -196,6 +209,34 @@ func TestEveryHelpKeyDoesWhatItSays(t *testing.T) {
 			map[string]keyCheck{
 				"back": inMode(modeFindings), // where it was opened from
 				"quit": quitCheck,
+			})},
+		{modeClosed, []tea.Msg{keyMsg("c")}, func(m Model) Model { m.closed.cursor = 20; m.clampCursor(); return m }, DefaultKeyMap().Closed, merge(
+			moveChecks(func(m Model) int { return m.closed.cursor }, func(m Model) int { return m.tableHeight() - 1 }, func(m Model) int { return len(m.closed.entries) - 1 }),
+			liveChecks(modeClosed),
+			map[string]keyCheck{
+				"details": func(b, a Model, _ tea.Cmd) error {
+					id := b.closed.current().ID
+					return want(a.mode == modeDetails && strings.Contains(screen(a), "closed "+id), "mode %v, want the details of %s:\n%s", a.mode, id, screen(a))
+				},
+				"back": inMode(modeTable),
+				"quit": quitCheck,
+			})},
+		{modeDetails, []tea.Msg{keyMsg("c"), keyMsg("enter")}, func(m Model) Model { m.details.SetYOffset(20); return m }, DefaultKeyMap().Details, merge(
+			moveChecks(func(m Model) int { return m.details.YOffset() }, func(m Model) int { return m.details.Height() },
+				func(m Model) int { return m.details.TotalLineCount() - m.details.Height() }), liveChecks(modeDetails),
+			map[string]keyCheck{
+				"back": inMode(modeClosed), // where it was opened from
+				"quit": quitCheck,
+			})},
+		{modeHelp, []tea.Msg{keyMsg("c"), keyMsg("?")}, func(m Model) Model {
+			m, _ = step(m, tea.WindowSizeMsg{Width: minWidth, Height: minHeight})
+			m.helpOffset = 3
+			return m
+		}, DefaultKeyMap().Help, merge(
+			moveChecks(func(m Model) int { return m.helpOffset }, Model.helpHeight, Model.helpLast),
+			map[string]keyCheck{
+				"close help": inMode(modeClosed),
+				"quit":       quitCheck,
 			})},
 		{modeHelp, []tea.Msg{keyMsg("f"), keyMsg("?")}, func(m Model) Model {
 			// A small screen, where help scrolls.
@@ -315,7 +356,10 @@ func tableChecks() map[string]keyCheck {
 			"filter":   inMode(modeFilter),
 			"details":  inMode(modeDetails),
 			"findings": inMode(modeFindings),
-			"quit":     quitCheck,
+			"closed connections": func(b, a Model, _ tea.Cmd) error {
+				return want(a.mode == modeClosed && strings.Contains(screen(a), "ENDED"), "mode %v, want the closed connections:\n%s", a.mode, screen(a))
+			},
+			"quit": quitCheck,
 			"clear filter": func(b, a Model, _ tea.Cmd) error {
 				return want(a.filter.Value() == "" && len(a.table.visible) == len(a.table.rows) && a.mode == modeTable, "filter %q, %d of %d rows", a.filter.Value(), len(a.table.visible), len(a.table.rows))
 			},

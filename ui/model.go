@@ -54,6 +54,7 @@ const (
 	modeDetails
 	modeFindings
 	modeHelp
+	modeClosed
 )
 
 // Messages the model receives from its commands.
@@ -95,6 +96,8 @@ type Model struct {
 	snap   *diag.Snapshot
 	report rules.Report
 	table  table
+	// closed lists the connections that ended while the view watched.
+	closed closedList
 
 	// sweep is the node's last sweep, nodes its table; inNS is the inode
 	// of the namespace the connection view shows, 0 when it shows none
@@ -109,10 +112,13 @@ type Model struct {
 
 	details   viewport.Model
 	detailsID string // socket shown in details, "" for a namespace finding
-	finding   int    // finding shown in details when detailsID is ""
-	findItems []int  // findings in the findings view's order, built on entering it
-	procNames string // the header's process list
-	findCur   int
+	// detailsClosed is the closed connection shown in details, "" when
+	// details show a socket or a finding.
+	detailsClosed string
+	finding       int    // finding shown in details when detailsID is ""
+	findItems     []int  // findings in the findings view's order, built on entering it
+	procNames     string // the header's process list
+	findCur       int
 	// helpOffset is the first line of help drawn.
 	helpOffset int
 
@@ -298,6 +304,8 @@ func (m Model) handleKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		return m.detailsKey(msg)
 	case modeFindings:
 		return m.findingsKey(msg)
+	case modeClosed:
+		return m.closedKey(msg)
 	case modeNode:
 		return m.nodeKey(msg)
 	}
@@ -444,8 +452,51 @@ func (m Model) tableKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		}
 	case key.Matches(msg, k.Findings):
 		m.openFindings()
+	case key.Matches(msg, k.Closed):
+		m.openClosed()
 	}
 	m.clampCursor()
+	return m, nil
+}
+
+// openClosed shows the connections that ended. A namespace opened from a
+// sweep of the node was read once, not watched: nobody followed its
+// connections' deaths, and the flash says so rather than show an empty
+// list.
+func (m *Model) openClosed() {
+	if m.opts.Sweep != nil {
+		m.flash, m.flashErr = notFollowedInSweep, false
+		return
+	}
+	m.open(modeClosed)
+	m.closed.clamp(m.tableHeight())
+}
+
+// notFollowedInSweep says why a namespace of the node view lists no
+// connection that ended.
+const notFollowedInSweep = "connections that end are followed only when tcpvet watches one namespace (--pid or --netns), not in a sweep of the node"
+
+func (m Model) closedKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	k := m.keys.Closed
+	if cmd, ok := m.liveKey(msg, k.Live); ok {
+		return m, cmd
+	}
+	h := m.tableHeight()
+	if cur, ok := k.move(msg, m.closed.cursor, max(1, h-1), max(0, len(m.closed.entries)-1)); ok {
+		m.closed.cursor = cur
+		m.closed.clamp(h)
+		return m, nil
+	}
+	switch {
+	case key.Matches(msg, k.Quit):
+		return m, tea.Quit
+	case key.Matches(msg, k.Back):
+		m.back()
+	case key.Matches(msg, k.Details):
+		if e := m.closed.current(); e != nil {
+			m.openClosedDetails(e.ID)
+		}
+	}
 	return m, nil
 }
 
@@ -487,6 +538,8 @@ func (m Model) findingsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 func (m *Model) apply(snap *diag.Snapshot, rep rules.Report) {
 	m.snap, m.report = snap, rep
 	m.table.load(snap, rep, m.tableHeight())
+	m.closed.load(snap)
+	m.closed.clamp(m.tableHeight())
 	m.procNames = strings.Join(processNames(snap, 4), ", ")
 	m.findItems = nil
 	if m.under(modeFindings) {
@@ -536,13 +589,21 @@ func (m *Model) refilter() {
 func (m *Model) clampCursor() {
 	m.table.clamp(m.tableHeight())
 	m.nodes.clamp(m.tableHeight())
+	m.closed.clamp(m.tableHeight())
 }
 
 func (m *Model) openDetails(id string) {
-	m.detailsID = id
+	m.detailsID, m.detailsClosed = id, ""
 	m.open(modeDetails)
 	m.resizeDetails()
 	m.details.SetYOffset(0)
+	m.renderDetails()
+}
+
+// openClosedDetails shows the details of the connection id that ended.
+func (m *Model) openClosedDetails(id string) {
+	m.openDetails("")
+	m.detailsClosed = id
 	m.renderDetails()
 }
 

@@ -402,7 +402,11 @@ func TestNodeHelpKeysDoWhatTheySay(t *testing.T) {
 	checkKeys(t, table, table.keys.Table, merge(
 		tableChecks(),
 		moveChecks(func(m Model) int { return m.table.cursor }, func(m Model) int { return m.tableHeight() - 1 }, func(m Model) int { return len(m.table.visible) - 1 }),
-		map[string]keyCheck{"back": backToNode, "clear filter": backToNode},
+		map[string]keyCheck{"back": backToNode, "clear filter": backToNode,
+			"closed connections": func(b, a Model, _ tea.Cmd) error {
+				// A namespace of a sweep was read, not watched.
+				return want(a.mode == modeTable && a.flash == notFollowedInSweep, "mode %v flash %q, want the table saying why nothing is listed", a.mode, a.flash)
+			}},
 	))
 }
 

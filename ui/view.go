@@ -40,6 +40,8 @@ func (m Model) render() string {
 		return m.details.View() + "\n" + m.footer()
 	case modeFindings:
 		body = m.findingsView()
+	case modeClosed:
+		body = m.closed.view(m.width, m.tableHeight(), &m.styles, m.notes())
 	case modeNode:
 		body = m.nodeView()
 	default:
