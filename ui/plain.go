@@ -47,8 +47,34 @@ func WritePlain(w io.Writer, snap *diag.Snapshot, rep rules.Report) error {
 		}
 		fmt.Fprintf(w, "  %-8s %-24s %-12s %s\n", strings.ToUpper(f.Severity.String()), f.Rule, sock, f.Summary)
 	}
+	if err := writeWatched(w, snap); err != nil {
+		return err
+	}
 	for _, n := range snap.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	return nil
+}
+
+// writeWatched says, after the findings, how a watched snapshot was taken
+// and which connections ended while it was: what each socket was seen
+// doing is in the findings and the JSON, not one more line per socket.
+func writeWatched(w io.Writer, snap *diag.Snapshot) error {
+	if wa := snap.Watch; wa != nil {
+		every := ""
+		if wa.IntervalS > 0 {
+			every = ", one every " + shortDur(secDur(wa.IntervalS))
+		}
+		fmt.Fprintf(w, "\nWatched %s in %d samples%s.\n", shortDur(secDur(wa.DurationS)), wa.Samples, every)
+	}
+	if len(snap.Closed) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nClosed while watched: %d\n", len(snap.Closed))
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	for i := range snap.Closed {
+		e := &snap.Closed[i]
+		fmt.Fprintf(tw, "  %s\t%s → %s\tlived %s\t%s\n", strings.ToUpper(e.Cause), e.Local, e.Remote, livedText(e), e.Why)
+	}
+	return tw.Flush()
 }
