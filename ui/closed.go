@@ -313,10 +313,11 @@ func (c *closedList) unfollowed(width, h int, st *Styles, notes []string) string
 			lines = append(lines, "  "+st.Warning.Render(l))
 		}
 	}
-	if len(lines) > h+1 {
-		lines = lines[:h+1]
+	// As many lines as the list would take: the footer stays at the bottom.
+	for len(lines) < h+1 {
+		lines = append(lines, "")
 	}
-	return strings.Join(lines, "\n")
+	return strings.Join(lines[:h+1], "\n")
 }
 
 // closedText is the details of a connection that ended: every field, and

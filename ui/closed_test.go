@@ -255,6 +255,9 @@ func TestClosedNotFollowed(t *testing.T) {
 	if strings.Contains(s, "closed:") || strings.Contains(s, "no connection has ended") {
 		t.Errorf("counts or an empty list where deaths are not followed:\n%s", s)
 	}
+	if n := strings.Count(s, "\n") + 1; n != 24 {
+		t.Errorf("%d lines on a 24-line terminal: the footer is not at the bottom:\n%s", n, s)
+	}
 	// No note about it: still not an empty list.
 	s = screen(drive(t, 80, 24, fixture(), keyMsg("c")))
 	if !strings.Contains(s, "not listed here") || strings.Contains(s, "no connection has ended") {
@@ -284,5 +287,45 @@ func TestClosedCauseNames(t *testing.T) {
 		if got != want {
 			t.Errorf("ui says %q, watch %q", got, want)
 		}
+	}
+}
+
+// TestClosedCursorFollows: on the first row the cursor follows the newest
+// death as refreshes bring more; moved, it stays on the connection it was
+// moved to.
+func TestClosedCursorFollows(t *testing.T) {
+	all := deaths()
+	m := drive(t, 120, 40, watched(3, t0), keyMsg("c"))
+	m, _ = step(m, refreshed(watched(5, t0.Add(time.Second))))
+	if e := m.closed.current(); e == nil || e.ID != all[4].ID {
+		t.Errorf("on the first row: cursor on %v, want the newest %s", e, all[4].ID)
+	}
+	m, _ = step(m, keyMsg("j"))
+	m, _ = step(m, keyMsg("j"))
+	held := m.closed.current().ID
+	m, _ = step(m, refreshed(watched(9, t0.Add(2*time.Second))))
+	if e := m.closed.current(); e == nil || e.ID != held {
+		t.Errorf("moved: cursor on %v, want still %s", e, held)
+	}
+}
+
+// TestClosedSmallTerminals: the closed view, its details and its help fit
+// the smallest screen drawn.
+func TestClosedSmallTerminals(t *testing.T) {
+	for _, keys := range [][]tea.Msg{{keyMsg("c")}, {keyMsg("c"), keyMsg("enter")}, {keyMsg("c"), keyMsg("?")}} {
+		s := screen(driveClosed(t, minWidth, minHeight, keys...))
+		lines := strings.Split(s, "\n")
+		if len(lines) > minHeight {
+			t.Errorf("%d lines on a %d-line terminal:\n%s", len(lines), minHeight, s)
+		}
+		for _, l := range lines {
+			if ansi.StringWidth(l) > minWidth {
+				t.Errorf("line wider than %d: %q", minWidth, l)
+			}
+		}
+	}
+	// Help over the closed view says what its colours mean.
+	if s := screen(driveClosed(t, 160, 40, keyMsg("c"), keyMsg("?"))); !strings.Contains(s, "timeout the kernel gave up on it") {
+		t.Errorf("help of the closed view:\n%s", s)
 	}
 }

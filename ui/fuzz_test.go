@@ -24,6 +24,7 @@ func FuzzModelKeys(f *testing.F) {
 	f.Add([]byte{90, 30, 9, 30, 31, 11, 9, 13})
 	f.Add([]byte{80, 24 | 0x80, 12, 1, 12, 11, 11, 38, 12, 13, 12, 35, 36, 12, 11}) // node: enter, down, enter, esc, esc, a sweep without the open namespace, ...
 	f.Add([]byte{160, 45 | 0x80, 38, 12, 40, 39, 12, 11, 41, 13, 14, 10})           // node: enter where it vanished, a failed sweep, an empty one, export, f, ?, /
+	f.Add([]byte{80, 24, 42, 46, 1, 12, 43, 44, 45, 11, 46, 14, 11, 0, 11})         // deaths, c, down, enter, slide, jump, empty, esc, c, ?, esc, j, esc
 
 	withNotes := fixture()
 	withNotes.Notes = []string{"host namespace not visible: permission denied", "target IPVS unreadable"}
@@ -53,6 +54,15 @@ func FuzzModelKeys(f *testing.F) {
 	}
 	msgs = append(msgs, sweeps...)
 	msgs = append(msgs, press("e"))
+	// The closed view: deaths listed in a window that slides, jumps (more
+	// ended than it holds) and empties.
+	all := deaths()
+	for _, w := range [][2]int{{0, 4}, {2, 9}, {8, 9}, {0, 0}} {
+		snap := fixture()
+		snap.Closed = all[w[0]:w[1]]
+		msgs = append(msgs, snapshotMsg{snap: snap, rep: rules.Evaluate(snap, nil)})
+	}
+	msgs = append(msgs, press("c"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 2 || len(data) > 400 {
 			return

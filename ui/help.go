@@ -79,6 +79,14 @@ func (m Model) helpText() string {
 		st.Changed.Render("12") + " grew since the last refresh",
 		st.Drift.Render("≠host") + " differs from the host",
 	}
+	if under == modeClosed {
+		legend = append(legend,
+			st.Cause(causeReset).Render("reset")+" the peer or the path reset it",
+			st.Cause(causeTimeout).Render("timeout")+" the kernel gave up on it",
+			st.Cause(causeClosed).Render("closed")+" an application closed it",
+			st.Cause(causeUnknown).Render("unknown")+" the evidence does not tell",
+			"≥ lived at least: from the first sample that saw it")
+	}
 	body := st.Section.Render("Keys in "+modeNames[under]) + "\n\n" + m.fullHelp(m.keyMap(under).FullHelp()) +
 		"\n\n" + st.Section.Render("Colours and marks") + "\n\n" + flow(legend, "   ", m.width)
 	return body

@@ -474,7 +474,7 @@ func (m *Model) openClosed() {
 
 // notFollowedInSweep says why a namespace of the node view lists no
 // connection that ended.
-const notFollowedInSweep = "connections that end are followed only when tcpvet watches one namespace (--pid or --netns), not in a sweep of the node"
+const notFollowedInSweep = "connections that end are followed only when tcpvet watches one namespace, not in a sweep of the node, which reads each namespace once"
 
 func (m Model) closedKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	k := m.keys.Closed

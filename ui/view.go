@@ -12,8 +12,8 @@ import (
 const headerLines = 4
 
 // View draws the current screen. Each screen's parts live in a file of
-// their own: header.go, table.go, findings.go, details.go, help.go,
-// footer.go, and node.go for the node view.
+// their own: header.go, table.go, findings.go, closed.go, details.go,
+// help.go, footer.go, and node.go for the node view.
 func (m Model) View() tea.View {
 	v := tea.NewView(m.render())
 	v.AltScreen = true
