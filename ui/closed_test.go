@@ -329,3 +329,39 @@ func TestClosedSmallTerminals(t *testing.T) {
 		t.Errorf("help of the closed view:\n%s", s)
 	}
 }
+
+// BenchmarkClosedRefresh is one refresh and frame of the closed view
+// holding the most the live view's source keeps (1,000 deaths), ten new
+// each refresh; BenchmarkClosedRefresh/none is the same without deaths
+// followed, for the ratio.
+func BenchmarkClosedRefresh(b *testing.B) {
+	base := deaths()
+	all := make([]diag.Closed, 2000)
+	for i := range all {
+		all[i] = base[i%len(base)]
+		all[i].ID = fmt.Sprintf("%x", 0x10000+i)
+	}
+	const windows = 100
+	for _, follow := range []bool{true, false} {
+		name := map[bool]string{true: "1000", false: "none"}[follow]
+		b.Run(name, func(b *testing.B) {
+			msgs := make([]tea.Msg, windows)
+			for i := range msgs {
+				snap := fixture()
+				if follow {
+					snap.Closed = all[i*10 : i*10+1000]
+				}
+				msgs[i] = refreshed(snap)
+			}
+			var m tea.Model = New(Options{Interval: time.Second})
+			m, _ = m.Update(tea.WindowSizeMsg{Width: 200, Height: 60})
+			m, _ = m.Update(keyMsg("c"))
+			i := 0
+			for b.Loop() {
+				m, _ = m.Update(msgs[i%windows])
+				_ = m.View()
+				i++
+			}
+		})
+	}
+}
