@@ -38,7 +38,9 @@ func TestClosedCauses(t *testing.T) {
 		{Name: "closed", To: fmt.Sprintf("%s:7002", p.ServerAddr.V4)},
 	}})
 	watched := make(chan *result, 1)
-	go func() { watched <- watchReport(t, 10*time.Second, "--netns", p.Client.Path, "--host-netns", p.Router.Path) }()
+	go func() {
+		watched <- watchReport(t, 10*time.Second, "--netns", p.Client.Path, "--host-netns", p.Router.Path)
+	}()
 	// Two samples of the open connections, then the deaths.
 	time.Sleep(1500 * time.Millisecond)
 

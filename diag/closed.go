@@ -14,6 +14,9 @@ type Closed struct {
 	// Cause is one of the causes watch.Classify tells apart: reset,
 	// timeout, closed or unknown.
 	Cause string `json:"cause"`
+	// EndedAt is when tcpvet read the kernel's announcement of its death,
+	// a moment after the application let go of the socket.
+	EndedAt time.Time `json:"ended_at"`
 	// Why says in one sentence how tcpvet knows the cause.
 	Why string `json:"why"`
 	// LivedS is how long the connection was known to live: from the
@@ -32,4 +35,3 @@ type Closed struct {
 	// the last one sampled.
 	TCPInfo *TCPInfo `json:"tcp_info"`
 }
-

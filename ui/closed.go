@@ -176,9 +176,13 @@ func (c *closedList) summary(st *Styles) string {
 	return lead + strings.Join(parts, ", ") + " " + st.Label.Render("(c)")
 }
 
-// ago is how long before the snapshot shown the entry was first listed.
+// ago is how long before the snapshot shown the connection ended: when
+// its death was announced, else when a refresh first listed it.
 func (c *closedList) ago(e *diag.Closed) string {
 	at, ok := c.seen[e.ID]
+	if !e.EndedAt.IsZero() {
+		at, ok = e.EndedAt, true
+	}
 	if !ok {
 		return "?"
 	}
@@ -335,7 +339,10 @@ func (m *Model) closedText(e *diag.Closed) string {
 		}
 		kv(k, l)
 	}
-	if at, ok := m.closed.seen[e.ID]; ok {
+	switch at, ok := m.closed.seen[e.ID]; {
+	case !e.EndedAt.IsZero():
+		kv("ended", fmt.Sprintf("%s (at %s UTC)", m.closed.ago(e), e.EndedAt.UTC().Format("15:04:05")))
+	case ok:
 		kv("ended", fmt.Sprintf("%s (first listed at %s UTC)", m.closed.ago(e), at.UTC().Format("15:04:05")))
 	}
 	if e.LivedS == nil {

@@ -197,7 +197,7 @@ func TestClassifyFields(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"cause", "id", "last_state", "lived_s", "local", "remote", "tcp_info", "why"}; !slices.Equal(keys, want) {
+	if want := []string{"cause", "ended_at", "id", "last_state", "lived_s", "local", "remote", "tcp_info", "why"}; !slices.Equal(keys, want) {
 		t.Errorf("JSON keys %v, want %v", keys, want)
 	}
 }
