@@ -156,6 +156,9 @@ type Options struct {
 	Target *netns.NS
 	// Host is the node's namespace; nil or the same as Target means not visible.
 	Host *netns.NS
+	// HostView, when set, is the host as read once for many snapshots
+	// (ReadHost), in place of Host.
+	HostView *HostView
 	// DupSockets reads socket options even where duplicating a socket may
 	// reset its cgroup-v1 classification.
 	DupSockets bool
@@ -213,14 +216,25 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	snap.Target.Conntrack, snap.Target.Firewall = snap.readNetfilter(t, "target", target, established)
 	snap.Target.IPVS = snap.readIPVS(t, "target")
 
-	if h := opts.Host; h != nil {
+	// The host is read here, or was read once for a whole sweep (HostView).
+	hv, h := opts.HostView, opts.Host
+	if hv != nil {
+		h = hv.ns
+	}
+	if h != nil {
 		snap.Host = Host{NetnsInode: h.Inode, Path: h.Path, Visible: !h.Same(t)}
-		if snap.Host.Visible {
-			host := snap.visit(h, "host", proc)
-			ipvsConns = append(ipvsConns, host.ipvsConns)
-			snap.Host.Addresses, snap.Sysctls.Host = host.addrs, host.sysctls
-			snap.Host.Conntrack, snap.Host.Firewall = snap.readNetfilter(h, "host", host, established)
-			snap.Host.IPVS = snap.readIPVS(h, "host")
+	}
+	if snap.Host.Visible {
+		if hv == nil {
+			hv = readHost(h, proc, established, false)
+			snap.Notes = append(snap.Notes, hv.Notes...)
+		}
+		snap.Host, snap.Sysctls.Host = hv.host, hv.sysctls
+		ipvsConns = append(ipvsConns, hv.ipvsConns)
+		if hv.lookup {
+			if snap.Host.Conntrack = hv.lookupConntrack(snap, established); snap.Host.Conntrack == nil {
+				snap.Host.Firewall = nil
+			}
 		}
 	}
 	targetSysctls := snap.Sysctls.Target
@@ -525,13 +539,24 @@ func (snap *Snapshot) readNetfilter(ns *netns.NS, where string, in inside, conns
 		return nil, nil
 	}
 	if !ct.Read {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s conntrack %s, so tcpvet cannot see which flows it translates or how long each has left", where, ct.Reason))
+		snap.Notes = append(snap.Notes, conntrackNote(where, ct))
 	}
-	fw := readFirewall(ns, in.legacy)
+	return ct, snap.readFirewallNoted(ns, where, in.legacy)
+}
+
+// conntrackNote says why the conntrack of the namespace named where is unread.
+func conntrackNote(where string, ct *Conntrack) string {
+	return fmt.Sprintf("%s conntrack %s, so tcpvet cannot see which flows it translates or how long each has left", where, ct.Reason)
+}
+
+// readFirewallNoted reads the firewall of ns, the namespace named where,
+// noting when it could not.
+func (snap *Snapshot) readFirewallNoted(ns *netns.NS, where string, legacy []string) *Firewall {
+	fw := readFirewall(ns, legacy)
 	if !fw.Read {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%s %s, so tcpvet cannot tell whether it drops the packets of a flow conntrack forgot", where, fw.Reason))
 	}
-	return ct, fw
+	return fw
 }
 
 // interfaceAddrs lists the addresses of the calling thread's namespace.

@@ -1,0 +1,74 @@
+package diag
+
+import (
+	"github.com/tcpvet/tcpvet/netns"
+)
+
+// HostView is the node's namespace as read once for many snapshots: a sweep
+// of every namespace reads the node's sysctls, addresses, conntrack,
+// firewall and IPVS once, not once per pod, and hands the view to each
+// namespace's Take (Options.HostView). Take only reads it, so one view may
+// serve snapshots taken side by side.
+type HostView struct {
+	ns      *netns.NS
+	host    Host
+	sysctls Sysctls
+	// ipvsConns is the host's IPVS connection table, where IPVS is loaded.
+	ipvsConns *IPVSConns
+	// lookup is true when the host's conntrack table is too large to dump:
+	// each Take then asks it for the entries of its own connections.
+	lookup bool
+	// Notes say what could not be read of the host, once for every
+	// snapshot that uses the view.
+	Notes []string
+}
+
+// Host is what was read of the host namespace, as a snapshot's Host shows it.
+func (v *HostView) Host() Host { return v.host }
+
+// Sysctls are the host namespace's sysctls.
+func (v *HostView) Sysctls() Sysctls { return v.sysctls }
+
+// ReadHost reads the host namespace h once, for Options.HostView. procRoot
+// is where proc is mounted; "" means /proc. h must stay open while the view
+// is in use: a host conntrack table too large to dump is asked for each
+// snapshot's own entries.
+func ReadHost(h *netns.NS, procRoot string) *HostView {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	return readHost(h, procRoot, nil, true)
+}
+
+// readHost reads h: its addresses, sysctls, conntrack (for the flows of
+// established where the table is too large to dump), firewall and IPVS,
+// noting what it could not read in the order a snapshot always has. shared
+// defers a large table's lookups to each snapshot.
+func readHost(h *netns.NS, proc string, established []flowKey, shared bool) *HostView {
+	var notes Snapshot // collects the notes of the readers below
+	v := &HostView{ns: h, host: Host{NetnsInode: h.Inode, Path: h.Path, Visible: true}}
+	in := notes.visit(h, "host", proc)
+	v.ipvsConns = in.ipvsConns
+	v.host.Addresses, v.sysctls = in.addrs, in.sysctls
+	if n, _ := in.sysctls.Get(ConntrackCount); shared && n > conntrackDumpLimit {
+		// The rules need the firewall only beside a conntrack table; this
+		// one is read, per snapshot, in Take.
+		v.lookup = true
+		v.host.Firewall = notes.readFirewallNoted(h, "host", in.legacy)
+	} else {
+		v.host.Conntrack, v.host.Firewall = notes.readNetfilter(h, "host", in, established)
+	}
+	v.host.IPVS = notes.readIPVS(h, "host")
+	v.Notes = notes.Notes
+	return v
+}
+
+// lookupConntrack asks the host's table, too large to dump, for the entries
+// of established, noting what it could not read in snap.
+func (v *HostView) lookupConntrack(snap *Snapshot, established []flowKey) *Conntrack {
+	ct := readConntrack(v.ns, "host", v.sysctls, established)
+	if ct != nil && !ct.Read {
+		snap.Notes = append(snap.Notes, conntrackNote("host", ct))
+	}
+	return ct
+}
