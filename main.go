@@ -4,7 +4,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/netns"
+	"github.com/tcpvet/tcpvet/node"
 	"github.com/tcpvet/tcpvet/rules"
 	"github.com/tcpvet/tcpvet/ui"
 	"github.com/tcpvet/tcpvet/watch"
@@ -36,6 +39,7 @@ Usage:
   tcpvet [flags]                 the namespace tcpvet runs in (kubectl debug shares the pod's)
   tcpvet --pid N [flags]         the network namespace of process N
   tcpvet --netns PATH [flags]    a namespace file (/run/netns/NAME, /proc/N/ns/net, a bind mount)
+  tcpvet --all-netns [flags]     every network namespace of the machine, named by pod
 
 On a terminal it opens a live view; piped, it prints a table and the findings; --json prints
 one snapshot for scripts. --watch DURATION samples every --interval for that long first, and
@@ -46,6 +50,7 @@ Examples:
   sudo tcpvet --pid "$(pgrep -o grpc-server)" --middlebox aws-nlb
   tcpvet --json --fail-on critical | jq '.findings[] | .summary'
   tcpvet --pid "$(pgrep -o envoy)" --watch 1m --json | jq '.sockets[].observed'
+  sudo tcpvet --all-netns --json | jq '.namespaces[] | select(.findings != []) | .pod'
 
 Exit status: 0 fine, 1 could not inspect, 2 bad command line, 3 a finding at or above --fail-on.
 
@@ -65,6 +70,8 @@ type config struct {
 	version     bool
 	middleboxes []rules.Middlebox
 	failOn      *rules.Severity
+	allNetns    bool
+	criSocket   string
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
@@ -91,6 +98,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	})
 	fs.BoolVar(&c.dupSockets, "dup-sockets", false, "read socket options even where duplicating a socket may reset its cgroup-v1 net_cls/net_prio marks")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	fs.BoolVar(&c.allNetns, "all-netns", false, "inspect every network namespace of the machine once, named by pod, the host read once")
+	fs.StringVar(&c.criSocket, "cri-socket", "", "the container runtime's CRI socket that names pods, for --all-netns (`PATH`; default "+strings.Join(node.CRISockets, ", then ")+")")
 	fs.Func("middlebox", "an idle timeout on the path: a preset (aws-nlb, aws-nat-gateway, azure-lb, gcp-vpc-firewall, gcp-cloud-nat, ipvs, ...) or `NAME=DURATION[,reset|,drop]`; repeatable", func(v string) error {
 		mb, err := rules.ParseMiddlebox(v)
 		if err == nil {
@@ -124,6 +133,12 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	}
 	if c.pid != 0 && c.netnsPath != "" {
 		return c, errors.New("--pid and --netns both name a target: give one")
+	}
+	if c.allNetns && (c.pid != 0 || c.netnsPath != "") {
+		return c, errors.New("--all-netns reads every namespace: it takes no --pid or --netns")
+	}
+	if c.criSocket != "" && !c.allNetns {
+		return c, errors.New("--cri-socket names pods for --all-netns: give --all-netns too")
 	}
 	if c.interval < 100*time.Millisecond {
 		return c, fmt.Errorf("--interval %v: too short, 100ms at least", c.interval)
@@ -160,12 +175,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tcpvet: --watch prints one report when it ends: add --json or pipe the output (on a terminal, the live view already watches)")
 		return 2
 	}
-	rep, err := inspect(ctx, cfg, stdout)
+	var worst func() (rules.Severity, bool)
+	if cfg.allNetns {
+		sw, serr := sweepAll(ctx, cfg, stdout)
+		worst, err = sw.Worst, serr
+	} else {
+		rep, ierr := inspect(ctx, cfg, stdout)
+		worst, err = rep.Worst, ierr
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "tcpvet: %s\n", oneLine(err))
 		return 1
 	}
-	if worst, any := rep.Worst(); cfg.failOn != nil && any && worst >= *cfg.failOn {
+	if worst, any := worst(); cfg.failOn != nil && any && worst >= *cfg.failOn {
 		return 3
 	}
 	return 0
@@ -181,18 +203,11 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 		return rules.Report{}, err
 	}
 	defer target.Close()
-	host, err := netns.FromPath(cfg.hostNetns)
-	var hostNote string
-	switch {
-	case err != nil && cfg.hostSet:
-		return rules.Report{}, fmt.Errorf("host namespace (--host-netns): %w", err)
-	case err != nil:
-		// The default guess failed (a sandboxed PID 1, no CAP_SYS_PTRACE):
-		// carry on without the host rather than refuse to look at all.
-		hostNote = fmt.Sprintf("host namespace not visible: %v", err)
-	default:
-		defer host.Close()
+	host, hostNote, err := openHost(cfg)
+	if err != nil {
+		return rules.Report{}, err
 	}
+	defer host.Close()
 
 	take := func(ctx context.Context) (*diag.Snapshot, error) {
 		snap, err := diag.Take(ctx, diag.Options{Target: target, Host: host, DupSockets: cfg.dupSockets})
@@ -320,6 +335,57 @@ func watchedTake(take watch.Take, pid int) watch.Take {
 		}
 		return snap, err
 	}
+}
+
+// openHost opens the node's namespace. Failing to open the default guess
+// (a sandboxed PID 1, no CAP_SYS_PTRACE) is a note, not an error: tcpvet
+// carries on without the host rather than refuse to look at all.
+func openHost(cfg config) (*netns.NS, string, error) {
+	host, err := netns.FromPath(cfg.hostNetns)
+	switch {
+	case err != nil && cfg.hostSet:
+		return nil, "", fmt.Errorf("host namespace (--host-netns): %w", err)
+	case err != nil:
+		return nil, fmt.Sprintf("host namespace not visible: %v", err), nil
+	}
+	return host, "", nil
+}
+
+// sweepAll reads every namespace of the machine (--all-netns) and prints
+// the sweep: JSON with --json, otherwise one row per namespace.
+func sweepAll(ctx context.Context, cfg config, stdout io.Writer) (*node.Sweep, error) {
+	host, hostNote, err := openHost(cfg)
+	if err != nil {
+		return &node.Sweep{}, err
+	}
+	defer host.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	sw, err := node.Take(ctx, node.Options{Host: host, CRISocket: cfg.criSocket, DupSockets: cfg.dupSockets, Middleboxes: cfg.middleboxes})
+	if err != nil {
+		return &node.Sweep{}, err
+	}
+	if hostNote != "" {
+		sw.Host.Path = cfg.hostNetns
+		sw.Notes = append(sw.Notes, hostNote)
+	}
+	if !cfg.json {
+		return sw, node.WritePlain(stdout, sw)
+	}
+	if isTerminal(stdout) {
+		// People read it: indented, as the single target's is.
+		var b bytes.Buffer
+		if err := node.WriteJSON(&b, sw); err != nil {
+			return sw, err
+		}
+		var out bytes.Buffer
+		if err := json.Indent(&out, b.Bytes(), "", "  "); err != nil {
+			return sw, err
+		}
+		_, err := out.WriteTo(stdout)
+		return sw, err
+	}
+	return sw, node.WriteJSON(stdout, sw)
 }
 
 func openTarget(cfg config) (*netns.NS, error) {

@@ -50,6 +50,12 @@ type Sweep struct {
 	// Errors counts the namespaces that were found but could not be read.
 	Errors int
 	// Notes say what the sweep could not do for every namespace (no CRI
-	// socket, so pods are named from cgroups; the host not visible).
+	// socket, so pods are named from cgroups; the host not visible), and
+	// which namespaces vanished before they could be read.
 	Notes []string
+	// Host is the node's namespace, read once for the whole sweep; its
+	// Visible is false when tcpvet could not see it.
+	Host diag.Host
+	// HostSysctls are the host namespace's sysctls; nil when not visible.
+	HostSysctls diag.Sysctls
 }

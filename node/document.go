@@ -1,0 +1,139 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"time"
+
+	"github.com/tcpvet/tcpvet/diag"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// Schema names the layout of a sweep in JSON.
+const Schema = "tcpvet/node/v1"
+
+// flushAt is how much JSON is gathered before it is written: a sweep's
+// sockets are streamed, never held as one document.
+const flushAt = 64 << 10
+
+// The parts of the document, in the order they are written. The sockets of
+// each namespace are written between nsHead and nsTail, one at a time.
+type (
+	sweepHead struct {
+		Schema     string    `json:"schema"`
+		TakenAt    time.Time `json:"taken_at"`
+		DurationMS int64     `json:"duration_ms"`
+		Host       hostJSON  `json:"host"`
+		Errors     int       `json:"errors"`
+	}
+	hostJSON struct {
+		diag.Host
+		Sysctls diag.Sysctls `json:"sysctls"`
+	}
+	nsHead struct {
+		Target    diag.Target  `json:"target"`
+		Pod       *Pod         `json:"pod"`
+		Sysctls   diag.Sysctls `json:"sysctls"`
+		Processes int          `json:"processes"`
+	}
+	nsTail struct {
+		Middleboxes []rules.Middlebox `json:"middleboxes"`
+		Findings    []rules.Finding   `json:"findings"`
+		Notes       []string          `json:"notes"`
+	}
+)
+
+// WriteJSON writes s as one JSON document: the host once, then each
+// namespace (its target, pod, sockets, findings and notes) in the sweep's
+// order, then the sweep's notes. Sockets are appended one at a time
+// (diag.Socket.AppendJSON) and written every 64 KiB, so a node of a
+// hundred thousand sockets is never one document in memory.
+func WriteJSON(w io.Writer, s *Sweep) error {
+	sw := &streamWriter{w: w, b: make([]byte, 0, flushAt+16<<10)}
+	sw.object(sweepHead{Schema: Schema, TakenAt: s.TakenAt, DurationMS: s.Duration.Milliseconds(),
+		Host: hostJSON{s.Host, s.HostSysctls}, Errors: s.Errors}, true)
+	sw.b = append(sw.b, `,"namespaces":[`...)
+	for i := range s.Namespaces {
+		if i > 0 {
+			sw.b = append(sw.b, ',')
+		}
+		sw.namespace(&s.Namespaces[i])
+	}
+	sw.b = append(sw.b, `],"notes":`...)
+	sw.object(nonNil(s.Notes), false)
+	sw.b = append(sw.b, "}\n"...)
+	sw.flush()
+	return sw.err
+}
+
+// streamWriter gathers JSON and writes it every flushAt bytes, keeping the
+// first error.
+type streamWriter struct {
+	w   io.Writer
+	b   []byte
+	err error
+}
+
+func (sw *streamWriter) flush() {
+	if sw.err == nil {
+		_, sw.err = sw.w.Write(sw.b)
+	}
+	sw.b = sw.b[:0]
+}
+
+// object appends v as JSON; open leaves an object's closing brace off, for
+// more fields to follow.
+func (sw *streamWriter) object(v any, open bool) {
+	o, err := json.Marshal(v)
+	if err != nil {
+		if sw.err == nil {
+			sw.err = err
+		}
+		return
+	}
+	if open {
+		o = bytes.TrimSuffix(o, []byte("}"))
+	}
+	sw.b = append(sw.b, o...)
+}
+
+// namespace appends one namespace's object, streaming its sockets.
+func (sw *streamWriter) namespace(n *Namespace) {
+	head := nsHead{Target: diag.Target{NetnsInode: n.Inode, Path: n.Path}, Pod: n.Pod}
+	tail := nsTail{Middleboxes: n.Report.Middleboxes, Findings: n.Report.Findings, Notes: n.Notes}
+	var socks []diag.Socket
+	if snap := n.Snapshot; snap != nil {
+		head.Target, head.Sysctls, head.Processes = snap.Target, snap.Sysctls.Target, snap.Processes
+		socks = snap.Sockets
+		tail.Notes = append(append([]string(nil), snap.Notes...), n.Notes...)
+	}
+	tail.Middleboxes, tail.Findings, tail.Notes = nonNil(tail.Middleboxes), nonNil(tail.Findings), nonNil(tail.Notes)
+	sw.object(head, true)
+	sw.b = append(sw.b, `,"sockets":[`...)
+	for j := range socks {
+		if j > 0 {
+			sw.b = append(sw.b, ',')
+		}
+		sw.b = socks[j].AppendJSON(sw.b)
+		if len(sw.b) >= flushAt {
+			sw.flush()
+		}
+	}
+	sw.b = append(sw.b, ']')
+	// The tail's fields continue the object the head opened.
+	mark := len(sw.b)
+	sw.object(tail, false)
+	if len(sw.b) > mark {
+		sw.b[mark] = ','
+	}
+}
+
+// nonNil makes an absent list an empty one, so the document's lists are
+// always lists.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
