@@ -59,7 +59,18 @@ func Take(ctx context.Context, opts Options) (*Sweep, error) {
 	if err != nil {
 		return nil, err
 	}
-	sw := &Sweep{TakenAt: start.UTC(), Notes: d.notes}
+	sw, err := sweepFound(ctx, d, opts, proc)
+	if err != nil {
+		return nil, err
+	}
+	sw.TakenAt, sw.Duration = start.UTC(), time.Since(start)
+	return sw, nil
+}
+
+// sweepFound reads the host once and every namespace d found, and orders
+// them.
+func sweepFound(ctx context.Context, d *discovery, opts Options, proc string) (*Sweep, error) {
+	sw := &Sweep{Notes: d.notes}
 	var hostKey nsKey
 	var hv *diag.HostView
 	if opts.Host != nil {
@@ -111,7 +122,6 @@ feed:
 		}
 	}
 	slices.SortStableFunc(sw.Namespaces, compareUrgency)
-	sw.Duration = time.Since(start)
 	return sw, nil
 }
 
