@@ -51,6 +51,32 @@ func diagRequest(family uint8) netlink.Message {
 	}
 }
 
+// tcpDiagGetSock is TCPDIAG_GETSOCK, the request type of inet_diag's first
+// interface: the only one that asks for both address families at once.
+const tcpDiagGetSock = 18
+
+// bothFamiliesRequest builds the older struct inet_diag_req asking for
+// every TCP socket of both address families, with the extensions of
+// diagRequest. The kernel finds a namespace's sockets by walking tables
+// shared by every namespace of the machine, once per request: on a node
+// of many pods one walk instead of two per family halves the dump's cost.
+func bothFamiliesRequest() netlink.Message {
+	b := make([]byte, 60)
+	b[0] = unix.AF_UNSPEC
+	b[3] = 1<<(attrInfo-1) | 1<<(attrCong-1) | 1<<(attrTClass-1)
+	// The socket id (b[4:52]) stays zero but for its "no cookie" (~0).
+	binary.NativeEndian.PutUint32(b[44:], ^uint32(0))
+	binary.NativeEndian.PutUint32(b[48:], ^uint32(0))
+	binary.NativeEndian.PutUint32(b[52:], allStates)
+	return netlink.Message{
+		Header: netlink.Header{
+			Type:  tcpDiagGetSock,
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: b,
+	}
+}
+
 // rawSocket is one decoded inet_diag reply, before processes and socket
 // options are attached.
 type rawSocket struct {

@@ -170,6 +170,29 @@ func TestDiagRequestBytes(t *testing.T) {
 	}
 }
 
+// TestBothFamiliesRequestBytes pins the older request to struct
+// inet_diag_req: family, prefix lengths, extensions, the socket id, then
+// the states.
+func TestBothFamiliesRequestBytes(t *testing.T) {
+	m := bothFamiliesRequest()
+	want := []byte{
+		0, 0, 0, 1<<1 | 1<<3 | 1<<5, // AF_UNSPEC, no prefixes, INFO|CONG|TCLASS
+		0, 0, 0, 0, // ports
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // src
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // dst
+		0, 0, 0, 0, // ifindex
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // no cookie
+		0xff, 0xff, 0xff, 0xff, // every state
+		0, 0, 0, 0, // dbs
+	}
+	if !bytes.Equal(m.Data, want) {
+		t.Errorf("request = %v\nwant      %v", m.Data, want)
+	}
+	if m.Header.Type != 18 || m.Header.Flags != 0x301 {
+		t.Errorf("header = %+v, want TCPDIAG_GETSOCK with REQUEST|DUMP", m.Header)
+	}
+}
+
 func FuzzDecodeDiagMsg(f *testing.F) {
 	for _, name := range []string{"listen6.bin", "established6.bin", "timewait4.bin"} {
 		f.Add(readGolden(f, name))

@@ -428,6 +428,20 @@ func dumpMessages(ctx context.Context, ns *netns.NS, fn func([]byte) error) erro
 	// over in place: netlink's Receive copies every message and attribute.
 	// The kernel fills at most 32 KiB per read of a dump.
 	buf := make([]byte, 64<<10)
+	// One request for both families, one walk of the kernel's tables;
+	// a kernel that refuses it before answering anything is asked per
+	// family.
+	delivered := false
+	counted := func(b []byte) error { delivered = true; return fn(b) }
+	req, err := c.Send(bothFamiliesRequest())
+	if err == nil {
+		if err = receiveDump(rc, buf, req.Header.Sequence, counted); err == nil || delivered {
+			if err != nil {
+				return fmt.Errorf("read sock_diag in %s: %w", ns.Path, err)
+			}
+			return nil
+		}
+	}
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		req, err := c.Send(diagRequest(family))
 		if err != nil {
