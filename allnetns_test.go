@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpvet/tcpvet/internal/testnet"
+)
+
+// sweepDoc is what tcpvet --all-netns --json prints, as far as the tests
+// read it.
+type sweepDoc struct {
+	Schema     string `json:"schema"`
+	Host       struct{ NetnsInode uint64 } `json:"host"`
+	Namespaces []struct {
+		Target struct {
+			NetnsInode uint64 `json:"netns_inode"`
+			Path       string `json:"path"`
+		} `json:"target"`
+		Pod      *struct{ UID, Container, Source string } `json:"pod"`
+		Sockets  []struct{ State string } `json:"sockets"`
+		Findings []struct{ Rule, Severity string } `json:"findings"`
+		Notes    []string `json:"notes"`
+	} `json:"namespaces"`
+	Notes []string `json:"notes"`
+}
+
+// nsInode is the inode of the namespace file at path.
+func nsInode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return statIno(fi)
+}
+
+// unshared runs an agent holding spec's sockets in a namespace of its
+// own that nothing but its processes hold (unshare -n, nothing under
+// /run/netns), and returns the agent's PID.
+func unshared(t *testing.T, spec testnet.Spec) int {
+	t.Helper()
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary turns agent when testnet's variable names a spec
+	// (testnet.MaybeRunAgent in TestMain).
+	cmd := exec.Command("unshare", "-n", "sh", "-c", `ip link set lo up && exec "$0"`, os.Args[0])
+	cmd.Env = append(os.Environ(), "TCPVET_TESTNET_AGENT="+string(b))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("unshare: %v", err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), `"ready"`) {
+				ready <- true
+				io.Copy(io.Discard, stdout)
+				return
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("unshared agent exited before it was ready")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("unshared agent not ready in 10 s")
+	}
+	return cmd.Process.Pid
+}
+
+// holding is an agent spec holding 1 listener and n connections to it
+// over loopback: 1+2n sockets.
+func holding(port, n int) testnet.Spec {
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	return testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: addr, Mode: testnet.Hold}}, Bulk: map[string]int{addr: n}}
+}
+
+// TestAllNetnsFindsEveryNamespaceOnce: 20 namespaces bound under
+// /run/netns and 5 held only by processes are each listed once, with
+// their own sockets; no namespace of the machine is listed twice; one
+// whose connection sits in CLOSE_WAIT comes before the test's clean ones
+// and trips --fail-on warning; the plain table has a row for each.
+func TestAllNetnsFindsEveryNamespaceOnce(t *testing.T) {
+	testnet.RequireRoot(t)
+	bin := binary(t)
+	want := map[uint64]int{} // inode: sockets
+	var bound []*testnet.NS
+	for i := range 20 {
+		ns := testnet.New(t)
+		n := i%4 + 1
+		ns.Start(t, holding(7000+i, n))
+		want[nsInode(t, ns.Path)] = 1 + 2*n
+		bound = append(bound, ns)
+	}
+	var held []int
+	for i := range 5 {
+		n := i + 2
+		pid := unshared(t, holding(7100+i, n))
+		ino := nsInode(t, fmt.Sprintf("/proc/%d/ns/net", pid))
+		if _, dup := want[ino]; dup {
+			t.Fatalf("unshare -n reused a namespace")
+		}
+		want[ino] = 1 + 2*n
+		held = append(held, pid)
+	}
+	// A connection the application never closes: a warning.
+	leak := testnet.New(t)
+	leak.Start(t, testnet.Spec{
+		Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:7200", Mode: testnet.CloseAtOnce}},
+		Dial:   []testnet.Dial{{Name: "cw", To: "127.0.0.1:7200", NoReadBack: true}},
+	})
+	leakIno := nsInode(t, leak.Path)
+
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, "--all-netns", "--json", "--fail-on", "warning")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("--all-netns --fail-on warning with a CLOSE_WAIT namespace: %v, want exit 3; stderr %s", err, stderr.String())
+	}
+	var doc sweepDoc
+	if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
+		t.Fatalf("not JSON: %v\n%.2000s", err, stdout.String())
+	}
+	if doc.Schema != "tcpvet/node/v1" {
+		t.Errorf("schema %q", doc.Schema)
+	}
+	seen := map[uint64]int{}
+	pos := map[uint64]int{}
+	for i, n := range doc.Namespaces {
+		seen[n.Target.NetnsInode]++
+		pos[n.Target.NetnsInode] = i
+	}
+	for ino, c := range seen {
+		if c > 1 {
+			t.Errorf("namespace %d listed %d times", ino, c)
+		}
+	}
+	for ino, socks := range want {
+		i, ok := pos[ino]
+		if !ok {
+			t.Errorf("namespace %d not listed (notes %q)", ino, doc.Notes)
+			continue
+		}
+		n := doc.Namespaces[i]
+		if len(n.Sockets) != socks {
+			t.Errorf("namespace %d (%s): %d sockets, want %d", ino, n.Target.Path, len(n.Sockets), socks)
+		}
+		if n.Pod != nil {
+			t.Errorf("namespace %d belongs to no pod, yet %+v", ino, n.Pod)
+		}
+		if n.Findings == nil || n.Notes == nil {
+			t.Errorf("namespace %d: findings and notes must be lists", ino)
+		}
+	}
+	for _, ns := range bound {
+		if p := doc.Namespaces[pos[nsInode(t, ns.Path)]].Target.Path; p != ns.Path {
+			t.Errorf("%s read through %s, want its bind mount", ns.Name, p)
+		}
+	}
+	for _, pid := range held {
+		if p := doc.Namespaces[pos[nsInode(t, fmt.Sprintf("/proc/%d/ns/net", pid))]].Target.Path; !strings.HasPrefix(p, "/proc/") {
+			t.Errorf("pid %d's namespace read through %s", pid, p)
+		}
+	}
+	li, ok := pos[leakIno]
+	if !ok || !slices.ContainsFunc(doc.Namespaces[li].Findings, func(f struct{ Rule, Severity string }) bool { return f.Rule == "close-wait" }) {
+		t.Fatalf("the CLOSE_WAIT namespace: listed %v, findings %+v", ok, doc.Namespaces[li].Findings)
+	}
+	for ino := range want {
+		if pos[ino] < li {
+			t.Errorf("clean namespace %d ordered before the one with a warning", ino)
+		}
+	}
+
+	// The plain table: one row per namespace, named by its path.
+	out, err := exec.Command(bin, "--all-netns").Output()
+	if err != nil {
+		t.Fatalf("tcpvet --all-netns: %v", err)
+	}
+	for _, ns := range bound {
+		if !regexpLine(string(out), ns.Path, strconv.FormatUint(nsInode(t, ns.Path), 10)) {
+			t.Errorf("no row for %s in:\n%s", ns.Path, out)
+		}
+	}
+	if !regexpLine(string(out), leak.Path, "WARNING close-wait") {
+		t.Errorf("no warning row for %s in:\n%s", leak.Path, out)
+	}
+}
+
+// regexpLine reports whether a line of out holds every one of parts.
+func regexpLine(out string, parts ...string) bool {
+	for line := range strings.SplitSeq(out, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// TestAllNetnsBadCommandLine: --all-netns takes no other target, and
+// --cri-socket means nothing without it.
+func TestAllNetnsBadCommandLine(t *testing.T) {
+	for _, args := range [][]string{
+		{"--all-netns", "--pid", "1"},
+		{"--all-netns", "--netns", "/run/netns/x"},
+		{"--cri-socket", "/run/x.sock"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), args, &stdout, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and one line", args, code, stderr.String())
+		}
+	}
+}
+
+// TestBenchAllNetnsScript runs the benchmark script small, to keep it
+// working; its figures are for people, not assertions.
+func TestBenchAllNetnsScript(t *testing.T) {
+	testnet.RequireRoot(t)
+	for _, tool := range []string{"unshare", "nsenter", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	out, err := exec.Command("scripts/bench-allnetns.sh", "5", "20", "1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench-allnetns.sh: %v\n%s", err, out)
+	}
+	for _, want := range []string{"5 namespaces, 105 TCP sockets in them; the sweep lists 6 namespaces", "ratio: "} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+}
+
+func statIno(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
