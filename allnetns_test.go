@@ -22,7 +22,7 @@ import (
 // sweepDoc is what tcpvet --all-netns --json prints, as far as the tests
 // read it.
 type sweepDoc struct {
-	Schema     string `json:"schema"`
+	Schema     string                      `json:"schema"`
 	Host       struct{ NetnsInode uint64 } `json:"host"`
 	Namespaces []struct {
 		Target struct {
@@ -30,9 +30,9 @@ type sweepDoc struct {
 			Path       string `json:"path"`
 		} `json:"target"`
 		Pod      *struct{ UID, Container, Source string } `json:"pod"`
-		Sockets  []struct{ State string } `json:"sockets"`
-		Findings []struct{ Rule, Severity string } `json:"findings"`
-		Notes    []string `json:"notes"`
+		Sockets  []struct{ State string }                 `json:"sockets"`
+		Findings []struct{ Rule, Severity string }        `json:"findings"`
+		Notes    []string                                 `json:"notes"`
 	} `json:"namespaces"`
 	Notes []string `json:"notes"`
 }
