@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -28,20 +29,32 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// keyOf is the key discovery files the namespace at path under.
-func keyOf(t *testing.T, path string) nsKey {
+// inodeOf is the inode of the namespace file at path.
+func inodeOf(t *testing.T, path string) uint64 {
 	t.Helper()
-	k, err := nsStat(path)
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
 		t.Fatal(err)
 	}
-	return k
+	return st.Ino
 }
 
-// only keeps in d the namespaces of keys: the machine has others (other
-// tests', the host's), which a test need not read.
-func only(d *discovery, keys ...nsKey) {
-	d.order = slices.DeleteFunc(d.order, func(k nsKey) bool { return !slices.Contains(keys, k) })
+// lookup is what discovery found of the namespace at path; nil if nothing.
+func lookup(t *testing.T, d *discovery, path string) *found {
+	t.Helper()
+	ino := inodeOf(t, path)
+	for i := range d.list {
+		if d.list[i].Inode == ino {
+			return &d.list[i]
+		}
+	}
+	return nil
+}
+
+// only keeps in d the namespaces of inodes: the machine has others
+// (other tests', the host's), which a test need not read.
+func only(d *discovery, inodes ...uint64) {
+	d.list = slices.DeleteFunc(d.list, func(f found) bool { return !slices.Contains(inodes, f.Inode) })
 }
 
 // TestVanishedMidSweep: a namespace removed between discovery and its
@@ -49,14 +62,14 @@ func only(d *discovery, keys ...nsKey) {
 func TestVanishedMidSweep(t *testing.T) {
 	stays, goes := testnet.New(t), testnet.New(t)
 	stays.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:7000", Mode: testnet.Hold}}})
-	ks, kg := keyOf(t, stays.Path), keyOf(t, goes.Path)
+	ks, kg := inodeOf(t, stays.Path), inodeOf(t, goes.Path)
 	d, err := discover(context.Background(), "/proc", "/run/netns", filepath.Join(t.TempDir(), "no-cri.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	only(d, ks, kg)
-	if len(d.order) != 2 {
-		t.Fatalf("discovery found %d of the test's 2 namespaces", len(d.order))
+	if len(d.list) != 2 {
+		t.Fatalf("discovery found %d of the test's 2 namespaces", len(d.list))
 	}
 	testnet.Run(t, "ip", "netns", "del", goes.Name)
 
@@ -64,13 +77,13 @@ func TestVanishedMidSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sw.Namespaces) != 1 || sw.Namespaces[0].Inode != ks.ino || sw.Namespaces[0].Sockets() != 1 {
+	if len(sw.Namespaces) != 1 || sw.Namespaces[0].Inode != ks || sw.Namespaces[0].Sockets() != 1 {
 		t.Fatalf("want only %s with its 1 socket, got %+v", stays.Name, sw.Namespaces)
 	}
 	if sw.Errors != 0 {
 		t.Errorf("a vanished namespace is no error: Errors = %d", sw.Errors)
 	}
-	want := fmt.Sprintf("network namespace %d vanished mid-sweep", kg.ino)
+	want := fmt.Sprintf("network namespace %d vanished mid-sweep", kg)
 	if !slices.ContainsFunc(sw.Notes, func(n string) bool { return strings.Contains(n, want) }) {
 		t.Errorf("no note %q in %q", want, sw.Notes)
 	}
@@ -145,12 +158,12 @@ func TestPodFromKubeletCgroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.nameFromCgroups("/proc", nsKey{})
+	d.nameFromCgroups("/proc", nil)
 	for _, tc := range []struct {
 		ns       *testnet.NS
 		uid, cid string
 	}{{a, uid1, cid1}, {b, uid2, cid2}} {
-		f := d.byKey[keyOf(t, tc.ns.Path)]
+		f := lookup(t, d, tc.ns.Path)
 		if f == nil || f.pod == nil {
 			t.Fatalf("%s: not named from its cgroup: %+v", tc.ns.Name, f)
 		}
@@ -158,7 +171,7 @@ func TestPodFromKubeletCgroups(t *testing.T) {
 			t.Errorf("%s: pod %+v, want uid %s container %s", tc.ns.Name, *f.pod, tc.uid, tc.cid)
 		}
 	}
-	if f := d.byKey[keyOf(t, plain.Path)]; f == nil || f.pod != nil {
+	if f := lookup(t, d, plain.Path); f == nil || f.pod != nil {
 		t.Errorf("%s holds no pod's process, yet: %+v", plain.Name, f)
 	}
 }
@@ -251,7 +264,8 @@ func pinned(t *testing.T) string {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	// unshare has entered the namespace once /proc shows it differ from ours.
 	for i := 0; ; i++ {
-		if k, err := nsStat(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)); err == nil && k != keyOf(t, "/proc/self/ns/net") {
+		var st unix.Stat_t
+		if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid), &st) == nil && st.Ino != inodeOf(t, "/proc/self/ns/net") {
 			break
 		}
 		if i == 200 {
@@ -307,15 +321,15 @@ func TestCRINamesPods(t *testing.T) {
 	if len(d.notes) > 0 && slices.ContainsFunc(d.notes, func(n string) bool { return strings.Contains(n, "runtime") }) {
 		t.Errorf("the runtime answered, yet: %q", d.notes)
 	}
-	kp, ka := keyOf(t, withProc.Path), keyOf(t, alone)
-	if f := d.byKey[kp]; f == nil || f.pod == nil || *f.pod != (Pod{Namespace: "shop", Name: "api-7d9", UID: "uid-api", Container: "api,envoy", Source: "cri"}) {
+	kp, ka := inodeOf(t, withProc.Path), inodeOf(t, alone)
+	if f := lookup(t, d, withProc.Path); f == nil || f.pod == nil || *f.pod != (Pod{Namespace: "shop", Name: "api-7d9", UID: "uid-api", Container: "api,envoy", Source: "cri"}) {
 		t.Errorf("%s: %+v", withProc.Name, f)
 	}
-	f := d.byKey[ka]
-	if f == nil || f.pod == nil || f.pod.Name != "idle-0" || f.pod.Namespace != "batch" || len(f.pids) != 0 || !slices.Equal(f.bound, []string{alone}) {
+	f := lookup(t, d, alone)
+	if f == nil || f.pod == nil || f.pod.Name != "idle-0" || f.pod.Namespace != "batch" || len(f.PIDs) != 0 || !slices.Equal(f.Bound, []string{alone}) {
 		t.Fatalf("the pinned namespace: %+v", f)
 	}
-	for _, f := range d.byKey {
+	for _, f := range d.list {
 		if f.pod != nil && (f.pod.Name == "kube-proxy-x" || f.pod.Name == "gone") {
 			t.Errorf("%s named a namespace it does not have: %+v", f.pod.Name, f)
 		}
@@ -331,10 +345,10 @@ func TestCRINamesPods(t *testing.T) {
 	for i := range sw.Namespaces {
 		got[sw.Namespaces[i].Inode] = &sw.Namespaces[i]
 	}
-	if n := got[ka.ino]; n == nil || n.Path != alone || n.Snapshot == nil || n.Sockets() != 0 || n.Name() != "batch/idle-0" {
+	if n := got[ka]; n == nil || n.Path != alone || n.Snapshot == nil || n.Sockets() != 0 || n.Name() != "batch/idle-0" {
 		t.Errorf("pinned namespace read as %+v", n)
 	}
-	if n := got[kp.ino]; n == nil || n.Sockets() != 1 || n.Name() != "shop/api-7d9" {
+	if n := got[kp]; n == nil || n.Sockets() != 1 || n.Name() != "shop/api-7d9" {
 		t.Errorf("%s read as %+v", withProc.Name, n)
 	}
 }

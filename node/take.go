@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -71,33 +70,31 @@ func Take(ctx context.Context, opts Options) (*Sweep, error) {
 // them.
 func sweepFound(ctx context.Context, d *discovery, opts Options, proc string) (*Sweep, error) {
 	sw := &Sweep{Notes: d.notes}
-	var hostKey nsKey
 	var hv *diag.HostView
 	if opts.Host != nil {
-		hostKey = nsKey{opts.Host.Dev(), opts.Host.Inode}
 		hv = diag.ReadHost(opts.Host, proc)
 		sw.Host, sw.HostSysctls = hv.Host(), hv.Sysctls()
 		sw.Notes = append(sw.Notes, hv.Notes...)
 	}
-	d.nameFromCgroups(proc, hostKey)
+	d.nameFromCgroups(proc, opts.Host)
 
-	results := make([]*Namespace, len(d.order))
-	vanished := make([]string, len(d.order))
+	results := make([]*Namespace, len(d.list))
+	vanished := make([]string, len(d.list))
 	jobs := make(chan int)
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = defaultWorkers()
 	}
 	var wg sync.WaitGroup
-	for range min(workers, len(d.order)) {
+	for range min(workers, len(d.list)) {
 		wg.Go(func() {
 			for i := range jobs {
-				results[i], vanished[i] = readNamespace(ctx, d.byKey[d.order[i]], hv, opts, proc)
+				results[i], vanished[i] = readNamespace(ctx, &d.list[i], hv, opts, proc)
 			}
 		})
 	}
 feed:
-	for i := range d.order {
+	for i := range d.list {
 		select {
 		case jobs <- i:
 		case <-ctx.Done():
@@ -125,13 +122,12 @@ feed:
 	return sw, nil
 }
 
-// readNamespace opens f by the first of its files that still is the
-// namespace discovery found, and takes its snapshot. It returns a note
-// instead when the namespace is gone.
+// readNamespace opens f and takes its snapshot. It returns a note instead
+// when the namespace is gone.
 func readNamespace(ctx context.Context, f *found, hv *diag.HostView, opts Options, proc string) (*Namespace, string) {
-	ns := open(f, proc)
-	if ns == nil {
-		return nil, fmt.Sprintf("network namespace %d vanished mid-sweep (its processes exited, its bind mount was removed): skipped", f.key.ino)
+	ns, err := f.Open(proc)
+	if err != nil {
+		return nil, fmt.Sprintf("network namespace %d vanished mid-sweep (its processes exited, its bind mount was removed): skipped", f.Inode)
 	}
 	defer ns.Close()
 	n := &Namespace{Inode: ns.Inode, Path: ns.Path, Pod: f.pod}
@@ -143,40 +139,6 @@ func readNamespace(ctx context.Context, f *found, hv *diag.HostView, opts Option
 	n.Snapshot = snap
 	n.Report = rules.Evaluate(snap, opts.Middleboxes)
 	return n, ""
-}
-
-// open opens the namespace f by its bound files first, then by its
-// processes; nil when every way is gone. A path that opens another
-// namespace (a PID reused since discovery) does not count.
-func open(f *found, proc string) *netns.NS {
-	try := func(ns *netns.NS, err error) *netns.NS {
-		if err != nil {
-			return nil
-		}
-		if ns.Inode != f.key.ino || ns.Dev() != f.key.dev {
-			ns.Close()
-			return nil
-		}
-		return ns
-	}
-	for _, p := range f.bound {
-		if ns := try(netns.FromPath(p)); ns != nil {
-			return ns
-		}
-	}
-	for _, pid := range f.pids {
-		var ns *netns.NS
-		var err error
-		if proc == "/proc" {
-			ns, err = netns.FromPID(pid)
-		} else {
-			ns, err = netns.FromPath(proc + "/" + strconv.Itoa(pid) + "/ns/net")
-		}
-		if ns := try(ns, err); ns != nil {
-			return ns
-		}
-	}
-	return nil
 }
 
 // compareUrgency orders namespaces most urgent first: by their worst
