@@ -108,7 +108,7 @@ func decodeDiagMsg(b []byte) (rawSocket, error) {
 }
 
 // diagDecoder decodes the replies of one dump: tcp_info goes into slabs of
-// a thousand rather than an allocation each, and a congestion control name
+// up to a thousand rather than an allocation each, and a congestion control name
 // repeated from the last socket is the same string.
 type diagDecoder struct {
 	slab     []TCPInfo
@@ -178,7 +178,10 @@ func (d *diagDecoder) decode(b []byte) (rawSocket, error) {
 		case attrInfo:
 			if slab != nil {
 				if len(*slab) == cap(*slab) {
-					*slab = make([]TCPInfo, 0, 1024)
+					// Slabs grow from 32 to a thousand: a pod's few
+					// sockets, a node sweep's hundreds of namespaces,
+					// must not each hold a thousand's room.
+					*slab = make([]TCPInfo, 0, min(1024, max(32, 2*cap(*slab))))
 				}
 				*slab = append(*slab, decodeTCPInfo(data))
 				s.Info = &(*slab)[len(*slab)-1]
