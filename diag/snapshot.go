@@ -159,6 +159,10 @@ type Options struct {
 	// HostView, when set, is the host as read once for many snapshots
 	// (ReadHost), in place of Host.
 	HostView *HostView
+	// PIDs, when not nil, are the processes in Target as a sweep listed
+	// them (netns.List): Take reads their descriptors instead of scanning
+	// every process of /proc for the namespace's own.
+	PIDs []int
 	// DupSockets reads socket options even where duplicating a socket may
 	// reset its cgroup-v1 classification.
 	DupSockets bool
@@ -183,7 +187,13 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	// the kernel: run them side by side. Each is short, which also keeps
 	// the window in which sockets and owners can change small.
 	scanc := make(chan procScan, 1)
-	go func() { scanc <- scanProcesses(proc, t) }()
+	go func() {
+		if opts.PIDs != nil {
+			scanc <- scanListed(proc, t, opts.PIDs)
+			return
+		}
+		scanc <- scanProcesses(proc, t)
+	}()
 	raws, err := dumpSockets(ctx, t)
 	scan := <-scanc
 	if err != nil {

@@ -131,7 +131,14 @@ func readNamespace(ctx context.Context, f *found, hv *diag.HostView, opts Option
 	}
 	defer ns.Close()
 	n := &Namespace{Inode: ns.Inode, Path: ns.Path, Pod: f.pod}
-	snap, err := diag.Take(ctx, diag.Options{Target: ns, HostView: hv, Host: opts.Host, DupSockets: opts.DupSockets, ProcRoot: opts.ProcRoot})
+	// The processes listed with the namespace, so that each snapshot does
+	// not list /proc again: a sweep's cost would grow with namespaces
+	// times processes.
+	pids := f.PIDs
+	if pids == nil {
+		pids = []int{}
+	}
+	snap, err := diag.Take(ctx, diag.Options{Target: ns, HostView: hv, Host: opts.Host, DupSockets: opts.DupSockets, ProcRoot: opts.ProcRoot, PIDs: pids})
 	if err != nil {
 		n.Notes = append(n.Notes, fmt.Sprintf("unreadable: %v", err))
 		return n, ""
