@@ -59,10 +59,12 @@ func listSandboxes(ctx context.Context, socket string) ([]sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CRI ListPodSandbox on %s: %w", socket, err)
 	}
-	// Container names by sandbox; a runtime that will not list them still
+	// The names of the running containers by sandbox (not an init
+	// container long exited); a runtime that will not list them still
 	// names its pods.
 	names := map[string][]string{}
-	if cs, err := rs.ListContainers(ctx, &cri.ListContainersRequest{}); err == nil {
+	running := &cri.ContainerFilter{State: &cri.ContainerStateValue{State: cri.ContainerState_CONTAINER_RUNNING}}
+	if cs, err := rs.ListContainers(ctx, &cri.ListContainersRequest{Filter: running}); err == nil {
 		for _, c := range cs.GetContainers() {
 			if n := c.GetMetadata().GetName(); n != "" && !slices.Contains(names[c.GetPodSandboxId()], n) {
 				names[c.GetPodSandboxId()] = append(names[c.GetPodSandboxId()], n)

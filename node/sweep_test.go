@@ -212,8 +212,14 @@ func (f *fakeRuntime) PodSandboxStatus(_ context.Context, r *cri.PodSandboxStatu
 	return nil, fmt.Errorf("no sandbox %q", r.PodSandboxId)
 }
 
-func (f *fakeRuntime) ListContainers(context.Context, *cri.ListContainersRequest) (*cri.ListContainersResponse, error) {
-	return &cri.ListContainersResponse{Containers: f.containers}, nil
+func (f *fakeRuntime) ListContainers(_ context.Context, r *cri.ListContainersRequest) (*cri.ListContainersResponse, error) {
+	var out []*cri.Container
+	for _, c := range f.containers {
+		if st := r.GetFilter().GetState(); st == nil || st.State == c.State {
+			out = append(out, c)
+		}
+	}
+	return &cri.ListContainersResponse{Containers: out}, nil
 }
 
 // serveCRI serves rt on a unix socket in the test's directory.
@@ -307,9 +313,10 @@ func TestCRINamesPods(t *testing.T) {
 		},
 		hostNet: map[string]bool{"sb-hostnet": true},
 		containers: []*cri.Container{
-			{Id: "c1", PodSandboxId: "sb-api", Metadata: &cri.ContainerMetadata{Name: "api"}},
-			{Id: "c2", PodSandboxId: "sb-api", Metadata: &cri.ContainerMetadata{Name: "envoy"}},
-			{Id: "c3", PodSandboxId: "sb-hostnet", Metadata: &cri.ContainerMetadata{Name: "kube-proxy"}},
+			{Id: "c0", PodSandboxId: "sb-api", Metadata: &cri.ContainerMetadata{Name: "init-db"}, State: cri.ContainerState_CONTAINER_EXITED},
+			{Id: "c1", PodSandboxId: "sb-api", Metadata: &cri.ContainerMetadata{Name: "envoy"}, State: cri.ContainerState_CONTAINER_RUNNING},
+			{Id: "c2", PodSandboxId: "sb-api", Metadata: &cri.ContainerMetadata{Name: "api"}, State: cri.ContainerState_CONTAINER_RUNNING},
+			{Id: "c3", PodSandboxId: "sb-hostnet", Metadata: &cri.ContainerMetadata{Name: "kube-proxy"}, State: cri.ContainerState_CONTAINER_RUNNING},
 		},
 	}
 	sock := serveCRI(t, rt)
