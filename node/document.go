@@ -34,6 +34,7 @@ type (
 	nsHead struct {
 		Target    diag.Target  `json:"target"`
 		Pod       *Pod         `json:"pod"`
+		IsHost    bool         `json:"is_host,omitempty"`
 		Sysctls   diag.Sysctls `json:"sysctls"`
 		Processes int          `json:"processes"`
 	}
@@ -100,7 +101,7 @@ func (sw *streamWriter) object(v any, open bool) {
 
 // namespace appends one namespace's object, streaming its sockets.
 func (sw *streamWriter) namespace(n *Namespace) {
-	head := nsHead{Target: diag.Target{NetnsInode: n.Inode, Path: n.Path}, Pod: n.Pod}
+	head := nsHead{Target: diag.Target{NetnsInode: n.Inode, Path: n.Path}, Pod: n.Pod, IsHost: n.IsHost}
 	tail := nsTail{Middleboxes: n.Report.Middleboxes, Findings: n.Report.Findings, Notes: n.Notes}
 	var socks []diag.Socket
 	if snap := n.Snapshot; snap != nil {

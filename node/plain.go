@@ -54,9 +54,12 @@ func WritePlain(w io.Writer, s *Sweep) error {
 }
 
 // Name is how people call the namespace: its pod's namespace/name, the
-// pod UID (and container) when only cgroups named it, or its path.
+// pod UID (and container) when only cgroups named it, or its path (marked
+// when it is the host's).
 func (n *Namespace) Name() string {
 	switch p := n.Pod; {
+	case p == nil && n.IsHost:
+		return "host " + n.Path
 	case p == nil:
 		return n.Path
 	case p.Name != "":

@@ -32,6 +32,9 @@ type Namespace struct {
 	Path string
 	// Pod is nil when the namespace belongs to no pod that tcpvet could name.
 	Pod *Pod
+	// IsHost is true for the node's own namespace, the one the host's
+	// sysctls, conntrack and IPVS were read from.
+	IsHost bool
 	// Snapshot is nil when the namespace could not be read (it vanished
 	// mid-sweep): Notes then say why.
 	Snapshot *diag.Snapshot

@@ -451,3 +451,42 @@ func TestSweepJSONStreams(t *testing.T) {
 		t.Errorf("%d sockets in the document, want 1401", n)
 	}
 }
+
+// TestHostReadOnce: the sweep reads the host once and gives it to every
+// other namespace's snapshot; the host's own namespace is marked and sees
+// no host beyond itself.
+func TestHostReadOnce(t *testing.T) {
+	hostNS, pod := testnet.New(t), testnet.New(t)
+	host, err := netns.FromPath(hostNS.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	d, err := discover(context.Background(), "/proc", "/run/netns", filepath.Join(t.TempDir(), "none.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	only(d, host.Inode, inodeOf(t, pod.Path))
+	sw, err := sweepFound(context.Background(), d, Options{Host: host}, "/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sw.Host.Visible || sw.Host.NetnsInode != host.Inode || sw.HostSysctls == nil {
+		t.Fatalf("the sweep's host: %+v, sysctls %v", sw.Host, sw.HostSysctls)
+	}
+	if len(sw.Namespaces) != 2 {
+		t.Fatalf("%d namespaces", len(sw.Namespaces))
+	}
+	for _, n := range sw.Namespaces {
+		switch n.Inode {
+		case host.Inode:
+			if !n.IsHost || n.Snapshot.Host.Visible || !strings.HasPrefix(n.Name(), "host ") {
+				t.Errorf("the host's namespace: host %v, sees a host %v, named %q", n.IsHost, n.Snapshot.Host.Visible, n.Name())
+			}
+		default:
+			if n.IsHost || !n.Snapshot.Host.Visible || n.Snapshot.Host.NetnsInode != host.Inode || n.Snapshot.Sysctls.Host == nil {
+				t.Errorf("%s: host %v, its host %+v", n.Path, n.IsHost, n.Snapshot.Host)
+			}
+		}
+	}
+}

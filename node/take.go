@@ -130,7 +130,7 @@ func readNamespace(ctx context.Context, f *found, hv *diag.HostView, opts Option
 		return nil, fmt.Sprintf("network namespace %d vanished mid-sweep (its processes exited, its bind mount was removed): skipped", f.Inode)
 	}
 	defer ns.Close()
-	n := &Namespace{Inode: ns.Inode, Path: ns.Path, Pod: f.pod}
+	n := &Namespace{Inode: ns.Inode, Path: ns.Path, Pod: f.pod, IsHost: ns.Same(opts.Host)}
 	// The processes listed with the namespace, so that each snapshot does
 	// not list /proc again: a sweep's cost would grow with namespaces
 	// times processes.
