@@ -4,9 +4,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -374,16 +372,7 @@ func sweepAll(ctx context.Context, cfg config, stdout io.Writer) (*node.Sweep, e
 	}
 	if isTerminal(stdout) {
 		// People read it: indented, as the single target's is.
-		var b bytes.Buffer
-		if err := node.WriteJSON(&b, sw); err != nil {
-			return sw, err
-		}
-		var out bytes.Buffer
-		if err := json.Indent(&out, b.Bytes(), "", "  "); err != nil {
-			return sw, err
-		}
-		_, err := out.WriteTo(stdout)
-		return sw, err
+		return sw, node.WriteIndentedJSON(stdout, sw)
 	}
 	return sw, node.WriteJSON(stdout, sw)
 }

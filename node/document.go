@@ -68,6 +68,20 @@ func WriteJSON(w io.Writer, s *Sweep) error {
 	return sw.err
 }
 
+// WriteIndentedJSON writes s as WriteJSON does, indented by two spaces for
+// people to read. It holds the whole document to indent it.
+func WriteIndentedJSON(w io.Writer, s *Sweep) error {
+	var b, out bytes.Buffer
+	if err := WriteJSON(&b, s); err != nil {
+		return err
+	}
+	if err := json.Indent(&out, b.Bytes(), "", "  "); err != nil {
+		return err
+	}
+	_, err := out.WriteTo(w)
+	return err
+}
+
 // streamWriter gathers JSON and writes it every flushAt bytes, keeping the
 // first error.
 type streamWriter struct {
