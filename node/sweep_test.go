@@ -171,6 +171,11 @@ func TestPodFromKubeletCgroups(t *testing.T) {
 			t.Errorf("%s: pod %+v, want uid %s container %s", tc.ns.Name, *f.pod, tc.uid, tc.cid)
 		}
 	}
+	// Run in a pod (CI on Kubernetes), every process is in its cgroup.
+	self, _ := os.ReadFile("/proc/self/cgroup")
+	if _, _, inPod := PodFromCgroup(self); inPod {
+		return
+	}
 	if f := lookup(t, d, plain.Path); f == nil || f.pod != nil {
 		t.Errorf("%s holds no pod's process, yet: %+v", plain.Name, f)
 	}
