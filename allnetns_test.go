@@ -3,18 +3,24 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/tcpvet/tcpvet/internal/testnet"
 	"github.com/tcpvet/tcpvet/node"
@@ -25,17 +31,20 @@ import (
 type sweepDoc struct {
 	Schema     string                      `json:"schema"`
 	Host       struct{ NetnsInode uint64 } `json:"host"`
-	Namespaces []struct {
-		Target struct {
-			NetnsInode uint64 `json:"netns_inode"`
-			Path       string `json:"path"`
-		} `json:"target"`
-		Pod      *struct{ UID, Container, Source string } `json:"pod"`
-		Sockets  []struct{ State string }                 `json:"sockets"`
-		Findings []struct{ Rule, Severity string }        `json:"findings"`
-		Notes    []string                                 `json:"notes"`
-	} `json:"namespaces"`
-	Notes []string `json:"notes"`
+	Namespaces []nsDoc                     `json:"namespaces"`
+	Notes      []string                    `json:"notes"`
+}
+
+// nsDoc is one namespace of sweepDoc.
+type nsDoc struct {
+	Target struct {
+		NetnsInode uint64 `json:"netns_inode"`
+		Path       string `json:"path"`
+	} `json:"target"`
+	Pod      *struct{ Namespace, Name, UID, Container, Source string } `json:"pod"`
+	Sockets  []struct{ State string }                                  `json:"sockets"`
+	Findings []struct{ Rule, Severity string }                         `json:"findings"`
+	Notes    []string                                                  `json:"notes"`
 }
 
 // nsInode is the inode of the namespace file at path.
@@ -244,6 +253,81 @@ func regexpLine(out string, parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// oneSandbox is a container runtime that knows one pod, whose network
+// namespace is at netns, and answers over the real CRI protocol.
+type oneSandbox struct {
+	cri.UnimplementedRuntimeServiceServer
+	netns string
+}
+
+var testSandbox = &cri.PodSandbox{Id: "sb1", State: cri.PodSandboxState_SANDBOX_READY,
+	Metadata: &cri.PodSandboxMetadata{Namespace: "shop", Name: "cart-5f7", Uid: "6b0e8c1d-1111-4222-8333-944455556666"}}
+
+func (r *oneSandbox) ListPodSandbox(context.Context, *cri.ListPodSandboxRequest) (*cri.ListPodSandboxResponse, error) {
+	return &cri.ListPodSandboxResponse{Items: []*cri.PodSandbox{testSandbox}}, nil
+}
+
+func (r *oneSandbox) PodSandboxStatus(_ context.Context, req *cri.PodSandboxStatusRequest) (*cri.PodSandboxStatusResponse, error) {
+	info := fmt.Sprintf(`{"pid":1,"runtimeSpec":{"linux":{"namespaces":[{"type":"network","path":%q}]}}}`, r.netns)
+	return &cri.PodSandboxStatusResponse{
+		Status: &cri.PodSandboxStatus{Id: req.PodSandboxId, Metadata: testSandbox.Metadata, State: testSandbox.State},
+		Info:   map[string]string{"info": info},
+	}, nil
+}
+
+func (r *oneSandbox) ListContainers(context.Context, *cri.ListContainersRequest) (*cri.ListContainersResponse, error) {
+	return &cri.ListContainersResponse{Containers: []*cri.Container{{Id: "c1", PodSandboxId: "sb1", Metadata: &cri.ContainerMetadata{Name: "cart"}, State: cri.ContainerState_CONTAINER_RUNNING}}}, nil
+}
+
+// TestAllNetnsCRISocket: --cri-socket names a namespace by the pod the
+// runtime there says it is; a socket nothing answers on is a note, and
+// the sweep goes on.
+func TestAllNetnsCRISocket(t *testing.T) {
+	ns := testnet.New(t)
+	ns.Start(t, holding(7300, 2))
+	sock := filepath.Join(t.TempDir(), "cri.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	cri.RegisterRuntimeServiceServer(srv, &oneSandbox{netns: ns.Path})
+	go srv.Serve(l)
+	defer srv.Stop()
+
+	sweep := func(socket string) sweepDoc {
+		out, err := exec.Command(binary(t), "--all-netns", "--json", "--cri-socket", socket).Output()
+		if err != nil {
+			t.Fatalf("--cri-socket %s: %v", socket, err)
+		}
+		var doc sweepDoc
+		if err := json.Unmarshal(out, &doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc
+	}
+	doc := sweep(sock)
+	ino := nsInode(t, ns.Path)
+	i := slices.IndexFunc(doc.Namespaces, func(n nsDoc) bool { return n.Target.NetnsInode == ino })
+	if i < 0 {
+		t.Fatalf("%s not listed", ns.Name)
+	}
+	if p := doc.Namespaces[i].Pod; p == nil || p.Namespace != "shop" || p.Name != "cart-5f7" || p.UID != testSandbox.Metadata.Uid || p.Container != "cart" || p.Source != "cri" {
+		t.Errorf("pod %+v", p)
+	}
+	if len(doc.Namespaces[i].Sockets) != 5 {
+		t.Errorf("%d sockets, want 5", len(doc.Namespaces[i].Sockets))
+	}
+
+	doc = sweep(filepath.Join(t.TempDir(), "nobody.sock"))
+	if !slices.ContainsFunc(doc.Notes, func(n string) bool { return strings.Contains(n, "no container runtime socket (stat ") }) {
+		t.Errorf("no note that the runtime's socket is missing: %q", doc.Notes)
+	}
+	if !slices.ContainsFunc(doc.Namespaces, func(n nsDoc) bool { return n.Target.NetnsInode == ino && n.Pod == nil }) {
+		t.Errorf("without the runtime %s must still be listed, unnamed", ns.Name)
+	}
 }
 
 // TestAllNetnsBadCommandLine: --all-netns takes no other target, and

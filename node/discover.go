@@ -56,6 +56,10 @@ func (d *discovery) askRuntime(ctx context.Context, l *netns.Listing, criSocket 
 		d.notes = append(d.notes, fmt.Sprintf("no container runtime socket (tried %s; --cri-socket names another): pods are named by UID and container ID from their processes' cgroups, without namespace or name, and pod namespaces no process holds are missed", strings.Join(CRISockets, ", ")))
 		return nil
 	}
+	if _, err := os.Stat(socket); err != nil {
+		d.notes = append(d.notes, fmt.Sprintf("no container runtime socket (%v): pods are named from their processes' cgroups, without namespace or name", err))
+		return nil
+	}
 	sbs, err := listSandboxes(ctx, socket)
 	if err != nil {
 		d.notes = append(d.notes, fmt.Sprintf("the container runtime did not answer (%v): pods are named from their processes' cgroups, without namespace or name", err))

@@ -63,7 +63,12 @@ func TestVanishedMidSweep(t *testing.T) {
 	stays, goes := testnet.New(t), testnet.New(t)
 	stays.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:7000", Mode: testnet.Hold}}})
 	ks, kg := inodeOf(t, stays.Path), inodeOf(t, goes.Path)
-	d, err := discover(context.Background(), "/proc", "/run/netns", filepath.Join(t.TempDir(), "no-cri.sock"))
+	// A file where the runtime's socket should be, and nothing listening.
+	silent := filepath.Join(t.TempDir(), "cri.sock")
+	if err := os.WriteFile(silent, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := discover(context.Background(), "/proc", "/run/netns", silent)
 	if err != nil {
 		t.Fatal(err)
 	}
