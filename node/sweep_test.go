@@ -97,6 +97,18 @@ func TestVanishedMidSweep(t *testing.T) {
 	}
 }
 
+// TestNoRuntimeSocket: a runtime socket that does not exist is said in a
+// note, and discovery goes on.
+func TestNoRuntimeSocket(t *testing.T) {
+	d, err := discover(context.Background(), "/proc", "/run/netns", filepath.Join(t.TempDir(), "nobody.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.list) == 0 || !slices.ContainsFunc(d.notes, func(n string) bool { return strings.Contains(n, "no container runtime socket (stat ") }) {
+		t.Errorf("%d namespaces, notes %q", len(d.list), d.notes)
+	}
+}
+
 // cgroupRoot is a cgroup hierarchy the test may make directories in: the
 // unified one on cgroup v2, else v1's pids controller.
 func cgroupRoot(t *testing.T) string {
