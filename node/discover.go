@@ -35,11 +35,11 @@ func discover(ctx context.Context, proc, netnsDir, criSocket string) (*discovery
 		d.notes = append(d.notes, fmt.Sprintf("%v: namespaces bound only there are missing", err))
 	}
 	if l.Hidden > 0 {
-		what := fmt.Sprintf("%d processes", l.Hidden)
+		what, they := fmt.Sprintf("%d processes", l.Hidden), "they hold"
 		if l.Hidden == 1 {
-			what = "1 process"
+			what, they = "1 process", "it holds"
 		}
-		d.notes = append(d.notes, fmt.Sprintf("the network namespace of %s could not be read (permission denied): a namespace only they hold is missing", what))
+		d.notes = append(d.notes, fmt.Sprintf("the network namespace of %s could not be read (permission denied): a namespace only %s is missing", what, they))
 	}
 	pods := d.askRuntime(ctx, l, criSocket)
 	for _, f := range l.Found {
