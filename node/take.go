@@ -118,7 +118,7 @@ feed:
 			sw.Namespaces = append(sw.Namespaces, *n)
 		}
 	}
-	slices.SortStableFunc(sw.Namespaces, compareUrgency)
+	slices.SortStableFunc(sw.Namespaces, func(a, b Namespace) int { return CompareUrgency(&a, &b) })
 	return sw, nil
 }
 
@@ -148,61 +148,57 @@ func readNamespace(ctx context.Context, f *found, hv *diag.HostView, opts Option
 	return n, ""
 }
 
-// compareUrgency orders namespaces most urgent first: by their worst
-// finding (its severity, then whether it fails now or at the next write,
-// then how soon), then by how many findings that bad, then by size, and
-// the inode to keep the order stable.
-func compareUrgency(a, b Namespace) int {
-	wa, wb := worstOf(&a), worstOf(&b)
-	switch {
-	case wa != nil && wb == nil:
-		return -1
-	case wa == nil && wb != nil:
-		return 1
-	case wa != nil:
-		if c := cmp.Compare(wb.Severity, wa.Severity); c != 0 {
+// CompareUrgency orders namespaces most urgent first: those with findings
+// by their worst finding as the rules rank findings (severity, failing
+// now, at the next write, soonest), then by how many findings that bad;
+// then those that could not be read; then the healthy ones; larger first,
+// and the inode to keep the order stable. The node view ranks its rows
+// with it too.
+func CompareUrgency(a, b *Namespace) int {
+	if c := cmp.Compare(a.group(), b.group()); c != 0 {
+		return c
+	}
+	if wa, wb := worstOf(a), worstOf(b); wa != nil && wb != nil {
+		// The rules break ties between findings by rule name and socket:
+		// across namespaces those say nothing of urgency.
+		x, y := *wa, *wb
+		x.Rule, y.Rule, x.Socket, y.Socket = "", "", nil, nil
+		if c := rules.Urgency(x, y); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(failingRank(wa.Failing), failingRank(wb.Failing)); c != 0 {
+		if c := cmp.Compare(b.Count(wb.Severity), a.Count(wa.Severity)); c != 0 {
 			return c
-		}
-		switch {
-		case wa.FailsInS != nil && wb.FailsInS == nil:
-			return -1
-		case wa.FailsInS == nil && wb.FailsInS != nil:
-			return 1
-		case wa.FailsInS != nil:
-			if c := cmp.Compare(*wa.FailsInS, *wb.FailsInS); c != 0 {
-				return c
-			}
-		}
-		if c := cmp.Compare(a.Count(wa.Severity), b.Count(wb.Severity)); c != 0 {
-			return -c
 		}
 	}
-	if c := cmp.Compare(a.Sockets(), b.Sockets()); c != 0 {
-		return -c
+	if c := cmp.Compare(b.Sockets(), a.Sockets()); c != 0 {
+		return c
 	}
 	return cmp.Compare(a.Inode, b.Inode)
 }
 
-// worstOf is the namespace's most urgent finding: the rules sort a
-// report's findings most urgent first.
-func worstOf(n *Namespace) *rules.Finding {
-	if len(n.Report.Findings) == 0 {
-		return nil
-	}
-	return &n.Report.Findings[0]
-}
-
-func failingRank(f rules.Failing) int {
-	switch f {
-	case rules.FailingNow:
+// group ranks a namespace with findings before one that could not be
+// read, and that before a healthy one.
+func (n *Namespace) group() int {
+	switch {
+	case worstOf(n) != nil:
 		return 0
-	case rules.FailingNextWrite:
+	case n.Snapshot == nil:
 		return 1
 	}
 	return 2
+}
+
+// worstOf is the namespace's most urgent finding. The rules list a
+// report's findings most urgent first; a report put together otherwise is
+// searched.
+func worstOf(n *Namespace) *rules.Finding {
+	var w *rules.Finding
+	for i := range n.Report.Findings {
+		if f := &n.Report.Findings[i]; w == nil || rules.Urgency(*f, *w) < 0 {
+			w = f
+		}
+	}
+	return w
 }
 
 // Worst is the namespace's most urgent finding; nil when it has none.

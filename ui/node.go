@@ -52,38 +52,11 @@ func (r *nodeRow) worstFinding() *rules.Finding {
 // readable says whether the sweep could read the namespace.
 func (r *nodeRow) readable() bool { return r.ns.Snapshot != nil }
 
-// group ranks rows before their findings are compared: namespaces with
-// findings, then those the sweep could not read (nothing is known of
-// them), then the healthy.
-func (r *nodeRow) group() int {
-	switch {
-	case r.worst >= 0:
-		return 0
-	case !r.readable():
-		return 1
-	}
-	return 2
-}
-
-// nodeUrgency orders namespaces most urgent first: by their worst
-// finding, in the order the rules rank findings (severity, failing now,
-// at the next write, soonest), then by how many findings that bad, then
-// the sweep's own order.
+// nodeUrgency orders namespaces most urgent first, as the sweep does
+// (node.CompareUrgency), whatever order a sweep arrives in.
 func nodeUrgency(a, b *nodeRow) int {
-	if c := cmp.Compare(a.group(), b.group()); c != 0 {
+	if c := node.CompareUrgency(a.ns, b.ns); c != 0 {
 		return c
-	}
-	if a.worst >= 0 {
-		// The rules break ties between findings by rule name and socket:
-		// across namespaces those say nothing of urgency.
-		wa, wb := *a.worstFinding(), *b.worstFinding()
-		wa.Rule, wb.Rule, wa.Socket, wb.Socket = "", "", nil, nil
-		if c := rules.Urgency(wa, wb); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(b.count(wb.Severity), a.count(wa.Severity)); c != 0 {
-			return c
-		}
 	}
 	return cmp.Compare(a.order, b.order)
 }
