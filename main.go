@@ -135,6 +135,9 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	if c.allNetns && (c.pid != 0 || c.netnsPath != "") {
 		return c, errors.New("--all-netns reads every namespace: it takes no --pid or --netns")
 	}
+	if c.allNetns && c.watch > 0 {
+		return c, errors.New("--watch follows one namespace: it takes no --all-netns (a sweep reads each namespace once)")
+	}
 	if c.criSocket != "" && !c.allNetns {
 		return c, errors.New("--cri-socket names pods for --all-netns: give --all-netns too")
 	}
@@ -357,15 +360,30 @@ func sweepAll(ctx context.Context, cfg config, stdout io.Writer) (*node.Sweep, e
 		return &node.Sweep{}, err
 	}
 	defer host.Close()
+	sweep := func(ctx context.Context) (*node.Sweep, error) {
+		sw, err := node.Take(ctx, node.Options{Host: host, CRISocket: cfg.criSocket, DupSockets: cfg.dupSockets, Middleboxes: cfg.middleboxes})
+		if err != nil {
+			return nil, err
+		}
+		if hostNote != "" {
+			sw.Host.Path = cfg.hostNetns
+			sw.Notes = append(sw.Notes, hostNote)
+		}
+		return sw, nil
+	}
+	if !cfg.json && isTerminal(stdout) {
+		m := ui.New(ui.Options{Sweep: sweep, Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
+		_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithOutput(stdout)).Run()
+		if err != nil && !errors.Is(err, tea.ErrProgramKilled) {
+			return &node.Sweep{}, fmt.Errorf("terminal: %w", err)
+		}
+		return &node.Sweep{}, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	sw, err := node.Take(ctx, node.Options{Host: host, CRISocket: cfg.criSocket, DupSockets: cfg.dupSockets, Middleboxes: cfg.middleboxes})
+	sw, err := sweep(ctx)
 	if err != nil {
 		return &node.Sweep{}, err
-	}
-	if hostNote != "" {
-		sw.Host.Path = cfg.hostNetns
-		sw.Notes = append(sw.Notes, hostNote)
 	}
 	if !cfg.json {
 		return sw, node.WritePlain(stdout, sw)

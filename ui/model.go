@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -356,7 +357,7 @@ func (m *Model) liveKey(msg tea.KeyPressMsg, k Live) (tea.Cmd, bool) {
 		}
 	case key.Matches(msg, k.Export):
 		if m.mode == modeNode {
-			return m.exportNamespace(), true
+			return m.exportSweep(), true
 		}
 		return m.export(), true
 	default:
@@ -618,18 +619,24 @@ func (m *Model) resizeDetails() {
 func (m Model) export() tea.Cmd { return m.exportDoc(m.snap, m.report) }
 
 func (m Model) exportDoc(snap *diag.Snapshot, rep rules.Report) tea.Cmd {
-	dir := m.opts.ExportDir
 	if snap == nil {
 		return nil
 	}
+	name := fmt.Sprintf("tcpvet-%d-%s.json", snap.Target.NetnsInode, snap.TakenAt.Format("20060102T150405"))
+	// The same document as --json, indented as it is for a terminal.
+	return m.writeExport(name, Document{snap, rep}.WriteIndentedJSON)
+}
+
+// writeExport writes a document, as render renders it, to name in the
+// export directory, or the temporary directory when that is not writable.
+func (m Model) writeExport(name string, render func(io.Writer) error) tea.Cmd {
+	dir := m.opts.ExportDir
 	return func() tea.Msg {
 		if dir == "" {
 			dir = "."
 		}
-		name := fmt.Sprintf("tcpvet-%d-%s.json", snap.Target.NetnsInode, snap.TakenAt.Format("20060102T150405"))
-		// The same document as --json, indented as it is for a terminal.
 		var buf bytes.Buffer
-		if err := (Document{snap, rep}).WriteIndentedJSON(&buf); err != nil {
+		if err := render(&buf); err != nil {
 			return exportedMsg{err: err}
 		}
 		b := buf.Bytes()

@@ -2,8 +2,8 @@ package ui
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -635,18 +635,15 @@ func (m *Model) applySweep(sw *node.Sweep) {
 	m.flash, m.flashErr = fmt.Sprintf("netns %d is gone from the latest sweep; showing what was read before (esc: the node)", m.inNS), true
 }
 
-// exportNamespace writes the selected namespace's document, as the export
-// key does in its connection view.
-func (m Model) exportNamespace() tea.Cmd {
-	r := m.nodes.current()
-	if r == nil {
+// exportSweep writes the whole sweep's document, as --all-netns --json
+// prints it.
+func (m Model) exportSweep() tea.Cmd {
+	sw := m.sweep
+	if sw == nil {
 		return nil
 	}
-	if !r.readable() {
-		msg := unreadable(r) + ": nothing to export"
-		return func() tea.Msg { return exportedMsg{err: errors.New(msg)} }
-	}
-	return m.exportDoc(r.ns.Snapshot, r.ns.Report)
+	name := fmt.Sprintf("tcpvet-node-%s.json", sw.TakenAt.Format("20060102T150405"))
+	return m.writeExport(name, func(w io.Writer) error { return node.WriteIndentedJSON(w, sw) })
 }
 
 // plural says how many of a thing: "1 pod", "7 pods".
