@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -35,7 +36,7 @@ Usage:
   tcpvet --netns PATH [flags]    a namespace file (/run/netns/NAME, /proc/N/ns/net, a bind mount)
 
 On a terminal it opens a live view; piped, it prints a table and the findings; --json prints
-one snapshot for scripts.
+one snapshot for scripts; --serve ADDR exports counts of findings and connections to Prometheus.
 
 Examples:
   kubectl debug -it pod/api-7d9 --image=ghcr.io/tcpvet/tcpvet --target=api --profile=general -- tcpvet
@@ -59,6 +60,7 @@ type config struct {
 	version     bool
 	middleboxes []rules.Middlebox
 	failOn      *rules.Severity
+	serve       string // --serve: the exporter's address
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
@@ -72,6 +74,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.interval, "interval", time.Second, "refresh the live view every `DURATION`")
 	fs.BoolVar(&c.dupSockets, "dup-sockets", false, "read socket options even where duplicating a socket may reset its cgroup-v1 net_cls/net_prio marks")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	fs.StringVar(&c.serve, "serve", "", "export findings to Prometheus: serve /metrics and /healthz on `ADDR` (host:port), sweeping every --interval")
 	fs.Func("middlebox", "an idle timeout on the path: a preset (aws-nlb, aws-nat-gateway, azure-lb, gcp-vpc-firewall, gcp-cloud-nat, ipvs, ...) or `NAME=DURATION[,reset|,drop]`; repeatable", func(v string) error {
 		mb, err := rules.ParseMiddlebox(v)
 		if err == nil {
@@ -112,11 +115,12 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	if pidSet && c.pid <= 0 {
 		return c, fmt.Errorf("--pid %d: a PID is a positive number", c.pid)
 	}
-	return c, nil
+	return c, checkServe(c)
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGTERM is how Kubernetes stops the exporter's pod.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -135,6 +139,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "tcpvet %s\n", version)
 		return 0
 	}
+	if cfg.serve != "" {
+		return serve(ctx, cfg, stderr)
+	}
 	rep, err := inspect(ctx, cfg, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "tcpvet: %s\n", oneLine(err))
@@ -151,35 +158,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type output ui.Document
 
 func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, error) {
-	target, err := openTarget(cfg)
+	source, closeSource, err := openSource(cfg)
 	if err != nil {
 		return rules.Report{}, err
 	}
-	defer target.Close()
-	host, err := netns.FromPath(cfg.hostNetns)
-	var hostNote string
-	switch {
-	case err != nil && cfg.hostSet:
-		return rules.Report{}, fmt.Errorf("host namespace (--host-netns): %w", err)
-	case err != nil:
-		// The default guess failed (a sandboxed PID 1, no CAP_SYS_PTRACE):
-		// carry on without the host rather than refuse to look at all.
-		hostNote = fmt.Sprintf("host namespace not visible: %v", err)
-	default:
-		defer host.Close()
-	}
-
-	source := func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
-		snap, err := diag.Take(ctx, diag.Options{Target: target, Host: host, DupSockets: cfg.dupSockets})
-		if err != nil {
-			return nil, rules.Report{}, err
-		}
-		if hostNote != "" {
-			snap.Host.Path = cfg.hostNetns
-			snap.Notes = append(snap.Notes, hostNote)
-		}
-		return snap, rules.Evaluate(snap, cfg.middleboxes), nil
-	}
+	defer closeSource()
 
 	if !cfg.json && isTerminal(stdout) {
 		m := ui.New(ui.Options{Source: source, Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
@@ -204,6 +187,46 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 		return rep, ui.Document{Snapshot: snap, Report: rep}.WriteIndentedJSON(stdout)
 	}
 	return rep, writeJSON(stdout, output{snap, rep})
+}
+
+// openSource opens the namespaces the flags select and returns what takes
+// and evaluates one snapshot of them, for the live view, --json and --serve
+// alike, and what closes them.
+func openSource(cfg config) (ui.Source, func(), error) {
+	target, err := openTarget(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	host, err := netns.FromPath(cfg.hostNetns)
+	var hostNote string
+	switch {
+	case err != nil && cfg.hostSet:
+		target.Close()
+		return nil, nil, fmt.Errorf("host namespace (--host-netns): %w", err)
+	case err != nil:
+		// The default guess failed (a sandboxed PID 1, no CAP_SYS_PTRACE):
+		// carry on without the host rather than refuse to look at all.
+		hostNote = fmt.Sprintf("host namespace not visible: %v", err)
+	}
+	closeAll := func() {
+		target.Close()
+		if host != nil {
+			host.Close()
+		}
+	}
+
+	source := func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
+		snap, err := diag.Take(ctx, diag.Options{Target: target, Host: host, DupSockets: cfg.dupSockets})
+		if err != nil {
+			return nil, rules.Report{}, err
+		}
+		if hostNote != "" {
+			snap.Host.Path = cfg.hostNetns
+			snap.Notes = append(snap.Notes, hostNote)
+		}
+		return snap, rules.Evaluate(snap, cfg.middleboxes), nil
+	}
+	return source, closeAll, nil
 }
 
 // writeJSON writes out as json.Encoder does, byte for byte, streaming the
