@@ -1,0 +1,322 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpvet/tcpvet/internal/testnet"
+	"github.com/tcpvet/tcpvet/rules"
+)
+
+// TestPrometheusScrapes runs tcpvet --serve on a namespace with known
+// findings and a real Prometheus scraping it every second: /metrics passes
+// promtool's lint, and PromQL over what Prometheus stored counts the same
+// findings per rule and severity, and the same connections per state, as
+// tcpvet --json says of the same namespace.
+func TestPrometheusScrapes(t *testing.T) {
+	prom, promtool := prometheusTools(t)
+	bin := binary(t)
+
+	pod, peer := testnet.New(t), testnet.New(t)
+	_, peerAddr := testnet.Link(t, pod, peer, 61)
+	peer.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "db", Addr: ":7001", Mode: testnet.Hold}}})
+	to := peerAddr.V4 + ":7001"
+	pod.Start(t, testnet.Spec{Dial: []testnet.Dial{
+		{Name: "bare-1", To: to},
+		{Name: "bare-2", To: to},
+		{Name: "bare-3", To: to},
+		{Name: "tuned", To: to, Keepalive: &testnet.KA{Idle: 30, Interval: 5, Count: 3}, UserTimeoutMS: 20000},
+	}})
+	// A firewall that resets flows quiet for five minutes: long enough that
+	// no connection reaches it during the test, so the findings hold still.
+	args := []string{"--netns", pod.Path, "--middlebox", "fw=300s,reset"}
+
+	// What --json says: the reference the scraped series must match.
+	var out bytes.Buffer
+	cmd := exec.Command(bin, append([]string{"--json"}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("tcpvet --json: %v", err)
+	}
+	var doc result
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatalf("decode --json: %v", err)
+	}
+	wantFindings, wantConns := map[string]float64{}, map[string]float64{}
+	for _, f := range doc.Findings {
+		wantFindings[f.Rule+"/"+f.Severity.String()]++
+	}
+	for _, s := range doc.Sockets {
+		wantConns[s.State.String()]++
+	}
+	if wantFindings[rules.RuleNoKeepalive+"/critical"] != 3 {
+		t.Fatalf("the scenario is not what this test needs: --json finds %v, want 3 no-keepalive/critical", wantFindings)
+	}
+	inode := fmt.Sprint(doc.Target.NetnsInode)
+
+	addr, stopServe := startServe(t, bin, append([]string{"--serve", "127.0.0.1:0", "--interval", "500ms"}, args...)...)
+
+	// The exposition as served once a sweep is in, through promtool's own
+	// lint.
+	waitHealthy(t, "http://"+addr+"/healthz")
+	body := httpGet(t, "http://"+addr+"/metrics")
+	lint := exec.Command(promtool, "check", "metrics")
+	lint.Stdin = strings.NewReader(body)
+	if b, err := lint.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, b)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "tcpvet_") && strings.Contains(line, peerAddr.V4) {
+			t.Errorf("an address in a series: %s", line)
+		}
+	}
+
+	promURL := startPrometheus(t, prom, addr)
+
+	// Prometheus stores what it scrapes; ask it, not tcpvet.
+	query := func(q string) map[string]float64 {
+		t.Helper()
+		var r struct {
+			Status string
+			Data   struct {
+				Result []struct {
+					Metric map[string]string
+					Value  [2]any
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(httpGet(t, promURL+"/api/v1/query?query="+url.QueryEscape(q))), &r); err != nil || r.Status != "success" {
+			t.Fatalf("query %s: %v %+v", q, err, r)
+		}
+		got := map[string]float64{}
+		for _, s := range r.Data.Result {
+			var v float64
+			fmt.Sscan(s.Value[1].(string), &v)
+			key := s.Metric["rule"] + "/" + s.Metric["severity"]
+			if st, ok := s.Metric["state"]; ok {
+				key = st
+			}
+			got[key] = v
+		}
+		return got
+	}
+	findingsQ := fmt.Sprintf(`sum by (rule, severity) (tcpvet_findings{netns=%q, pod=""})`, inode)
+	connsQ := fmt.Sprintf(`sum by (state) (tcpvet_connections{netns=%q})`, inode)
+	var gotFindings, gotConns map[string]float64
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		gotFindings, gotConns = query(findingsQ), query(connsQ)
+		if maps.Equal(gotFindings, wantFindings) && maps.Equal(gotConns, wantConns) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus has\n  findings %v\n  connections %v\ntcpvet --json says\n  findings %v\n  connections %v",
+				gotFindings, gotConns, wantFindings, wantConns)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	// The sweep Prometheus holds is fresh: the loop runs.
+	if age := query(`max(tcpvet_last_sweep_age_seconds)`); age["/"] > 5 {
+		t.Errorf("the last sweep Prometheus saw was %v s old", age["/"])
+	}
+	if errs := query(`max(tcpvet_sweep_errors_total)`); errs["/"] != 0 {
+		t.Errorf("tcpvet_sweep_errors_total = %v", errs["/"])
+	}
+
+	if code := stopServe(); code != 0 {
+		t.Errorf("tcpvet --serve exited %d on SIGINT, want 0", code)
+	}
+}
+
+// prometheusTools finds Debian's prometheus and promtool, or skips saying how
+// to install them.
+func prometheusTools(t *testing.T) (prom, promtool string) {
+	t.Helper()
+	testnet.RequireRoot(t)
+	for _, name := range []string{"prometheus", "promtool"} {
+		if _, err := exec.LookPath(name); err != nil {
+			t.Skipf("needs %s: `make deps` installs Debian's package prometheus (scripts/deb-packages)", name)
+		}
+	}
+	return "prometheus", "promtool"
+}
+
+// startServe runs the built tcpvet with args, which include --serve, and
+// returns the address it says it bound and a function that interrupts it
+// and returns its exit status.
+func startServe(t *testing.T, bin string, args ...string) (string, func() int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stderr)
+	var rest bytes.Buffer
+	first := ""
+	if lines.Scan() {
+		first = lines.Text()
+	}
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		io.Copy(&rest, stderr)
+	}()
+	var once sync.Once
+	code := -1
+	stop := func() int {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGINT)
+			timer := time.AfterFunc(10*time.Second, func() { cmd.Process.Kill() })
+			<-drained
+			cmd.Wait()
+			timer.Stop()
+			code = cmd.ProcessState.ExitCode()
+			if rest.Len() > 0 {
+				t.Logf("tcpvet --serve said:\n%s", rest.String())
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	const prefix = "tcpvet: serving /metrics and /healthz on "
+	addr, _, ok := strings.Cut(strings.TrimPrefix(first, prefix), ",")
+	if !strings.HasPrefix(first, prefix) || !ok {
+		stop()
+		t.Fatalf("tcpvet %v: first line %q, then %s", args, first, rest.String())
+	}
+	return addr, stop
+}
+
+// startPrometheus runs Prometheus scraping target every second, its storage
+// in the test's temporary directory, and returns its URL once it is ready.
+func startPrometheus(t *testing.T, prom, target string) string {
+	t.Helper()
+	dir := t.TempDir()
+	config := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: tcpvet
+    static_configs:
+      - targets: [%q]
+`, target)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	web := freeLoopbackAddr(t)
+	var log bytes.Buffer
+	cmd := exec.Command(prom,
+		"--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+web,
+		"--log.level=warn")
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("prometheus said:\n%s", log.String())
+		}
+	})
+	base := "http://" + web
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(base + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return base
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("prometheus exited: %s", log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus not ready after 15s: %s", log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// freeLoopbackAddr is a loopback address with a port nothing listens on now.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func httpGet(t *testing.T, u string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v\n%s", u, resp.StatusCode, err, b)
+	}
+	return string(b)
+}
+
+// waitHealthy polls an exporter's /healthz until it answers 200.
+func waitHealthy(t *testing.T, u string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(u)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not healthy after 15s (%v)", u, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
