@@ -269,4 +269,3 @@ func gathered(t *testing.T, c *Collector, name string) float64 {
 	t.Fatalf("no %s", name)
 	return 0
 }
-
