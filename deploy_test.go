@@ -429,7 +429,9 @@ func TestDaemonSetCapabilities(t *testing.T) {
 		"SYS_ADMIN":       func(s seen) bool { return s.Exit != 0 }, // no setns: no namespace at all
 		"SYS_PTRACE":      func(s seen) bool { return strings.Contains(fmt.Sprint(s.Sockets), "keepalive=unknown") },
 		"DAC_READ_SEARCH": func(s seen) bool { return strings.Contains(fmt.Sprint(s.Sockets), "pids=[]") },
-		"NET_ADMIN":       func(s seen) bool { return strings.Contains(fmt.Sprint(s.Notes), "conntrack unreadable without CAP_NET_ADMIN") },
+		"NET_ADMIN": func(s seen) bool {
+			return strings.Contains(fmt.Sprint(s.Notes), "conntrack unreadable without CAP_NET_ADMIN")
+		},
 	}
 	for _, drop := range manifestCaps {
 		less := slices.DeleteFunc(slices.Clone(manifestCaps), func(c string) bool { return c == drop })
