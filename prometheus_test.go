@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -319,4 +322,109 @@ func waitHealthy(t *testing.T, u string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestServeCost measures what tcpvet --serve costs a node: its CPU time and
+// resident memory while it sweeps a set of namespaces every --interval and
+// is scraped every 10 s. It runs only when TCPVET_SERVE_COST names how long
+// to measure (README.md gives the figures of a one-minute run):
+//
+//	TCPVET_SERVE_COST=60s TCPVET_SERVE_INTERVAL=30s go test -run TestServeCost -v .
+//
+// TCPVET_SERVE_NS namespaces (default 20) each hold about 200 idle
+// loopback sockets and two connections out to a peer namespace of their
+// own, without keepalive.
+// With --all-netns, tcpvet sweeps every namespace of the machine; without
+// it (before the sweep lands) it watches the first only.
+func TestServeCost(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv("TCPVET_SERVE_COST"))
+	if err != nil {
+		t.Skip("set TCPVET_SERVE_COST=60s to measure what --serve costs")
+	}
+	interval := cmp.Or(os.Getenv("TCPVET_SERVE_INTERVAL"), "30s")
+	n, _ := strconv.Atoi(cmp.Or(os.Getenv("TCPVET_SERVE_NS"), "20"))
+	bin := binary(t)
+	var first *testnet.NS
+	sockets := 0
+	for range n {
+		ns, peer := testnet.New(t), testnet.New(t)
+		first = cmp.Or(first, ns)
+		_, peerAddr := testnet.Link(t, ns, peer, 1)
+		peer.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "db", Addr: ":7001", Mode: testnet.Hold}}})
+		for _, spec := range testnet.FarmSpecs(200) {
+			spec.Dial = []testnet.Dial{{Name: "a", To: peerAddr.V4 + ":7001"}, {Name: "b", To: peerAddr.V4 + ":7001"}}
+			ns.Start(t, spec)
+			sockets += 2*spec.Bulk[spec.Listen[0].Addr] + 1 + 2
+		}
+	}
+	args := []string{"--serve", "127.0.0.1:0", "--interval", interval, "--middlebox", "fw=350s,reset"}
+	if _, err := parseFlags([]string{"--all-netns"}, io.Discard); err == nil {
+		args = append(args, "--all-netns")
+	} else {
+		args = append(args, "--netns", first.Path)
+		t.Logf("no --all-netns yet: watching one namespace of %d sockets", sockets/n)
+	}
+	addr, stop := startServe(t, bin, args...)
+	pid := servePID(t, addr)
+	waitHealthy(t, "http://"+addr+"/healthz")
+
+	cpu0, start := cpuTime(t, pid), time.Now()
+	var rssSum, rssMax, samples int
+	for time.Since(start) < d {
+		if samples%10 == 0 {
+			httpGet(t, "http://"+addr+"/metrics")
+		}
+		rss := statusKB(t, pid, "VmRSS")
+		rssSum, rssMax, samples = rssSum+rss, max(rssMax, rss), samples+1
+		time.Sleep(time.Second)
+	}
+	cpu, wall := cpuTime(t, pid)-cpu0, time.Since(start)
+	body := httpGet(t, "http://"+addr+"/metrics")
+	series := strings.Count(body, "\ntcpvet_findings{") + strings.Count(body, "\ntcpvet_connections{")
+	t.Logf("%s, %d namespaces of ~%d sockets, --interval %s: CPU %.2f s over %v (%.2f%% of a core), RSS mean %.1f MiB, max %.1f MiB (peak VmHWM %.1f MiB); %d series of findings and connections; %s",
+		strings.Join(args, " "), n, sockets/n, interval, cpu.Seconds(), wall.Round(time.Second), 100*cpu.Seconds()/wall.Seconds(),
+		float64(rssSum)/float64(samples)/1024, float64(rssMax)/1024, float64(statusKB(t, pid, "VmHWM"))/1024, series,
+		regexp.MustCompile(`(?m)^tcpvet_sweep_duration_seconds .*$`).FindString(body))
+	stop()
+}
+
+// servePID finds the process listening on addr, a tcpvet --serve.
+func servePID(t *testing.T, addr string) int {
+	t.Helper()
+	out := testnet.Run(t, "ss", "-Htlnp", "src", addr)
+	m := regexp.MustCompile(`pid=(\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no process listens on %s: %q", addr, out)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid
+}
+
+// cpuTime is the user and system time pid has used (proc(5), fields 14, 15).
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	const clkTck = 100 // USER_HZ on every Linux architecture Go supports
+	return time.Duration(utime+stime) * time.Second / clkTck
+}
+
+// statusKB reads a kB field of /proc/PID/status.
+func statusKB(t *testing.T, pid int, field string) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + field + `:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no %s in /proc/%d/status", field, pid)
+	}
+	kb, _ := strconv.Atoi(string(m[1]))
+	return kb
 }
