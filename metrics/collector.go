@@ -37,25 +37,41 @@ var (
 )
 
 // Collector is a prometheus.Collector over the latest sweep. Its methods are
-// safe to call from any goroutine; Collect copies nothing from a sweep but
-// reads it, so a sweep handed to Update must not change afterwards.
+// safe to call from any goroutine.
 type Collector struct {
 	now func() time.Time
 
 	mu     sync.Mutex
-	last   *node.Sweep
+	last   *counts
 	sweeps uint64
 	errors uint64
+}
+
+// Summary is what a Collector keeps of a sweep besides its counts.
+type Summary struct {
+	TakenAt    time.Time
+	Duration   time.Duration
+	Namespaces int
+}
+
+// counts is a sweep as the Collector keeps it: the series it makes, and
+// none of its sockets, so that a sweep's snapshots are garbage as soon as
+// the next sweep starts rather than when it ends.
+type counts struct {
+	Summary
+	findings map[[6]string]int // rule, severity, then nsLabels
+	conns    map[[5]string]int // state, then nsLabels
 }
 
 // NewCollector returns a Collector that has seen no sweep yet: until
 // Update it exports only the sweep counters, at zero.
 func NewCollector() *Collector { return &Collector{now: time.Now} }
 
-// Update makes s the sweep the Collector exports. A sweep older than the one
-// held (a slow sweep that finished after a faster, later one) only adds to
-// the counters.
+// Update makes s the sweep the Collector exports; it keeps no reference to
+// s. A sweep older than the one held (a slow sweep that finished after a
+// faster, later one) only adds to the counters.
 func (c *Collector) Update(s *node.Sweep) {
+	n := count(s)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sweeps++
@@ -63,7 +79,7 @@ func (c *Collector) Update(s *node.Sweep) {
 		c.errors += uint64(s.Errors)
 	}
 	if c.last == nil || !s.TakenAt.Before(c.last.TakenAt) {
-		c.last = s
+		c.last = n
 	}
 }
 
@@ -75,11 +91,14 @@ func (c *Collector) Failed() {
 	c.errors++
 }
 
-// Last returns the sweep the Collector exports, or nil before the first.
-func (c *Collector) Last() *node.Sweep {
+// Last summarises the sweep the Collector exports; false before the first.
+func (c *Collector) Last() (Summary, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.last
+	if c.last == nil {
+		return Summary{}, false
+	}
+	return c.last.Summary, true
 }
 
 // Describe sends every metric's description: the set is fixed, so the
@@ -101,35 +120,43 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if s == nil {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(namespacesDesc, prometheus.GaugeValue, float64(len(s.Namespaces)))
+	ch <- prometheus.MustNewConstMetric(namespacesDesc, prometheus.GaugeValue, float64(s.Namespaces))
 	ch <- prometheus.MustNewConstMetric(durationDesc, prometheus.GaugeValue, s.Duration.Seconds())
 	ch <- prometheus.MustNewConstMetric(timestampDesc, prometheus.GaugeValue, float64(s.TakenAt.UnixNano())/1e9)
 	ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, max(c.now().Sub(s.TakenAt), 0).Seconds())
+	// The maps are never written once made, so they are read unlocked.
+	for l, n := range s.findings {
+		ch <- prometheus.MustNewConstMetric(findingsDesc, prometheus.GaugeValue, float64(n), l[:]...)
+	}
+	for l, n := range s.conns {
+		ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(n), l[:]...)
+	}
+}
 
-	// Counts are summed by label set rather than sent per namespace: two
-	// entries with the same labels (a sweep that listed a namespace twice)
-	// would otherwise fail the whole scrape as duplicate series.
-	findings := map[[6]string]int{}
-	conns := map[[5]string]int{}
+// count makes the series of s. Counts are summed by label set rather than
+// kept per namespace: two entries with the same labels (a sweep that listed
+// a namespace twice) would otherwise fail the whole scrape as duplicate
+// series.
+func count(s *node.Sweep) *counts {
+	n := &counts{
+		Summary:  Summary{TakenAt: s.TakenAt, Duration: s.Duration, Namespaces: len(s.Namespaces)},
+		findings: map[[6]string]int{},
+		conns:    map[[5]string]int{},
+	}
 	for i := range s.Namespaces {
 		ns := &s.Namespaces[i]
 		l := namespaceLabels(ns)
 		for _, f := range ns.Report.Findings {
-			findings[[6]string{f.Rule, f.Severity.String(), l[0], l[1], l[2], l[3]}]++
+			n.findings[[6]string{f.Rule, f.Severity.String(), l[0], l[1], l[2], l[3]}]++
 		}
 		if ns.Snapshot == nil {
 			continue
 		}
 		for _, sk := range ns.Snapshot.Sockets {
-			conns[[5]string{sk.State.String(), l[0], l[1], l[2], l[3]}]++
+			n.conns[[5]string{sk.State.String(), l[0], l[1], l[2], l[3]}]++
 		}
 	}
-	for l, n := range findings {
-		ch <- prometheus.MustNewConstMetric(findingsDesc, prometheus.GaugeValue, float64(n), l[:]...)
-	}
-	for l, n := range conns {
-		ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.GaugeValue, float64(n), l[:]...)
-	}
+	return n
 }
 
 // namespaceLabels returns the values of nsLabels for ns.

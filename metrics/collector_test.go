@@ -1,11 +1,13 @@
 package metrics
 
 import (
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -268,4 +270,22 @@ func gathered(t *testing.T, c *Collector, name string) float64 {
 	}
 	t.Fatalf("no %s", name)
 	return 0
+}
+
+// TestCollectorKeepsNoSweep: what a sweep read (every socket of every
+// namespace) is garbage once Update returns, so that a node's exporter
+// holds one sweep's sockets at a time, not two, while the next is taken.
+func TestCollectorKeepsNoSweep(t *testing.T) {
+	c := collector(t0)
+	s := sweep()
+	gone := weak.Make(s.Namespaces[0].Snapshot)
+	c.Update(s)
+	s = nil
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Error("the Collector still holds the sweep's snapshots")
+	}
+	if n := testutil.CollectAndCount(c, "tcpvet_connections"); n != 6 {
+		t.Errorf("%d tcpvet_connections series, want 6", n)
+	}
 }

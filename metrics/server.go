@@ -132,11 +132,11 @@ func Handler(c *Collector) http.Handler {
 // until then: a pod is ready to scrape when it has something to say.
 func healthz(w http.ResponseWriter, c *Collector) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	s := c.Last()
-	if s == nil {
+	s, ok := c.Last()
+	if !ok {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "no sweep completed yet")
 		return
 	}
-	fmt.Fprintf(w, "ok: last sweep %s ago, %d namespaces\n", max(c.now().Sub(s.TakenAt), 0).Round(time.Millisecond), len(s.Namespaces))
+	fmt.Fprintf(w, "ok: last sweep %s ago, %d namespaces\n", max(c.now().Sub(s.TakenAt), 0).Round(time.Millisecond), s.Namespaces)
 }
