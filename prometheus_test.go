@@ -344,17 +344,17 @@ func TestServeCost(t *testing.T) {
 	interval := cmp.Or(os.Getenv("TCPVET_SERVE_INTERVAL"), "30s")
 	n, _ := strconv.Atoi(cmp.Or(os.Getenv("TCPVET_SERVE_NS"), "20"))
 	bin := binary(t)
-	var first *testnet.NS
-	sockets := 0
+	first := &testnet.NS{Path: "/proc/self/ns/net"}
 	for range n {
 		ns, peer := testnet.New(t), testnet.New(t)
-		first = cmp.Or(first, ns)
+		if first.Name == "" {
+			first = ns
+		}
 		_, peerAddr := testnet.Link(t, ns, peer, 1)
 		peer.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "db", Addr: ":7001", Mode: testnet.Hold}}})
 		for _, spec := range testnet.FarmSpecs(200) {
 			spec.Dial = []testnet.Dial{{Name: "a", To: peerAddr.V4 + ":7001"}, {Name: "b", To: peerAddr.V4 + ":7001"}}
 			ns.Start(t, spec)
-			sockets += 2*spec.Bulk[spec.Listen[0].Addr] + 1 + 2
 		}
 	}
 	args := []string{"--serve", "127.0.0.1:0", "--interval", interval, "--middlebox", "fw=350s,reset"}
@@ -362,7 +362,7 @@ func TestServeCost(t *testing.T) {
 		args = append(args, "--all-netns")
 	} else {
 		args = append(args, "--netns", first.Path)
-		t.Logf("no --all-netns yet: watching one namespace of %d sockets", sockets/n)
+		t.Log("no --all-netns yet: watching one namespace")
 	}
 	addr, stop := startServe(t, bin, args...)
 	pid := servePID(t, addr)
@@ -371,20 +371,30 @@ func TestServeCost(t *testing.T) {
 	cpu0, start := cpuTime(t, pid), time.Now()
 	var rssSum, rssMax, samples int
 	for time.Since(start) < d {
-		if samples%10 == 0 {
-			httpGet(t, "http://"+addr+"/metrics")
-		}
 		rss := statusKB(t, pid, "VmRSS")
+		if samples%10 == 0 {
+			b := httpGet(t, "http://"+addr+"/metrics")
+			if os.Getenv("TCPVET_SERVE_TRACE") != "" {
+				t.Logf("%v: RSS %d kB %s %s", time.Since(start).Round(time.Second), rss,
+					regexp.MustCompile(`(?m)^go_memstats_heap_inuse_bytes .*$`).FindString(b), regexp.MustCompile(`(?m)^go_goroutines .*$`).FindString(b))
+			}
+		}
 		rssSum, rssMax, samples = rssSum+rss, max(rssMax, rss), samples+1
 		time.Sleep(time.Second)
 	}
 	cpu, wall := cpuTime(t, pid)-cpu0, time.Since(start)
 	body := httpGet(t, "http://"+addr+"/metrics")
 	series := strings.Count(body, "\ntcpvet_findings{") + strings.Count(body, "\ntcpvet_connections{")
-	t.Logf("%s, %d namespaces of ~%d sockets, --interval %s: CPU %.2f s over %v (%.2f%% of a core), RSS mean %.1f MiB, max %.1f MiB (peak VmHWM %.1f MiB); %d series of findings and connections; %s",
-		strings.Join(args, " "), n, sockets/n, interval, cpu.Seconds(), wall.Round(time.Second), 100*cpu.Seconds()/wall.Seconds(),
+	socks := 0.0
+	for _, m := range regexp.MustCompile(`(?m)^tcpvet_connections\{.*\} (\S+)$`).FindAllStringSubmatch(body, -1) {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		socks += v
+	}
+	t.Logf("tcpvet %s, over %d namespaces (%d made here, of %d sockets each), %.0f sockets: CPU %.2f s over %v (%.2f%% of a core); RSS mean %.1f MiB, max %.1f MiB (VmHWM %.1f MiB); %d series of findings and connections; last sweep took %s s",
+		strings.Join(args, " "), int(metricValue(body, "tcpvet_namespaces")), n, 203, socks,
+		cpu.Seconds(), wall.Round(time.Second), 100*cpu.Seconds()/wall.Seconds(),
 		float64(rssSum)/float64(samples)/1024, float64(rssMax)/1024, float64(statusKB(t, pid, "VmHWM"))/1024, series,
-		regexp.MustCompile(`(?m)^tcpvet_sweep_duration_seconds .*$`).FindString(body))
+		strconv.FormatFloat(metricValue(body, "tcpvet_sweep_duration_seconds"), 'f', 2, 64))
 	stop()
 }
 
@@ -427,4 +437,14 @@ func statusKB(t *testing.T, pid int, field string) int {
 	}
 	kb, _ := strconv.Atoi(string(m[1]))
 	return kb
+}
+
+// metricValue is the value of the one series name in an exposition.
+func metricValue(body, name string) float64 {
+	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
 }
