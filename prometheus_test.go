@@ -448,3 +448,83 @@ func metricValue(body, name string) float64 {
 	v, _ := strconv.ParseFloat(m[1], 64)
 	return v
 }
+
+// TestServeBadInput holds --serve to one line on stderr and exit 2 for an
+// address it will not or cannot bind, and for flags an exporter cannot
+// honour.
+func TestServeBadInput(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--serve", "9393"}, "want host:port"},
+		{[]string{"--serve", "localhost:9393"}, `"localhost" is not an IP address`},
+		{[]string{"--serve", ":http"}, `port "http" is not a number`},
+		{[]string{"--serve", ":65536"}, `port "65536" is not a number from 0 to 65535`},
+		{[]string{"--serve", "127.0.0.1:9393", "--json"}, "--serve and --json"},
+		{[]string{"--serve", "127.0.0.1:9393", "--fail-on", "critical"}, "--fail-on means nothing to --serve"},
+		// 192.0.2.1 (TEST-NET-1) is no address of this machine: the bind
+		// fails, and nothing is sent anywhere.
+		{[]string{"--serve", "192.0.2.1:9393"}, "cannot assign requested address"},
+		{[]string{"--serve", busy.Addr().String()}, "address already in use"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(context.Background(), tt.args, &stdout, &stderr); code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			msg := stderr.String()
+			if stdout.Len() != 0 || strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "tcpvet: ") || !strings.Contains(msg, tt.want) {
+				t.Errorf("stdout %q, stderr %q; want one line with %q", stdout.String(), msg, tt.want)
+			}
+		})
+	}
+}
+
+// TestServeStops: run with --serve returns 0 once its context ends, and
+// leaves nothing listening.
+func TestServeStops(t *testing.T) {
+	addr := freeLoopbackAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"--serve", addr, "--interval", "200ms"}, io.Discard, &stderr) }()
+	waitHealthy(t, "http://"+addr+"/healthz")
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d after the context ended: %s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("--serve still running 10 s after its context ended")
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("something still listens on %s", addr)
+	}
+}
+
+// syncBuffer is a buffer two goroutines write and read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
