@@ -46,12 +46,12 @@ func checkServe(c config) error {
 // serve runs the Prometheus exporter on cfg.serve until ctx ends, sweeping
 // what the flags select every cfg.interval.
 func serve(ctx context.Context, cfg config, stderr io.Writer) int {
-	source, closeSource, err := openSource(cfg)
+	sweep, closeSweep, err := sweeper(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "tcpvet: %s\n", oneLine(err))
 		return 1
 	}
-	defer closeSource()
+	defer closeSweep()
 	ln, err := net.Listen("tcp", cfg.serve)
 	if err != nil {
 		// The address is the command line's: one the machine will not
@@ -60,12 +60,22 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintf(stderr, "tcpvet: serving /metrics and /healthz on %s, sweeping every %v\n", ln.Addr(), cfg.interval)
-	err = metrics.Run(ctx, ln, metrics.Options{Sweep: oneNamespace(source), Interval: cfg.interval, Log: stderr})
+	err = metrics.Run(ctx, ln, metrics.Options{Sweep: sweep, Interval: cfg.interval, Log: stderr})
 	if err != nil {
 		fmt.Fprintf(stderr, "tcpvet: --serve %s: %s\n", cfg.serve, oneLine(err))
 		return 1
 	}
 	return 0
+}
+
+// sweeper opens what the flags select, once, and returns what sweeps it and
+// what closes it.
+func sweeper(cfg config) (metrics.SweepFunc, func(), error) {
+	source, closeSource, err := openSource(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return oneNamespace(source), closeSource, nil
 }
 
 // oneNamespace turns the source of a single target (the default, --pid or
