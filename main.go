@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -42,6 +43,7 @@ Usage:
 On a terminal it opens a live view; piped, it prints a table and the findings; --json prints
 one snapshot for scripts. --watch DURATION samples every --interval for that long first, and
 judges each connection by what was seen to keep it alive (data, pings, keepalive probes).
+--serve ADDR exports counts of findings and connections to Prometheus.
 
 Examples:
   kubectl debug -it pod/api-7d9 --image=ghcr.io/tcpvet/tcpvet --target=api --profile=general -- tcpvet
@@ -70,6 +72,7 @@ type config struct {
 	failOn      *rules.Severity
 	allNetns    bool
 	criSocket   string
+	serve       string // --serve: the exporter's address
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
@@ -97,6 +100,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.BoolVar(&c.dupSockets, "dup-sockets", false, "read socket options even where duplicating a socket may reset its cgroup-v1 net_cls/net_prio marks")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.BoolVar(&c.allNetns, "all-netns", false, "inspect every network namespace of the machine once, named by pod, the host read once")
+	fs.StringVar(&c.serve, "serve", "", "export findings to Prometheus: serve /metrics and /healthz on `ADDR` (host:port), sweeping every --interval")
 	fs.StringVar(&c.criSocket, "cri-socket", "", "the container runtime's CRI socket that names pods, for --all-netns (`PATH`; default "+strings.Join(node.CRISockets, ", then ")+")")
 	fs.Func("middlebox", "an idle timeout on the path: a preset (aws-nlb, aws-nat-gateway, azure-lb, gcp-vpc-firewall, gcp-cloud-nat, ipvs, ...) or `NAME=DURATION[,reset|,drop]`; repeatable", func(v string) error {
 		mb, err := rules.ParseMiddlebox(v)
@@ -147,11 +151,12 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	if pidSet && c.pid <= 0 {
 		return c, fmt.Errorf("--pid %d: a PID is a positive number", c.pid)
 	}
-	return c, nil
+	return c, checkServe(c)
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGTERM is how Kubernetes stops the exporter's pod.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -176,6 +181,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tcpvet: --watch prints one report when it ends: add --json or pipe the output (on a terminal, the live view already watches)")
 		return 2
 	}
+	if cfg.serve != "" {
+		return serve(ctx, cfg, stderr)
+	}
 	var worst func() (rules.Severity, bool)
 	if cfg.allNetns {
 		sw, serr := sweepAll(ctx, cfg, stdout)
@@ -199,41 +207,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type output ui.Document
 
 func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, error) {
-	target, err := openTarget(cfg)
+	t, err := openTargets(cfg)
 	if err != nil {
 		return rules.Report{}, err
 	}
-	defer target.Close()
-	host, hostNote, err := openHost(cfg)
-	if err != nil {
-		return rules.Report{}, err
-	}
-	defer host.Close()
-
-	take := func(ctx context.Context) (*diag.Snapshot, error) {
-		snap, err := diag.Take(ctx, diag.Options{Target: target, Host: host, DupSockets: cfg.dupSockets})
-		if err != nil {
-			return nil, err
-		}
-		if hostNote != "" {
-			snap.Host.Path = cfg.hostNetns
-			snap.Notes = append(snap.Notes, hostNote)
-		}
-		return snap, nil
-	}
-	source := func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
-		snap, err := take(ctx)
-		if err != nil {
-			return nil, rules.Report{}, err
-		}
-		return snap, rules.Evaluate(snap, cfg.middleboxes), nil
-	}
-	// The conntrack tables a connection of the target crosses: its own, and
-	// the host's.
-	path := []*netns.NS{target}
-	if host != nil && !host.Same(target) {
-		path = append(path, host)
-	}
+	defer t.Close()
+	target, take := t.target, t.take(cfg)
+	source := evaluated(take, cfg.middleboxes)
+	path := t.path()
 	if cfg.watch > 0 {
 		source = func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
 			deaths := watch.StartDeaths(ctx, target, path...)
@@ -280,6 +261,68 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 // writeJSON writes out as json.Encoder does, byte for byte, streaming the
 // sockets (ui.Document.WriteJSON).
 func writeJSON(w io.Writer, out output) error { return ui.Document(out).WriteJSON(w) }
+
+// targets are the namespaces the flags select, opened: the target and the
+// host's, with a note when the host could not be.
+type targets struct {
+	target, host *netns.NS
+	hostNote     string
+}
+
+// openTargets opens the target the flags name and the host's namespace.
+func openTargets(cfg config) (*targets, error) {
+	target, err := openTarget(cfg)
+	if err != nil {
+		return nil, err
+	}
+	host, hostNote, err := openHost(cfg)
+	if err != nil {
+		target.Close()
+		return nil, err
+	}
+	return &targets{target: target, host: host, hostNote: hostNote}, nil
+}
+
+// Close closes both namespaces.
+func (t *targets) Close() {
+	t.target.Close()
+	t.host.Close()
+}
+
+// take reads one snapshot of the target, the host's note on it.
+func (t *targets) take(cfg config) watch.Take {
+	return func(ctx context.Context) (*diag.Snapshot, error) {
+		snap, err := diag.Take(ctx, diag.Options{Target: t.target, Host: t.host, DupSockets: cfg.dupSockets})
+		if err != nil {
+			return nil, err
+		}
+		if t.hostNote != "" {
+			snap.Host.Path = cfg.hostNetns
+			snap.Notes = append(snap.Notes, t.hostNote)
+		}
+		return snap, nil
+	}
+}
+
+// path lists the namespaces whose conntrack a connection of the target
+// crosses: its own, and the host's.
+func (t *targets) path() []*netns.NS {
+	if t.host != nil && !t.host.Same(t.target) {
+		return []*netns.NS{t.target, t.host}
+	}
+	return []*netns.NS{t.target}
+}
+
+// evaluated is take with the rules' verdict on each snapshot.
+func evaluated(take watch.Take, middleboxes []rules.Middlebox) ui.Source {
+	return func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
+		snap, err := take(ctx)
+		if err != nil {
+			return nil, rules.Report{}, err
+		}
+		return snap, rules.Evaluate(snap, middleboxes), nil
+	}
+}
 
 // observing is the live view's source: every refresh is one more sample
 // of a watch that lasts as long as the view, so the rules judge each
@@ -338,6 +381,22 @@ func watchedTake(take watch.Take, pid int) watch.Take {
 	}
 }
 
+// nodeSweep sweeps every namespace of the machine, the host read once
+// each time.
+func nodeSweep(cfg config, host *netns.NS, hostNote string) ui.NodeSource {
+	return func(ctx context.Context) (*node.Sweep, error) {
+		sw, err := node.Take(ctx, node.Options{Host: host, CRISocket: cfg.criSocket, DupSockets: cfg.dupSockets, Middleboxes: cfg.middleboxes})
+		if err != nil {
+			return nil, err
+		}
+		if hostNote != "" {
+			sw.Host.Path = cfg.hostNetns
+			sw.Notes = append(sw.Notes, hostNote)
+		}
+		return sw, nil
+	}
+}
+
 // openHost opens the node's namespace. Failing to open the default guess
 // (a sandboxed PID 1, no CAP_SYS_PTRACE) is a note, not an error: tcpvet
 // carries on without the host rather than refuse to look at all.
@@ -360,17 +419,7 @@ func sweepAll(ctx context.Context, cfg config, stdout io.Writer) (*node.Sweep, e
 		return &node.Sweep{}, err
 	}
 	defer host.Close()
-	sweep := func(ctx context.Context) (*node.Sweep, error) {
-		sw, err := node.Take(ctx, node.Options{Host: host, CRISocket: cfg.criSocket, DupSockets: cfg.dupSockets, Middleboxes: cfg.middleboxes})
-		if err != nil {
-			return nil, err
-		}
-		if hostNote != "" {
-			sw.Host.Path = cfg.hostNetns
-			sw.Notes = append(sw.Notes, hostNote)
-		}
-		return sw, nil
-	}
+	sweep := nodeSweep(cfg, host, hostNote)
 	if !cfg.json && isTerminal(stdout) {
 		m := ui.New(ui.Options{Sweep: sweep, Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
 		_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithOutput(stdout)).Run()
