@@ -255,30 +255,63 @@ func regexpLine(out string, parts ...string) bool {
 	return false
 }
 
-// oneSandbox is a container runtime that knows one pod, whose network
-// namespace is at netns, and answers over the real CRI protocol.
-type oneSandbox struct {
+// fakeRuntime is a container runtime that knows pods, each at its network
+// namespace, and answers over the real CRI protocol.
+type fakeRuntime struct {
 	cri.UnimplementedRuntimeServiceServer
-	netns string
+	pods []fakePod
 }
 
-var testSandbox = &cri.PodSandbox{Id: "sb1", State: cri.PodSandboxState_SANDBOX_READY,
-	Metadata: &cri.PodSandboxMetadata{Namespace: "shop", Name: "cart-5f7", Uid: "6b0e8c1d-1111-4222-8333-944455556666"}}
-
-func (r *oneSandbox) ListPodSandbox(context.Context, *cri.ListPodSandboxRequest) (*cri.ListPodSandboxResponse, error) {
-	return &cri.ListPodSandboxResponse{Items: []*cri.PodSandbox{testSandbox}}, nil
+// fakePod is one pod's sandbox and its one container.
+type fakePod struct {
+	netns     string
+	meta      *cri.PodSandboxMetadata
+	container string
 }
 
-func (r *oneSandbox) PodSandboxStatus(_ context.Context, req *cri.PodSandboxStatusRequest) (*cri.PodSandboxStatusResponse, error) {
-	info := fmt.Sprintf(`{"pid":1,"runtimeSpec":{"linux":{"namespaces":[{"type":"network","path":%q}]}}}`, r.netns)
+var testSandbox = &cri.PodSandboxMetadata{Namespace: "shop", Name: "cart-5f7", Uid: "6b0e8c1d-1111-4222-8333-944455556666"}
+
+func (r *fakeRuntime) ListPodSandbox(context.Context, *cri.ListPodSandboxRequest) (*cri.ListPodSandboxResponse, error) {
+	var items []*cri.PodSandbox
+	for i, p := range r.pods {
+		items = append(items, &cri.PodSandbox{Id: fmt.Sprintf("sb%d", i), State: cri.PodSandboxState_SANDBOX_READY, Metadata: p.meta})
+	}
+	return &cri.ListPodSandboxResponse{Items: items}, nil
+}
+
+func (r *fakeRuntime) PodSandboxStatus(_ context.Context, req *cri.PodSandboxStatusRequest) (*cri.PodSandboxStatusResponse, error) {
+	var i int
+	if _, err := fmt.Sscanf(req.PodSandboxId, "sb%d", &i); err != nil || i >= len(r.pods) {
+		return nil, fmt.Errorf("no sandbox %q", req.PodSandboxId)
+	}
+	info := fmt.Sprintf(`{"pid":1,"runtimeSpec":{"linux":{"namespaces":[{"type":"network","path":%q}]}}}`, r.pods[i].netns)
 	return &cri.PodSandboxStatusResponse{
-		Status: &cri.PodSandboxStatus{Id: req.PodSandboxId, Metadata: testSandbox.Metadata, State: testSandbox.State},
+		Status: &cri.PodSandboxStatus{Id: req.PodSandboxId, Metadata: r.pods[i].meta, State: cri.PodSandboxState_SANDBOX_READY},
 		Info:   map[string]string{"info": info},
 	}, nil
 }
 
-func (r *oneSandbox) ListContainers(context.Context, *cri.ListContainersRequest) (*cri.ListContainersResponse, error) {
-	return &cri.ListContainersResponse{Containers: []*cri.Container{{Id: "c1", PodSandboxId: "sb1", Metadata: &cri.ContainerMetadata{Name: "cart"}, State: cri.ContainerState_CONTAINER_RUNNING}}}, nil
+func (r *fakeRuntime) ListContainers(context.Context, *cri.ListContainersRequest) (*cri.ListContainersResponse, error) {
+	var cs []*cri.Container
+	for i, p := range r.pods {
+		cs = append(cs, &cri.Container{Id: fmt.Sprintf("c%d", i), PodSandboxId: fmt.Sprintf("sb%d", i), Metadata: &cri.ContainerMetadata{Name: p.container}, State: cri.ContainerState_CONTAINER_RUNNING})
+	}
+	return &cri.ListContainersResponse{Containers: cs}, nil
+}
+
+// serveCRI serves rt on a unix socket for the test and returns its path.
+func serveCRI(t *testing.T, rt *fakeRuntime) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "cri.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	cri.RegisterRuntimeServiceServer(srv, rt)
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	return sock
 }
 
 // TestAllNetnsCRISocket: --cri-socket names a namespace by the pod the
@@ -286,15 +319,7 @@ func (r *oneSandbox) ListContainers(context.Context, *cri.ListContainersRequest)
 func TestAllNetnsCRISocket(t *testing.T) {
 	ns := testnet.New(t)
 	ns.Start(t, holding(7300, 2))
-	sock := filepath.Join(t.TempDir(), "cri.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	cri.RegisterRuntimeServiceServer(srv, &oneSandbox{netns: ns.Path})
-	go srv.Serve(l)
-	defer srv.Stop()
+	sock := serveCRI(t, &fakeRuntime{pods: []fakePod{{netns: ns.Path, meta: testSandbox, container: "cart"}}})
 
 	out, err := exec.Command(binary(t), "--all-netns", "--json", "--cri-socket", sock).Output()
 	if err != nil {
@@ -309,7 +334,7 @@ func TestAllNetnsCRISocket(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("%s not listed", ns.Name)
 	}
-	if p := doc.Namespaces[i].Pod; p == nil || p.Namespace != "shop" || p.Name != "cart-5f7" || p.UID != testSandbox.Metadata.Uid || p.Container != "cart" || p.Source != "cri" {
+	if p := doc.Namespaces[i].Pod; p == nil || p.Namespace != "shop" || p.Name != "cart-5f7" || p.UID != testSandbox.Uid || p.Container != "cart" || p.Source != "cri" {
 		t.Errorf("pod %+v", p)
 	}
 	if len(doc.Namespaces[i].Sockets) != 5 {

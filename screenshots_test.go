@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/tcpvet/tcpvet/internal/testnet"
 )
 
@@ -144,5 +146,35 @@ func TestScreenshots(t *testing.T) {
 	tm.Keys("?")
 	tm.WaitFor(5*time.Second, "sort by state")
 	save("help")
+	tm.Keys("Escape")
+	tm.WaitFor(5*time.Second, "STATE")
+
+	// Connections end: the forgotten one meets the router's reset, one
+	// closes with a FIN, and the dead peer's is let go of.
+	client.Write(t, "idle", 100)
+	client.Close(t, "ka")
+	client.Close(t, "dead-peer")
+	client.Close(t, "idle")
+	tm.WaitFor(10*time.Second, "closed: ")
+	tm.Keys("c")
+	tm.WaitFor(10*time.Second, "reset")
+	save("closed")
 	tm.Keys("q")
+
+	// The node: every namespace of the machine, the app's and the server's
+	// named as the pods a container runtime says they are.
+	sock := serveCRI(t, &fakeRuntime{pods: []fakePod{
+		{netns: app.Path, container: "orders", meta: &cri.PodSandboxMetadata{Namespace: "shop", Name: "orders-7d9f4", Uid: "0f3c6a52-5d7e-4f0b-9c1e-3a6b2d8e9f10"}},
+		{netns: server.Path, container: "inventory", meta: &cri.PodSandboxMetadata{Namespace: "shop", Name: "inventory-0", Uid: "8e2d41b7-2c9a-4e55-b7d3-61f0c2a4e8b9"}},
+	}})
+	nodeTm := testnet.NewTmux(t, 140, 36, []string{"TERM=xterm-256color", "COLORTERM=truecolor"},
+		binary(t), "--all-netns", "--cri-socket", sock, "--host-netns", router.Path, "--interval", "2s")
+	nodeTm.WaitFor(20*time.Second, "shop/orders-7d9f4", "shop/inventory-0")
+	save2 := func(name string) {
+		if err := os.WriteFile(filepath.Join(dir, name+".ans"), []byte(nodeTm.Screen(true)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save2("node")
+	nodeTm.Keys("q")
 }

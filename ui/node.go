@@ -33,14 +33,6 @@ type nodeRow struct {
 	isNew bool
 }
 
-// count is how many findings of severity sev the namespace has.
-func (r *nodeRow) count(sev rules.Severity) int {
-	if sev < rules.Info || sev > rules.Critical {
-		return 0
-	}
-	return r.counts[sev]
-}
-
 // worstFinding is the row's most urgent finding, nil for none.
 func (r *nodeRow) worstFinding() *rules.Finding {
 	if r.worst < 0 {
