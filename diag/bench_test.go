@@ -21,9 +21,19 @@ func benchSockets() int {
 	return 40000
 }
 
-// farm fills a new namespace with about n idle loopback sockets.
+// farm fills a new namespace with about n idle loopback sockets, or opens
+// the namespace TCPVET_BENCH_NETNS names (a path), already filled: profiling
+// one snapshot then needs no farm built around it each time.
 func farm(b *testing.B, n int) *netns.NS {
 	b.Helper()
+	if path := os.Getenv("TCPVET_BENCH_NETNS"); path != "" {
+		h, err := netns.FromPath(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { h.Close() })
+		return h
+	}
 	ns := testnet.New(b)
 	for _, spec := range testnet.FarmSpecs(n) {
 		ns.Start(b, spec)

@@ -216,7 +216,6 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	targetSysctls := snap.Sysctls.Target
 
 	or := newOptionReader(opts.DupSockets)
-	defer or.close()
 	snap.Sockets = make([]Socket, 0, len(raws))
 	for _, r := range raws {
 		s := Socket{
@@ -286,33 +285,36 @@ func pairPeers(socks []Socket) {
 }
 
 // optionWorkers bounds how many threads read socket options at once: each
-// socket costs nine system calls and no waiting, so more than the CPUs
-// would only queue.
+// socket costs eight or nine system calls and no waiting, so more than the
+// CPUs would only queue.
 var optionWorkers = runtime.GOMAXPROCS(0)
 
-// attachAllOptions reads the options of socks, split among optionWorkers.
+// attachAllOptions reads the options of socks, split among optionWorkers,
+// each on a thread with a descriptor table of its own (privateFDTable).
 func attachAllOptions(or *optionReader, socks []Socket, ns Sysctls, hidden int) {
-	w := min(optionWorkers, len(socks)/1024)
-	if w <= 1 {
-		for i := range socks {
-			socks[i].attachOptions(or, ns, hidden)
-		}
-		return
-	}
+	// Every socket's options in one allocation rather than one each.
+	opts := make([]SockOpts, len(socks))
+	w := max(1, min(optionWorkers, len(socks)/1024))
 	var wg sync.WaitGroup
 	for i := range w {
-		chunk := socks[len(socks)*i/w : len(socks)*(i+1)/w]
+		lo, hi := len(socks)*i/w, len(socks)*(i+1)/w
 		wg.Go(func() {
-			for j := range chunk {
-				chunk[j].attachOptions(or, ns, hidden)
+			// With a private table, the thread stays locked to this
+			// goroutine and ends with it.
+			privateFDTable()
+			ow := or.worker()
+			defer ow.close()
+			for j := lo; j < hi; j++ {
+				socks[j].attachOptions(ow, ns, hidden, &opts[j])
 			}
 		})
 	}
 	wg.Wait()
 }
 
-// attachOptions fills Keepalive and UserTimeoutMS from the socket's owner.
-func (s *Socket) attachOptions(or *optionReader, ns Sysctls, hidden int) {
+// attachOptions fills Keepalive and UserTimeoutMS from the socket's owner,
+// read into o.
+func (s *Socket) attachOptions(ow *optionWorker, ns Sysctls, hidden int, o *SockOpts) {
 	if s.Inode == 0 {
 		// TIME_WAIT and request sockets have no file and no options.
 		s.Keepalive = Keepalive{Source: "unknown", Reason: "no file descriptor: the socket belongs to the kernel alone in " + s.State.String()}
@@ -322,8 +324,7 @@ func (s *Socket) attachOptions(or *optionReader, ns Sysctls, hidden int) {
 		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: %s)", hidden, netns.DeniedHint())}
 		return
 	}
-	o, err := or.read(s.Inode, s.Processes)
-	if err != nil {
+	if err := ow.read(s.Inode, s.Processes, hintOf(s), o); err != nil {
 		s.Keepalive = Keepalive{Source: "unknown", Reason: err.Error()}
 		return
 	}
