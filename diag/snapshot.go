@@ -187,6 +187,10 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), netns.DeniedHint()))
 	}
 
+	// The sockets' options are read while the rest is: they need only
+	// the dump and the owners.
+	optReads := readAllOptions(newOptionReader(opts.DupSockets), raws, scan.owners)
+
 	// A conntrack table too large to dump is asked for the entries of
 	// these alone: the rules judge no other connection by its entry, and
 	// a busy node's TIME_WAIT sockets would crowd them out of the bound.
@@ -215,7 +219,6 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	}
 	targetSysctls := snap.Sysctls.Target
 
-	or := newOptionReader(opts.DupSockets)
 	snap.Sockets = make([]Socket, 0, len(raws))
 	for _, r := range raws {
 		s := Socket{
@@ -260,7 +263,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		}
 		snap.Sockets = append(snap.Sockets, s)
 	}
-	attachAllOptions(or, snap.Sockets, targetSysctls, len(scan.hidden))
+	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden))
 	pairPeers(snap.Sockets)
 	return snap, nil
 }
@@ -289,32 +292,53 @@ func pairPeers(socks []Socket) {
 // CPUs would only queue.
 var optionWorkers = runtime.GOMAXPROCS(0)
 
-// attachAllOptions reads the options of socks, split among optionWorkers,
-// each on a thread with a descriptor table of its own (privateFDTable).
-func attachAllOptions(or *optionReader, socks []Socket, ns Sysctls, hidden int) {
-	// Every socket's options in one allocation rather than one each.
-	opts := make([]SockOpts, len(socks))
-	w := max(1, min(optionWorkers, len(socks)/1024))
-	var wg sync.WaitGroup
+// optionReads are the options of a dump's sockets, read in the background
+// while the rest of the snapshot is taken.
+type optionReads struct {
+	wg sync.WaitGroup
+	// opts and errs are by the dump's index: every socket's options in one
+	// allocation rather than one each.
+	opts []SockOpts
+	errs []error
+}
+
+// readAllOptions starts reading the options of raws, held by owners, split
+// among optionWorkers. Sockets without a file or an owner are left for
+// attachOptions to explain.
+func readAllOptions(or *optionReader, raws []rawSocket, owners map[uint32][]Process) *optionReads {
+	rs := &optionReads{opts: make([]SockOpts, len(raws)), errs: make([]error, len(raws))}
+	w := max(1, min(optionWorkers, len(raws)/1024))
 	for i := range w {
-		lo, hi := len(socks)*i/w, len(socks)*(i+1)/w
-		wg.Go(func() {
-			// With a private table, the thread stays locked to this
-			// goroutine and ends with it.
-			privateFDTable()
+		lo, hi := len(raws)*i/w, len(raws)*(i+1)/w
+		rs.wg.Go(func() {
 			ow := or.worker()
 			defer ow.close()
 			for j := lo; j < hi; j++ {
-				socks[j].attachOptions(ow, ns, hidden, &opts[j])
+				r := &raws[j]
+				if r.Inode == 0 {
+					continue
+				}
+				h := readHint{keepalive: r.Timer == TimerKeepalive && (r.State == Established || r.State == CloseWait)}
+				rs.errs[j] = ow.read(r.Inode, owners[r.Inode], h, &rs.opts[j])
 			}
 		})
 	}
-	wg.Wait()
+	return rs
 }
 
-// attachOptions fills Keepalive and UserTimeoutMS from the socket's owner,
-// read into o.
-func (s *Socket) attachOptions(ow *optionWorker, ns Sysctls, hidden int, o *SockOpts) {
+// attachAll waits for the reads and fills in the options of socks, built
+// from the same dump in the same order.
+func (rs *optionReads) attachAll(socks []Socket, ns Sysctls, hidden int) {
+	rs.wg.Wait()
+	for i := range socks {
+		socks[i].attachOptions(&rs.opts[i], rs.errs[i], ns, hidden)
+	}
+}
+
+// attachOptions fills Keepalive, UserTimeoutMS and SynRetries from o, the
+// socket's options as its owner's copy gave them, or err, why they could
+// not be read.
+func (s *Socket) attachOptions(o *SockOpts, err error, ns Sysctls, hidden int) {
 	if s.Inode == 0 {
 		// TIME_WAIT and request sockets have no file and no options.
 		s.Keepalive = Keepalive{Source: "unknown", Reason: "no file descriptor: the socket belongs to the kernel alone in " + s.State.String()}
@@ -324,7 +348,7 @@ func (s *Socket) attachOptions(ow *optionWorker, ns Sysctls, hidden int, o *Sock
 		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: %s)", hidden, netns.DeniedHint())}
 		return
 	}
-	if err := ow.read(s.Inode, s.Processes, hintOf(s), o); err != nil {
+	if err != nil {
 		s.Keepalive = Keepalive{Source: "unknown", Reason: err.Error()}
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -46,7 +45,7 @@ type SockOpts struct {
 }
 
 // optionReader reads socket options of sockets held by other processes.
-// It is safe for concurrent use; each thread reading asks it for a worker.
+// It is safe for concurrent use; each goroutine reading asks it for a worker.
 type optionReader struct {
 	// blocked, when not empty, is why no socket may be duplicated at all.
 	blocked string
@@ -57,7 +56,7 @@ func newOptionReader(force bool) *optionReader {
 	return &optionReader{blocked: cgroupV1Classifiers(), force: force}
 }
 
-// optionWorker reads options on one thread, with its own pidfds: one per
+// optionWorker reads options in one goroutine, with its own pidfds: one per
 // process, reused for all its sockets.
 type optionWorker struct {
 	r      *optionReader
@@ -73,21 +72,6 @@ func (r *optionReader) worker() *optionWorker {
 	return &optionWorker{r: r, pidfds: make(map[int]int)}
 }
 
-// privateFDTable gives the calling thread a descriptor table of its own, so
-// that the duplicates it makes and closes take no lock other threads of
-// tcpvet wait on, and the kernel looks them up without counting
-// references (a table used by one thread alone needs none). The thread
-// must not run anything else afterwards: the caller keeps it locked and
-// lets it end with its goroutine. It reports whether the table is private.
-func privateFDTable() bool {
-	runtime.LockOSThread()
-	if err := unix.Unshare(unix.CLONE_FILES); err != nil {
-		runtime.UnlockOSThread()
-		return false
-	}
-	return true
-}
-
 // readHint is what the dump already says of a socket's options.
 type readHint struct {
 	// keepalive is set when the kernel reported the socket's keepalive
@@ -95,11 +79,6 @@ type readHint struct {
 	// CLOSE_WAIT), sk_timer is armed only by SO_KEEPALIVE, and turning
 	// SO_KEEPALIVE off disarms it: SO_KEEPALIVE need not be asked.
 	keepalive bool
-}
-
-// hintOf is what s's dump record says of its options.
-func hintOf(s *Socket) readHint {
-	return readHint{keepalive: s.Timer.Kind == TimerKeepalive && (s.State == Established || s.State == CloseWait)}
 }
 
 // read returns the options of the socket with the given inode held by procs.
