@@ -151,6 +151,9 @@ type Options struct {
 	DupSockets bool
 	// ProcRoot is where proc is mounted; "" means /proc.
 	ProcRoot string
+	// Facts are the machine's, shared by the snapshots of a sweep; nil
+	// means Take reads them.
+	Facts *Facts
 }
 
 // Take reads one snapshot of opts.Target.
@@ -160,6 +163,10 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		proc = "/proc"
 	}
 	t := opts.Target
+	facts := opts.Facts
+	if facts == nil {
+		facts = ReadFacts()
+	}
 	snap := &Snapshot{
 		Schema:  Schema,
 		TakenAt: time.Now().UTC(),
@@ -184,12 +191,12 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d has exited or left this namespace; tcpvet still shows the namespace it was in", t.PID))
 	}
 	if len(scan.hidden) > 0 {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), netns.DeniedHint()))
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), facts.DeniedHint))
 	}
 
 	// The sockets' options are read while the rest is: they need only
 	// the dump and the owners.
-	optReads := readAllOptions(newOptionReader(opts.DupSockets), raws, scan.owners)
+	optReads := readAllOptions(newOptionReader(opts.DupSockets, facts), raws, scan.owners)
 
 	// A conntrack table too large to dump is asked for the entries of
 	// these alone: the rules judge no other connection by its entry, and
@@ -263,7 +270,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		}
 		snap.Sockets = append(snap.Sockets, s)
 	}
-	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden))
+	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden), facts.DeniedHint)
 	pairPeers(snap.Sockets)
 	return snap, nil
 }
@@ -328,24 +335,24 @@ func readAllOptions(or *optionReader, raws []rawSocket, owners map[uint32][]Proc
 
 // attachAll waits for the reads and fills in the options of socks, built
 // from the same dump in the same order.
-func (rs *optionReads) attachAll(socks []Socket, ns Sysctls, hidden int) {
+func (rs *optionReads) attachAll(socks []Socket, ns Sysctls, hidden int, deniedHint string) {
 	rs.wg.Wait()
 	for i := range socks {
-		socks[i].attachOptions(&rs.opts[i], rs.errs[i], ns, hidden)
+		socks[i].attachOptions(&rs.opts[i], rs.errs[i], ns, hidden, deniedHint)
 	}
 }
 
 // attachOptions fills Keepalive, UserTimeoutMS and SynRetries from o, the
 // socket's options as its owner's copy gave them, or err, why they could
-// not be read.
-func (s *Socket) attachOptions(o *SockOpts, err error, ns Sysctls, hidden int) {
+// not be read. deniedHint is the machine's Facts.DeniedHint.
+func (s *Socket) attachOptions(o *SockOpts, err error, ns Sysctls, hidden int, deniedHint string) {
 	if s.Inode == 0 {
 		// TIME_WAIT and request sockets have no file and no options.
 		s.Keepalive = Keepalive{Source: "unknown", Reason: "no file descriptor: the socket belongs to the kernel alone in " + s.State.String()}
 		return
 	}
 	if len(s.Processes) == 0 && hidden > 0 {
-		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: %s)", hidden, netns.DeniedHint())}
+		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: %s)", hidden, deniedHint)}
 		return
 	}
 	if err != nil {

@@ -3,14 +3,10 @@ package diag
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/tcpvet/tcpvet/netns"
 )
 
 // Keepalive is a socket's keepalive setting. Pointers are nil when the
@@ -50,10 +46,12 @@ type optionReader struct {
 	// blocked, when not empty, is why no socket may be duplicated at all.
 	blocked string
 	force   bool
+	// deniedHint is the machine's Facts.DeniedHint.
+	deniedHint string
 }
 
-func newOptionReader(force bool) *optionReader {
-	return &optionReader{blocked: cgroupV1Classifiers(), force: force}
+func newOptionReader(force bool, f *Facts) *optionReader {
+	return &optionReader{blocked: f.Classifiers, force: force, deniedHint: f.DeniedHint}
 }
 
 // optionWorker reads options in one goroutine, with its own pidfds: one per
@@ -139,11 +137,11 @@ var sockopts = [...]struct{ level, opt int }{
 func (w *optionWorker) readFrom(p Process, inode uint32, h readHint, o *SockOpts) error {
 	pidfd, err := w.pidfd(p.PID)
 	if err != nil {
-		return explainDupErr(p, err)
+		return explainDupErr(p, err, w.r.deniedHint)
 	}
 	r, _, errno := syscall.RawSyscall(unix.SYS_PIDFD_GETFD, uintptr(pidfd), uintptr(p.FD), 0)
 	if errno != 0 {
-		return explainDupErr(p, errno)
+		return explainDupErr(p, errno, w.r.deniedHint)
 	}
 	defer syscall.RawSyscall(unix.SYS_CLOSE, r, 0, 0)
 
@@ -170,10 +168,12 @@ func (w *optionWorker) readFrom(p Process, inode uint32, h readHint, o *SockOpts
 	return nil
 }
 
-func explainDupErr(p Process, err error) error {
+// explainDupErr says why p's descriptor could not be duplicated; hint is
+// the machine's Facts.DeniedHint.
+func explainDupErr(p Process, err error, hint string) error {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return fmt.Errorf("no ptrace right over %s (pid %d): %s", p.Comm, p.PID, netns.DeniedHint())
+		return fmt.Errorf("no ptrace right over %s (pid %d): %s", p.Comm, p.PID, hint)
 	case errors.Is(err, unix.ESRCH), errors.Is(err, unix.EBADF):
 		return fmt.Errorf("%s (pid %d) exited or closed fd %d while being read", p.Comm, p.PID, p.FD)
 	case errors.Is(err, unix.ENOSYS):
@@ -187,32 +187,4 @@ func (w *optionWorker) close() {
 	for _, fd := range w.pidfds {
 		unix.Close(fd)
 	}
-}
-
-// cgroupV1Classifiers says which cgroup-v1 net_cls or net_prio hierarchies
-// are mounted, or "" when none is. pidfd_getfd re-tags a socket with the
-// caller's net_cls class id and net_prio index, so with those in use a
-// duplicate would change the app's traffic classification.
-func cgroupV1Classifiers() string {
-	b, err := os.ReadFile("/proc/cgroups")
-	if err != nil {
-		return ""
-	}
-	return parseCgroups(string(b))
-}
-
-// parseCgroups reads /proc/cgroups: a controller with a non-zero hierarchy
-// ID is mounted as cgroup v1.
-func parseCgroups(s string) string {
-	var inUse []string
-	for _, line := range strings.Split(s, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 4 && (f[0] == "net_cls" || f[0] == "net_prio") && f[1] != "0" && f[3] == "1" {
-			inUse = append(inUse, f[0])
-		}
-	}
-	if len(inUse) == 0 {
-		return ""
-	}
-	return "cgroup v1 " + strings.Join(inUse, " and ") + " is in use"
 }
