@@ -11,6 +11,7 @@ require (
 	github.com/google/nftables v0.3.0
 	github.com/mdlayher/genetlink v1.4.0
 	github.com/mdlayher/netlink v1.11.2
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/ti-mo/conntrack v0.6.0
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.49.0
@@ -35,4 +36,5 @@ require (
 	github.com/xo/terminfo v1.0.0 // indirect
 	golang.org/x/net v0.53.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
+	golang.org/x/text v0.36.0 // indirect
 )
