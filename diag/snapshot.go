@@ -227,9 +227,10 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	targetSysctls := snap.Sysctls.Target
 
 	snap.Sockets = make([]Socket, 0, len(raws))
-	for _, r := range raws {
+	ids := cookieIDs(raws)
+	for i, r := range raws {
 		s := Socket{
-			ID:      strconv.FormatUint(r.Cookie, 16),
+			ID:      ids[i],
 			Inode:   r.Inode,
 			UID:     r.UID,
 			Family:  familyName(r.Family),
@@ -244,6 +245,8 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 			TCPInfo: r.Info,
 		}
 		if to, ok := snap.Target.Conntrack.RedirectOf(s.Local, s.Remote); ok {
+			// A copy, so that only a redirected socket costs an allocation.
+			to := to
 			s.RedirectedTo = &to
 		}
 		for _, t := range ipvsConns {
@@ -273,6 +276,25 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden), facts.DeniedHint)
 	pairPeers(snap.Sockets)
 	return snap, nil
+}
+
+// cookieIDs returns the IDs of raws (their cookies in hex, as ss -e
+// prints them), in order, sharing one string: one allocation for a
+// snapshot's worth rather than one each.
+func cookieIDs(raws []rawSocket) []string {
+	buf := make([]byte, 0, 12*len(raws))
+	ends := make([]int, len(raws))
+	for i := range raws {
+		buf = strconv.AppendUint(buf, raws[i].Cookie, 16)
+		ends[i] = len(buf)
+	}
+	all := string(buf)
+	ids := make([]string, len(raws))
+	start := 0
+	for i, end := range ends {
+		ids[i], start = all[start:end], end
+	}
+	return ids
 }
 
 // pairPeers links each connection whose other end is a socket of the same
