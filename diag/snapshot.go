@@ -273,8 +273,9 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		}
 		snap.Sockets = append(snap.Sockets, s)
 	}
-	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden), facts.DeniedHint)
+	// Peers need no options: paired while the last are read.
 	pairPeers(snap.Sockets)
+	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden), facts.DeniedHint)
 	return snap, nil
 }
 
