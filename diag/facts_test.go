@@ -41,10 +41,8 @@ func TestTakeUsesTheFactsGiven(t *testing.T) {
 		}
 		return snap
 	}
-	// Go's listeners are MPTCP, which answers no TCP_USER_TIMEOUT: only
-	// the connection's ends are read in full.
 	for _, s := range take(nil, false).Sockets {
-		if s.State != Listen && s.Keepalive.Enabled == nil {
+		if s.Keepalive.Enabled == nil {
 			t.Errorf("with the machine's own facts, %s %s -> %s: options unknown: %s", s.State, s.Local, s.Remote, s.Keepalive.Reason)
 		}
 	}
@@ -55,7 +53,7 @@ func TestTakeUsesTheFactsGiven(t *testing.T) {
 		}
 	}
 	for _, s := range take(given, true).Sockets {
-		if s.State != Listen && s.Keepalive.Enabled == nil {
+		if s.Keepalive.Enabled == nil {
 			t.Errorf("--dup-sockets overrides the classifiers, but %s %s -> %s: %s", s.State, s.Local, s.Remote, s.Keepalive.Reason)
 		}
 	}
@@ -108,4 +106,34 @@ func TestModulePresent(t *testing.T) {
 			t.Errorf("%+v.builtIn(%q) = %v, want %v", tt.k, tt.name, got, tt.want)
 		}
 	}
+}
+
+// TestMPTCPListenerOptions: Go's listeners are MPTCP sockets (since Go
+// 1.24, where the namespace enables MPTCP), which answer SO_KEEPALIVE and
+// the keepalive timings but not TCP_USER_TIMEOUT or TCP_SYNCNT. Those two
+// are unknown; the keepalive is still read.
+func TestMPTCPListenerOptions(t *testing.T) {
+	ns := testnet.New(t)
+	ns.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:7000", Mode: testnet.Hold}}})
+	target, err := netns.FromPath(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	mptcp := strings.Contains(ns.Run(t, "ss", "-HMln"), "127.0.0.1:7000")
+	snap, err := Take(context.Background(), Options{Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Sockets) != 1 || snap.Sockets[0].State != Listen {
+		t.Fatalf("want the one listener, got %+v", snap.Sockets)
+	}
+	s := snap.Sockets[0]
+	if s.Keepalive.Enabled == nil || s.Keepalive.IdleS == nil {
+		t.Fatalf("the listener's keepalive is unknown: %s", s.Keepalive.Reason)
+	}
+	if got := s.UserTimeoutMS == nil && s.SynRetries == nil; got != mptcp {
+		t.Errorf("MPTCP listener %v, but TCP_USER_TIMEOUT and TCP_SYNCNT unknown: %v", mptcp, got)
+	}
+	t.Logf("MPTCP %v: keepalive %v idle %d, user timeout %v", mptcp, *s.Keepalive.Enabled, *s.Keepalive.IdleS, s.UserTimeoutMS)
 }

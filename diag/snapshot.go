@@ -387,8 +387,12 @@ func (s *Socket) attachOptions(o *SockOpts, err error, ns Sysctls, hidden int, d
 		src = "socket"
 	}
 	s.Keepalive = Keepalive{Enabled: &o.Keepalive, IdleS: &o.IdleS, IntervalS: &o.IntervalS, Probes: &o.Probes, Source: src}
-	s.UserTimeoutMS = &o.UserTimeoutMS
-	s.SynRetries = &o.SynRetries
+	if !o.noUserTimeout {
+		s.UserTimeoutMS = &o.UserTimeoutMS
+	}
+	if !o.noSynRetries {
+		s.SynRetries = &o.SynRetries
+	}
 }
 
 func familyName(f uint8) string {

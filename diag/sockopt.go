@@ -38,6 +38,10 @@ type SockOpts struct {
 	// SynRetries is TCP_SYNCNT as getsockopt returns it: the socket's own
 	// count of SYN retransmissions, else the namespace's tcp_syn_retries.
 	SynRetries int
+	// noUserTimeout and noSynRetries are set where the socket answers
+	// neither (an MPTCP socket: Go's listeners are MPTCP since Go 1.24),
+	// which leaves those two unknown, not the rest.
+	noUserTimeout, noSynRetries bool
 }
 
 // optionReader reads socket options of sockets held by other processes.
@@ -97,6 +101,7 @@ func (w *optionWorker) read(inode uint32, procs []Process, h readHint, o *SockOp
 	}
 	var err error
 	for _, p := range procs {
+		*o = SockOpts{} // nothing of a failed attempt stays
 		if err = w.readFrom(p, inode, h, o); err == nil {
 			return nil
 		}
@@ -156,7 +161,15 @@ func (w *optionWorker) readFrom(p Process, inode uint32, h readHint, o *SockOpts
 			continue
 		}
 		w.val, w.len = 0, 4
-		if _, _, errno := syscall.RawSyscall6(unix.SYS_GETSOCKOPT, r, uintptr(g.level), uintptr(g.opt), uintptr(unsafe.Pointer(&w.val)), uintptr(unsafe.Pointer(&w.len)), 0); errno != 0 {
+		_, _, errno := syscall.RawSyscall6(unix.SYS_GETSOCKOPT, r, uintptr(g.level), uintptr(g.opt), uintptr(unsafe.Pointer(&w.val)), uintptr(unsafe.Pointer(&w.len)), 0)
+		switch {
+		case errno == unix.EOPNOTSUPP && g.opt == unix.TCP_USER_TIMEOUT && g.level == unix.IPPROTO_TCP:
+			o.noUserTimeout = true
+			continue
+		case errno == unix.EOPNOTSUPP && g.opt == unix.TCP_SYNCNT && g.level == unix.IPPROTO_TCP:
+			o.noSynRetries = true
+			continue
+		case errno != 0:
 			return fmt.Errorf("getsockopt on a copy of fd %d of %s (pid %d): %w", p.FD, p.Comm, p.PID, errno)
 		}
 		if i == 0 {
