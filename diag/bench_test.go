@@ -3,8 +3,10 @@ package diag
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -91,5 +93,55 @@ func BenchmarkTakeJSON(b *testing.B) {
 		if err := json.NewEncoder(io.Discard).Encode(snap); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkTakeParts times the three parts of a snapshot that grow with
+// the sockets, each alone on the same namespace: the sock_diag dump, the
+// scan of the processes' descriptors, and the reading of every socket's
+// options. Each reports its cost per socket (or per descriptor), which
+// with ss -tan's own time per socket says where the floor of a full
+// snapshot is on a machine.
+func BenchmarkTakeParts(b *testing.B) {
+	ns := farm(b, benchSockets())
+	raws, err := dumpSockets(context.Background(), ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	scan := scanProcesses("/proc", ns)
+	fds := 0
+	for _, owners := range scan.owners {
+		fds += len(owners)
+	}
+	// each runs part b.N times and reports the wall and CPU time it took
+	// per item.
+	each := func(b *testing.B, n int, unit string, part func()) {
+		cpu0 := cpuTime()
+		for b.Loop() {
+			part()
+		}
+		per := float64(b.N) * float64(n) * 1000
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/per, "µs/"+unit)
+		b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/per, "cpu-µs/"+unit)
+	}
+	b.Run("dump", func(b *testing.B) {
+		each(b, len(raws), "socket", func() {
+			if _, err := dumpSockets(context.Background(), ns); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	for _, workers := range []int{1, runtime.GOMAXPROCS(0)} {
+		b.Run(fmt.Sprintf("scan-%dthreads", workers), func(b *testing.B) {
+			defer func(w int) { fdScanWorkers = w }(fdScanWorkers)
+			fdScanWorkers = workers
+			each(b, fds, "socket-fd", func() { scanProcesses("/proc", ns) })
+		})
+		b.Run(fmt.Sprintf("options-%dthreads", workers), func(b *testing.B) {
+			defer func(w int) { optionWorkers = w }(optionWorkers)
+			optionWorkers = workers
+			or := newOptionReader(false, ReadFacts())
+			each(b, fds, "socket", func() { readAllOptions(or, raws, scan.owners).wg.Wait() })
+		})
 	}
 }
