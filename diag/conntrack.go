@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 
@@ -325,21 +324,4 @@ func (c *Conntrack) RedirectOf(local, remote netip.AddrPort) (netip.AddrPort, bo
 		return netip.AddrPort{}, false
 	}
 	return f.replyFrom, true
-}
-
-// modulePresent reports whether the kernel module name can be used without
-// loading it: it is loaded or built in, or the kernel loads no modules.
-func modulePresent(name string) bool {
-	if _, err := os.Stat("/sys/module/" + name); err == nil {
-		return true
-	}
-	if _, err := os.Stat("/proc/modules"); errors.Is(err, os.ErrNotExist) {
-		return true
-	}
-	var uts unix.Utsname
-	if unix.Uname(&uts) != nil {
-		return false
-	}
-	builtin, err := os.ReadFile("/lib/modules/" + unix.ByteSliceToString(uts.Release[:]) + "/modules.builtin")
-	return err == nil && strings.Contains(string(builtin), "/"+name+".ko")
 }

@@ -199,6 +199,15 @@ func scanFDs(dir string, pid int, held []heldSocket, names, links []byte) ([]hel
 		parts = [][]found{read(offs, nil)}
 	}
 	var comm string
+	n := 0
+	for _, part := range parts {
+		n += len(part)
+	}
+	if cap(held)-len(held) < n {
+		// Doubled: processes with thousands of sockets would otherwise
+		// copy the sockets of all before them each.
+		held = slices.Grow(held, max(n, len(held)))
+	}
 	for _, part := range parts {
 		for _, f := range part {
 			if comm == "" {

@@ -168,6 +168,9 @@ type Options struct {
 	DupSockets bool
 	// ProcRoot is where proc is mounted; "" means /proc.
 	ProcRoot string
+	// Facts are the machine's, shared by the snapshots of a sweep; nil
+	// means Take reads them.
+	Facts *Facts
 }
 
 // Take reads one snapshot of opts.Target.
@@ -177,6 +180,10 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		proc = "/proc"
 	}
 	t := opts.Target
+	facts := opts.Facts
+	if facts == nil {
+		facts = ReadFacts()
+	}
 	snap := &Snapshot{
 		Schema:  Schema,
 		TakenAt: time.Now().UTC(),
@@ -207,8 +214,12 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d has exited or left this namespace; tcpvet still shows the namespace it was in", t.PID))
 	}
 	if len(scan.hidden) > 0 {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), netns.DeniedHint()))
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), facts.DeniedHint))
 	}
+
+	// The sockets' options are read while the rest is: they need only
+	// the dump and the owners.
+	optReads := readAllOptions(newOptionReader(opts.DupSockets, facts), raws, scan.owners)
 
 	// A conntrack table too large to dump is asked for the entries of
 	// these alone: the rules judge no other connection by its entry, and
@@ -249,12 +260,11 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	}
 	targetSysctls := snap.Sysctls.Target
 
-	or := newOptionReader(opts.DupSockets)
-	defer or.close()
 	snap.Sockets = make([]Socket, 0, len(raws))
-	for _, r := range raws {
+	ids := cookieIDs(raws)
+	for i, r := range raws {
 		s := Socket{
-			ID:      strconv.FormatUint(r.Cookie, 16),
+			ID:      ids[i],
 			Inode:   r.Inode,
 			UID:     r.UID,
 			Family:  familyName(r.Family),
@@ -269,6 +279,8 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 			TCPInfo: r.Info,
 		}
 		if to, ok := snap.Target.Conntrack.RedirectOf(s.Local, s.Remote); ok {
+			// A copy, so that only a redirected socket costs an allocation.
+			to := to
 			s.RedirectedTo = &to
 		}
 		for _, t := range ipvsConns {
@@ -295,9 +307,29 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		}
 		snap.Sockets = append(snap.Sockets, s)
 	}
-	attachAllOptions(or, snap.Sockets, targetSysctls, len(scan.hidden))
+	// Peers need no options: paired while the last are read.
 	pairPeers(snap.Sockets)
+	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden), facts.DeniedHint)
 	return snap, nil
+}
+
+// cookieIDs returns the IDs of raws (their cookies in hex, as ss -e
+// prints them), in order, sharing one string: one allocation for a
+// snapshot's worth rather than one each.
+func cookieIDs(raws []rawSocket) []string {
+	buf := make([]byte, 0, 12*len(raws))
+	ends := make([]int, len(raws))
+	for i := range raws {
+		buf = strconv.AppendUint(buf, raws[i].Cookie, 16)
+		ends[i] = len(buf)
+	}
+	all := string(buf)
+	ids := make([]string, len(raws))
+	start := 0
+	for i, end := range ends {
+		ids[i], start = all[start:end], end
+	}
+	return ids
 }
 
 // pairPeers links each connection whose other end is a socket of the same
@@ -320,43 +352,66 @@ func pairPeers(socks []Socket) {
 }
 
 // optionWorkers bounds how many threads read socket options at once: each
-// socket costs nine system calls and no waiting, so more than the CPUs
-// would only queue.
+// socket costs eight or nine system calls and no waiting, so more than the
+// CPUs would only queue.
 var optionWorkers = runtime.GOMAXPROCS(0)
 
-// attachAllOptions reads the options of socks, split among optionWorkers.
-func attachAllOptions(or *optionReader, socks []Socket, ns Sysctls, hidden int) {
-	w := min(optionWorkers, len(socks)/1024)
-	if w <= 1 {
-		for i := range socks {
-			socks[i].attachOptions(or, ns, hidden)
-		}
-		return
-	}
-	var wg sync.WaitGroup
+// optionReads are the options of a dump's sockets, read in the background
+// while the rest of the snapshot is taken.
+type optionReads struct {
+	wg sync.WaitGroup
+	// opts and errs are by the dump's index: every socket's options in one
+	// allocation rather than one each.
+	opts []SockOpts
+	errs []error
+}
+
+// readAllOptions starts reading the options of raws, held by owners, split
+// among optionWorkers. Sockets without a file or an owner are left for
+// attachOptions to explain.
+func readAllOptions(or *optionReader, raws []rawSocket, owners map[uint32][]Process) *optionReads {
+	rs := &optionReads{opts: make([]SockOpts, len(raws)), errs: make([]error, len(raws))}
+	w := max(1, min(optionWorkers, len(raws)/1024))
 	for i := range w {
-		chunk := socks[len(socks)*i/w : len(socks)*(i+1)/w]
-		wg.Go(func() {
-			for j := range chunk {
-				chunk[j].attachOptions(or, ns, hidden)
+		lo, hi := len(raws)*i/w, len(raws)*(i+1)/w
+		rs.wg.Go(func() {
+			ow := or.worker()
+			defer ow.close()
+			for j := lo; j < hi; j++ {
+				r := &raws[j]
+				if r.Inode == 0 {
+					continue
+				}
+				h := readHint{keepalive: r.Timer == TimerKeepalive && (r.State == Established || r.State == CloseWait)}
+				rs.errs[j] = ow.read(r.Inode, owners[r.Inode], h, &rs.opts[j])
 			}
 		})
 	}
-	wg.Wait()
+	return rs
 }
 
-// attachOptions fills Keepalive and UserTimeoutMS from the socket's owner.
-func (s *Socket) attachOptions(or *optionReader, ns Sysctls, hidden int) {
+// attachAll waits for the reads and fills in the options of socks, built
+// from the same dump in the same order.
+func (rs *optionReads) attachAll(socks []Socket, ns Sysctls, hidden int, deniedHint string) {
+	rs.wg.Wait()
+	for i := range socks {
+		socks[i].attachOptions(&rs.opts[i], rs.errs[i], ns, hidden, deniedHint)
+	}
+}
+
+// attachOptions fills Keepalive, UserTimeoutMS and SynRetries from o, the
+// socket's options as its owner's copy gave them, or err, why they could
+// not be read. deniedHint is the machine's Facts.DeniedHint.
+func (s *Socket) attachOptions(o *SockOpts, err error, ns Sysctls, hidden int, deniedHint string) {
 	if s.Inode == 0 {
 		// TIME_WAIT and request sockets have no file and no options.
 		s.Keepalive = Keepalive{Source: "unknown", Reason: "no file descriptor: the socket belongs to the kernel alone in " + s.State.String()}
 		return
 	}
 	if len(s.Processes) == 0 && hidden > 0 {
-		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: %s)", hidden, netns.DeniedHint())}
+		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: %s)", hidden, deniedHint)}
 		return
 	}
-	o, err := or.read(s.Inode, s.Processes)
 	if err != nil {
 		s.Keepalive = Keepalive{Source: "unknown", Reason: err.Error()}
 		return
@@ -366,8 +421,12 @@ func (s *Socket) attachOptions(or *optionReader, ns Sysctls, hidden int) {
 		src = "socket"
 	}
 	s.Keepalive = Keepalive{Enabled: &o.Keepalive, IdleS: &o.IdleS, IntervalS: &o.IntervalS, Probes: &o.Probes, Source: src}
-	s.UserTimeoutMS = &o.UserTimeoutMS
-	s.SynRetries = &o.SynRetries
+	if !o.noUserTimeout {
+		s.UserTimeoutMS = &o.UserTimeoutMS
+	}
+	if !o.noSynRetries {
+		s.SynRetries = &o.SynRetries
+	}
 }
 
 func familyName(f uint8) string {
@@ -391,6 +450,12 @@ func dumpSockets(ctx context.Context, ns *netns.NS) ([]rawSocket, error) {
 		}
 		if _, dup := seen[s.Cookie]; !dup {
 			seen[s.Cookie] = struct{}{}
+			if len(out) == cap(out) {
+				// Doubled, where append would grow a large slice by a
+				// quarter at a time: of 40,000 sockets it would leave
+				// four times their size behind as garbage.
+				out = slices.Grow(out, max(1024, len(out)))
+			}
 			out = append(out, s)
 		}
 		return nil

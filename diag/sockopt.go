@@ -3,13 +3,10 @@ package diag
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strings"
-	"sync"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/tcpvet/tcpvet/netns"
 )
 
 // Keepalive is a socket's keepalive setting. Pointers are nil when the
@@ -41,20 +38,49 @@ type SockOpts struct {
 	// SynRetries is TCP_SYNCNT as getsockopt returns it: the socket's own
 	// count of SYN retransmissions, else the namespace's tcp_syn_retries.
 	SynRetries int
+	// noUserTimeout and noSynRetries are set where the socket answers
+	// neither (an MPTCP socket: Go's listeners are MPTCP since Go 1.24),
+	// which leaves those two unknown, not the rest.
+	noUserTimeout, noSynRetries bool
 }
 
 // optionReader reads socket options of sockets held by other processes.
-// It is safe for concurrent use.
+// It is safe for concurrent use; each goroutine reading asks it for a worker.
 type optionReader struct {
-	mu     sync.Mutex
-	pidfds map[int]int
 	// blocked, when not empty, is why no socket may be duplicated at all.
 	blocked string
 	force   bool
+	// deniedHint is the machine's Facts.DeniedHint.
+	deniedHint string
 }
 
-func newOptionReader(force bool) *optionReader {
-	return &optionReader{pidfds: make(map[int]int), blocked: cgroupV1Classifiers(), force: force}
+func newOptionReader(force bool, f *Facts) *optionReader {
+	return &optionReader{blocked: f.Classifiers, force: force, deniedHint: f.DeniedHint}
+}
+
+// optionWorker reads options in one goroutine, with its own pidfds: one per
+// process, reused for all its sockets.
+type optionWorker struct {
+	r      *optionReader
+	pidfds map[int]int
+	// The buffers the system calls write to, here rather than on a stack
+	// that could move under a raw system call.
+	val int32
+	len uint32
+	st  unix.Stat_t
+}
+
+func (r *optionReader) worker() *optionWorker {
+	return &optionWorker{r: r, pidfds: make(map[int]int)}
+}
+
+// readHint is what the dump already says of a socket's options.
+type readHint struct {
+	// keepalive is set when the kernel reported the socket's keepalive
+	// timer armed. For a socket still held by a process (ESTABLISHED or
+	// CLOSE_WAIT), sk_timer is armed only by SO_KEEPALIVE, and turning
+	// SO_KEEPALIVE off disarms it: SO_KEEPALIVE need not be asked.
+	keepalive bool
 }
 
 // read returns the options of the socket with the given inode held by procs.
@@ -66,84 +92,101 @@ func newOptionReader(force bool) *optionReader {
 // OpenSSH sets IP_TOS on every connection), and pidfd_getfd re-tags only the
 // net_cls class id and net_prio index, which exist only where a cgroup-v1
 // hierarchy of those controllers is mounted: the blocked case.
-func (r *optionReader) read(inode uint32, procs []Process) (SockOpts, error) {
+func (w *optionWorker) read(inode uint32, procs []Process, h readHint, o *SockOpts) error {
 	if len(procs) == 0 {
-		return SockOpts{}, errors.New("no process in the namespace holds this socket")
+		return errors.New("no process in the namespace holds this socket")
 	}
-	if !r.force && r.blocked != "" {
-		return SockOpts{}, fmt.Errorf("not read: %s, and duplicating a socket resets its net_cls/net_prio marks (--dup-sockets overrides)", r.blocked)
+	if !w.r.force && w.r.blocked != "" {
+		return fmt.Errorf("not read: %s, and duplicating a socket resets its net_cls/net_prio marks (--dup-sockets overrides)", w.r.blocked)
 	}
 	var err error
 	for _, p := range procs {
-		var o SockOpts
-		if o, err = r.readFrom(p, inode); err == nil {
-			return o, nil
+		*o = SockOpts{} // nothing of a failed attempt stays
+		if err = w.readFrom(p, inode, h, o); err == nil {
+			return nil
 		}
 	}
-	return SockOpts{}, err
+	return err
 }
 
-func (r *optionReader) pidfd(pid int) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if fd, ok := r.pidfds[pid]; ok {
+func (w *optionWorker) pidfd(pid int) (int, error) {
+	if fd, ok := w.pidfds[pid]; ok {
 		return fd, nil
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return -1, err
 	}
-	r.pidfds[pid] = fd
+	w.pidfds[pid] = fd
 	return fd, nil
+}
+
+// sockopts are the options read, in the order read.
+var sockopts = [...]struct{ level, opt int }{
+	{unix.SOL_SOCKET, unix.SO_KEEPALIVE},
+	{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE},
+	{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL},
+	{unix.IPPROTO_TCP, unix.TCP_KEEPCNT},
+	{unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT},
+	{unix.IPPROTO_TCP, unix.TCP_SYNCNT},
 }
 
 // readFrom duplicates p's descriptor with pidfd_getfd and reads the options
 // with raw getsockopt calls. Nothing else touches the duplicate: it shares
 // the app's open file description, so anything that sets flags or options
 // on it (Go's net.FileConn does both) would change the app's socket.
-func (r *optionReader) readFrom(p Process, inode uint32) (SockOpts, error) {
-	pidfd, err := r.pidfd(p.PID)
+//
+// The calls go to the kernel directly, without telling Go's scheduler:
+// none waits on anything, and each costs less than the scheduler's own
+// bookkeeping of a call that might.
+func (w *optionWorker) readFrom(p Process, inode uint32, h readHint, o *SockOpts) error {
+	pidfd, err := w.pidfd(p.PID)
 	if err != nil {
-		return SockOpts{}, explainDupErr(p, err)
+		return explainDupErr(p, err, w.r.deniedHint)
 	}
-	fd, err := unix.PidfdGetfd(pidfd, p.FD, 0)
-	if err != nil {
-		return SockOpts{}, explainDupErr(p, err)
+	r, _, errno := syscall.RawSyscall(unix.SYS_PIDFD_GETFD, uintptr(pidfd), uintptr(p.FD), 0)
+	if errno != 0 {
+		return explainDupErr(p, errno, w.r.deniedHint)
 	}
-	defer unix.Close(fd)
+	defer syscall.RawSyscall(unix.SYS_CLOSE, r, 0, 0)
 
 	// The descriptor number may have been closed and reused since /proc was read.
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Ino != uint64(inode) {
-		return SockOpts{}, fmt.Errorf("%s (pid %d) no longer holds this socket at fd %d", p.Comm, p.PID, p.FD)
+	if _, _, errno := syscall.RawSyscall(unix.SYS_FSTAT, r, uintptr(unsafe.Pointer(&w.st)), 0); errno != 0 || w.st.Ino != uint64(inode) {
+		return fmt.Errorf("%s (pid %d) no longer holds this socket at fd %d", p.Comm, p.PID, p.FD)
 	}
-	var o SockOpts
-	var ka int
-	for _, g := range []struct {
-		level, opt int
-		dst        *int
-	}{
-		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, &ka},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, &o.IdleS},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, &o.IntervalS},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, &o.Probes},
-		{unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, &o.UserTimeoutMS},
-		{unix.IPPROTO_TCP, unix.TCP_SYNCNT, &o.SynRetries},
-	} {
-		v, err := unix.GetsockoptInt(fd, g.level, g.opt)
-		if err != nil {
-			return SockOpts{}, fmt.Errorf("getsockopt on a copy of fd %d of %s (pid %d): %w", p.FD, p.Comm, p.PID, err)
+	dsts := [len(sockopts)]*int{nil, &o.IdleS, &o.IntervalS, &o.Probes, &o.UserTimeoutMS, &o.SynRetries}
+	for i, g := range sockopts {
+		if i == 0 && h.keepalive {
+			o.Keepalive = true
+			continue
 		}
-		*g.dst = v
+		w.val, w.len = 0, 4
+		_, _, errno := syscall.RawSyscall6(unix.SYS_GETSOCKOPT, r, uintptr(g.level), uintptr(g.opt), uintptr(unsafe.Pointer(&w.val)), uintptr(unsafe.Pointer(&w.len)), 0)
+		switch {
+		case errno == unix.EOPNOTSUPP && g.opt == unix.TCP_USER_TIMEOUT && g.level == unix.IPPROTO_TCP:
+			o.noUserTimeout = true
+			continue
+		case errno == unix.EOPNOTSUPP && g.opt == unix.TCP_SYNCNT && g.level == unix.IPPROTO_TCP:
+			o.noSynRetries = true
+			continue
+		case errno != 0:
+			return fmt.Errorf("getsockopt on a copy of fd %d of %s (pid %d): %w", p.FD, p.Comm, p.PID, errno)
+		}
+		if i == 0 {
+			o.Keepalive = w.val != 0
+		} else {
+			*dsts[i] = int(w.val)
+		}
 	}
-	o.Keepalive = ka != 0
-	return o, nil
+	return nil
 }
 
-func explainDupErr(p Process, err error) error {
+// explainDupErr says why p's descriptor could not be duplicated; hint is
+// the machine's Facts.DeniedHint.
+func explainDupErr(p Process, err error, hint string) error {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return fmt.Errorf("no ptrace right over %s (pid %d): %s", p.Comm, p.PID, netns.DeniedHint())
+		return fmt.Errorf("no ptrace right over %s (pid %d): %s", p.Comm, p.PID, hint)
 	case errors.Is(err, unix.ESRCH), errors.Is(err, unix.EBADF):
 		return fmt.Errorf("%s (pid %d) exited or closed fd %d while being read", p.Comm, p.PID, p.FD)
 	case errors.Is(err, unix.ENOSYS):
@@ -152,36 +195,9 @@ func explainDupErr(p Process, err error) error {
 	return fmt.Errorf("duplicate fd %d of %s (pid %d): %w", p.FD, p.Comm, p.PID, err)
 }
 
-func (r *optionReader) close() {
-	for _, fd := range r.pidfds {
+// close closes the worker's pidfds.
+func (w *optionWorker) close() {
+	for _, fd := range w.pidfds {
 		unix.Close(fd)
 	}
-}
-
-// cgroupV1Classifiers says which cgroup-v1 net_cls or net_prio hierarchies
-// are mounted, or "" when none is. pidfd_getfd re-tags a socket with the
-// caller's net_cls class id and net_prio index, so with those in use a
-// duplicate would change the app's traffic classification.
-func cgroupV1Classifiers() string {
-	b, err := os.ReadFile("/proc/cgroups")
-	if err != nil {
-		return ""
-	}
-	return parseCgroups(string(b))
-}
-
-// parseCgroups reads /proc/cgroups: a controller with a non-zero hierarchy
-// ID is mounted as cgroup v1.
-func parseCgroups(s string) string {
-	var inUse []string
-	for _, line := range strings.Split(s, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 4 && (f[0] == "net_cls" || f[0] == "net_prio") && f[1] != "0" && f[3] == "1" {
-			inUse = append(inUse, f[0])
-		}
-	}
-	if len(inUse) == 0 {
-		return ""
-	}
-	return "cgroup v1 " + strings.Join(inUse, " and ") + " is in use"
 }

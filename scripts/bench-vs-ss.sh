@@ -3,6 +3,8 @@
 # `ss -tanoiep` (which also finds owners and reads tcp_info) on one namespace holding about
 # SOCKETS (default 40000) idle loopback TCP sockets. Needs root.
 #   scripts/bench-vs-ss.sh [SOCKETS] [RUNS]
+# BASELINE=path/to/an/older/tcpvet also times that binary in the same rounds,
+# for a before-and-after on the same sockets and the same load.
 set -euo pipefail
 sockets=${1:-40000}
 runs=${2:-5}
@@ -32,23 +34,43 @@ grep -q ready "$work/farm.out" || { echo "sockfarm did not get ready" >&2; exit 
 count=$(ip netns exec "$ns" ss -Htan 2>/dev/null | wc -l)
 echo "namespace $ns: $count TCP sockets, $runs runs each"
 
-# measure CMD...: the median wall time of $runs runs, in milliseconds.
-measure() {
-  local times=() start
-  for _ in $(seq "$runs"); do
-    start=$(date +%s%N)
-    "$@" >/dev/null 2>&1
-    times+=($(( ($(date +%s%N) - start) / 1000000 )))
-  done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+# Each round runs every command once, in turn, so that a machine busy for a
+# while slows them alike; each figure is the median of $runs rounds.
+# time_ms CMD...: one run's wall time in milliseconds.
+time_ms() {
+  local start
+  start=$(date +%s%N)
+  "$@" >/dev/null 2>&1
+  echo $(( ($(date +%s%N) - start) / 1000000 ))
 }
-t_tcpvet=$(measure "$work/tcpvet" --json --netns "/run/netns/$ns")
-t_tan=$(measure ip netns exec "$ns" ss -tan)
-t_ss=$(measure ip netns exec "$ns" ss -tanoiep)
-echo "tcpvet --json:  ${t_tcpvet} ms (median)"
-echo "ss -tan:        ${t_tan} ms (median)"
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+tcpvet=("$work/tcpvet" --json --netns "/run/netns/$ns")
+tan=(ip netns exec "$ns" ss -tan)
+full=(ip netns exec "$ns" ss -tanoiep)
+: >"$work/t.tcpvet"; : >"$work/t.tan"; : >"$work/t.full"; : >"$work/t.base"
+for _ in $(seq "$runs"); do
+  if [ -n "${BASELINE:-}" ]; then time_ms "$BASELINE" --json --netns "/run/netns/$ns" >>"$work/t.base"; fi
+  time_ms "${tcpvet[@]}" >>"$work/t.tcpvet"
+  time_ms "${tan[@]}" >>"$work/t.tan"
+  time_ms "${full[@]}" >>"$work/t.full"
+done
+t_tcpvet=$(median <"$work/t.tcpvet")
+t_tan=$(median <"$work/t.tan")
+t_ss=$(median <"$work/t.full")
+echo "tcpvet --json:  ${t_tcpvet} ms (median; runs: $(tr '\n' ' ' <"$work/t.tcpvet"))"
+echo "ss -tan:        ${t_tan} ms (median; runs: $(tr '\n' ' ' <"$work/t.tan"))"
 echo "ss -tanoiep:    ${t_ss} ms (median)"
+if [ -n "${BASELINE:-}" ]; then
+  t_base=$(median <"$work/t.base")
+  echo "baseline:       ${t_base} ms (median; runs: $(tr '\n' ' ' <"$work/t.base"))"
+  awk -v a="$t_base" -v b="$t_tan" 'BEGIN {printf "ratio baseline / ss -tan: %.2f\n", a / b}'
+fi
+awk -v a="$t_tcpvet" -v b="$t_tan" 'BEGIN {printf "ratio tcpvet --json / ss -tan: %.2f (goal: at most 2.0)\n", a / b}'
 if [ -x /usr/bin/time ]; then
-  rss=$(/usr/bin/time -f %M "$work/tcpvet" --json --netns "/run/netns/$ns" 2>&1 >/dev/null | tail -1)
-  echo "tcpvet --json peak RSS: $((rss / 1024)) MiB"
+  rss=0
+  for _ in $(seq "$runs"); do
+    r=$(/usr/bin/time -f %M "${tcpvet[@]}" 2>&1 >/dev/null | tail -1)
+    [ "$r" -gt "$rss" ] && rss=$r
+  done
+  echo "tcpvet --json peak RSS: $((rss / 1024)) MiB (the largest of $runs runs; goal: at most 64 MiB)"
 fi

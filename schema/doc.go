@@ -1,0 +1,18 @@
+// Package schema holds the JSON Schema (draft 2020-12) of the document
+// tcpvet --json prints and the live view exports: tcpvet.schema.json, for
+// tests and tools to validate output against. It is strict where that
+// helps a consumer: every key tcpvet always writes is required, states,
+// timers, severities and rule names are enums, and the objects tcpvet owns
+// admit no other keys, so a field added to the output without the schema
+// fails the schema test.
+package schema
+
+import _ "embed"
+
+// JSON is tcpvet.schema.json.
+//
+//go:embed tcpvet.schema.json
+var JSON []byte
+
+// ID is the schema's $id, the URL to load it under.
+const ID = "https://github.com/tcpvet/tcpvet/schema/tcpvet.schema.json"
