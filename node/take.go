@@ -78,6 +78,8 @@ func sweepFound(ctx context.Context, d *discovery, opts Options, proc string) (*
 	}
 	d.nameFromCgroups(proc, opts.Host)
 
+	// The machine's facts, read once for every namespace's snapshot.
+	facts := diag.ReadFacts()
 	results := make([]*Namespace, len(d.list))
 	vanished := make([]string, len(d.list))
 	jobs := make(chan int)
@@ -89,7 +91,7 @@ func sweepFound(ctx context.Context, d *discovery, opts Options, proc string) (*
 	for range min(workers, len(d.list)) {
 		wg.Go(func() {
 			for i := range jobs {
-				results[i], vanished[i] = readNamespace(ctx, &d.list[i], hv, opts, proc)
+				results[i], vanished[i] = readNamespace(ctx, &d.list[i], hv, facts, opts, proc)
 			}
 		})
 	}
@@ -124,7 +126,7 @@ feed:
 
 // readNamespace opens f and takes its snapshot. It returns a note instead
 // when the namespace is gone.
-func readNamespace(ctx context.Context, f *found, hv *diag.HostView, opts Options, proc string) (*Namespace, string) {
+func readNamespace(ctx context.Context, f *found, hv *diag.HostView, facts *diag.Facts, opts Options, proc string) (*Namespace, string) {
 	ns, err := f.Open(proc)
 	if err != nil {
 		return nil, fmt.Sprintf("network namespace %d vanished mid-sweep (its processes exited, its bind mount was removed): skipped", f.Inode)
@@ -138,7 +140,7 @@ func readNamespace(ctx context.Context, f *found, hv *diag.HostView, opts Option
 	if pids == nil {
 		pids = []int{}
 	}
-	snap, err := diag.Take(ctx, diag.Options{Target: ns, HostView: hv, Host: opts.Host, DupSockets: opts.DupSockets, ProcRoot: opts.ProcRoot, PIDs: pids})
+	snap, err := diag.Take(ctx, diag.Options{Target: ns, HostView: hv, Host: opts.Host, Facts: facts, DupSockets: opts.DupSockets, ProcRoot: opts.ProcRoot, PIDs: pids})
 	if err != nil {
 		n.Notes = append(n.Notes, fmt.Sprintf("unreadable: %v", err))
 		return n, ""
