@@ -325,6 +325,9 @@ func TestAllNetnsCRISocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--cri-socket %s: %v", sock, err)
 	}
+	if err := validate(compileNodeSchema(t), out); err != nil {
+		t.Errorf("tcpvet --all-netns --json does not match schema/node.schema.json: %v", err)
+	}
 	var doc sweepDoc
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatal(err)

@@ -38,6 +38,28 @@ func compileSchema(t *testing.T) *jsonschema.Schema {
 	return sch
 }
 
+// compileNodeSchema compiles schema/node.schema.json, with the schema its
+// objects refer to.
+func compileNodeSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	for id, b := range map[string][]byte{schema.ID: schema.JSON, schema.NodeID: schema.Node} {
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AddResource(id, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sch, err := c.Compile(schema.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
+}
+
 // validate validates a JSON document against sch.
 func validate(sch *jsonschema.Schema, b []byte) error {
 	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
@@ -119,6 +141,36 @@ func TestJSONMatchesSchema(t *testing.T) {
 		t.Errorf("want findings with path, give-up and queue evidence, got %v", parts)
 	}
 	t.Logf("%d sockets %v, %d findings %v, evidence %v: valid", len(doc.Sockets), states, len(doc.Findings), severities, parts)
+
+	// A watch's document: what was observed of each connection, and the
+	// one that ended while watched.
+	var wout, werr bytes.Buffer
+	w := exec.Command(binary(t), "--json", "--watch", "3s", "--netns", s.target.Path, "--middlebox", "aws-nlb")
+	w.Stdout, w.Stderr = &wout, &werr
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	s.client.Close(t, "ka")
+	if err := w.Wait(); err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 3) {
+		t.Fatalf("tcpvet --json --watch: %v\n%s", err, werr.String())
+	}
+	if err := validate(sch, wout.Bytes()); err != nil {
+		t.Fatalf("tcpvet --json --watch does not match schema/tcpvet.schema.json: %v", err)
+	}
+	var watched struct{ diag.Snapshot }
+	if err := json.Unmarshal(wout.Bytes(), &watched); err != nil {
+		t.Fatal(err)
+	}
+	observed := 0
+	for _, sk := range watched.Sockets {
+		if sk.Observed != nil {
+			observed++
+		}
+	}
+	if watched.Watch == nil || observed == 0 || len(watched.Closed) == 0 {
+		t.Errorf("the watch's document has watch %+v, %d sockets observed, %d closed: want all three", watched.Watch, observed, len(watched.Closed))
+	}
 }
 
 // validDocument is a small document of the schema's shape: one socket and
@@ -246,6 +298,10 @@ func TestSchemaCoversEveryField(t *testing.T) {
 		"Finding":     reflect.TypeFor[rules.Finding](),
 		"Fix":         reflect.TypeFor[rules.Fix](),
 		"Evidence":    reflect.TypeFor[rules.Evidence](),
+		"Watch":       reflect.TypeFor[diag.Watch](),
+		"Observed":    reflect.TypeFor[diag.Observed](),
+		"Pings":       reflect.TypeFor[diag.Pings](),
+		"Closed":      reflect.TypeFor[diag.Closed](),
 	} {
 		def, ok := sch.Defs[name]
 		if !ok {
@@ -283,7 +339,7 @@ func jsonKeys(typ reflect.Type) (keys, always []string) {
 			name = f.Name
 		}
 		keys = append(keys, name)
-		if !strings.Contains(opts, "omitempty") {
+		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
 			always = append(always, name)
 		}
 	}
