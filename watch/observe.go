@@ -19,6 +19,9 @@ const (
 	// maxPing is the largest payload still taken for a ping: an HTTP/2
 	// PING frame is 17 bytes, 39 to 46 in a TLS record.
 	maxPing = 64
+	// pingAnswer is how soon after a ping its answer comes: a sample that
+	// falls between the two sees each in a different interval.
+	pingAnswer = 500 * time.Millisecond
 )
 
 // Observer follows the sockets of a series of snapshots of one namespace,
@@ -144,6 +147,9 @@ type tracker struct {
 	// pingsOut and pingsIn count ping segments each way: a ping is
 	// answered, or it is no ping.
 	pingsOut, pingsIn uint32
+	// halfPing is 1 when the last interval with pings saw one sent and
+	// none received, -1 the other way round: its answer is yet to come.
+	halfPing int8
 	varied            bool
 
 	probesSent, probesAnswered, peerProbes, windowProbes int
@@ -280,6 +286,22 @@ func (t *tracker) noteData(at time.Time, d delta) {
 	}
 	t.pingSize = size
 	n := max(d.dataOut, d.dataIn)
+	half := int8(0) // a ping one way only: sent, or received, not yet answered
+	switch {
+	case d.dataIn == 0:
+		half = 1
+	case d.dataOut == 0:
+		half = -1
+	}
+	if t.pingCount > 0 && half != 0 && half == -t.halfPing && at.Sub(t.lastPing) < pingAnswer {
+		// The answer to the last ping, which a sample fell between: the
+		// same exchange, not another ping.
+		t.pingsOut += d.dataOut
+		t.pingsIn += d.dataIn
+		t.halfPing = 0
+		return
+	}
+	t.halfPing = half
 	if t.pingCount == 0 {
 		// Only the last ping of an interval has its time: the period is
 		// reckoned from it.

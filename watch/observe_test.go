@@ -39,6 +39,24 @@ func (c *conn) ping(at time.Time, n uint64) {
 	c.lastDataSent, c.lastDataRecv, c.lastAckRecv = at, at.Add(rtt), at.Add(rtt)
 }
 
+// pingOut and pingIn are a ping's two halves, when a sample falls
+// between them.
+func (c *conn) pingOut(at time.Time, n uint64) {
+	c.info.SegsOut++
+	c.info.DataSegsOut++
+	c.info.BytesSent += n
+	c.lastDataSent = at
+}
+
+func (c *conn) pingIn(at time.Time, n uint64) {
+	c.info.BytesAcked += n
+	c.info.SegsIn++
+	c.info.DataSegsIn++
+	c.info.BytesReceived += n
+	c.info.SegsOut++
+	c.lastDataRecv, c.lastAckRecv = at, at
+}
+
 // send sends n bytes, ACKed by the peer.
 func (c *conn) send(at time.Time, n uint64) {
 	c.info.SegsOut++
@@ -109,6 +127,20 @@ func TestObserveKinds(t *testing.T) {
 		{"TLS pings every 10 s", time.Second, func(c *conn, ms int, at time.Time) {
 			if ms%(10*second) == 300 {
 				c.ping(at, 39)
+			}
+		}, diag.RefreshedByAppPings, 10, 10, 39},
+		{"TLS pings every 10 s, a sample between one and its answer", time.Second, func(c *conn, ms int, at time.Time) {
+			switch ms % (10 * second) {
+			case 999:
+				if ms < 15*second {
+					c.pingOut(at, 39)
+				} else {
+					c.ping(at, 39)
+				}
+			case 1001:
+				if ms < 15*second {
+					c.pingIn(at, 39)
+				}
 			}
 		}, diag.RefreshedByAppPings, 10, 10, 39},
 		{"pings faster than the samples", time.Second, func(c *conn, ms int, at time.Time) {
