@@ -228,7 +228,10 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 	}
 
 	if !cfg.json && isTerminal(stdout) {
-		deaths := watch.StartDeaths(ctx, target, path...)
+		// Deaths, but not the path's conntrack ends: a listener for those
+		// gives every new entry of the table the event extension for as
+		// long as it listens, which a watch bounds and the view does not.
+		deaths := watch.StartDeaths(ctx, target)
 		defer deaths.Close()
 		m := ui.New(ui.Options{Source: observing(take, cfg.middleboxes, deaths), Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
 		_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithOutput(stdout)).Run()

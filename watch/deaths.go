@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/tcpvet/tcpvet/diag"
@@ -25,14 +28,38 @@ const (
 // Deaths follows, while a watch runs, the deaths of one namespace's
 // connections and the ends of the conntrack entries on their path, and
 // tells how each connection ended (Classify) from what the watch's
-// Observer saw of it.
+// Observer saw of it. Both are read as they come, each by a goroutine of
+// its own, so the kernel's queues never wait for a sample.
 type Deaths struct {
 	sockets *diag.DestroyWatch
 	flows   []*diag.CTWatch
-	pending []diag.Death
-	ends    []diag.FlowEnd
 	notes   []string
+
+	mu      sync.Mutex
+	pending []diag.Death
+	// forgot holds the entries that ended while established, the only
+	// ones Classify asks about, under both of their directions; nForgot
+	// counts what it holds.
+	forgot  map[flowKey][]diag.FlowEnd
+	nForgot int
+	// overflow counts what was let go for want of room: deaths waiting to
+	// be told, and entry ends.
+	overflow uint64
 }
+
+// flowKey is a flow as one of its ends sees it.
+type flowKey struct{ from, to netip.AddrPort }
+
+func keyOf(from, to netip.AddrPort) flowKey {
+	return flowKey{netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), netip.AddrPortFrom(to.Addr().Unmap(), to.Port())}
+}
+
+// maxPending and maxForgot bound what Deaths holds between two samples:
+// far more than a second of a busy node's churn.
+const (
+	maxPending = 200_000
+	maxForgot  = 200_000
+)
 
 // StartDeaths starts following the deaths of target's connections, and the
 // entries that the conntrack of each namespace of path (the target's own,
@@ -41,13 +68,14 @@ type Deaths struct {
 // else changes. A table whose events cannot be read only takes "the path
 // forgot it" from the causes, with a note.
 func StartDeaths(ctx context.Context, target *netns.NS, path ...*netns.NS) *Deaths {
-	d := &Deaths{}
+	d := &Deaths{forgot: map[flowKey][]diag.FlowEnd{}}
 	w, err := diag.WatchDestroys(ctx, target)
 	if err != nil {
 		d.notes = append(d.notes, fmt.Sprintf("connections that close are not listed: %v", err))
 		return d
 	}
 	d.sockets = w
+	go d.takeDeaths(w.Deaths())
 	for _, ns := range path {
 		if ns == nil {
 			continue
@@ -60,6 +88,7 @@ func StartDeaths(ctx context.Context, target *netns.NS, path ...*netns.NS) *Deat
 			d.notes = append(d.notes, fmt.Sprintf("a closed connection's cause cannot say whether the path forgot it first: %v", err))
 		default:
 			d.flows = append(d.flows, f)
+			go d.takeEnds(f.Ends())
 		}
 	}
 	return d
@@ -75,33 +104,35 @@ func (d *Deaths) Follow(o *Observer) {
 	}
 }
 
-// read takes in every announcement queued so far.
-func (d *Deaths) read() {
-	for {
-		select {
-		case x, ok := <-d.sockets.Deaths():
-			if !ok {
-				return
-			}
+// takeDeaths keeps each death announced until a Drain tells it.
+func (d *Deaths) takeDeaths(deaths <-chan diag.Death) {
+	for x := range deaths {
+		d.mu.Lock()
+		if len(d.pending) < maxPending {
 			d.pending = append(d.pending, x)
-			continue
-		default:
+		} else {
+			d.overflow++
 		}
-		break
+		d.mu.Unlock()
 	}
-	for _, f := range d.flows {
-	flow:
-		for {
-			select {
-			case e, ok := <-f.Ends():
-				if !ok {
-					break flow
-				}
-				d.ends = append(d.ends, e)
-			default:
-				break flow
-			}
+}
+
+// takeEnds keeps the entries that ended while established.
+func (d *Deaths) takeEnds(ends <-chan diag.FlowEnd) {
+	for e := range ends {
+		if !e.Forgotten() {
+			continue
 		}
+		d.mu.Lock()
+		if d.nForgot < maxForgot {
+			for _, k := range []flowKey{keyOf(e.OrigSrc, e.OrigDst), keyOf(e.ReplySrc, e.ReplyDst)} {
+				d.forgot[k] = append(d.forgot[k], e)
+				d.nForgot++
+			}
+		} else {
+			d.overflow++
+		}
+		d.mu.Unlock()
 	}
 }
 
@@ -113,7 +144,8 @@ func (d *Deaths) Drain(o *Observer, now time.Time, settle time.Duration) []diag.
 	if !d.Watching() {
 		return nil
 	}
-	d.read()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	out := []diag.Closed{}
 	keep := d.pending[:0]
 	for _, x := range d.pending {
@@ -137,22 +169,20 @@ func (d *Deaths) Drain(o *Observer, now time.Time, settle time.Duration) []diag.
 		if last != nil {
 			local, remote = last.Local, last.Remote
 		}
-		for _, e := range d.ends {
-			if e.Tracks(local, remote) {
-				h.Forgotten = append(h.Forgotten, e)
-			}
-		}
+		h.Forgotten = d.forgot[keyOf(local, remote)]
 		out = append(out, Classify(last, x, h))
 	}
 	d.pending = keep
 	o.forgetSeen(now, keepGone)
-	ends := d.ends[:0]
-	for _, e := range d.ends {
-		if now.Sub(e.At) <= keepEnds {
-			ends = append(ends, e)
+	for k, ends := range d.forgot {
+		kept := slices.DeleteFunc(ends, func(e diag.FlowEnd) bool { return now.Sub(e.At) > keepEnds })
+		d.nForgot -= len(ends) - len(kept)
+		if len(kept) == 0 {
+			delete(d.forgot, k)
+		} else {
+			d.forgot[k] = kept
 		}
 	}
-	d.ends = ends
 	return out
 }
 
@@ -172,9 +202,17 @@ func (d *Deaths) Notes() []string {
 	if err := d.sockets.Err(); err != nil {
 		notes = append(notes, fmt.Sprintf("following connection deaths stopped: %v", err))
 	}
+	d.mu.Lock()
+	if d.overflow > 0 {
+		notes = append(notes, fmt.Sprintf("%d connection deaths or conntrack entry ends were let go, more than tcpvet holds between two samples", d.overflow))
+	}
+	d.mu.Unlock()
 	var lost uint64
 	for _, f := range d.flows {
 		lost += f.Lost()
+		if err := f.Err(); err != nil {
+			notes = append(notes, fmt.Sprintf("following conntrack entry ends stopped: %v", err))
+		}
 	}
 	if lost > 0 {
 		notes = append(notes, fmt.Sprintf("%d conntrack entry ends were lost (the kernel's queue overflowed): a cause may miss that the path forgot a connection", lost))
