@@ -26,6 +26,8 @@ func checkServe(c config) error {
 		return errors.New("--serve and --json: the exporter serves metrics, it prints no snapshot; give one")
 	case c.failOn != nil:
 		return errors.New("--fail-on means nothing to --serve, which runs until stopped: alert on tcpvet_findings instead")
+	case c.watch > 0:
+		return errors.New("--serve and --watch: the exporter sweeps every --interval until stopped; give one")
 	}
 	host, port, err := net.SplitHostPort(c.serve)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -36,9 +37,10 @@ type Firewall struct {
 	Untracks []string `json:"untracks,omitempty"`
 	// Opaque names the chains with a rule whose iptables-nft target
 	// (an xt extension tcpvet does not know) may translate or untrack
-	// flows unseen. The matches and targets kube-proxy and most CNIs use
-	// (conntrack, comment, mark, statistic, DNAT, MASQUERADE, MARK, ...)
-	// are decoded and are not opaque.
+	// flows unseen. The targets kube-proxy and most CNIs use (DNAT,
+	// MASQUERADE, MARK, ...) are known; an xt match only narrows a rule,
+	// so one tcpvet does not read (statistic, a mark) makes it
+	// conditional, never opaque.
 	Opaque []string `json:"opaque_chains,omitempty"`
 	// Legacy lists iptables-legacy tables loaded here, or why they could
 	// not be listed: their rules are not in the nftables ruleset at all.
@@ -357,14 +359,14 @@ func (g chainGraph) resolve(drops []InvalidDrop) []InvalidDrop {
 			out = append(out, d)
 			continue
 		}
-		reached := false
-		for base, conditional := range g.bases(d.Chain) {
-			reached = true
+		bases := g.bases(d.Chain)
+		// In the bases' order, so the same ruleset reads the same twice.
+		for _, base := range slices.Sorted(maps.Keys(bases)) {
 			e := d
-			e.Hook, e.Via, e.Conditional = g.hooks[base], base, d.Conditional || conditional
+			e.Hook, e.Via, e.Conditional = g.hooks[base], base, d.Conditional || bases[base]
 			out = append(out, e)
 		}
-		if !reached {
+		if len(bases) == 0 {
 			out = append(out, d)
 		}
 	}

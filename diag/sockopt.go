@@ -136,19 +136,22 @@ var sockopts = [...]struct{ level, opt int }{
 // the app's open file description, so anything that sets flags or options
 // on it (Go's net.FileConn does both) would change the app's socket.
 //
-// The calls go to the kernel directly, without telling Go's scheduler:
-// none waits on anything, and each costs less than the scheduler's own
-// bookkeeping of a call that might.
+// fstat and getsockopt go to the kernel directly, without telling Go's
+// scheduler: neither waits on anything, and each costs less than the
+// scheduler's own bookkeeping of a call that might. pidfd_getfd may wait
+// for the target's exec to finish, and close may be the last reference
+// to a socket with SO_LINGER (the app closed its own meanwhile), which
+// sleeps: those two tell the scheduler, so a blocked call holds no P.
 func (w *optionWorker) readFrom(p Process, inode uint32, h readHint, o *SockOpts) error {
 	pidfd, err := w.pidfd(p.PID)
 	if err != nil {
 		return explainDupErr(p, err, w.r.deniedHint)
 	}
-	r, _, errno := syscall.RawSyscall(unix.SYS_PIDFD_GETFD, uintptr(pidfd), uintptr(p.FD), 0)
+	r, _, errno := syscall.Syscall(unix.SYS_PIDFD_GETFD, uintptr(pidfd), uintptr(p.FD), 0)
 	if errno != 0 {
 		return explainDupErr(p, errno, w.r.deniedHint)
 	}
-	defer syscall.RawSyscall(unix.SYS_CLOSE, r, 0, 0)
+	defer syscall.Syscall(unix.SYS_CLOSE, r, 0, 0)
 
 	// The descriptor number may have been closed and reused since /proc was read.
 	if _, _, errno := syscall.RawSyscall(unix.SYS_FSTAT, r, uintptr(unsafe.Pointer(&w.st)), 0); errno != 0 || w.st.Ino != uint64(inode) {

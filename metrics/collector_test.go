@@ -44,7 +44,7 @@ func sockets(states ...diag.State) *diag.Snapshot {
 }
 
 // sweep is a node with a pod the runtime named, a pod named from its
-// cgroup path alone, the node's own namespace, and one that vanished.
+// cgroup path alone, the node's own namespace, and one it could not read.
 func sweep() *node.Sweep {
 	return &node.Sweep{
 		TakenAt:  t0,

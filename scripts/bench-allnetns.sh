@@ -76,7 +76,7 @@ ss_all() {
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 t_tcpvet=() t_ss=()
 for _ in $(seq "$runs"); do
-  start=$(date +%s%N); "$work/tcpvet" --all-netns --json >/dev/null 2>&1 || true; t_tcpvet+=("$(ms "$start")")
+  start=$(date +%s%N); "$work/tcpvet" --all-netns --json >/dev/null 2>"$work/err" || { echo "tcpvet --all-netns failed: $(cat "$work/err")" >&2; exit 1; }; t_tcpvet+=("$(ms "$start")")
   start=$(date +%s%N); ss_all >/dev/null 2>&1; t_ss+=("$(ms "$start")")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -150,7 +150,7 @@ type tracker struct {
 	// halfPing is 1 when the last interval with pings saw one sent and
 	// none received, -1 the other way round: its answer is yet to come.
 	halfPing int8
-	varied            bool
+	varied   bool
 
 	probesSent, probesAnswered, peerProbes, windowProbes int
 }
