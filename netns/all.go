@@ -3,6 +3,7 @@ package netns
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"strconv"
@@ -120,8 +121,14 @@ func (l *Listing) Lookup(n *NS) *Found {
 // namespace (a PID reused since List) does not count. It returns
 // ErrVanished when every way in is gone.
 func (f *Found) Open(procRoot string) (*NS, error) {
+	// refused is the last error that was not the file being gone: a way
+	// in that is there but shut (no permission) is no vanishing.
+	var refused error
 	try := func(ns *NS, err error) *NS {
 		if err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				refused = err
+			}
 			return nil
 		}
 		if ns.Inode != f.Inode || ns.Dev() != f.Dev {
@@ -145,6 +152,9 @@ func (f *Found) Open(procRoot string) (*NS, error) {
 		if ns != nil {
 			return ns, nil
 		}
+	}
+	if refused != nil {
+		return nil, fmt.Errorf("network namespace %d: %w", f.Inode, refused)
 	}
 	return nil, fmt.Errorf("network namespace %d: %w", f.Inode, ErrVanished)
 }

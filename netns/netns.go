@@ -3,6 +3,7 @@ package netns
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime"
 	"strconv"
@@ -38,7 +39,7 @@ func FromPID(pid int) (*NS, error) {
 		return nil, fmt.Errorf("invalid PID %d: must be a positive number", pid)
 	}
 	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no process with PID %d", pid)
+		return nil, fmt.Errorf("no process with PID %d: %w", pid, err)
 	}
 	ns, err := open(fmt.Sprintf("/proc/%d/ns/net", pid), pid)
 	if err != nil {
@@ -58,9 +59,9 @@ func open(path string, pid int) (*NS, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, unix.ENOENT):
-			return nil, fmt.Errorf("open network namespace %s: no such file", path)
+			return nil, fmt.Errorf("open network namespace %s: no such file%w", path, errNoSuchFile)
 		case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-			return nil, fmt.Errorf("open network namespace %s: permission denied (%s)", path, DeniedHint())
+			return nil, fmt.Errorf("open network namespace %s: permission denied (%s)%w", path, DeniedHint(), errDenied)
 		}
 		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
 	}
@@ -150,3 +151,16 @@ func (n *NS) Do(fn func() error) error {
 // Dev returns the device of the namespace file system holding n; with
 // Inode it identifies the namespace.
 func (n *NS) Dev() uint64 { return n.dev }
+
+// silent carries a sentinel for errors.Is without adding to the message,
+// which already says the same in words.
+type silent struct{ error }
+
+func (silent) Error() string   { return "" }
+func (s silent) Unwrap() error { return s.error }
+
+// errNoSuchFile and errDenied mark why a namespace file did not open.
+var (
+	errNoSuchFile = silent{fs.ErrNotExist}
+	errDenied     = silent{fs.ErrPermission}
+)

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -74,9 +76,15 @@ func listSandboxes(ctx context.Context, socket string) ([]sandbox, error) {
 	var out []sandbox
 	for _, sb := range list.GetItems() {
 		st, err := rs.PodSandboxStatus(ctx, &cri.PodSandboxStatusRequest{PodSandboxId: sb.GetId(), Verbose: true})
-		if err != nil {
+		switch {
+		case status.Code(err) == codes.NotFound:
 			// Removed since the list: nothing to name.
 			continue
+		case err != nil:
+			// The runtime is slow or failing: the pods not asked yet are
+			// named from their cgroups, if a process holds them, and
+			// the note says so.
+			return out, fmt.Errorf("CRI PodSandboxStatus on %s, %d of %d sandboxes read: %w", socket, len(out), len(list.GetItems()), err)
 		}
 		md := st.GetStatus().GetMetadata()
 		if md == nil {

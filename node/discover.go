@@ -61,9 +61,12 @@ func (d *discovery) askRuntime(ctx context.Context, l *netns.Listing, criSocket 
 		return nil
 	}
 	sbs, err := listSandboxes(ctx, socket)
-	if err != nil {
+	switch {
+	case err != nil && len(sbs) == 0:
 		d.notes = append(d.notes, fmt.Sprintf("the container runtime did not answer (%v): pods are named from their processes' cgroups, without namespace or name", err))
 		return nil
+	case err != nil:
+		d.notes = append(d.notes, fmt.Sprintf("the container runtime stopped answering (%v): the pods it did not name are named from their processes' cgroups, without namespace or name", err))
 	}
 	pods := make(map[*netns.Found]*Pod, len(sbs))
 	for _, sb := range sbs {

@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -128,8 +129,12 @@ feed:
 // when the namespace is gone.
 func readNamespace(ctx context.Context, f *found, hv *diag.HostView, facts *diag.Facts, opts Options, proc string) (*Namespace, string) {
 	ns, err := f.Open(proc)
-	if err != nil {
+	switch {
+	case errors.Is(err, netns.ErrVanished):
 		return nil, fmt.Sprintf("network namespace %d vanished mid-sweep (its processes exited, its bind mount was removed): skipped", f.Inode)
+	case err != nil:
+		// There, but not to be opened: listed, unread, with the reason.
+		return &Namespace{Inode: f.Inode, Pod: f.pod, Notes: []string{fmt.Sprintf("unreadable: %v (%s)", err, netns.DeniedHint())}}, ""
 	}
 	defer ns.Close()
 	n := &Namespace{Inode: ns.Inode, Path: ns.Path, Pod: f.pod, IsHost: ns.Same(opts.Host)}
