@@ -32,10 +32,15 @@ func TestClosedCauses(t *testing.T) {
 		{Name: "dropped", Addr: ":7001", Mode: testnet.Hold},
 		{Name: "fin", Addr: ":7002", Mode: testnet.Echo},
 	}})
+	// The -held ones die the same way, but their application keeps them
+	// open past the watch: the kernel announces nothing, and the watch
+	// reads their end from the application's own descriptor.
 	cli := p.Client.Start(t, testnet.Spec{Dial: []testnet.Dial{
 		{Name: "reset", To: vip + ":7000"},
 		{Name: "timeout", To: fmt.Sprintf("%s:7001", p.ServerAddr.V4), UserTimeoutMS: 2000},
 		{Name: "closed", To: fmt.Sprintf("%s:7002", p.ServerAddr.V4)},
+		{Name: "reset-held", To: vip + ":7000"},
+		{Name: "timeout-held", To: fmt.Sprintf("%s:7001", p.ServerAddr.V4), UserTimeoutMS: 2000},
 	}})
 	watched := make(chan *result, 1)
 	go func() {
@@ -46,19 +51,21 @@ func TestClosedCauses(t *testing.T) {
 
 	p.Server.DropInbound(t, 7001)
 	cli.Write(t, "timeout", 100)
+	cli.Write(t, "timeout-held", 100)
 	cli.Close(t, "closed")
 	// Past the router's established timeout, in silence.
 	time.Sleep(4 * time.Second)
 	cli.Write(t, "reset", 100)
+	cli.Write(t, "reset-held", 100)
 
 	// What the applications saw.
 	errnos := map[string]syscall.Errno{}
 	var peerEOF bool
 	deadline := time.After(4 * time.Second)
-	for len(errnos) < 2 || !peerEOF {
+	for len(errnos) < 4 || !peerEOF {
 		select {
 		case e := <-cli.Events():
-			if e.Kind == "read-error" && (e.Name == "reset" || e.Name == "timeout") {
+			if e.Kind == "read-error" && e.Name != "closed" {
 				errnos[e.Name] = syscall.Errno(e.Errno)
 			}
 		case e := <-srv.Events():
@@ -70,7 +77,7 @@ func TestClosedCauses(t *testing.T) {
 			t.Fatalf("within 4 s the applications saw %v, peer EOF %v", errnos, peerEOF)
 		}
 	}
-	if errnos["reset"] != syscall.ECONNRESET || errnos["timeout"] != syscall.ETIMEDOUT {
+	if errnos["reset"] != syscall.ECONNRESET || errnos["timeout"] != syscall.ETIMEDOUT || errnos["reset-held"] != syscall.ECONNRESET || errnos["timeout-held"] != syscall.ETIMEDOUT {
 		t.Fatalf("the applications saw %v: want ECONNRESET and ETIMEDOUT", errnos)
 	}
 	// The kernel announces a connection once its application lets go.
@@ -81,7 +88,8 @@ func TestClosedCauses(t *testing.T) {
 	if r.Closed == nil {
 		t.Fatalf("no closed list: notes %q", r.Notes)
 	}
-	want := map[string]string{"reset": watch.CauseReset, "timeout": watch.CauseTimeout, "closed": watch.CauseClosed}
+	want := map[string]string{"reset": watch.CauseReset, "timeout": watch.CauseTimeout, "closed": watch.CauseClosed,
+		"reset-held": watch.CauseReset, "timeout-held": watch.CauseTimeout}
 	got := map[string]diag.Closed{}
 	for _, c := range r.Closed {
 		for name, local := range cli.Local {
@@ -103,11 +111,16 @@ func TestClosedCauses(t *testing.T) {
 		if c.Cause != cause {
 			t.Errorf("%s: cause %q (%s), want %q", name, c.Cause, c.Why, cause)
 		}
+		// The others may be told so too, by a sample between their end
+		// and their close.
+		if strings.HasSuffix(name, "-held") && !strings.Contains(c.Why, "still holds it") {
+			t.Errorf("%s: why %q, want it told from the application's descriptor", name, c.Why)
+		}
 	}
-	if got["reset"].PathForgotAt == nil {
+	if got["reset"].PathForgotAt == nil || got["reset-held"].PathForgotAt == nil {
 		t.Errorf("reset: the router's entry was destroyed before, yet the path forgot nothing: %s", got["reset"].Why)
 	}
-	if got["timeout"].PathForgotAt != nil || got["closed"].PathForgotAt != nil {
+	if got["timeout"].PathForgotAt != nil || got["timeout-held"].PathForgotAt != nil || got["closed"].PathForgotAt != nil {
 		t.Errorf("the path forgot a connection it did not: %+v", got)
 	}
 	for _, n := range r.Notes {

@@ -34,6 +34,7 @@ type Deaths struct {
 	sockets *diag.DestroyWatch
 	flows   []*diag.CTWatch
 	notes   []string
+	facts   *diag.Facts
 
 	mu      sync.Mutex
 	pending []diag.Death
@@ -68,7 +69,7 @@ const (
 // else changes. A table whose events cannot be read only takes "the path
 // forgot it" from the causes, with a note.
 func StartDeaths(ctx context.Context, target *netns.NS, path ...*netns.NS) *Deaths {
-	d := &Deaths{forgot: map[flowKey][]diag.FlowEnd{}}
+	d := &Deaths{forgot: map[flowKey][]diag.FlowEnd{}, facts: diag.ReadFacts()}
 	w, err := diag.WatchDestroys(ctx, target)
 	if err != nil {
 		d.notes = append(d.notes, fmt.Sprintf("connections that close are not listed: %v", err))
@@ -153,26 +154,38 @@ func (d *Deaths) Drain(o *Observer, now time.Time, settle time.Duration) []diag.
 			keep = append(keep, x)
 			continue
 		}
-		var last *diag.Socket
-		var h History
-		if ls := o.seen[x.ID()]; ls != nil {
-			last, h.FirstSeen, h.LastAt = &ls.sock, ls.first, ls.last
-			if ls.entries != nil {
-				h.Entries, h.EntriesAt, h.EntriesInfo = ls.entries, ls.entriesAt, &ls.entriesInfo
-			}
-			delete(o.seen, x.ID())
+		ls := o.seen[x.ID()]
+		delete(o.seen, x.ID())
+		if ls != nil && ls.told {
+			continue // told from its owner's descriptor already
 		}
-		if !IsConnection(last, x) {
-			continue
+		if c, ok := d.tell(ls, x); ok {
+			out = append(out, c)
 		}
-		local, remote := x.Local, x.Remote
-		if last != nil {
-			local, remote = last.Local, last.Remote
-		}
-		h.Forgotten = d.forgot[keyOf(local, remote)]
-		out = append(out, Classify(last, x, h))
 	}
 	d.pending = keep
+	// Connections the dump no longer lists and the kernel has not
+	// announced: ended while their application still holds them (a pool's
+	// idle connection reset by the path), or closed a moment ago. Their
+	// owners' descriptors tell which, and the end of the first now.
+	for _, id := range o.gone {
+		ls := o.seen[id]
+		if ls == nil || ls.told {
+			continue
+		}
+		for _, p := range ls.sock.Processes {
+			x, ended, err := diag.HeldDeath(p, &ls.sock, d.facts)
+			if err != nil || !ended {
+				continue
+			}
+			if c, ok := d.tell(ls, x); ok {
+				c.Why += fmt.Sprintf("; its application (%s, pid %d) still holds it", p.Comm, p.PID)
+				out = append(out, c)
+			}
+			ls.told = true
+			break
+		}
+	}
 	o.forgetSeen(now, keepGone)
 	for k, ends := range d.forgot {
 		kept := slices.DeleteFunc(ends, func(e diag.FlowEnd) bool { return now.Sub(e.At) > keepEnds })
@@ -184,6 +197,28 @@ func (d *Deaths) Drain(o *Observer, now time.Time, settle time.Duration) []diag.
 		}
 	}
 	return out
+}
+
+// tell classifies the death x of a connection of which ls (nil if none)
+// is the last sample; false for a death that ended no connection.
+func (d *Deaths) tell(ls *lastSeen, x diag.Death) (diag.Closed, bool) {
+	var last *diag.Socket
+	var h History
+	if ls != nil {
+		last, h.FirstSeen, h.LastAt = &ls.sock, ls.first, ls.last
+		if ls.entries != nil {
+			h.Entries, h.EntriesAt, h.EntriesInfo = ls.entries, ls.entriesAt, &ls.entriesInfo
+		}
+	}
+	if !IsConnection(last, x) {
+		return diag.Closed{}, false
+	}
+	local, remote := x.Local, x.Remote
+	if last != nil {
+		local, remote = last.Local, last.Remote
+	}
+	h.Forgotten = d.forgot[keyOf(local, remote)]
+	return Classify(last, x, h), true
 }
 
 // Notes say what could not be followed, and how many announcements the

@@ -36,6 +36,8 @@ type Observer struct {
 	// Only a Deaths collector reads it, and it is kept only for one.
 	seen     map[string]*lastSeen
 	keepSeen bool
+	// gone lists the connections the last snapshot added no longer had.
+	gone []string
 }
 
 // lastSeen is a connection's last sample, copied out of its snapshot so
@@ -44,6 +46,10 @@ type lastSeen struct {
 	sock        diag.Socket
 	info        diag.TCPInfo
 	first, last time.Time
+	// told is set once the connection's end was told from its owner's
+	// descriptor, before the kernel announced it: the announcement, when
+	// it comes, is not told again.
+	told bool
 	// entries are the conntrack entries of the last sample that saw any,
 	// taken at entriesAt when the socket's tcp_info was entriesInfo: a
 	// forgotten flow's entry is gone from the samples after it ran out.
@@ -78,9 +84,13 @@ func (o *Observer) Add(snap *diag.Snapshot) {
 		}
 	}
 	// A socket gone is closed; its cookie is never used again.
+	o.gone = o.gone[:0]
 	for id := range o.socks {
 		if !seen[id] {
 			delete(o.socks, id)
+			if ls := o.seen[id]; ls != nil && !ls.told {
+				o.gone = append(o.gone, id)
+			}
 		}
 	}
 }
@@ -100,8 +110,9 @@ func (o *Observer) remember(s *diag.Socket, at time.Time) {
 		// Each socket's own small slice, not the snapshot's.
 		ls.entries, ls.entriesAt, ls.entriesInfo = s.Conntrack, at, *s.TCPInfo
 	}
-	// What Classify reads is the socket's own, not who held it.
-	ls.sock.TCPInfo, ls.sock.Processes, ls.sock.IPVS, ls.sock.Observed, ls.sock.Conntrack = &ls.info, nil, nil, nil, nil
+	// What Classify reads is the socket's own, and who held it, to ask
+	// them if it leaves the dump unannounced.
+	ls.sock.TCPInfo, ls.sock.IPVS, ls.sock.Observed, ls.sock.Conntrack = &ls.info, nil, nil, nil
 }
 
 // forgetSeen drops the last samples of connections gone from the dump for
