@@ -170,6 +170,9 @@ type tracker struct {
 type delta struct {
 	segsOut, segsIn, dataOut, dataIn uint32
 	bytesOut, bytesIn                uint64
+	// retrans counts the segments sent again (data or FIN) that went
+	// unanswered for a while: no exchange, the connection is failing.
+	retrans uint32
 }
 
 func deltaOf(a, b *diag.TCPInfo) delta {
@@ -177,6 +180,7 @@ func deltaOf(a, b *diag.TCPInfo) delta {
 		segsOut: b.SegsOut - a.SegsOut, segsIn: b.SegsIn - a.SegsIn,
 		dataOut: b.DataSegsOut - a.DataSegsOut, dataIn: b.DataSegsIn - a.DataSegsIn,
 		bytesIn: b.BytesReceived - a.BytesReceived,
+		retrans: b.TotalRetrans - a.TotalRetrans,
 	}
 	if b.Size >= 216 {
 		// bytes_sent counts retransmissions too, as data_segs_out does
@@ -240,6 +244,9 @@ func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
 	t.lastAck = later(t.lastAck, ackAt)
 
 	switch {
+	case d.dataIn == 0 && d.segsIn == 0 && d.retrans > 0 && d.segsOut <= d.retrans:
+		// Only retransmissions, of data or of a FIN, and nothing back: no
+		// exchange, nor keepalive, however many segments went.
 	case d.dataOut > 0 || d.dataIn > 0:
 		t.exchanges++
 		t.noteData(dataAt, d)

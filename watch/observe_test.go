@@ -57,6 +57,18 @@ func (c *conn) pingIn(at time.Time, n uint64) {
 	c.lastDataRecv, c.lastAckRecv = at, at
 }
 
+// retransmit sends a segment again, unanswered: of data when n > 0, else
+// of a FIN.
+func (c *conn) retransmit(n uint64) {
+	c.info.SegsOut++
+	c.info.TotalRetrans++
+	if n > 0 {
+		c.info.DataSegsOut++
+		c.info.BytesSent += n
+		c.info.BytesRetrans += n
+	}
+}
+
 // send sends n bytes, ACKed by the peer.
 func (c *conn) send(at time.Time, n uint64) {
 	c.info.SegsOut++
@@ -159,6 +171,17 @@ func TestObserveKinds(t *testing.T) {
 			}
 		}, diag.RefreshedByKeepalive, 3, 0, 0},
 		{"silent", time.Second, func(*conn, int, time.Time) {}, diag.RefreshedByNone, 30, 0, 0},
+		{"a dead peer's data retransmitted", time.Second, func(c *conn, ms int, at time.Time) {
+			if ms > 0 && ms%(3*second) == 0 {
+				c.retransmit(100)
+			}
+		}, diag.RefreshedByNone, 30, 0, 0},
+		{"an orphan's FIN retransmitted", time.Second, func(c *conn, ms int, at time.Time) {
+			if ms > 0 && ms%(4*second) == 700 {
+				c.retransmit(0)
+			}
+			// Each FIN goes out, so the path sees a segment every 4 s.
+		}, diag.RefreshedByNone, 4, 0, 0},
 		{"requests of varied size", time.Second, func(c *conn, ms int, at time.Time) {
 			if ms%(4*second) == 100 {
 				c.send(at, uint64(100+ms/second))
