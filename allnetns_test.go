@@ -346,13 +346,16 @@ func TestAllNetnsCRISocket(t *testing.T) {
 
 }
 
-// TestAllNetnsBadCommandLine: --all-netns takes no other target, and
-// --cri-socket means nothing without it.
+// TestAllNetnsBadCommandLine: --all-netns takes no other target and no
+// --watch, --cri-socket means nothing without it and must name a socket.
 func TestAllNetnsBadCommandLine(t *testing.T) {
 	for _, args := range [][]string{
 		{"--all-netns", "--pid", "1"},
 		{"--all-netns", "--netns", "/run/netns/x"},
 		{"--cri-socket", "/run/x.sock"},
+		{"--all-netns", "--cri-socket", "/nonexistent/cri.sock"},
+		{"--all-netns", "--cri-socket", "/etc/passwd"},
+		{"--all-netns", "--watch", "10s"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), args, &stdout, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 {

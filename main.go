@@ -125,10 +125,11 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		}
 		return c, fmt.Errorf("%w (see tcpvet --help)", err)
 	}
-	pidSet := false
+	pidSet, serveSet := false, false
 	fs.Visit(func(f *flag.Flag) {
 		c.hostSet = c.hostSet || f.Name == "host-netns"
 		pidSet = pidSet || f.Name == "pid"
+		serveSet = serveSet || f.Name == "serve"
 	})
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (see tcpvet --help)", fs.Arg(0))
@@ -144,6 +145,19 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	}
 	if c.criSocket != "" && !c.allNetns {
 		return c, errors.New("--cri-socket names pods for --all-netns: give --all-netns too")
+	}
+	if c.criSocket != "" {
+		// A path typed is a path meant: unlike the defaults tried, its
+		// absence is no note but a mistake.
+		if fi, err := os.Stat(c.criSocket); err != nil || fi.Mode()&os.ModeSocket == 0 {
+			return c, fmt.Errorf("--cri-socket %s: not a socket", c.criSocket)
+		}
+	}
+	if c.watch > 0 && c.watch < c.interval {
+		return c, fmt.Errorf("--watch %v is shorter than --interval %v: a watch takes two samples at least", c.watch, c.interval)
+	}
+	if serveSet && c.serve == "" {
+		return c, errors.New("--serve takes an address, as in 127.0.0.1:9393 or :9393")
 	}
 	if c.interval < 100*time.Millisecond {
 		return c, fmt.Errorf("--interval %v: too short, 100ms at least", c.interval)

@@ -483,6 +483,7 @@ func TestServeBadInput(t *testing.T) {
 		{[]string{"--serve", "127.0.0.1:9393", "--json"}, "--serve and --json"},
 		{[]string{"--serve", "127.0.0.1:9393", "--fail-on", "critical"}, "--fail-on means nothing to --serve"},
 		{[]string{"--serve", "127.0.0.1:9393", "--watch", "1m"}, "--serve and --watch"},
+		{[]string{"--serve", ""}, "--serve takes an address"},
 		// 192.0.2.1 (TEST-NET-1) is no address of this machine: the bind
 		// fails, and nothing is sent anywhere.
 		{[]string{"--serve", "192.0.2.1:9393"}, "cannot assign requested address"},

@@ -208,6 +208,7 @@ func TestWatchBadInput(t *testing.T) {
 		{[]string{"--watch", "-5s"}, "a watch lasts a positive duration"},
 		{[]string{"--watch", "25h"}, "at most 24h"},
 		{[]string{"--watch", "soon"}, "want a duration such as 30s"},
+		{[]string{"--watch", "1s", "--interval", "2s"}, "a watch takes two samples at least"},
 	} {
 		t.Run(fmt.Sprint(tt.args), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -100,7 +100,7 @@ func keptAliveFinding(c conn, f *forgetting, rule string, shortest time.Duration
 	return &Finding{
 		Rule:     rule,
 		Severity: Info,
-		Summary: fmt.Sprintf("%s: %s keep the flow alive: in %s of watching it was never quiet more than %s, within half of the %s after which %s forgets it; its own keepalive would not, should they stop",
+		Summary: fmt.Sprintf("%s: %s kept the flow alive: in %s of watching it was never quiet more than %s, within half of the %s after which %s forgets it; its own keepalive would not, should that stop",
 			ends(c.Socket), refresher(o), human(seconds(o.WatchedS)), human(seconds(o.LongestQuietS)), human(shortest), f.Name),
 		Evidence: ev,
 		Fix:      keepaliveFixes(c, shortest),
