@@ -32,7 +32,7 @@ func TestObservedKeepsAlive(t *testing.T) {
 		says     string
 	}{
 		{"pings within half the timeout", func(s *diag.Socket) { noKA(s); s.Observed = pinged(25, 10) },
-			RuleNoKeepalive, Info, "HTTP/2-size pings (17 bytes) every 10.0 s keep the flow alive"},
+			RuleNoKeepalive, Info, "HTTP/2-size pings (17 bytes) every 10.0 s kept the flow alive"},
 		{"grpc-go's SO_KEEPALIVE at 7200 s, and pings", func(s *diag.Socket) { slowKA(7200)(s); s.Observed = pinged(25, 10) },
 			RuleKeepaliveTooSlow, Info, "pings"},
 		{"TLS pings", func(s *diag.Socket) {
@@ -43,7 +43,7 @@ func TestObservedKeepsAlive(t *testing.T) {
 		{"the peer's keepalive", func(s *diag.Socket) {
 			noKA(s)
 			s.Observed = &diag.Observed{WatchedS: 25, Samples: 26, LongestQuietS: 5, LongestQuietWatchedS: 5, RefreshedBy: diag.RefreshedByKeepalive, PeerProbes: 5}
-		}, RuleNoKeepalive, Info, "the other end's keepalive probes keep the flow alive"},
+		}, RuleNoKeepalive, Info, "the other end's keepalive probes kept the flow alive"},
 		{"pings slower than half the timeout", func(s *diag.Socket) { noKA(s); s.Observed = pinged(25, 20) },
 			RuleNoKeepalive, Critical, "refreshed by HTTP/2-size pings (17 bytes) every 20.0 s"},
 		{"watched too briefly to tell", func(s *diag.Socket) { noKA(s); s.Observed = pinged(10, 5) },
