@@ -66,8 +66,11 @@ test: lint unit fuzz-short release-check
 
 # Every test with the race detector. The test binaries run as root (through
 # sudo for a user) in a temporary directory removed afterwards: see the script.
+# -parallel 4: the kernel tests mostly wait for a timeout to pass (the
+# scenario matrix's scenarios, the watches), so they overlap past the
+# 2 CPUs the default would allow.
 unit:
-	GO="$(GO)" scripts/gotest-root.sh -race -count=1 -timeout 30m $(TESTFLAGS) ./...
+	GO="$(GO)" scripts/gotest-root.sh -race -count=1 -parallel 4 -timeout 30m $(TESTFLAGS) ./...
 
 # fuzz-run runs each package:Target of $(1) for $(2).
 define fuzz-run

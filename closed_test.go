@@ -21,6 +21,8 @@ import (
 // kernel's death announcements, the watch's samples of the open
 // connections and the router's conntrack events.
 func TestClosedCauses(t *testing.T) {
+	// Mostly waiting for quiet to pass: beside the others that do.
+	t.Parallel()
 	p := testnet.NewPath(t, 95, 105)
 	const vip = "198.18.200.1"
 	p.ServiceVIP(t, vip)
