@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -371,10 +372,12 @@ func TestDaemonSetCapabilities(t *testing.T) {
 		{"socat", "-u", "TCP:127.0.0.1:7001,retry=50,interval=0.1,keepalive,keepidle=77", "SYSTEM:sleep 600"},
 	} {
 		cmd := exec.Command("ip", append(append([]string{"netns", "exec", ns.Name}, nobody...), args...)...)
+		// ip netns exec forks: the group goes, socat and its children with it.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
 	}
 
 	type seen struct {
