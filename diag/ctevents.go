@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -87,19 +85,9 @@ func flowEnd(fl *conntrack.Flow, at time.Time) FlowEnd {
 
 // CTWatch receives the TCP conntrack entries one namespace's table
 // destroys, from the moment WatchFlowEnds returns until Close or the end
-// of its context.
-type CTWatch struct {
-	c    *netlink.Conn
-	rc   syscall.RawConn
-	ends chan FlowEnd
-	stop chan struct{}
-	done chan struct{}
-
-	mu     sync.Mutex
-	closed bool
-	lost   uint64
-	err    error
-}
+// of its context. Its Lost counts the events of every protocol the kernel
+// dropped: a dropped event's protocol is unknown.
+type CTWatch struct{ *groupWatch[FlowEnd] }
 
 // WatchFlowEnds subscribes to the destroy events of the conntrack table
 // of ns, keeping the TCP ones. It returns an error wrapping
@@ -123,123 +111,27 @@ func WatchFlowEnds(ctx context.Context, ns *netns.NS) (*CTWatch, error) {
 		// request its module.
 		return nil, ErrCTEventsUnavailable
 	}
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, netlinkConfig(ns))
+	w, err := watchGroups(ctx, ns, groupSpec[FlowEnd]{
+		family: unix.NETLINK_NETFILTER,
+		groups: []uint32{nfnlgrpConntrackDestroy},
+		what:   "ctnetlink", events: "conntrack events", denied: ErrCTEventsDenied,
+		decode: func(m netlink.Message, at time.Time) (FlowEnd, bool, error) {
+			var e conntrack.Event
+			if err := e.Unmarshal(m); err != nil {
+				return FlowEnd{}, false, fmt.Errorf("%w: %v", errCTAnswer, err)
+			}
+			if e.Type != conntrack.EventDestroy || e.Flow == nil || e.Flow.TupleOrig.Proto.Protocol != unix.IPPROTO_TCP {
+				return FlowEnd{}, false, nil
+			}
+			return flowEnd(e.Flow, at), true, nil
+		},
+	})
 	if err != nil {
-		if denied(err) {
-			return nil, fmt.Errorf("%w: open ctnetlink in %s: %v", ErrCTEventsDenied, ns.Path, err)
-		}
-		return nil, fmt.Errorf("open ctnetlink in %s: %w", ns.Path, err)
+		return nil, err
 	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("open ctnetlink in %s: %w", ns.Path, err)
-	}
-	if err := growReadBuffer(c, rc, destroyReadBuffer); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("size the ctnetlink receive buffer: %w", err)
-	}
-	if err := c.JoinGroup(nfnlgrpConntrackDestroy); err != nil {
-		c.Close()
-		if denied(err) {
-			return nil, fmt.Errorf("%w: in %s: %v", ErrCTEventsDenied, ns.Path, err)
-		}
-		return nil, fmt.Errorf("join conntrack destroy events in %s: %w", ns.Path, err)
-	}
-	w := &CTWatch{c: c, rc: rc, ends: make(chan FlowEnd, destroyBacklog), stop: make(chan struct{}), done: make(chan struct{})}
-	go w.read(ns.Path)
-	go func() {
-		select {
-		case <-ctx.Done():
-			w.Close()
-		case <-w.done:
-		}
-	}()
-	return w, nil
+	return &CTWatch{w}, nil
 }
 
 // Ends delivers each TCP entry destroyed. It is closed after Close, the
 // end of the context, or an error (Err says which).
-func (w *CTWatch) Ends() <-chan FlowEnd { return w.ends }
-
-// Lost counts the events the kernel dropped for want of room in tcpvet's
-// receive buffer, of every protocol: a dropped event's protocol is
-// unknown.
-func (w *CTWatch) Lost() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		if n, err := socketDrops(w.rc); err == nil {
-			w.lost = n
-		}
-	}
-	return w.lost
-}
-
-// Err is the error that ended the watch early, nil after Close or the end
-// of the context.
-func (w *CTWatch) Err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-// Close ends the watch. Ends is closed once the reader has stopped.
-func (w *CTWatch) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return nil
-	}
-	if n, err := socketDrops(w.rc); err == nil {
-		w.lost = n
-	}
-	w.closed = true
-	close(w.stop)
-	return w.c.Close()
-}
-
-// fail records the error that ends the watch, unless Close ended it.
-func (w *CTWatch) fail(err error) {
-	w.mu.Lock()
-	if !w.closed {
-		w.err = err
-	}
-	w.mu.Unlock()
-}
-
-// read decodes destroy events until the socket closes, counting every
-// overflow as DestroyWatch.read does.
-func (w *CTWatch) read(where string) {
-	defer close(w.ends)
-	defer close(w.done)
-	buf := make([]byte, 8<<10)
-	for {
-		ms, err := receiveDatagram(w.rc, buf)
-		switch {
-		case errors.Is(err, unix.ENOBUFS):
-			w.Lost()
-			continue
-		case err != nil:
-			w.fail(fmt.Errorf("read conntrack events in %s: %w", where, err))
-			return
-		}
-		at := time.Now()
-		for _, m := range ms {
-			var e conntrack.Event
-			if err := e.Unmarshal(m); err != nil {
-				w.fail(fmt.Errorf("read conntrack events in %s: %w: %v", where, errCTAnswer, err))
-				w.Close()
-				return
-			}
-			if e.Type != conntrack.EventDestroy || e.Flow == nil || e.Flow.TupleOrig.Proto.Protocol != unix.IPPROTO_TCP {
-				continue
-			}
-			select {
-			case w.ends <- flowEnd(e.Flow, at):
-			case <-w.stop:
-				return
-			}
-		}
-	}
-}
+func (w *CTWatch) Ends() <-chan FlowEnd { return w.out }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -109,19 +108,7 @@ func denied(err error) bool { return errors.Is(err, unix.EPERM) || errors.Is(err
 
 // DestroyWatch receives the deaths of one namespace's TCP sockets from
 // the moment WatchDestroys returns until Close or the end of its context.
-type DestroyWatch struct {
-	c      *netlink.Conn
-	rc     syscall.RawConn
-	deaths chan Death
-	// stop is closed by Close; done by the reader when it has stopped.
-	stop chan struct{}
-	done chan struct{}
-
-	mu     sync.Mutex
-	closed bool
-	lost   uint64
-	err    error
-}
+type DestroyWatch struct{ *groupWatch[Death] }
 
 // WatchDestroys subscribes to the deaths of every TCP socket (IPv4 and
 // IPv6) in ns. The socket is opened inside ns, so no thread of ours enters
@@ -131,126 +118,24 @@ type DestroyWatch struct {
 // Nothing is missed silently: an announcement the kernel could not queue,
 // the receive buffer being full, is counted in Lost.
 func WatchDestroys(ctx context.Context, ns *netns.NS) (*DestroyWatch, error) {
-	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, netlinkConfig(ns))
+	w, err := watchGroups(ctx, ns, groupSpec[Death]{
+		family: unix.NETLINK_SOCK_DIAG,
+		groups: []uint32{sknlgrpInetTCPDestroy, sknlgrpInet6TCPDestroy},
+		what:   "sock_diag", events: "socket deaths", denied: ErrDestroyDenied,
+		decode: func(m netlink.Message, at time.Time) (Death, bool, error) {
+			d, err := decodeDeath(m, at)
+			return d, err == nil, err
+		},
+	})
 	if err != nil {
-		if denied(err) {
-			return nil, fmt.Errorf("%w: open sock_diag in %s: %v", ErrDestroyDenied, ns.Path, err)
-		}
-		return nil, fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
+		return nil, err
 	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
-	}
-	if err := growReadBuffer(c, rc, destroyReadBuffer); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("size the sock_diag receive buffer: %w", err)
-	}
-	for _, g := range []uint32{sknlgrpInetTCPDestroy, sknlgrpInet6TCPDestroy} {
-		if err := c.JoinGroup(g); err != nil {
-			c.Close()
-			if denied(err) {
-				return nil, fmt.Errorf("%w: in %s: %v", ErrDestroyDenied, ns.Path, err)
-			}
-			return nil, fmt.Errorf("join sock_diag destroy group %d in %s: %w", g, ns.Path, err)
-		}
-	}
-	w := &DestroyWatch{c: c, rc: rc, deaths: make(chan Death, destroyBacklog), stop: make(chan struct{}), done: make(chan struct{})}
-	go w.read(ns.Path)
-	go func() {
-		select {
-		case <-ctx.Done():
-			w.Close()
-		case <-w.done:
-		}
-	}()
-	return w, nil
+	return &DestroyWatch{w}, nil
 }
 
 // Deaths delivers each death as it is announced. It is closed after Close,
 // the end of the context, or an error (Err says which).
-func (w *DestroyWatch) Deaths() <-chan Death { return w.deaths }
-
-// Lost counts the deaths the kernel announced but could not queue for
-// tcpvet, its receive buffer full: every one the kernel dropped (the
-// socket's drop counter), not just the overflows.
-func (w *DestroyWatch) Lost() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		if n, err := socketDrops(w.rc); err == nil {
-			w.lost = n
-		}
-	}
-	return w.lost
-}
-
-// Err is the error that ended the watch early, nil after Close or the end
-// of the context.
-func (w *DestroyWatch) Err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-// Close ends the watch. Deaths is closed once the reader has stopped.
-func (w *DestroyWatch) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return nil
-	}
-	if n, err := socketDrops(w.rc); err == nil {
-		w.lost = n
-	}
-	w.closed = true
-	close(w.stop)
-	return w.c.Close()
-}
-
-// fail records the error that ends the watch, unless Close ended it.
-func (w *DestroyWatch) fail(err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.err = err
-	}
-}
-
-// read decodes announcements until the socket closes, counting every
-// overflow: the kernel reports one as ENOBUFS, once, and drops every
-// announcement after it until the queue drains.
-func (w *DestroyWatch) read(where string) {
-	defer close(w.deaths)
-	defer close(w.done)
-	buf := make([]byte, 8<<10)
-	for {
-		ms, err := receiveDatagram(w.rc, buf)
-		switch {
-		case errors.Is(err, unix.ENOBUFS):
-			w.Lost()
-			continue
-		case err != nil:
-			w.fail(fmt.Errorf("read socket deaths in %s: %w", where, err))
-			return
-		}
-		at := time.Now()
-		for _, m := range ms {
-			d, err := decodeDeath(m, at)
-			if err != nil {
-				w.fail(fmt.Errorf("read socket deaths in %s: %w", where, err))
-				w.Close()
-				return
-			}
-			select {
-			case w.deaths <- d:
-			case <-w.stop:
-				return
-			}
-		}
-	}
-}
+func (w *DestroyWatch) Deaths() <-chan Death { return w.out }
 
 // growReadBuffer sets the socket's receive buffer to n bytes, past
 // net.core.rmem_max when tcpvet may (SO_RCVBUFFORCE takes CAP_NET_ADMIN),
