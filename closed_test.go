@@ -9,7 +9,6 @@ import (
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/internal/testnet"
-	"github.com/tcpvet/tcpvet/watch"
 )
 
 // TestClosedCauses kills three connections three ways through a router,
@@ -90,8 +89,8 @@ func TestClosedCauses(t *testing.T) {
 	if r.Closed == nil {
 		t.Fatalf("no closed list: notes %q", r.Notes)
 	}
-	want := map[string]string{"reset": watch.CauseReset, "timeout": watch.CauseTimeout, "closed": watch.CauseClosed,
-		"reset-held": watch.CauseReset, "timeout-held": watch.CauseTimeout}
+	want := map[string]string{"reset": diag.CauseReset, "timeout": diag.CauseTimeout, "closed": diag.CauseClosed,
+		"reset-held": diag.CauseReset, "timeout-held": diag.CauseTimeout}
 	got := map[string]diag.Closed{}
 	for _, c := range r.Closed {
 		for name, local := range cli.Local {

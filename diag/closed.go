@@ -5,6 +5,20 @@ import (
 	"time"
 )
 
+// The causes of a connection's death.
+const (
+	// CauseReset: a reset from the peer or the path ended it.
+	CauseReset = "reset"
+	// CauseTimeout: the kernel gave up on it, its retransmissions or
+	// probes unanswered.
+	CauseTimeout = "timeout"
+	// CauseClosed: it was closed by an application: a FIN exchange, or
+	// its own application aborting it.
+	CauseClosed = "closed"
+	// CauseUnknown: the evidence does not tell.
+	CauseUnknown = "unknown"
+)
+
 // Closed is a connection that ended during a watch, and how.
 type Closed struct {
 	// ID is the socket's cookie in hex, as diag.Socket.ID.

@@ -13,26 +13,18 @@ import (
 	"github.com/tcpvet/tcpvet/diag"
 )
 
-// The causes a closed connection is given (diag.Closed.Cause), as the
-// watch package names them, in the order the header counts them: what
-// broke a connection first, then what ended it as meant.
-const (
-	causeReset   = "reset"
-	causeTimeout = "timeout"
-	causeClosed  = "closed"
-	causeUnknown = "unknown"
-)
-
-var causeOrder = []string{causeReset, causeTimeout, causeClosed, causeUnknown}
+// causeOrder is the order the header counts causes in: what broke a
+// connection first, then what ended it as meant.
+var causeOrder = []string{diag.CauseReset, diag.CauseTimeout, diag.CauseClosed, diag.CauseUnknown}
 
 // Cause returns the style of a closed connection's cause: a reset or a
 // give-up broke it, as an error does; an ordinary close is dim; a cause
 // the evidence cannot tell is a warning.
 func (s Styles) Cause(cause string) lipgloss.Style {
 	switch cause {
-	case causeReset, causeTimeout:
+	case diag.CauseReset, diag.CauseTimeout:
 		return s.Critical
-	case causeClosed:
+	case diag.CauseClosed:
 		return s.Dim
 	}
 	return s.Warning

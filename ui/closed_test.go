@@ -12,7 +12,6 @@ import (
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/rules"
-	"github.com/tcpvet/tcpvet/watch"
 )
 
 // deaths are connections that ended, oldest first, as the live view's
@@ -29,15 +28,15 @@ func deaths() []diag.Closed {
 			Remote: netip.MustParseAddrPort(remote), Cause: cause, Why: why, LivedS: ptr(lived), LastState: state, TCPInfo: ti}
 	}
 	out := []diag.Closed{
-		c(1, "10.0.1.9:443", watch.CauseClosed, "the last sample saw it in TIME_WAIT: FINs went both ways", 12.5, "TIME_WAIT", info(40, 0)),
-		c(2, "10.0.2.7:8080", watch.CauseTimeout, "the kernel gave up: it died retransmitting (5 retransmissions, the last RTO 3.2s), and nothing arrived after the last sample (segs_in 18)", 95, "ESTABLISHED", info(18, 5)),
-		c(3, "10.0.1.9:5432", watch.CauseReset, "a segment arrived after the last sample (segs_in 301 → 302) but no ACK did (last ACK 1.1s before its death): a reset, while it was idle", 3600, "ESTABLISHED", info(302, 0)),
-		c(4, "10.0.3.3:6379", watch.CauseUnknown, "it died retransmitting, but ACKs arrived after the last sample (segs_in 7 → 9), so a reset among them looks the same as a give-up", 40, "ESTABLISHED", info(9, 2)),
-		c(5, "10.0.1.9:443", watch.CauseClosed, "its application closed it with 0 bytes unread and nothing arrived after the last sample", 2, "ESTABLISHED", info(6, 0)),
-		c(6, "10.0.2.7:8080", watch.CauseTimeout, "the kernel gave up: TCP_USER_TIMEOUT 5000 ms passed with data unacknowledged", 61, "ESTABLISHED", info(30, 7)),
-		c(7, "10.0.1.9:5432", watch.CauseReset, "the path forgot it (its conntrack entry ended while established), then its next segment met a reset", 900, "ESTABLISHED", info(120, 0)),
-		c(8, "10.0.1.9:443", watch.CauseClosed, "the last sample saw it in FIN_WAIT2: its FIN was acknowledged", 0.4, "FIN_WAIT2", info(4, 0)),
-		c(9, "10.0.9.1:9000", watch.CauseUnknown, "the kernel sent no final tcp_info with its death", 0, "", nil),
+		c(1, "10.0.1.9:443", diag.CauseClosed, "the last sample saw it in TIME_WAIT: FINs went both ways", 12.5, "TIME_WAIT", info(40, 0)),
+		c(2, "10.0.2.7:8080", diag.CauseTimeout, "the kernel gave up: it died retransmitting (5 retransmissions, the last RTO 3.2s), and nothing arrived after the last sample (segs_in 18)", 95, "ESTABLISHED", info(18, 5)),
+		c(3, "10.0.1.9:5432", diag.CauseReset, "a segment arrived after the last sample (segs_in 301 → 302) but no ACK did (last ACK 1.1s before its death): a reset, while it was idle", 3600, "ESTABLISHED", info(302, 0)),
+		c(4, "10.0.3.3:6379", diag.CauseUnknown, "it died retransmitting, but ACKs arrived after the last sample (segs_in 7 → 9), so a reset among them looks the same as a give-up", 40, "ESTABLISHED", info(9, 2)),
+		c(5, "10.0.1.9:443", diag.CauseClosed, "its application closed it with 0 bytes unread and nothing arrived after the last sample", 2, "ESTABLISHED", info(6, 0)),
+		c(6, "10.0.2.7:8080", diag.CauseTimeout, "the kernel gave up: TCP_USER_TIMEOUT 5000 ms passed with data unacknowledged", 61, "ESTABLISHED", info(30, 7)),
+		c(7, "10.0.1.9:5432", diag.CauseReset, "the path forgot it (its conntrack entry ended while established), then its next segment met a reset", 900, "ESTABLISHED", info(120, 0)),
+		c(8, "10.0.1.9:443", diag.CauseClosed, "the last sample saw it in FIN_WAIT2: its FIN was acknowledged", 0.4, "FIN_WAIT2", info(4, 0)),
+		c(9, "10.0.9.1:9000", diag.CauseUnknown, "the kernel sent no final tcp_info with its death", 0, "", nil),
 	}
 	out[6].PathForgotAt = ptr(at)
 	out[8].LivedS = nil
@@ -277,16 +276,6 @@ func TestClosedInANamespaceOfTheNode(t *testing.T) {
 	m := driveNode(t, 80, 24, nodeFixture(), keyMsg("enter"), keyMsg("c"))
 	if m.mode != modeTable || !strings.Contains(flat(screen(m)), "followed only when tcpvet watches one namespace") {
 		t.Errorf("c in a namespace of the node: mode %v\n%s", m.mode, screen(m))
-	}
-}
-
-// TestClosedCauseNames: the causes the view colours and counts are the
-// watch's.
-func TestClosedCauseNames(t *testing.T) {
-	for got, want := range map[string]string{causeReset: watch.CauseReset, causeTimeout: watch.CauseTimeout, causeClosed: watch.CauseClosed, causeUnknown: watch.CauseUnknown} {
-		if got != want {
-			t.Errorf("ui says %q, watch %q", got, want)
-		}
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
 	"charm.land/lipgloss/v2"
+
+	"github.com/tcpvet/tcpvet/diag"
 )
 
 // keyMap is the key map of mode md.
@@ -81,10 +83,10 @@ func (m Model) helpText() string {
 	}
 	if under == modeClosed {
 		legend = append(legend,
-			st.Cause(causeReset).Render("reset")+" the peer or the path reset it",
-			st.Cause(causeTimeout).Render("timeout")+" the kernel gave up on it",
-			st.Cause(causeClosed).Render("closed")+" an application closed it",
-			st.Cause(causeUnknown).Render("unknown")+" the evidence does not tell",
+			st.Cause(diag.CauseReset).Render("reset")+" the peer or the path reset it",
+			st.Cause(diag.CauseTimeout).Render("timeout")+" the kernel gave up on it",
+			st.Cause(diag.CauseClosed).Render("closed")+" an application closed it",
+			st.Cause(diag.CauseUnknown).Render("unknown")+" the evidence does not tell",
 			"≥ lived at least: from the first sample that saw it")
 	}
 	body := st.Section.Render("Keys in "+modeNames[under]) + "\n\n" + m.fullHelp(m.keyMap(under).FullHelp()) +

@@ -8,20 +8,6 @@ import (
 	"github.com/tcpvet/tcpvet/diag"
 )
 
-// The causes of a connection's death.
-const (
-	// CauseReset: a reset from the peer or the path ended it.
-	CauseReset = "reset"
-	// CauseTimeout: the kernel gave up on it, its retransmissions or
-	// probes unanswered.
-	CauseTimeout = "timeout"
-	// CauseClosed: it was closed by an application: a FIN exchange, or
-	// its own application aborting it.
-	CauseClosed = "closed"
-	// CauseUnknown: the evidence does not tell.
-	CauseUnknown = "unknown"
-)
-
 // History is what a watch knew of a socket besides its death.
 type History struct {
 	// FirstSeen is when a sample first saw the socket; LastAt when the
@@ -112,7 +98,7 @@ func Classify(last *diag.Socket, d diag.Death, h History) diag.Closed {
 		c.LivedS = &s
 	}
 	c.Cause, c.Why = cause(last, d, h)
-	if c.Cause != CauseReset && c.Cause != CauseTimeout && c.Cause != CauseUnknown {
+	if c.Cause != diag.CauseReset && c.Cause != diag.CauseTimeout && c.Cause != diag.CauseUnknown {
 		return c
 	}
 	if f := forgotten(h.Forgotten, d.At); f != nil {
@@ -198,10 +184,10 @@ func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
 	if info == nil {
 		if last != nil {
 			if why, ok := closingStates[last.State]; ok {
-				return CauseClosed, fmt.Sprintf("the last sample saw it in %s (%s); the kernel sent no final tcp_info", last.State, why)
+				return diag.CauseClosed, fmt.Sprintf("the last sample saw it in %s (%s); the kernel sent no final tcp_info", last.State, why)
 			}
 		}
-		return CauseUnknown, "the kernel sent no final tcp_info with its death"
+		return diag.CauseUnknown, "the kernel sent no final tcp_info with its death"
 	}
 	var lastInfo *diag.TCPInfo
 	if last != nil {
@@ -210,7 +196,7 @@ func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
 
 	// tcp_disconnect: the application aborted it.
 	if d.Remote.Port() == 0 && info.SegsIn == 0 && info.SegsOut == 0 && info.BytesAcked == 0 {
-		return CauseClosed, "its application aborted it (SO_LINGER 0): the kernel sent a reset and wiped the socket, its remote port and counters zero"
+		return diag.CauseClosed, "its application aborted it (SO_LINGER 0): the kernel sent a reset and wiped the socket, its remote port and counters zero"
 	}
 
 	if fin, known := finAcked(lastInfo, last, d); known && fin {
@@ -220,11 +206,11 @@ func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
 				why = fmt.Sprintf("its FIN was acknowledged, and the last sample saw it in %s (%s)", last.State, w)
 			}
 		}
-		return CauseClosed, why
+		return diag.CauseClosed, why
 	}
 	if last != nil {
 		if why, ok := closingStates[last.State]; ok {
-			return CauseClosed, fmt.Sprintf("the last sample saw it in %s: %s", last.State, why)
+			return diag.CauseClosed, fmt.Sprintf("the last sample saw it in %s: %s", last.State, why)
 		}
 	}
 
@@ -240,37 +226,37 @@ func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
 	if info.Retransmits > 0 || info.Probes > 0 {
 		switch {
 		case resetSince:
-			return CauseReset, fmt.Sprintf("a segment arrived after the last sample (segs_in %d → %d) but no ACK did (last ACK %s before its death): a reset, while it was %s",
+			return diag.CauseReset, fmt.Sprintf("a segment arrived after the last sample (segs_in %d → %d) but no ACK did (last ACK %s before its death): a reset, while it was %s",
 				lastInfo.SegsIn, info.SegsIn, roundDur(time.Duration(info.LastAckRecv)*time.Millisecond), retrying(info))
 		case lastInfo != nil && last.State != diag.Close && !h.LastAt.IsZero() && !arrived:
-			return CauseTimeout, fmt.Sprintf("the kernel gave up: it died %s, and nothing arrived after the last sample (segs_in %d)%s",
+			return diag.CauseTimeout, fmt.Sprintf("the kernel gave up: it died %s, and nothing arrived after the last sample (segs_in %d)%s",
 				retrying(info), info.SegsIn, budget(last, info))
 		case arrived:
-			return CauseUnknown, fmt.Sprintf("it died %s, but ACKs arrived after the last sample (segs_in %d → %d), so a reset among them looks the same as a give-up",
+			return diag.CauseUnknown, fmt.Sprintf("it died %s, but ACKs arrived after the last sample (segs_in %d → %d), so a reset among them looks the same as a give-up",
 				retrying(info), lastInfo.SegsIn, info.SegsIn)
 		}
-		return CauseUnknown, fmt.Sprintf("it died %s, but no sample of it open shows that nothing arrived after: a reset then looks the same as a give-up", retrying(info))
+		return diag.CauseUnknown, fmt.Sprintf("it died %s, but no sample of it open shows that nothing arrived after: a reset then looks the same as a give-up", retrying(info))
 	}
 
 	if d.RecvQ > 0 {
 		switch {
 		case resetSince:
-			return CauseReset, fmt.Sprintf("a segment arrived after the last sample (segs_in %d → %d) but no ACK did: a reset, with %d bytes left unread", lastInfo.SegsIn, info.SegsIn, d.RecvQ)
+			return diag.CauseReset, fmt.Sprintf("a segment arrived after the last sample (segs_in %d → %d) but no ACK did: a reset, with %d bytes left unread", lastInfo.SegsIn, info.SegsIn, d.RecvQ)
 		case lastInfo != nil && last.State != diag.Close && !h.LastAt.IsZero() && !arrived:
-			return CauseClosed, fmt.Sprintf("its application closed it with %d bytes unread and nothing arrived after the last sample: the kernel sent a reset (tcp_close)", d.RecvQ)
+			return diag.CauseClosed, fmt.Sprintf("its application closed it with %d bytes unread and nothing arrived after the last sample: the kernel sent a reset (tcp_close)", d.RecvQ)
 		}
-		return CauseUnknown, fmt.Sprintf("it died with %d bytes unread: its application closing it so (the kernel then sends a reset) and a reset from the peer look the same without a sample", d.RecvQ)
+		return diag.CauseUnknown, fmt.Sprintf("it died with %d bytes unread: its application closing it so (the kernel then sends a reset) and a reset from the peer look the same without a sample", d.RecvQ)
 	}
 
 	if last != nil && last.State == diag.Close {
-		return CauseReset, "the last sample saw it already in CLOSE with its application still holding it, with no retransmission or probe unanswered: a reset ended it"
+		return diag.CauseReset, "the last sample saw it already in CLOSE with its application still holding it, with no retransmission or probe unanswered: a reset ended it"
 	}
 	// No FIN acknowledged, nothing retransmitted or probed, nothing
 	// unread, not aborted: only a reset takes an open connection to
 	// CLOSE so (or an administrator's ss -K, which looks the same).
 	if fin, known := finAcked(lastInfo, last, d); known && !fin {
 		if last != nil && last.State == diag.SynSent {
-			return CauseReset, "its connect was refused: it died in SYN_SENT without a retransmission, a reset answering its SYN"
+			return diag.CauseReset, "its connect was refused: it died in SYN_SENT without a retransmission, a reset answering its SYN"
 		}
 		what := "it died with no FIN of its own acknowledged (bytes_acked counts none)"
 		if d.SendQ > 0 {
@@ -279,9 +265,9 @@ func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
 		if resetSince {
 			what += fmt.Sprintf(", a segment after the last sample (segs_in %d → %d) and no ACK", lastInfo.SegsIn, info.SegsIn)
 		}
-		return CauseReset, what + ", nothing retransmitted or probed, nothing unread: only a reset ends a connection so"
+		return diag.CauseReset, what + ", nothing retransmitted or probed, nothing unread: only a reset ends a connection so"
 	}
-	return CauseUnknown, "no sample of the open connection tells which end connected, so its final counters cannot tell a FIN from a reset"
+	return diag.CauseUnknown, "no sample of the open connection tells which end connected, so its final counters cannot tell a FIN from a reset"
 }
 
 // finAcked reports whether all the data and a FIN the socket sent were
