@@ -47,7 +47,9 @@ func Run(ctx context.Context, ln net.Listener, o Options) error {
 	}
 	c := NewCollector()
 	srv := &http.Server{
-		Handler:           Handler(c),
+		// A sweep starts Interval after the last one returned and takes
+		// Timeout at most: twice that without one is a sweep loop stuck.
+		Handler:           handler(c, 2*(o.Interval+o.Timeout)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
@@ -112,7 +114,11 @@ func loop(ctx context.Context, c *Collector, o Options) {
 // Handler serves c's metrics, with the exporter's own Go runtime and
 // process metrics (its CPU and memory: what it costs a node), on /metrics
 // and its health on /healthz.
-func Handler(c *Collector) http.Handler {
+func Handler(c *Collector) http.Handler { return handler(c, 0) }
+
+// handler is Handler whose /healthz fails once the last sweep is older
+// than staleAfter (never, for 0).
+func handler(c *Collector, staleAfter time.Duration) http.Handler {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
@@ -121,7 +127,7 @@ func Handler(c *Collector) http.Handler {
 		// serving part of the sweep as if it were all of it.
 		ErrorHandling: promhttp.HTTPErrorOnError,
 	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { healthz(w, c) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { healthz(w, c, staleAfter) })
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "tcpvet exporter: /metrics for Prometheus, /healthz for probes")
 	})
@@ -129,8 +135,10 @@ func Handler(c *Collector) http.Handler {
 }
 
 // healthz answers 200 once a sweep has completed, with its age, and 503
-// until then: a pod is ready to scrape when it has something to say.
-func healthz(w http.ResponseWriter, c *Collector) {
+// until then: a pod is ready to scrape when it has something to say. It
+// answers 503 again once the last sweep is older than staleAfter (when not
+// 0), so that a liveness probe restarts an exporter whose sweeps stopped.
+func healthz(w http.ResponseWriter, c *Collector, staleAfter time.Duration) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	s, ok := c.Last()
 	if !ok {
@@ -138,5 +146,11 @@ func healthz(w http.ResponseWriter, c *Collector) {
 		fmt.Fprintln(w, "no sweep completed yet")
 		return
 	}
-	fmt.Fprintf(w, "ok: last sweep %s ago, %d namespaces\n", max(c.now().Sub(s.TakenAt), 0).Round(time.Millisecond), s.Namespaces)
+	age := max(c.now().Sub(s.TakenAt), 0).Round(time.Millisecond)
+	if staleAfter > 0 && age > staleAfter {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "stale: last sweep %s ago, more than %s: sweeps have stopped\n", age, staleAfter)
+		return
+	}
+	fmt.Fprintf(w, "ok: last sweep %s ago, %d namespaces\n", age, s.Namespaces)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -123,5 +124,32 @@ func TestRunSlowSweep(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
 		t.Error("still listening after Run returned")
+	}
+}
+
+// TestHealthzGoesStale: /healthz fails once the last sweep is older than a
+// working loop would let it be, so a liveness probe restarts an exporter
+// whose sweeps stopped; Handler alone never goes stale.
+func TestHealthzGoesStale(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	now := t0
+	c := NewCollector()
+	c.now = func() time.Time { return now }
+	c.Update(&node.Sweep{TakenAt: t0})
+	ask := func(h http.Handler) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	now = t0.Add(50 * time.Second)
+	if code, body := ask(handler(c, time.Minute)); code != http.StatusOK {
+		t.Errorf("50 s after a sweep, with a minute allowed: %d %q", code, body)
+	}
+	now = t0.Add(61 * time.Second)
+	if code, body := ask(handler(c, time.Minute)); code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "stale:") {
+		t.Errorf("61 s after a sweep, with a minute allowed: %d %q", code, body)
+	}
+	if code, _ := ask(Handler(c)); code != http.StatusOK {
+		t.Errorf("Handler went stale: %d", code)
 	}
 }
