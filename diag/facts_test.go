@@ -3,8 +3,10 @@ package diag
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tcpvet/tcpvet/internal/testnet"
 	"github.com/tcpvet/tcpvet/netns"
@@ -40,6 +42,13 @@ func TestTakeUsesTheFactsGiven(t *testing.T) {
 			t.Fatalf("want a listener and both ends of a connection, got %d sockets", len(snap.Sockets))
 		}
 		return snap
+	}
+	// The agent is ready once it has dialed; its listener may not have
+	// accepted yet, and a socket in the accept queue has no file.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if !slices.ContainsFunc(take(nil, false).Sockets, func(s Socket) bool { return s.Inode == 0 }) {
+			break
+		}
 	}
 	for _, s := range take(nil, false).Sockets {
 		if s.Keepalive.Enabled == nil {
