@@ -508,7 +508,7 @@ func TestServeBadInput(t *testing.T) {
 func TestServeStops(t *testing.T) {
 	addr := freeLoopbackAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
+	var stderr progOutput
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"--serve", addr, "--interval", "200ms"}, io.Discard, &stderr) }()
 	waitHealthy(t, "http://"+addr+"/healthz")
@@ -525,22 +525,4 @@ func TestServeStops(t *testing.T) {
 		c.Close()
 		t.Errorf("something still listens on %s", addr)
 	}
-}
-
-// syncBuffer is a buffer two goroutines write and read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
