@@ -137,7 +137,7 @@ func (c *closedList) position() string {
 	if !c.followed {
 		return ""
 	}
-	return fmt.Sprintf("%d/%d", min(c.cursor+1, len(c.entries)), len(c.entries))
+	return rowPosition(c.cursor, len(c.entries), len(c.entries))
 }
 
 // summary is the header's count of the connections that ended since the

@@ -221,13 +221,7 @@ func (t *nodeTable) update(msg tea.KeyPressMsg, k NodeKeys, h int) bool {
 }
 
 // position is the "row/rows" counter.
-func (t *nodeTable) position() string {
-	pos := fmt.Sprintf("%d/%d", min(t.cursor+1, len(t.rows)), len(t.rows))
-	if len(t.rows) != len(t.all) {
-		pos += fmt.Sprintf(" of %d", len(t.all))
-	}
-	return pos
-}
+func (t *nodeTable) position() string { return rowPosition(t.cursor, len(t.rows), len(t.all)) }
 
 // nodeColumn is a column of the node table.
 type nodeColumn int

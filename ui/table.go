@@ -175,10 +175,15 @@ func (t *table) update(msg tea.KeyPressMsg, k TableKeys, h int) bool {
 }
 
 // position is the "row/rows" counter.
-func (t *table) position() string {
-	pos := fmt.Sprintf("%d/%d", min(t.cursor+1, len(t.visible)), len(t.visible))
-	if len(t.visible) != len(t.rows) {
-		pos += fmt.Sprintf(" of %d", len(t.rows))
+func (t *table) position() string { return rowPosition(t.cursor, len(t.visible), len(t.rows)) }
+
+// rowPosition is a list's "row/rows" counter for the cursor at cursor
+// among shown rows, with " of all" when a filter hides some: every list of
+// the live view counts the same way.
+func rowPosition(cursor, shown, all int) string {
+	pos := fmt.Sprintf("%d/%d", min(cursor+1, shown), shown)
+	if shown != all {
+		pos += fmt.Sprintf(" of %d", all)
 	}
 	return pos
 }
