@@ -3,15 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/tcpvet/tcpvet/internal/testnet"
+	"github.com/tcpvet/tcpvet/internal/testnet/crifake"
 	"github.com/tcpvet/tcpvet/node"
 )
 
@@ -255,71 +252,16 @@ func regexpLine(out string, parts ...string) bool {
 	return false
 }
 
-// fakeRuntime is a container runtime that knows pods, each at its network
-// namespace, and answers over the real CRI protocol.
-type fakeRuntime struct {
-	cri.UnimplementedRuntimeServiceServer
-	pods []fakePod
-}
-
-// fakePod is one pod's sandbox and its one container.
-type fakePod struct {
-	netns     string
-	meta      *cri.PodSandboxMetadata
-	container string
-}
-
 var testSandbox = &cri.PodSandboxMetadata{Namespace: "shop", Name: "cart-5f7", Uid: "6b0e8c1d-1111-4222-8333-944455556666"}
-
-func (r *fakeRuntime) ListPodSandbox(context.Context, *cri.ListPodSandboxRequest) (*cri.ListPodSandboxResponse, error) {
-	var items []*cri.PodSandbox
-	for i, p := range r.pods {
-		items = append(items, &cri.PodSandbox{Id: fmt.Sprintf("sb%d", i), State: cri.PodSandboxState_SANDBOX_READY, Metadata: p.meta})
-	}
-	return &cri.ListPodSandboxResponse{Items: items}, nil
-}
-
-func (r *fakeRuntime) PodSandboxStatus(_ context.Context, req *cri.PodSandboxStatusRequest) (*cri.PodSandboxStatusResponse, error) {
-	var i int
-	if _, err := fmt.Sscanf(req.PodSandboxId, "sb%d", &i); err != nil || i >= len(r.pods) {
-		return nil, fmt.Errorf("no sandbox %q", req.PodSandboxId)
-	}
-	info := fmt.Sprintf(`{"pid":1,"runtimeSpec":{"linux":{"namespaces":[{"type":"network","path":%q}]}}}`, r.pods[i].netns)
-	return &cri.PodSandboxStatusResponse{
-		Status: &cri.PodSandboxStatus{Id: req.PodSandboxId, Metadata: r.pods[i].meta, State: cri.PodSandboxState_SANDBOX_READY},
-		Info:   map[string]string{"info": info},
-	}, nil
-}
-
-func (r *fakeRuntime) ListContainers(context.Context, *cri.ListContainersRequest) (*cri.ListContainersResponse, error) {
-	var cs []*cri.Container
-	for i, p := range r.pods {
-		cs = append(cs, &cri.Container{Id: fmt.Sprintf("c%d", i), PodSandboxId: fmt.Sprintf("sb%d", i), Metadata: &cri.ContainerMetadata{Name: p.container}, State: cri.ContainerState_CONTAINER_RUNNING})
-	}
-	return &cri.ListContainersResponse{Containers: cs}, nil
-}
-
-// serveCRI serves rt on a unix socket for the test and returns its path.
-func serveCRI(t *testing.T, rt *fakeRuntime) string {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "cri.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	cri.RegisterRuntimeServiceServer(srv, rt)
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
-	return sock
-}
 
 // TestAllNetnsCRISocket: --cri-socket names a namespace by the pod the
 // runtime there says it is.
 func TestAllNetnsCRISocket(t *testing.T) {
 	ns := testnet.New(t)
 	ns.Start(t, holding(7300, 2))
-	sock := serveCRI(t, &fakeRuntime{pods: []fakePod{{netns: ns.Path, meta: testSandbox, container: "cart"}}})
+	var rt crifake.Runtime
+	rt.AddPod(t, testSandbox, ns.Path, "cart")
+	sock := crifake.Serve(t, &rt)
 
 	out, err := exec.Command(binary(t), "--all-netns", "--json", "--cri-socket", sock).Output()
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/tcpvet/tcpvet/internal/testnet"
+	"github.com/tcpvet/tcpvet/internal/testnet/crifake"
 )
 
 // shotTimeout is the router's nf_conntrack_tcp_timeout_established in the
@@ -163,10 +164,10 @@ func TestScreenshots(t *testing.T) {
 
 	// The node: every namespace of the machine, the app's and the server's
 	// named as the pods a container runtime says they are.
-	sock := serveCRI(t, &fakeRuntime{pods: []fakePod{
-		{netns: app.Path, container: "orders", meta: &cri.PodSandboxMetadata{Namespace: "shop", Name: "orders-7d9f4", Uid: "0f3c6a52-5d7e-4f0b-9c1e-3a6b2d8e9f10"}},
-		{netns: server.Path, container: "inventory", meta: &cri.PodSandboxMetadata{Namespace: "shop", Name: "inventory-0", Uid: "8e2d41b7-2c9a-4e55-b7d3-61f0c2a4e8b9"}},
-	}})
+	var rt crifake.Runtime
+	rt.AddPod(t, &cri.PodSandboxMetadata{Namespace: "shop", Name: "orders-7d9f4", Uid: "0f3c6a52-5d7e-4f0b-9c1e-3a6b2d8e9f10"}, app.Path, "orders")
+	rt.AddPod(t, &cri.PodSandboxMetadata{Namespace: "shop", Name: "inventory-0", Uid: "8e2d41b7-2c9a-4e55-b7d3-61f0c2a4e8b9"}, server.Path, "inventory")
+	sock := crifake.Serve(t, &rt)
 	nodeTm := testnet.NewTmux(t, 140, 36, []string{"TERM=xterm-256color", "COLORTERM=truecolor"},
 		binary(t), "--all-netns", "--cri-socket", sock, "--host-netns", router.Path, "--interval", "2s")
 	nodeTm.WaitFor(20*time.Second, "shop/orders-7d9f4", "shop/inventory-0")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,11 +14,11 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/internal/testnet"
+	"github.com/tcpvet/tcpvet/internal/testnet/crifake"
 	"github.com/tcpvet/tcpvet/netns"
 	"github.com/tcpvet/tcpvet/rules"
 )
@@ -198,84 +197,6 @@ func TestPodFromKubeletCgroups(t *testing.T) {
 	}
 }
 
-// fakeRuntime answers the CRI calls tcpvet makes, over the real protocol,
-// as containerd and CRI-O do: each sandbox's verbose status carries its
-// OCI runtime spec under "info".
-type fakeRuntime struct {
-	cri.UnimplementedRuntimeServiceServer
-	sandboxes  []*cri.PodSandbox
-	info       map[string]string // sandbox ID: its verbose info JSON
-	hostNet    map[string]bool
-	containers []*cri.Container
-}
-
-func (f *fakeRuntime) ListPodSandbox(context.Context, *cri.ListPodSandboxRequest) (*cri.ListPodSandboxResponse, error) {
-	return &cri.ListPodSandboxResponse{Items: f.sandboxes}, nil
-}
-
-func (f *fakeRuntime) PodSandboxStatus(_ context.Context, r *cri.PodSandboxStatusRequest) (*cri.PodSandboxStatusResponse, error) {
-	for _, sb := range f.sandboxes {
-		if sb.Id != r.PodSandboxId {
-			continue
-		}
-		mode := cri.NamespaceMode_POD
-		if f.hostNet[sb.Id] {
-			mode = cri.NamespaceMode_NODE
-		}
-		resp := &cri.PodSandboxStatusResponse{Status: &cri.PodSandboxStatus{
-			Id: sb.Id, Metadata: sb.Metadata, State: sb.State,
-			Linux: &cri.LinuxPodSandboxStatus{Namespaces: &cri.Namespace{Options: &cri.NamespaceOption{Network: mode}}},
-		}}
-		if r.Verbose {
-			resp.Info = map[string]string{"info": f.info[sb.Id]}
-		}
-		return resp, nil
-	}
-	return nil, fmt.Errorf("no sandbox %q", r.PodSandboxId)
-}
-
-func (f *fakeRuntime) ListContainers(_ context.Context, r *cri.ListContainersRequest) (*cri.ListContainersResponse, error) {
-	var out []*cri.Container
-	for _, c := range f.containers {
-		if st := r.GetFilter().GetState(); st == nil || st.State == c.State {
-			out = append(out, c)
-		}
-	}
-	return &cri.ListContainersResponse{Containers: out}, nil
-}
-
-// serveCRI serves rt on a unix socket in the test's directory.
-func serveCRI(t *testing.T, rt *fakeRuntime) string {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "cri.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	cri.RegisterRuntimeServiceServer(srv, rt)
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
-	return sock
-}
-
-// specInfo is a sandbox's verbose info as the runtime writes it, with its
-// network namespace at path; extra are the runtime's own other keys.
-func specInfo(t *testing.T, path string, extra map[string]any) string {
-	t.Helper()
-	v := map[string]any{"runtimeSpec": map[string]any{"ociVersion": "1.2.0", "linux": map[string]any{"namespaces": []map[string]string{
-		{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network", "path": path},
-	}}}}
-	for k, x := range extra {
-		v[k] = x
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // pinned makes a network namespace that no process holds and no file under
 // /run/netns binds, as a runtime pins a sandbox's: a bind mount elsewhere
 // of a namespace whose process has exited.
@@ -318,30 +239,30 @@ func TestCRINamesPods(t *testing.T) {
 	md := func(ns, name, uid string) *cri.PodSandboxMetadata {
 		return &cri.PodSandboxMetadata{Namespace: ns, Name: name, Uid: uid}
 	}
-	rt := &fakeRuntime{
-		sandboxes: []*cri.PodSandbox{
+	rt := &crifake.Runtime{
+		Sandboxes: []*cri.PodSandbox{
 			{Id: "sb-api", Metadata: md("shop", "api-7d9", "uid-api"), State: cri.PodSandboxState_SANDBOX_READY},
 			{Id: "sb-idle", Metadata: md("batch", "idle-0", "uid-idle"), State: cri.PodSandboxState_SANDBOX_NOTREADY},
 			{Id: "sb-hostnet", Metadata: md("kube-system", "kube-proxy-x", "uid-kp"), State: cri.PodSandboxState_SANDBOX_READY},
 			{Id: "sb-gone", Metadata: md("shop", "gone", "uid-gone"), State: cri.PodSandboxState_SANDBOX_NOTREADY},
 		},
-		info: map[string]string{
+		Info: map[string]string{
 			// containerd's keys beside the spec...
-			"sb-api": specInfo(t, withProc.Path, map[string]any{"pid": 4242, "processStatus": "running", "netNamespaceClosed": false, "snapshotter": "overlayfs"}),
+			"sb-api": crifake.SpecInfo(t, withProc.Path, map[string]any{"pid": 4242, "processStatus": "running", "netNamespaceClosed": false, "snapshotter": "overlayfs"}),
 			// ...and CRI-O's.
-			"sb-idle":    specInfo(t, alone, map[string]any{"image": "registry.k8s.io/pause:3.10", "pid": 0}),
-			"sb-hostnet": specInfo(t, "", nil),
-			"sb-gone":    specInfo(t, "/run/netns/cni-gone-"+withProc.Name, nil),
+			"sb-idle":    crifake.SpecInfo(t, alone, map[string]any{"image": "registry.k8s.io/pause:3.10", "pid": 0}),
+			"sb-hostnet": crifake.SpecInfo(t, "", nil),
+			"sb-gone":    crifake.SpecInfo(t, "/run/netns/cni-gone-"+withProc.Name, nil),
 		},
-		hostNet: map[string]bool{"sb-hostnet": true},
-		containers: []*cri.Container{
+		HostNet: map[string]bool{"sb-hostnet": true},
+		Containers: []*cri.Container{
 			{Id: "c0", PodSandboxId: "sb-api", Metadata: &cri.ContainerMetadata{Name: "init-db"}, State: cri.ContainerState_CONTAINER_EXITED},
 			{Id: "c1", PodSandboxId: "sb-api", Metadata: &cri.ContainerMetadata{Name: "envoy"}, State: cri.ContainerState_CONTAINER_RUNNING},
 			{Id: "c2", PodSandboxId: "sb-api", Metadata: &cri.ContainerMetadata{Name: "api"}, State: cri.ContainerState_CONTAINER_RUNNING},
 			{Id: "c3", PodSandboxId: "sb-hostnet", Metadata: &cri.ContainerMetadata{Name: "kube-proxy"}, State: cri.ContainerState_CONTAINER_RUNNING},
 		},
 	}
-	sock := serveCRI(t, rt)
+	sock := crifake.Serve(t, rt)
 
 	d, err := discover(context.Background(), "/proc", "/run/netns", sock)
 	if err != nil {
