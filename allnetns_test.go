@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -14,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -54,65 +51,6 @@ func nsInode(t *testing.T, path string) uint64 {
 	return statIno(fi)
 }
 
-// unshared runs an agent holding spec's sockets in a namespace of its
-// own that nothing but its processes hold (unshare -n, nothing under
-// /run/netns), and returns the agent's PID.
-func unshared(t *testing.T, spec testnet.Spec) int {
-	t.Helper()
-	b, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The test binary turns agent when testnet's variable names a spec
-	// (testnet.MaybeRunAgent in TestMain).
-	cmd := exec.Command("unshare", "-n", "sh", "-c", `ip link set lo up && exec "$0"`, os.Args[0])
-	cmd.Env = append(os.Environ(), "TCPVET_TESTNET_AGENT="+string(b))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Skipf("unshare: %v", err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), `"ready"`) {
-				ready <- true
-				io.Copy(io.Discard, stdout)
-				return
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("unshared agent exited before it was ready")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("unshared agent not ready in 10 s")
-	}
-	return cmd.Process.Pid
-}
-
 // holding is an agent spec holding 1 listener and n connections to it
 // over loopback: 1+2n sockets.
 func holding(port, n int) testnet.Spec {
@@ -140,7 +78,7 @@ func TestAllNetnsFindsEveryNamespaceOnce(t *testing.T) {
 	var held []int
 	for i := range 5 {
 		n := i + 2
-		pid := unshared(t, holding(7100+i, n))
+		pid := testnet.StartUnshared(t, holding(7100+i, n)).PID
 		ino := nsInode(t, fmt.Sprintf("/proc/%d/ns/net", pid))
 		if _, dup := want[ino]; dup {
 			t.Fatalf("unshare -n reused a namespace")

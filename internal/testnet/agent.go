@@ -132,11 +132,30 @@ type Agent struct {
 // The test binary must call MaybeRunAgent from TestMain.
 func (n *NS) Start(t testing.TB, spec Spec) *Agent {
 	t.Helper()
+	return start(t, spec, n.Name, "ip", "netns", "exec", n.Name, os.Args[0])
+}
+
+// StartUnshared runs an agent that sets up spec in a network namespace of
+// its own, with loopback up, that nothing but its process holds (unshare
+// -n, nothing bound under /run/netns), and waits until it is ready. The
+// agent's PID names the namespace: /proc/PID/ns/net.
+func StartUnshared(t testing.TB, spec Spec) *Agent {
+	t.Helper()
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare (util-linux)")
+	}
+	return start(t, spec, "an unshared namespace", "unshare", "-n", "sh", "-c", `ip link set lo up && exec "$0"`, os.Args[0])
+}
+
+// start runs the agent command args, which ends in the test binary, in
+// where, and waits until it is ready.
+func start(t testing.TB, spec Spec, where string, args ...string) *Agent {
+	t.Helper()
 	b, err := json.Marshal(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", n.Name, os.Args[0])
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), agentEnv+"="+string(b))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -148,7 +167,7 @@ func (n *NS) Start(t testing.TB, spec Spec) *Agent {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start agent in %s: %v", n.Name, err)
+		t.Fatalf("start agent in %s: %v", where, err)
 	}
 	a := &Agent{PID: cmd.Process.Pid, cmd: cmd, stdin: stdin, events: make(chan Event, 1024)}
 	t.Cleanup(a.Stop)
