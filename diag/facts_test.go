@@ -3,10 +3,8 @@ package diag
 import (
 	"context"
 	"os"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tcpvet/tcpvet/internal/testnet"
 	"github.com/tcpvet/tcpvet/netns"
@@ -43,13 +41,7 @@ func TestTakeUsesTheFactsGiven(t *testing.T) {
 		}
 		return snap
 	}
-	// The agent is ready once it has dialed; its listener may not have
-	// accepted yet, and a socket in the accept queue has no file.
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if !slices.ContainsFunc(take(nil, false).Sockets, func(s Socket) bool { return s.Inode == 0 }) {
-			break
-		}
-	}
+	waitAccepted(t, target)
 	for _, s := range take(nil, false).Sockets {
 		if s.Keepalive.Enabled == nil {
 			t.Errorf("with the machine's own facts, %s %s -> %s: options unknown: %s", s.State, s.Local, s.Remote, s.Keepalive.Reason)

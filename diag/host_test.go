@@ -40,6 +40,7 @@ func TestHostViewTakesTheSameSnapshot(t *testing.T) {
 		Bulk:   map[string]int{"127.0.0.1:7001": 3},
 	})
 	tn, hn := openNS(t, target.Path), openNS(t, host.Path)
+	waitAccepted(t, tn)
 
 	// Stable across both snapshots: no time, and timers and tcp_info tick.
 	norm := func(s *Snapshot) string {
