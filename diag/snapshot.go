@@ -1,6 +1,7 @@
 package diag
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -224,7 +225,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	// A conntrack table too large to dump is asked for the entries of
 	// these alone: the rules judge no other connection by its entry, and
 	// a busy node's TIME_WAIT sockets would crowd them out of the bound.
-	var established []flowKey
+	established := make([]flowKey, 0, countEstablished(raws))
 	for _, r := range raws {
 		if r.State == Established {
 			established = append(established, keyOf(r.Local, r.Remote))
@@ -311,6 +312,18 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	pairPeers(snap.Sockets)
 	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden), facts.DeniedHint)
 	return snap, nil
+}
+
+// countEstablished counts the established sockets of raws, so that their
+// keys take one allocation of the right size.
+func countEstablished(raws []rawSocket) int {
+	n := 0
+	for i := range raws {
+		if raws[i].State == Established {
+			n++
+		}
+	}
+	return n
 }
 
 // cookieIDs returns the IDs of raws (their cookies in hex, as ss -e
@@ -436,11 +449,16 @@ func familyName(f uint8) string {
 	return "inet"
 }
 
-// dumpSockets asks the kernel for every IPv4 and IPv6 TCP socket of ns.
-// Sockets seen twice (a dump racing with the socket table) are kept once.
+// dumpSockets asks the kernel for every IPv4 and IPv6 TCP socket of ns,
+// ordered by their ends. Sockets seen twice (a dump racing with the socket
+// table) are kept once.
 func dumpSockets(ctx context.Context, ns *netns.NS) ([]rawSocket, error) {
-	var out []rawSocket
-	seen := make(map[uint64]struct{}, 1024)
+	// Decoded into chunks, then copied once into a slice of the exact
+	// size: a slice grown as the dump goes would allocate up to three
+	// times the sockets' size, and keep a third of it as slack.
+	const chunk = 1024
+	var chunks [][]rawSocket
+	n := 0
 	var cong string
 	d := diagDecoder{lastCong: &cong, useSlab: true}
 	err := dumpMessages(ctx, ns, func(b []byte) error {
@@ -448,28 +466,37 @@ func dumpSockets(ctx context.Context, ns *netns.NS) ([]rawSocket, error) {
 		if err != nil {
 			return err
 		}
-		if _, dup := seen[s.Cookie]; !dup {
-			seen[s.Cookie] = struct{}{}
-			if len(out) == cap(out) {
-				// Doubled, where append would grow a large slice by a
-				// quarter at a time: of 40,000 sockets it would leave
-				// four times their size behind as garbage.
-				out = slices.Grow(out, max(1024, len(out)))
-			}
-			out = append(out, s)
+		if len(chunks) == 0 || len(chunks[len(chunks)-1]) == chunk {
+			chunks = append(chunks, make([]rawSocket, 0, chunk))
 		}
+		chunks[len(chunks)-1] = append(chunks[len(chunks)-1], s)
+		n++
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b rawSocket) int {
+	out := make([]rawSocket, 0, n)
+	for _, c := range chunks {
+		out = append(out, c...)
+	}
+	return ordered(out), nil
+}
+
+// ordered sorts raws by their ends and drops every socket seen twice.
+func ordered(raws []rawSocket) []rawSocket {
+	// The cookie last, so that a socket seen twice sits beside itself and
+	// listeners sharing a port (SO_REUSEPORT) come in one order every time.
+	slices.SortFunc(raws, func(a, b rawSocket) int {
 		if c := a.Local.Compare(b.Local); c != 0 {
 			return c
 		}
-		return a.Remote.Compare(b.Remote)
+		if c := a.Remote.Compare(b.Remote); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Cookie, b.Cookie)
 	})
-	return out, nil
+	return slices.CompactFunc(raws, func(a, b rawSocket) bool { return a.Cookie == b.Cookie })
 }
 
 // netlinkConfig opens a netlink socket inside ns, so that no thread of

@@ -66,3 +66,24 @@ func TestPairPeers(t *testing.T) {
 		}
 	}
 }
+
+// TestOrdered: a dump racing with the socket table can report a socket
+// twice, at any distance; it is kept once, and listeners sharing a port
+// come in cookie order whatever order the kernel gave.
+func TestOrdered(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	listen := func(cookie uint64) rawSocket {
+		return rawSocket{Cookie: cookie, State: Listen, Local: ap("0.0.0.0:80"), Remote: ap("0.0.0.0:0")}
+	}
+	conn := func(cookie uint64, local string) rawSocket {
+		return rawSocket{Cookie: cookie, State: Established, Local: ap(local), Remote: ap("10.0.0.2:5000")}
+	}
+	got := ordered([]rawSocket{conn(7, "10.0.0.1:80"), listen(9), listen(3), conn(5, "10.0.0.1:81"), conn(7, "10.0.0.1:80"), listen(9)})
+	var cookies []uint64
+	for _, r := range got {
+		cookies = append(cookies, r.Cookie)
+	}
+	if want := []uint64{3, 9, 7, 5}; !slices.Equal(cookies, want) {
+		t.Errorf("ordered gave cookies %v, want %v", cookies, want)
+	}
+}
