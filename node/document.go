@@ -13,9 +13,10 @@ import (
 // Schema names the layout of a sweep in JSON.
 const Schema = "tcpvet/node/v1"
 
-// flushAt is how much JSON is gathered before it is written: a sweep's
-// sockets are streamed, never held as one document.
-const flushAt = 64 << 10
+// headRoom is what the writer's buffer starts with: a namespace's head and
+// tail; its sockets are streamed (diag.WriteSockets), never held as one
+// document.
+const headRoom = 16 << 10
 
 // The parts of the document, in the order they are written. The sockets of
 // each namespace are written between nsHead and nsTail, one at a time.
@@ -47,11 +48,11 @@ type (
 
 // WriteJSON writes s as one JSON document: the host once, then each
 // namespace (its target, pod, sockets, findings and notes) in the sweep's
-// order, then the sweep's notes. Sockets are appended one at a time
-// (diag.Socket.AppendJSON) and written every 64 KiB, so a node of a
-// hundred thousand sockets is never one document in memory.
+// order, then the sweep's notes. Sockets are streamed a piece at a time
+// (diag.WriteSockets), so a node of a hundred thousand sockets is never one
+// document in memory.
 func WriteJSON(w io.Writer, s *Sweep) error {
-	sw := &streamWriter{w: w, b: make([]byte, 0, flushAt+16<<10)}
+	sw := &streamWriter{w: w, b: make([]byte, 0, headRoom)}
 	sw.object(sweepHead{Schema: Schema, TakenAt: s.TakenAt, DurationMS: s.Duration.Milliseconds(),
 		Host: hostJSON{s.Host, s.HostSysctls}, Errors: s.Errors}, true)
 	sw.b = append(sw.b, `,"namespaces":[`...)
@@ -82,8 +83,8 @@ func WriteIndentedJSON(w io.Writer, s *Sweep) error {
 	return err
 }
 
-// streamWriter gathers JSON and writes it every flushAt bytes, keeping the
-// first error.
+// streamWriter gathers the JSON around the sockets and writes it before
+// each namespace's sockets and at the end, keeping the first error.
 type streamWriter struct {
 	w   io.Writer
 	b   []byte
@@ -125,17 +126,11 @@ func (sw *streamWriter) namespace(n *Namespace) {
 	}
 	tail.Middleboxes, tail.Findings, tail.Notes = nonNil(tail.Middleboxes), nonNil(tail.Findings), nonNil(tail.Notes)
 	sw.object(head, true)
-	sw.b = append(sw.b, `,"sockets":[`...)
-	for j := range socks {
-		if j > 0 {
-			sw.b = append(sw.b, ',')
-		}
-		sw.b = socks[j].AppendJSON(sw.b)
-		if len(sw.b) >= flushAt {
-			sw.flush()
-		}
+	sw.b = append(sw.b, `,"sockets":`...)
+	sw.flush()
+	if sw.err == nil {
+		sw.err = diag.WriteSockets(sw.w, nonNil(socks))
 	}
-	sw.b = append(sw.b, ']')
 	// The tail's fields continue the object the head opened.
 	mark := len(sw.b)
 	sw.object(tail, false)

@@ -25,8 +25,8 @@ func (d Document) WriteIndentedJSON(w io.Writer) error {
 }
 
 // WriteJSON writes d as json.Encoder does, byte for byte, but streams the
-// sockets one at a time rather than building the whole document (tens of
-// megabytes for a busy node) in memory first.
+// sockets (diag.WriteSockets) rather than building the whole document
+// (tens of megabytes for a busy node) in memory first.
 func (d Document) WriteJSON(w io.Writer) error {
 	const marker = `"sockets":null`
 	if d.Snapshot == nil {
@@ -46,25 +46,12 @@ func (d Document) WriteJSON(w io.Writer) error {
 	if socks == nil || i < 0 {
 		return json.NewEncoder(w).Encode(d)
 	}
-	const flushAt = 64 << 10
-	b := make([]byte, 0, flushAt+8<<10)
-	b = append(b, doc[:i]...)
-	b = append(b, `"sockets":[`...)
-	for j := range socks {
-		if j > 0 {
-			b = append(b, ',')
-		}
-		b = socks[j].AppendJSON(b)
-		if len(b) >= flushAt {
-			if _, err := w.Write(b); err != nil {
-				return err
-			}
-			b = b[:0]
-		}
+	if _, err := w.Write(append(doc[:i:i], `"sockets":`...)); err != nil {
+		return err
 	}
-	b = append(b, ']')
-	b = append(b, doc[i+len(marker):]...)
-	b = append(b, '\n')
-	_, err = w.Write(b)
+	if err := diag.WriteSockets(w, socks); err != nil {
+		return err
+	}
+	_, err = w.Write(append(doc[i+len(marker):], '\n'))
 	return err
 }
