@@ -225,7 +225,8 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 	if err != nil {
 		return rules.Report{}, err
 	}
-	defer t.Close()
+	closeTargets := t.Close
+	defer func() { closeTargets() }()
 	target, take := t.target, t.take(cfg)
 	source := evaluated(take, cfg.middleboxes)
 	path := t.path()
@@ -246,9 +247,11 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 		// gives every new entry of the table the event extension for as
 		// long as it listens, which a watch bounds and the view does not.
 		deaths := watch.StartDeaths(ctx, target)
-		defer deaths.Close()
-		m := ui.New(ui.Options{Source: observing(take, cfg.middleboxes, deaths), Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
+		var fetches viewFetches
+		m := ui.New(ui.Options{Source: fetches.source(observing(take, cfg.middleboxes, deaths)), Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
 		_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithOutput(stdout)).Run()
+		fetches.closeAfter(deaths.Close, t.Close)
+		closeTargets = func() {}
 		if err != nil && !errors.Is(err, tea.ErrProgramKilled) {
 			return rules.Report{}, fmt.Errorf("terminal: %w", err)
 		}
@@ -435,16 +438,18 @@ func sweepAll(ctx context.Context, cfg config, stdout io.Writer) (*node.Sweep, e
 	if err != nil {
 		return &node.Sweep{}, err
 	}
-	defer host.Close()
 	sweep := nodeSweep(cfg, host, hostNote)
 	if !cfg.json && isTerminal(stdout) {
-		m := ui.New(ui.Options{Sweep: sweep, Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
+		var fetches viewFetches
+		m := ui.New(ui.Options{Sweep: fetches.sweep(sweep), Interval: cfg.interval, NoColor: os.Getenv("NO_COLOR") != ""})
 		_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithOutput(stdout)).Run()
+		fetches.closeAfter(func() { host.Close() })
 		if err != nil && !errors.Is(err, tea.ErrProgramKilled) {
 			return &node.Sweep{}, fmt.Errorf("terminal: %w", err)
 		}
 		return &node.Sweep{}, nil
 	}
+	defer host.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	sw, err := sweep(ctx)
@@ -459,6 +464,84 @@ func sweepAll(ctx context.Context, cfg config, stdout io.Writer) (*node.Sweep, e
 		return sw, node.WriteIndentedJSON(stdout, sw)
 	}
 	return sw, node.WriteJSON(stdout, sw)
+}
+
+// viewFetches lets a view quit at once while a fetch it started is still
+// reading: what that fetch reads through (the namespaces, the deaths'
+// sockets) is closed when it returns, not under it, where a descriptor
+// number closed and reused could point the fetch at another namespace.
+type viewFetches struct {
+	mu      sync.Mutex
+	running int
+	quit    bool
+	release []func()
+}
+
+// enter counts a fetch as running; it reports false once the view quit.
+func (f *viewFetches) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.quit {
+		return false
+	}
+	f.running++
+	return true
+}
+
+// leave ends a fetch, releasing what the view left open if it was the
+// last one running after the view quit.
+func (f *viewFetches) leave() {
+	f.mu.Lock()
+	f.running--
+	var release []func()
+	if f.quit && f.running == 0 {
+		release, f.release = f.release, nil
+	}
+	f.mu.Unlock()
+	for _, r := range release {
+		r()
+	}
+}
+
+// closeAfter runs release once no fetch is running: now, or when the
+// last one returns.
+func (f *viewFetches) closeAfter(release ...func()) {
+	f.mu.Lock()
+	f.quit = true
+	f.release = append(f.release, release...)
+	var now []func()
+	if f.running == 0 {
+		now, f.release = f.release, nil
+	}
+	f.mu.Unlock()
+	for _, r := range now {
+		r()
+	}
+}
+
+// errViewQuit is what a fetch asked for after the view quit gets.
+var errViewQuit = errors.New("the view has quit")
+
+// source is src counted as the view's fetch.
+func (f *viewFetches) source(src ui.Source) ui.Source {
+	return func(ctx context.Context) (*diag.Snapshot, rules.Report, error) {
+		if !f.enter() {
+			return nil, rules.Report{}, errViewQuit
+		}
+		defer f.leave()
+		return src(ctx)
+	}
+}
+
+// sweep is sweep counted as the view's fetch.
+func (f *viewFetches) sweep(sweep ui.NodeSource) ui.NodeSource {
+	return func(ctx context.Context) (*node.Sweep, error) {
+		if !f.enter() {
+			return nil, errViewQuit
+		}
+		defer f.leave()
+		return sweep(ctx)
+	}
 }
 
 func openTarget(cfg config) (*netns.NS, error) {
