@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Times `tcpvet --json` against `ss -tan` (the goal: within 2x) and
-# `ss -tanoiep` (which also finds owners and reads tcp_info) on one namespace holding about
-# SOCKETS (default 40000) idle loopback TCP sockets. Needs root.
+# Times `tcpvet --json` against `ss -tan` (the goal: within 2x), `ss -tanp`
+# (which finds each socket's owners as tcpvet does, by reading every
+# descriptor link under /proc) and `ss -tanoiep` (owners and tcp_info) on
+# one namespace holding about SOCKETS (default 40000) idle loopback TCP
+# sockets. Needs root.
 #   scripts/bench-vs-ss.sh [SOCKETS] [RUNS]
 # BASELINE=path/to/an/older/tcpvet also times that binary in the same rounds,
 # for a before-and-after on the same sockets and the same load.
@@ -46,12 +48,14 @@ time_ms() {
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 tcpvet=("$work/tcpvet" --json --netns "/run/netns/$ns")
 tan=(ip netns exec "$ns" ss -tan)
+owners=(ip netns exec "$ns" ss -tanp)
 full=(ip netns exec "$ns" ss -tanoiep)
-: >"$work/t.tcpvet"; : >"$work/t.tan"; : >"$work/t.full"; : >"$work/t.base"
+: >"$work/t.tcpvet"; : >"$work/t.tan"; : >"$work/t.owners"; : >"$work/t.full"; : >"$work/t.base"
 for _ in $(seq "$runs"); do
   if [ -n "${BASELINE:-}" ]; then time_ms "$BASELINE" --json --netns "/run/netns/$ns" >>"$work/t.base"; fi
   time_ms "${tcpvet[@]}" >>"$work/t.tcpvet"
   time_ms "${tan[@]}" >>"$work/t.tan"
+  time_ms "${owners[@]}" >>"$work/t.owners"
   time_ms "${full[@]}" >>"$work/t.full"
 done
 t_tcpvet=$(median <"$work/t.tcpvet")
@@ -59,6 +63,7 @@ t_tan=$(median <"$work/t.tan")
 t_ss=$(median <"$work/t.full")
 echo "tcpvet --json:  ${t_tcpvet} ms (median; runs: $(tr '\n' ' ' <"$work/t.tcpvet"))"
 echo "ss -tan:        ${t_tan} ms (median; runs: $(tr '\n' ' ' <"$work/t.tan"))"
+echo "ss -tanp:       $(median <"$work/t.owners") ms (median)"
 echo "ss -tanoiep:    ${t_ss} ms (median)"
 if [ -n "${BASELINE:-}" ]; then
   t_base=$(median <"$work/t.base")
