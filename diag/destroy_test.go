@@ -237,7 +237,7 @@ func TestDeathsOnAKernel(t *testing.T) {
 	// A reset: one segment more than the dump saw, and no ACK since.
 	pr, prRaw := deaths[l["peerrst"]], rawOf(t, before, l["peerrst"], "")
 	sinceDump := pr.At.Sub(dumpedAt)
-	if i := pr.Info; i.SegsIn != prRaw.Info.SegsIn+1 || time.Duration(i.LastAckRecv)*time.Millisecond < sinceDump || i.Retransmits != 0 || pr.SendQ != 0 {
+	if i := pr.Info; i.SegsIn != prRaw.Info.SegsIn+1 || i.SinceAckRecv() < sinceDump || i.Retransmits != 0 || pr.SendQ != 0 {
 		t.Errorf("peerrst: %+v: want segs_in %d + 1 (the reset), last_ack_recv ≥ %v (no ACK since the dump)", i, prRaw.Info.SegsIn, sinceDump)
 	}
 	// The end that closed with data unread: RecvQ holds it.

@@ -131,14 +131,23 @@ type Socket struct {
 	Observed *Observed `json:"observed,omitempty"`
 }
 
-// IdleMS is how many milliseconds the connection has carried no data in
-// either direction: the quiet that NATs, load balancers and IPVS time flows
-// out by. It is 0 without tcp_info.
-func (s *Socket) IdleMS() uint32 {
+// Idle is how long the connection has carried no data in either
+// direction: the quiet that NATs, load balancers and IPVS time flows out
+// by. It is 0 without tcp_info.
+func (s *Socket) Idle() time.Duration {
 	if s.TCPInfo == nil {
 		return 0
 	}
-	return min(s.TCPInfo.LastDataRecv, s.TCPInfo.LastDataSent)
+	return min(s.TCPInfo.SinceDataRecv(), s.TCPInfo.SinceDataSent())
+}
+
+// UserTimeout is TCP_USER_TIMEOUT, 0 when unset; ok is false when it is
+// unknown.
+func (s *Socket) UserTimeout() (d time.Duration, ok bool) {
+	if s.UserTimeoutMS == nil {
+		return 0, false
+	}
+	return time.Duration(*s.UserTimeoutMS) * time.Millisecond, true
 }
 
 // Timer is the one timer the kernel reports for a socket.
@@ -149,6 +158,9 @@ type Timer struct {
 	// (keepalive and persist).
 	Retrans uint8 `json:"retrans"`
 }
+
+// Expires is how long until the timer fires.
+func (t Timer) Expires() time.Duration { return millis(t.ExpiresMS) }
 
 // Options selects what Take reads.
 type Options struct {

@@ -125,11 +125,6 @@ func inNamespace(snap *diag.Snapshot, a netip.Addr) bool {
 	return a.IsLoopback() || slices.Contains(snap.Target.Addresses, a)
 }
 
-// idleFor is how long the connection has carried no data either way.
-func idleFor(s *diag.Socket) time.Duration {
-	return time.Duration(s.IdleMS()) * time.Millisecond
-}
-
 // who names the processes holding s, for summaries.
 func who(s *diag.Socket) string {
 	if len(s.Processes) == 0 {

@@ -22,7 +22,7 @@ func healthy() diag.Socket {
 		Local:         netip.MustParseAddrPort("198.18.1.1:40000"),
 		Remote:        netip.MustParseAddrPort("198.18.1.2:443"),
 		Timer:         diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 50000},
-		TCPInfo:       &diag.TCPInfo{Size: 280, RTO: 204000, SndWnd: 65535, LastDataRecv: 200, LastDataSent: 200, LastAckRecv: 200},
+		TCPInfo:       &diag.TCPInfo{Size: 280, RTOUs: 204000, SndWnd: 65535, LastDataRecvMS: 200, LastDataSentMS: 200, LastAckRecvMS: 200},
 		Keepalive:     diag.Keepalive{Enabled: ptr(true), IdleS: ptr(60), IntervalS: ptr(10), Probes: ptr(5), Source: "socket"},
 		UserTimeoutMS: ptr(30000),
 		Processes:     []diag.Process{{PID: 42, Comm: "api", FD: 7}},
@@ -176,12 +176,12 @@ func TestSocketRules(t *testing.T) {
 
 		// close-wait
 		{name: "close wait", mutate: func(s *diag.Socket) { s.State = diag.CloseWait }, want: RuleCloseWait, severity: Warning},
-		{name: "close wait, its FIN unread is no data", mutate: func(s *diag.Socket) { s.State, s.RecvQ = diag.CloseWait, 1; s.TCPInfo.LastDataRecv = 5000 }, want: RuleCloseWait, severity: Warning},
-		{name: "close wait with data unread", mutate: func(s *diag.Socket) { s.State, s.RecvQ = diag.CloseWait, 2; s.TCPInfo.LastDataRecv = 5000 }, want: RuleCloseWait, severity: Warning, also: RuleRecvBacklog},
+		{name: "close wait, its FIN unread is no data", mutate: func(s *diag.Socket) { s.State, s.RecvQ = diag.CloseWait, 1; s.TCPInfo.LastDataRecvMS = 5000 }, want: RuleCloseWait, severity: Warning},
+		{name: "close wait with data unread", mutate: func(s *diag.Socket) { s.State, s.RecvQ = diag.CloseWait, 2; s.TCPInfo.LastDataRecvMS = 5000 }, want: RuleCloseWait, severity: Warning, also: RuleRecvBacklog},
 
 		// recv-backlog
-		{name: "unread for 5 s", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecv = 5000 }, want: RuleRecvBacklog, severity: Warning},
-		{name: "just arrived", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecv = 999 }},
+		{name: "unread for 5 s", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecvMS = 5000 }, want: RuleRecvBacklog, severity: Warning},
+		{name: "just arrived", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecvMS = 999 }},
 
 		// listen-overflow
 		{name: "accept queue full", mutate: listener(129, 128), want: RuleListenOverflow, severity: Critical},
@@ -288,8 +288,8 @@ func deadPeer(retransmits uint8, sinceAckMS uint32) func(*diag.Socket) {
 		s.Timer = diag.Timer{Kind: diag.TimerOn, ExpiresMS: 1000, Retrans: retransmits}
 		s.UserTimeoutMS = ptr(0)
 		s.TCPInfo.Retransmits, s.TCPInfo.Backoff, s.TCPInfo.Unacked = retransmits, retransmits, 2
-		s.TCPInfo.RTO = 204000 << retransmits
-		s.TCPInfo.LastAckRecv = sinceAckMS
+		s.TCPInfo.RTOUs = 204000 << retransmits
+		s.TCPInfo.LastAckRecvMS = sinceAckMS
 	}
 }
 
@@ -663,7 +663,7 @@ func TestForgottenFlowFates(t *testing.T) {
 		return func(s *diag.Snapshot) { path(s); s.Host.Firewall = &diag.Firewall{Reason: "no CAP_NET_ADMIN"} }
 	}
 	idle := func(mutate func(*diag.Socket), ms uint32) func(*diag.Socket) {
-		return func(s *diag.Socket) { mutate(s); s.TCPInfo.LastDataRecv, s.TCPInfo.LastDataSent = ms, ms }
+		return func(s *diag.Socket) { mutate(s); s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS = ms, ms }
 	}
 	tests := []struct {
 		name   string
@@ -743,7 +743,7 @@ func TestIPVSEntry(t *testing.T) {
 	if !ok || f.Severity != Critical || f.Evidence.ForgetsInS != 812 || f.Evidence.IPVSExpiresInS != 812 {
 		t.Errorf("%v %+v, want critical, forgetting in IPVS's own 812 s", ok, f.Evidence.PathEvidence)
 	}
-	snap.Sockets[0].TCPInfo.LastDataRecv, snap.Sockets[0].TCPInfo.LastDataSent = 1000000, 1000000
+	snap.Sockets[0].TCPInfo.LastDataRecvMS, snap.Sockets[0].TCPInfo.LastDataSentMS = 1000000, 1000000
 	if got := fired(Evaluate(snap, nil), s.ID); len(got) != 0 {
 		t.Errorf("an IPVS entry fresh after 1000 s of quiet fired %v", keys(got))
 	}
@@ -763,7 +763,7 @@ func TestServerQuietPastADeclaredTimeout(t *testing.T) {
 	s := healthy()
 	noKA(&s)
 	backend(&s)
-	s.TCPInfo.LastDataRecv, s.TCPInfo.LastDataSent = 400000, 400000
+	s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS = 400000, 400000
 	ln := healthy()
 	ln.ID, ln.State, ln.Local, ln.Remote = "11", diag.Listen, netip.MustParseAddrPort("0.0.0.0:8080"), netip.MustParseAddrPort("0.0.0.0:0")
 	f, ok := fired(Evaluate(snapshot(s, ln), []Middlebox{mustPreset("aws-nlb")}), s.ID)[RuleFlowForgotten]

@@ -21,7 +21,7 @@ import (
 func deaths() []diag.Closed {
 	at := time.Date(2026, 11, 23, 3, 3, 40, 0, time.UTC)
 	info := func(segsIn, retrans uint32) *diag.TCPInfo {
-		return &diag.TCPInfo{Size: 280, RTO: 204000, SegsIn: segsIn, SegsOut: segsIn + 2, TotalRetrans: retrans, LastDataRecv: 900}
+		return &diag.TCPInfo{Size: 280, RTOUs: 204000, SegsIn: segsIn, SegsOut: segsIn + 2, TotalRetrans: retrans, LastDataRecvMS: 900}
 	}
 	c := func(id int, remote, cause, why string, lived float64, state string, ti *diag.TCPInfo) diag.Closed {
 		return diag.Closed{ID: fmt.Sprintf("%x", 0x5000+id), Local: netip.MustParseAddrPort(fmt.Sprintf("10.0.0.5:%d", 41000+id)),

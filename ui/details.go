@@ -91,7 +91,7 @@ func (m *Model) socketText(s *diag.Socket) string {
 	if s.Timer.Kind == diag.TimerOff {
 		kv("timer", "off")
 	} else {
-		kv("timer", fmt.Sprintf("%s, expires in %s, count %d", s.Timer.Kind, time.Duration(s.Timer.ExpiresMS)*time.Millisecond, s.Timer.Retrans))
+		kv("timer", fmt.Sprintf("%s, expires in %s, count %d", s.Timer.Kind, s.Timer.Expires(), s.Timer.Retrans))
 	}
 	if s.Cong != "" {
 		kv("congestion", s.Cong)
@@ -152,11 +152,11 @@ func (m *Model) socketText(s *diag.Socket) string {
 		kv("TCP_KEEPCNT", *k.Probes)
 		kv("timings from", map[string]string{"socket": "the socket's own setsockopt", "namespace": "the namespace's tcp_keepalive_* sysctls"}[k.Source])
 	}
-	if s.UserTimeoutMS != nil {
-		if *s.UserTimeoutMS == 0 {
+	if u, known := s.UserTimeout(); known {
+		if u == 0 {
 			kv("TCP_USER_TIMEOUT", "unset (tcp_retries2 decides)")
 		} else {
-			kv("TCP_USER_TIMEOUT", fmt.Sprintf("%d ms", *s.UserTimeoutMS))
+			kv("TCP_USER_TIMEOUT", fmt.Sprintf("%d ms", u.Milliseconds()))
 		}
 	}
 
@@ -221,7 +221,7 @@ func (m *Model) timeEvents(s *diag.Socket) []timeEvent {
 	st := &m.styles
 	var evs []timeEvent
 	if s.Timer.Kind == diag.TimerKeepalive {
-		evs = append(evs, timeEvent{glyph: "◆", label: "probe", in: float64(s.Timer.ExpiresMS) / 1000})
+		evs = append(evs, timeEvent{glyph: "◆", label: "probe", in: secsOf(s.Timer.Expires())})
 	}
 	for _, e := range s.Conntrack {
 		evs = append(evs, timeEvent{glyph: "▲", label: "ct (" + e.Netns + ")", in: float64(e.ExpiresInS), style: &st.Warning})
@@ -255,7 +255,7 @@ func (m *Model) timeEvents(s *diag.Socket) []timeEvent {
 		return nil
 	}
 	if s.TCPInfo != nil && s.State == diag.Established {
-		q := float64(s.IdleMS()) / 1000
+		q := secsOf(s.Idle())
 		evs = append([]timeEvent{{glyph: "●", label: "quiet", shown: q, style: &st.Value}}, evs...)
 		return quietFirst(evs, q)
 	}
@@ -332,6 +332,11 @@ func legendSecs(s float64) string {
 	}
 	return strconv.FormatFloat(s/86400, 'f', 1, 64) + "d"
 }
+
+// secsOf is d in seconds for the time line: its whole milliseconds over
+// 1000, as the legend has always rounded them (d.Seconds() can differ in
+// the last bit, and legendSecs's rounding with it).
+func secsOf(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
 
 // secDur turns seconds, as JSON carries them, into a duration.
 func secDur(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

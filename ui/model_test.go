@@ -31,8 +31,8 @@ func fixture() *diag.Snapshot {
 			Local:  netip.MustParseAddrPort("10.0.0.5:" + id),
 			Remote: netip.MustParseAddrPort(remote),
 			Timer:  diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 30000},
-			TCPInfo: &diag.TCPInfo{Size: 280, RTO: 204000, SndWnd: 65535, LastDataRecv: 1200, LastDataSent: 1200,
-				LastAckRecv: 1200, TotalRetrans: 0},
+			TCPInfo: &diag.TCPInfo{Size: 280, RTOUs: 204000, SndWnd: 65535, LastDataRecvMS: 1200, LastDataSentMS: 1200,
+				LastAckRecvMS: 1200, TotalRetrans: 0},
 			Keepalive:     diag.Keepalive{Enabled: ptr(true), IdleS: ptr(60), IntervalS: ptr(10), Probes: ptr(5), Source: "socket"},
 			UserTimeoutMS: ptr(0),
 			Processes:     []diag.Process{{PID: 42, Comm: "api", FD: 9}},
@@ -48,7 +48,7 @@ func fixture() *diag.Snapshot {
 	dead.Timer = diag.Timer{Kind: diag.TimerOn, ExpiresMS: 900, Retrans: 4}
 	dead.SendQ = 1460
 	dead.TCPInfo.Retransmits, dead.TCPInfo.Backoff, dead.TCPInfo.Unacked = 4, 4, 1
-	dead.TCPInfo.RTO, dead.TCPInfo.LastAckRecv, dead.TCPInfo.TotalRetrans = 3264000, 4000, 4
+	dead.TCPInfo.RTOUs, dead.TCPInfo.LastAckRecvMS, dead.TCPInfo.TotalRetrans = 3264000, 4000, 4
 	cw := est("40004", "10.0.3.3:6379")
 	cw.State = diag.CloseWait
 	listen := diag.Socket{ID: "9", State: diag.Listen, Family: "inet6",
@@ -323,8 +323,8 @@ func BenchmarkScroll(b *testing.B) {
 func TestIdleCountsBothDirections(t *testing.T) {
 	snap := fixture()
 	sender, quiet := snap.Sockets[0].TCPInfo, snap.Sockets[1].TCPInfo
-	sender.LastDataRecv, sender.LastDataSent = 3_600_000, 100
-	quiet.LastDataRecv, quiet.LastDataSent = 50_000, 60_000
+	sender.LastDataRecvMS, sender.LastDataSentMS = 3_600_000, 100
+	quiet.LastDataRecvMS, quiet.LastDataSentMS = 50_000, 60_000
 	m := drive(t, 160, 40, snap, press("I"))
 	if m.table.sortCol != colIdle {
 		t.Fatalf("I sorts by %v", m.table.sortCol)

@@ -66,7 +66,7 @@ func nodeFixture() *node.Sweep {
 		// Critical, the same with 10 minutes quiet already: fails sooner.
 		nsOf(4026532305, "/proc/330/ns/net", cri("shop", "db-0"), []string{"40002"}, func(s *diag.Snapshot) {
 			ti := s.Sockets[0].TCPInfo
-			ti.LastDataRecv, ti.LastDataSent, ti.LastAckRecv = 600_000, 600_000, 600_000
+			ti.LastDataRecvMS, ti.LastDataSentMS, ti.LastAckRecvMS = 600_000, 600_000, 600_000
 		}),
 		// Info: the kernel gives up on a dead peer in time, but not soon.
 		nsOf(4026532306, "/proc/340/ns/net", cri("kube-system", "coredns-6f4"), []string{"40001"}, func(s *diag.Snapshot) {

@@ -205,9 +205,8 @@ func later(a, b time.Time) time.Time {
 
 // update reads the socket's tcp_info i as of the sample taken at at.
 func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
-	ago := func(ms uint32) time.Time { return at.Add(-time.Duration(ms) * time.Millisecond) }
-	dataAt := later(ago(i.LastDataSent), ago(i.LastDataRecv))
-	ackAt := ago(i.LastAckRecv)
+	dataAt := later(at.Add(-i.SinceDataSent()), at.Add(-i.SinceDataRecv()))
+	ackAt := at.Add(-i.SinceAckRecv())
 	segAt := later(dataAt, ackAt)
 	if t.samples == 0 {
 		t.samples, t.firstAt, t.at, t.prev = 1, at, at, *i

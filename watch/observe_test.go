@@ -98,7 +98,7 @@ func (c *conn) peerProbe(at time.Time) {
 func (c *conn) sample(at time.Time) *diag.TCPInfo {
 	i := c.info
 	ms := func(t time.Time) uint32 { return uint32(at.Sub(t) / time.Millisecond) }
-	i.LastDataSent, i.LastDataRecv, i.LastAckRecv = ms(c.lastDataSent), ms(c.lastDataRecv), ms(c.lastAckRecv)
+	i.LastDataSentMS, i.LastDataRecvMS, i.LastAckRecvMS = ms(c.lastDataSent), ms(c.lastDataRecv), ms(c.lastAckRecv)
 	return &i
 }
 
