@@ -69,7 +69,7 @@ func TestDecodeDeath(t *testing.T) {
 	if d.Info == nil || d.Info.Size != 232 || d.Info.Retransmits != 3 || d.Info.BytesAcked != 1 {
 		t.Errorf("tcp_info = %+v, want 232 bytes, retransmits 3, bytes_acked 1", d.Info)
 	}
-	if id := d.ID(); id != "10006613b" {
+	if id := d.Cookie.String(); id != "10006613b" {
 		t.Errorf("ID = %q, want the cookie in hex as Socket.ID", id)
 	}
 
@@ -195,7 +195,7 @@ func TestDeathsOnAKernel(t *testing.T) {
 	for _, name := range []string{"fin", "fin6", "ut", "ka", "peerrst"} {
 		d := deaths[l[name]]
 		raw := rawOf(t, before, l[name], "")
-		if d.Cookie != raw.Cookie {
+		if d.Cookie != Cookie(raw.Cookie) {
 			t.Errorf("%s: death of cookie %x, the dump's socket has %x", name, d.Cookie, raw.Cookie)
 		}
 		if d.State != Close || d.Info == nil || d.Info.State != uint8(Close) {

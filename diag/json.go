@@ -14,7 +14,7 @@ import (
 // encoding/json itself; TestSocketAppendJSON holds the two together.
 func (s *Socket) AppendJSON(b []byte) []byte {
 	b = append(b, `{"id":`...)
-	b = appendString(b, s.ID)
+	b = appendCookie(b, s.ID)
 	b = append(b, `,"inode":`...)
 	b = strconv.AppendUint(b, uint64(s.Inode), 10)
 	b = append(b, `,"uid":`...)
@@ -109,9 +109,9 @@ func (s *Socket) AppendJSON(b []byte) []byte {
 		b = append(b, `,"conntrack":`...)
 		b = appendMarshal(b, s.Conntrack)
 	}
-	if s.Peer != "" {
+	if s.Peer != 0 {
 		b = append(b, `,"peer":`...)
-		b = appendString(b, s.Peer)
+		b = appendCookie(b, s.Peer)
 	}
 	if o := s.Observed; o != nil {
 		b = append(b, `,"observed":`...)
@@ -196,6 +196,14 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, '"')
 	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendCookie appends c as its MarshalText makes it, quoted: hex needs
+// no escaping.
+func appendCookie(b []byte, c Cookie) []byte {
+	b = append(b, '"')
+	b = strconv.AppendUint(b, uint64(c), 16)
 	return append(b, '"')
 }
 

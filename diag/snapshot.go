@@ -10,7 +10,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -88,8 +87,8 @@ type Host struct {
 // Socket is one TCP socket of the target namespace.
 type Socket struct {
 	// ID is unique within a snapshot and stable across snapshots: the
-	// kernel's socket cookie in hex, as `ss -e` prints it after "sk:".
-	ID      string         `json:"id"`
+	// kernel's socket cookie.
+	ID      Cookie         `json:"id"`
 	Inode   uint32         `json:"inode"`
 	UID     uint32         `json:"uid"`
 	Family  string         `json:"family"`
@@ -125,7 +124,8 @@ type Socket struct {
 	// Peer is the ID of the socket at the other end when that is in the
 	// same namespace too: over loopback, the namespace's own address, or a
 	// transparent proxy (TPROXY) that answers with the original address.
-	Peer string `json:"peer,omitempty"`
+	// Zero when there is none.
+	Peer Cookie `json:"peer,omitempty"`
 	// Observed is what a watch saw the connection do over time; nil in a
 	// single snapshot.
 	Observed *Observed `json:"observed,omitempty"`
@@ -273,10 +273,9 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	targetSysctls := snap.Sysctls.Target
 
 	snap.Sockets = make([]Socket, 0, len(raws))
-	ids := cookieIDs(raws)
-	for i, r := range raws {
+	for _, r := range raws {
 		s := Socket{
-			ID:      ids[i],
+			ID:      Cookie(r.Cookie),
 			Inode:   r.Inode,
 			UID:     r.UID,
 			Family:  familyName(r.Family),
@@ -325,30 +324,11 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	return snap, nil
 }
 
-// cookieIDs returns the IDs of raws (their cookies in hex, as ss -e
-// prints them), in order, sharing one string: one allocation for a
-// snapshot's worth rather than one each.
-func cookieIDs(raws []rawSocket) []string {
-	buf := make([]byte, 0, 12*len(raws))
-	ends := make([]int, len(raws))
-	for i := range raws {
-		buf = strconv.AppendUint(buf, raws[i].Cookie, 16)
-		ends[i] = len(buf)
-	}
-	all := string(buf)
-	ids := make([]string, len(raws))
-	start := 0
-	for i, end := range ends {
-		ids[i], start = all[start:end], end
-	}
-	return ids
-}
-
 // pairPeers links each connection whose other end is a socket of the same
 // namespace to it: a 4-tuple names one connection, seen from either end.
 func pairPeers(socks []Socket) {
 	connected := func(s *Socket) bool { return s.State != Listen && s.Remote.Port() != 0 }
-	byEnds := make(map[flowKey]string, len(socks))
+	byEnds := make(map[flowKey]Cookie, len(socks))
 	for i := range socks {
 		if s := &socks[i]; connected(s) {
 			byEnds[keyOf(s.Local, s.Remote)] = s.ID

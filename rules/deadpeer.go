@@ -131,7 +131,7 @@ func slowDeadPeer(snap *diag.Snapshot) *Finding {
 	if !ok {
 		return nil
 	}
-	var exposed []string
+	var exposed []diag.Cookie
 	unknown := 0
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]

@@ -68,7 +68,7 @@ func ipvsNodestDrop(path []Middlebox, sysctls diag.Sysctls, where string) func(*
 			return nil
 		}
 		m := path[i]
-		var carried []string
+		var carried []diag.Cookie
 		for i := range snap.Sockets {
 			s := &snap.Sockets[i]
 			if !crossesNetwork(snap, s) {

@@ -36,7 +36,7 @@ func redirectText(snap *diag.Snapshot, to netip.AddrPort) string {
 
 // peerText names the socket at the other end of a connection that stays
 // in the namespace.
-func peerText(snap *diag.Snapshot, id string) string {
+func peerText(snap *diag.Snapshot, id diag.Cookie) string {
 	for i := range snap.Sockets {
 		if p := &snap.Sockets[i]; p.ID == id {
 			owner := ""
@@ -46,21 +46,21 @@ func peerText(snap *diag.Snapshot, id string) string {
 			return fmt.Sprintf("socket %s (%s%s) in this namespace: the connection never leaves it", id, p.Local, owner)
 		}
 	}
-	return "socket " + id + " in this namespace"
+	return "socket " + id.String() + " in this namespace"
 }
 
 // renderDetails fills the details viewport with the socket (or namespace
 // finding) being looked at.
 func (m *Model) renderDetails() {
-	if m.detailsClosed != "" {
+	if m.detailsClosed != 0 {
 		if e := m.closed.find(m.detailsClosed); e != nil {
 			m.details.SetContent(m.closedText(e))
 		} else {
-			m.details.SetContent(m.styles.Value.Render("closed connection "+m.detailsClosed+" is no longer listed: newer ones took its place") + "\n\n(esc to go back)")
+			m.details.SetContent(m.styles.Value.Render("closed connection "+m.detailsClosed.String()+" is no longer listed: newer ones took its place") + "\n\n(esc to go back)")
 		}
 		return
 	}
-	if m.detailsID == "" {
+	if m.detailsID == 0 {
 		if m.finding < len(m.report.Findings) {
 			m.details.SetContent(m.findingText(&m.report.Findings[m.finding]))
 		}
@@ -73,7 +73,7 @@ func (m *Model) renderDetails() {
 		}
 	}
 	if s == nil {
-		m.details.SetContent(m.styles.Value.Render("socket "+m.detailsID+" is gone: it closed since it was selected") + "\n\n(esc to go back)")
+		m.details.SetContent(m.styles.Value.Render("socket "+m.detailsID.String()+" is gone: it closed since it was selected") + "\n\n(esc to go back)")
 		return
 	}
 	m.details.SetContent(m.socketText(s))
@@ -83,7 +83,7 @@ func (m *Model) socketText(s *diag.Socket) string {
 	st := m.styles
 	var b strings.Builder
 	kv := func(k string, v any) { fmt.Fprintf(&b, "  %s %v\n", st.Label.Render(fmt.Sprintf("%-18s", k)), v) }
-	fmt.Fprintf(&b, "%s  %s -> %s  %s\n\n", st.Title.Render("socket "+s.ID), s.Local, s.Remote, st.Value.Render(s.State.String()))
+	fmt.Fprintf(&b, "%s  %s -> %s  %s\n\n", st.Title.Render("socket "+s.ID.String()), s.Local, s.Remote, st.Value.Render(s.State.String()))
 	kv("family", s.Family)
 	kv("inode", s.Inode)
 	kv("uid", s.UID)
@@ -105,7 +105,7 @@ func (m *Model) socketText(s *diag.Socket) string {
 	if to := s.RedirectedTo; to != nil {
 		kv("redirected to", redirectText(m.snap, *to))
 	}
-	if s.Peer != "" {
+	if s.Peer != 0 {
 		kv("peer", peerText(m.snap, s.Peer))
 	}
 	if o := s.Observed; o != nil {

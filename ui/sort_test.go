@@ -8,7 +8,7 @@ import (
 func visibleIDs(m Model) []string {
 	var ids []string
 	for _, i := range m.table.visible {
-		ids = append(ids, m.table.rows[i].s.ID)
+		ids = append(ids, m.table.rows[i].s.ID.String())
 	}
 	return ids
 }

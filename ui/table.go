@@ -44,7 +44,7 @@ func (t *table) load(snap *diag.Snapshot, rep rules.Report, h int) {
 	t.rows = t.cache.build(snap, &t.rep)
 	t.sort()
 	t.refilter(h)
-	if keep != "" {
+	if keep != 0 {
 		t.selectSocket(keep, h)
 	}
 }
@@ -106,7 +106,7 @@ func (t *table) sort() {
 	})
 }
 
-func (t *table) selectSocket(id string, h int) {
+func (t *table) selectSocket(id diag.Cookie, h int) {
 	for i, ri := range t.visible {
 		if t.rows[ri].s.ID == id {
 			t.cursor = i
@@ -123,11 +123,11 @@ func (t *table) current() *row {
 	return &t.rows[t.visible[t.cursor]]
 }
 
-func (t *table) currentID() string {
+func (t *table) currentID() diag.Cookie {
 	if r := t.current(); r != nil {
 		return r.s.ID
 	}
-	return ""
+	return 0
 }
 
 // clamp keeps the cursor on a row and in the h rows drawn.

@@ -82,7 +82,7 @@ func IsConnection(last *diag.Socket, d diag.Death) bool {
 // missing. An administrator's ss -K (SOCK_DESTROY) ends a connection as a
 // reset received does, and is called one.
 func Classify(last *diag.Socket, d diag.Death, h History) diag.Closed {
-	c := diag.Closed{ID: d.ID(), Local: d.Local, Remote: d.Remote, EndedAt: d.At, TCPInfo: d.Info}
+	c := diag.Closed{ID: d.Cookie, Local: d.Local, Remote: d.Remote, EndedAt: d.At, TCPInfo: d.Info}
 	if last != nil {
 		c.LastState = last.State.String()
 		if c.TCPInfo == nil {

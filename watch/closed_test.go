@@ -25,7 +25,7 @@ func intp(n int) *int { return &n }
 // sample is a socket as a sample at t0 saw it, open with nothing in
 // flight.
 func sample(state diag.State, info diag.TCPInfo) *diag.Socket {
-	return &diag.Socket{ID: "6613b", State: state, Local: client, Remote: server, TCPInfo: &info}
+	return &diag.Socket{ID: 0x6613b, State: state, Local: client, Remote: server, TCPInfo: &info}
 }
 
 // death is the socket's death, announced at t0+at.
@@ -146,7 +146,7 @@ func TestClassifyFields(t *testing.T) {
 		TCPState: "ESTABLISHED", At: t0.Add(3800 * time.Millisecond)}
 	h := History{FirstSeen: t0.Add(-6 * time.Second), LastAt: t0, Forgotten: []diag.FlowEnd{forgot}}
 	c := Classify(last, d, h)
-	if c.ID != "6613b" || c.Local != client || c.Remote != server || c.LastState != "ESTABLISHED" || c.TCPInfo != d.Info {
+	if c.ID != 0x6613b || c.Local != client || c.Remote != server || c.LastState != "ESTABLISHED" || c.TCPInfo != d.Info {
 		t.Errorf("closed = %+v: want the death's id, addresses and final tcp_info, the sample's state", c)
 	}
 	if c.LivedS == nil || *c.LivedS != 10 {
