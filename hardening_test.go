@@ -113,7 +113,7 @@ func TestChurn(t *testing.T) {
 		n++
 		sockets += len(r.snap.Sockets)
 		slowest = max(slowest, r.took)
-		ids, inodes := map[string]bool{}, map[uint32]bool{}
+		ids, inodes := map[diag.Cookie]bool{}, map[uint32]bool{}
 		for _, s := range r.snap.Sockets {
 			if ids[s.ID] {
 				t.Errorf("snapshot %d reports socket %s twice", n, s.ID)
@@ -268,7 +268,7 @@ func TestReadOnlyUnderStrace(t *testing.T) {
 		}
 	}
 	optsAfter := runJSON(t, "--netns", s.target.Path)
-	was := map[string]diag.Keepalive{}
+	was := map[diag.Cookie]diag.Keepalive{}
 	for _, x := range optsBefore.Sockets {
 		was[x.ID] = x.Keepalive
 	}

@@ -19,10 +19,10 @@ func TestJSONStreamedAsEncoded(t *testing.T) {
 	snap.Target.Path = `/run/netns/"sockets":null`
 	snap.Target.Addresses = []netip.Addr{netip.MustParseAddr("10.0.0.1")}
 	for i := range 5000 {
-		s := diag.Socket{ID: "c0ffee", State: diag.Established, Family: "inet", Local: netip.MustParseAddrPort("127.0.0.1:9000"),
-			Remote: netip.MustParseAddrPort("127.0.0.1:40000"), Cong: "cubic", TCPInfo: &diag.TCPInfo{Size: 232, RTT: 8},
+		s := diag.Socket{ID: 0xc0ffee, State: diag.Established, Family: "inet", Local: netip.MustParseAddrPort("127.0.0.1:9000"),
+			Remote: netip.MustParseAddrPort("127.0.0.1:40000"), Cong: "cubic", TCPInfo: &diag.TCPInfo{Size: 232, RTTUs: 8},
 			Keepalive: diag.Keepalive{Enabled: &yes, IdleS: &one, IntervalS: &one, Probes: &one, Source: "socket"},
-			Processes: []diag.Process{{PID: 7, Comm: "nginx<", FD: i}}, Peer: "beef"}
+			Processes: []diag.Process{{PID: 7, Comm: "nginx<", FD: i}}, Peer: 0xbeef}
 		if i%7 == 0 {
 			s.TCPInfo, s.Processes, s.Keepalive = nil, []diag.Process{}, diag.Keepalive{Source: "unknown", Reason: "no file descriptor"}
 		}

@@ -151,10 +151,10 @@ func TestSnapshotAgreesWithSS(t *testing.T) {
 	}
 	got := make(map[string]diag.Socket)
 	for _, x := range snap.Sockets {
-		if _, dup := got[x.ID]; dup {
+		if _, dup := got[x.ID.String()]; dup {
 			t.Errorf("socket %s reported twice", x.ID)
 		}
-		got[x.ID] = x
+		got[x.ID.String()] = x
 	}
 	for id, x := range got {
 		b, inBefore := before[id]

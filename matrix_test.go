@@ -406,7 +406,7 @@ func unmap(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr
 
 // verdictOn is the worst finding tcpvet made on the socket match picks.
 func verdictOn(r *result, match func(diag.Socket) bool) verdict {
-	ids := map[string]bool{}
+	ids := map[diag.Cookie]bool{}
 	for _, s := range r.Sockets {
 		if match(s) {
 			ids[s.ID] = true

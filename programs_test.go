@@ -592,7 +592,7 @@ func (v view) check(t *testing.T, s diag.Socket, w want) {
 		t.Errorf("%v -> %v: options %+v, want %+v", s.Local, s.Remote, got, w)
 	}
 
-	line, ok := v.ss[s.ID]
+	line, ok := v.ss[s.ID.String()]
 	if !ok {
 		t.Errorf("%v -> %v: ss does not show socket sk:%s", s.Local, s.Remote, s.ID)
 		return

@@ -38,7 +38,7 @@ func runReport(t *testing.T, args ...string) *result {
 
 // findingsFor maps each socket, by local address, to the rules that fired on it.
 func findingsFor(r *result) map[string][]rules.Finding {
-	byID := map[string]string{}
+	byID := map[diag.Cookie]string{}
 	for _, s := range r.Sockets {
 		byID[s.ID] = s.Local.String()
 	}
@@ -264,7 +264,7 @@ func TestSidecarRedirectIsNotOnThePath(t *testing.T) {
 	}
 	// The pod's connection to its own address: both ends are here, and
 	// each names the other.
-	byID := map[string]diag.Socket{}
+	byID := map[diag.Cookie]diag.Socket{}
 	for _, s := range r.Sockets {
 		byID[s.ID] = s
 	}
@@ -273,7 +273,7 @@ func TestSidecarRedirectIsNotOnThePath(t *testing.T) {
 			continue
 		}
 		if p, ok := byID[s.Peer]; !ok || p.Peer != s.ID || p.Local.Port() != 15001 {
-			t.Errorf("%s -> %s: peer %q (%+v), want the proxy's end naming it back", s.Local, s.Remote, s.Peer, p)
+			t.Errorf("%s -> %s: peer %s (%+v), want the proxy's end naming it back", s.Local, s.Remote, s.Peer, p)
 		}
 	}
 	if !hasRule(found[app.Local["direct"]], rules.RuleNoKeepalive) {

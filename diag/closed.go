@@ -21,8 +21,8 @@ const (
 
 // Closed is a connection that ended during a watch, and how.
 type Closed struct {
-	// ID is the socket's cookie in hex, as diag.Socket.ID.
-	ID     string         `json:"id"`
+	// ID is the socket's cookie, as diag.Socket.ID.
+	ID     Cookie         `json:"id"`
 	Local  netip.AddrPort `json:"local"`
 	Remote netip.AddrPort `json:"remote"`
 	// Cause is one of the causes watch.Classify tells apart: reset,

@@ -192,7 +192,7 @@ func (f *Flow) timeoutIn(s Sysctls, info *TCPInfo) uint32 {
 	if info == nil {
 		return sysctl
 	}
-	sinceMS := min(info.LastDataSent, info.LastDataRecv, info.LastAckRecv)
+	sinceMS := min(info.LastDataSentMS, info.LastDataRecvMS, info.LastAckRecvMS)
 	// The entry counts whole seconds down; a second of slack keeps a
 	// flow on the sysctl's timeout from looking like a policy.
 	derived := f.ExpiresInS + (sinceMS+999)/1000

@@ -118,7 +118,9 @@ func TestConntrackJoinsBothEnds(t *testing.T) {
 // sysctl, and anything else as the sysctl.
 func TestTimeoutIn(t *testing.T) {
 	sys := Sysctls{ConntrackEstablished: 432000, ConntrackTimeWait: 120}
-	quiet := func(ms uint32) *TCPInfo { return &TCPInfo{LastDataSent: ms, LastDataRecv: ms + 500, LastAckRecv: ms} }
+	quiet := func(ms uint32) *TCPInfo {
+		return &TCPInfo{LastDataSentMS: ms, LastDataRecvMS: ms + 500, LastAckRecvMS: ms}
+	}
 	tests := []struct {
 		name string
 		f    Flow

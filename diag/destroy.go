@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -61,8 +60,8 @@ var errDeathMessage = errors.New("unexpected sock_diag destroy notification")
 // sockets (SYN_RECV) are never announced.
 type Death struct {
 	// Cookie is the kernel's socket cookie, the socket's identity in
-	// sock_diag (Socket.ID is it in hex).
-	Cookie uint64
+	// sock_diag, as Socket.ID.
+	Cookie Cookie
 	Local  netip.AddrPort
 	Remote netip.AddrPort
 	// State is the socket's state when freed: CLOSE, for connections and
@@ -77,9 +76,6 @@ type Death struct {
 	At time.Time
 }
 
-// ID is the death's socket cookie in hex, as Socket.ID.
-func (d *Death) ID() string { return strconv.FormatUint(d.Cookie, 16) }
-
 // decodeDeath decodes one destroy notification: an inet_diag reply
 // (SOCK_DIAG_BY_FAMILY) carrying INET_DIAG_PROTOCOL and INET_DIAG_INFO,
 // read by the decoder dumps use.
@@ -92,7 +88,7 @@ func decodeDeath(m netlink.Message, at time.Time) (Death, error) {
 		return Death{}, err
 	}
 	return Death{
-		Cookie: s.Cookie,
+		Cookie: Cookie(s.Cookie),
 		Local:  s.Local,
 		Remote: s.Remote,
 		State:  s.State,

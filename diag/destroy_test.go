@@ -69,7 +69,7 @@ func TestDecodeDeath(t *testing.T) {
 	if d.Info == nil || d.Info.Size != 232 || d.Info.Retransmits != 3 || d.Info.BytesAcked != 1 {
 		t.Errorf("tcp_info = %+v, want 232 bytes, retransmits 3, bytes_acked 1", d.Info)
 	}
-	if id := d.ID(); id != "10006613b" {
+	if id := d.Cookie.String(); id != "10006613b" {
 		t.Errorf("ID = %q, want the cookie in hex as Socket.ID", id)
 	}
 
@@ -195,7 +195,7 @@ func TestDeathsOnAKernel(t *testing.T) {
 	for _, name := range []string{"fin", "fin6", "ut", "ka", "peerrst"} {
 		d := deaths[l[name]]
 		raw := rawOf(t, before, l[name], "")
-		if d.Cookie != raw.Cookie {
+		if d.Cookie != Cookie(raw.Cookie) {
 			t.Errorf("%s: death of cookie %x, the dump's socket has %x", name, d.Cookie, raw.Cookie)
 		}
 		if d.State != Close || d.Info == nil || d.Info.State != uint8(Close) {
@@ -237,7 +237,7 @@ func TestDeathsOnAKernel(t *testing.T) {
 	// A reset: one segment more than the dump saw, and no ACK since.
 	pr, prRaw := deaths[l["peerrst"]], rawOf(t, before, l["peerrst"], "")
 	sinceDump := pr.At.Sub(dumpedAt)
-	if i := pr.Info; i.SegsIn != prRaw.Info.SegsIn+1 || time.Duration(i.LastAckRecv)*time.Millisecond < sinceDump || i.Retransmits != 0 || pr.SendQ != 0 {
+	if i := pr.Info; i.SegsIn != prRaw.Info.SegsIn+1 || i.SinceAckRecv() < sinceDump || i.Retransmits != 0 || pr.SendQ != 0 {
 		t.Errorf("peerrst: %+v: want segs_in %d + 1 (the reset), last_ack_recv ≥ %v (no ACK since the dump)", i, prRaw.Info.SegsIn, sinceDump)
 	}
 	// The end that closed with data unread: RecvQ holds it.

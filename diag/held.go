@@ -3,7 +3,6 @@ package diag
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 	"unsafe"
 
@@ -53,7 +52,6 @@ func HeldDeath(p Process, last *Socket, f *Facts) (Death, bool, error) {
 	if State(info.State) != Close {
 		return Death{}, false, nil
 	}
-	cookie, _ := strconv.ParseUint(last.ID, 16, 64)
 	// What it sent that was never acknowledged, and what waits unsent.
 	// bytes_acked counts the SYN of the end that connected too: the last
 	// sample, all of it acknowledged then, says how much beyond the data.
@@ -63,5 +61,5 @@ func HeldDeath(p Process, last *Socket, f *Facts) (Death, bool, error) {
 	}
 	inFlight := int64(info.BytesSent-info.BytesRetrans) - int64(info.BytesAcked) + syn
 	sendQ := uint32(max(inFlight, 0)) + info.NotsentBytes
-	return Death{Cookie: cookie, Local: last.Local, Remote: last.Remote, State: Close, SendQ: sendQ, Info: &info, At: time.Now()}, true, nil
+	return Death{Cookie: last.ID, Local: last.Local, Remote: last.Remote, State: Close, SendQ: sendQ, Info: &info, At: time.Now()}, true, nil
 }

@@ -38,10 +38,10 @@ func TestDecodeDiagMsgGolden(t *testing.T) {
 				Cookie: 4147, Inode: 13441, Cong: "bbr",
 			},
 			info: &TCPInfo{Size: 280, State: 1, Options: 7, SndWscale: 10, RcvWscale: 10,
-				RTO: 3092000, SndMSS: 1428, RcvMSS: 536, PMTU: 1500, RcvSsthresh: 64108,
-				RTT: 1029578, RTTVar: 514789, SndSsthresh: 2147483647, SndCwnd: 10, AdvMSS: 1428,
+				RTOUs: 3092000, SndMSS: 1428, RcvMSS: 536, PMTU: 1500, RcvSsthresh: 64108,
+				RTTUs: 1029578, RTTVarUs: 514789, SndSsthresh: 2147483647, SndCwnd: 10, AdvMSS: 1428,
 				Reordering: 3, RcvSpace: 14280, PacingRate: 39406, MaxPacingRate: ^uint64(0),
-				BytesAcked: 1, SegsOut: 2, SegsIn: 1, MinRTT: 1029578, Delivered: 1,
+				BytesAcked: 1, SegsOut: 2, SegsIn: 1, MinRTTUs: 1029578, Delivered: 1,
 				SndWnd: 64260, RcvWnd: 65536, Rehash: 1, TotalRTO: 1, TotalRTORecoveries: 1},
 		},
 		{
@@ -99,15 +99,15 @@ func TestDecodeTCPInfoAnyLength(t *testing.T) {
 	}{
 		{"4.2 (up to segs_in)", 144, func(i TCPInfo) TCPInfo {
 			return TCPInfo{Size: 144, State: i.State, Options: i.Options, SndWscale: i.SndWscale, RcvWscale: i.RcvWscale,
-				RTO: i.RTO, SndMSS: i.SndMSS, RcvMSS: i.RcvMSS, PMTU: i.PMTU, RcvSsthresh: i.RcvSsthresh, RTT: i.RTT,
-				RTTVar: i.RTTVar, SndSsthresh: i.SndSsthresh, SndCwnd: i.SndCwnd, AdvMSS: i.AdvMSS, Reordering: i.Reordering,
+				RTOUs: i.RTOUs, SndMSS: i.SndMSS, RcvMSS: i.RcvMSS, PMTU: i.PMTU, RcvSsthresh: i.RcvSsthresh, RTTUs: i.RTTUs,
+				RTTVarUs: i.RTTVarUs, SndSsthresh: i.SndSsthresh, SndCwnd: i.SndCwnd, AdvMSS: i.AdvMSS, Reordering: i.Reordering,
 				RcvSpace: i.RcvSpace, PacingRate: i.PacingRate, MaxPacingRate: i.MaxPacingRate, BytesAcked: i.BytesAcked,
 				SegsOut: i.SegsOut, SegsIn: i.SegsIn}
 		}},
 		{"3.x (up to total_retrans)", 104, func(i TCPInfo) TCPInfo {
 			return TCPInfo{Size: 104, State: i.State, Options: i.Options, SndWscale: i.SndWscale, RcvWscale: i.RcvWscale,
-				RTO: i.RTO, SndMSS: i.SndMSS, RcvMSS: i.RcvMSS, PMTU: i.PMTU, RcvSsthresh: i.RcvSsthresh, RTT: i.RTT,
-				RTTVar: i.RTTVar, SndSsthresh: i.SndSsthresh, SndCwnd: i.SndCwnd, AdvMSS: i.AdvMSS, Reordering: i.Reordering,
+				RTOUs: i.RTOUs, SndMSS: i.SndMSS, RcvMSS: i.RcvMSS, PMTU: i.PMTU, RcvSsthresh: i.RcvSsthresh, RTTUs: i.RTTUs,
+				RTTVarUs: i.RTTVarUs, SndSsthresh: i.SndSsthresh, SndCwnd: i.SndCwnd, AdvMSS: i.AdvMSS, Reordering: i.Reordering,
 				RcvSpace: i.RcvSpace}
 		}},
 		{"field cut in half", 10, func(i TCPInfo) TCPInfo {

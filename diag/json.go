@@ -14,7 +14,7 @@ import (
 // encoding/json itself; TestSocketAppendJSON holds the two together.
 func (s *Socket) AppendJSON(b []byte) []byte {
 	b = append(b, `{"id":`...)
-	b = appendString(b, s.ID)
+	b = appendCookie(b, s.ID)
 	b = append(b, `,"inode":`...)
 	b = strconv.AppendUint(b, uint64(s.Inode), 10)
 	b = append(b, `,"uid":`...)
@@ -109,9 +109,9 @@ func (s *Socket) AppendJSON(b []byte) []byte {
 		b = append(b, `,"conntrack":`...)
 		b = appendMarshal(b, s.Conntrack)
 	}
-	if s.Peer != "" {
+	if s.Peer != 0 {
 		b = append(b, `,"peer":`...)
-		b = appendString(b, s.Peer)
+		b = appendCookie(b, s.Peer)
 	}
 	if o := s.Observed; o != nil {
 		b = append(b, `,"observed":`...)
@@ -199,6 +199,14 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// appendCookie appends c as its MarshalText makes it, quoted: hex needs
+// no escaping.
+func appendCookie(b []byte, c Cookie) []byte {
+	b = append(b, '"')
+	b = strconv.AppendUint(b, uint64(c), 16)
+	return append(b, '"')
+}
+
 // appendAddrPort appends p as its MarshalText makes it, quoted.
 func appendAddrPort(b []byte, p netip.AddrPort) []byte {
 	if p.Addr().Zone() != "" {
@@ -224,8 +232,8 @@ func (t *TCPInfo) appendJSON(b []byte) []byte {
 	b = u(b, `,"options":`, uint64(t.Options))
 	b = u(b, `,"snd_wscale":`, uint64(t.SndWscale))
 	b = u(b, `,"rcv_wscale":`, uint64(t.RcvWscale))
-	b = u(b, `,"rto_us":`, uint64(t.RTO))
-	b = u(b, `,"ato_us":`, uint64(t.ATO))
+	b = u(b, `,"rto_us":`, uint64(t.RTOUs))
+	b = u(b, `,"ato_us":`, uint64(t.ATOUs))
 	b = u(b, `,"snd_mss":`, uint64(t.SndMSS))
 	b = u(b, `,"rcv_mss":`, uint64(t.RcvMSS))
 	b = u(b, `,"unacked":`, uint64(t.Unacked))
@@ -233,19 +241,19 @@ func (t *TCPInfo) appendJSON(b []byte) []byte {
 	b = u(b, `,"lost":`, uint64(t.Lost))
 	b = u(b, `,"retrans":`, uint64(t.Retrans))
 	b = u(b, `,"fackets":`, uint64(t.Fackets))
-	b = u(b, `,"last_data_sent_ms":`, uint64(t.LastDataSent))
-	b = u(b, `,"last_ack_sent_ms":`, uint64(t.LastAckSent))
-	b = u(b, `,"last_data_recv_ms":`, uint64(t.LastDataRecv))
-	b = u(b, `,"last_ack_recv_ms":`, uint64(t.LastAckRecv))
+	b = u(b, `,"last_data_sent_ms":`, uint64(t.LastDataSentMS))
+	b = u(b, `,"last_ack_sent_ms":`, uint64(t.LastAckSentMS))
+	b = u(b, `,"last_data_recv_ms":`, uint64(t.LastDataRecvMS))
+	b = u(b, `,"last_ack_recv_ms":`, uint64(t.LastAckRecvMS))
 	b = u(b, `,"pmtu":`, uint64(t.PMTU))
 	b = u(b, `,"rcv_ssthresh":`, uint64(t.RcvSsthresh))
-	b = u(b, `,"rtt_us":`, uint64(t.RTT))
-	b = u(b, `,"rttvar_us":`, uint64(t.RTTVar))
+	b = u(b, `,"rtt_us":`, uint64(t.RTTUs))
+	b = u(b, `,"rttvar_us":`, uint64(t.RTTVarUs))
 	b = u(b, `,"snd_ssthresh":`, uint64(t.SndSsthresh))
 	b = u(b, `,"snd_cwnd":`, uint64(t.SndCwnd))
 	b = u(b, `,"advmss":`, uint64(t.AdvMSS))
 	b = u(b, `,"reordering":`, uint64(t.Reordering))
-	b = u(b, `,"rcv_rtt_us":`, uint64(t.RcvRTT))
+	b = u(b, `,"rcv_rtt_us":`, uint64(t.RcvRTTUs))
 	b = u(b, `,"rcv_space":`, uint64(t.RcvSpace))
 	b = u(b, `,"total_retrans":`, uint64(t.TotalRetrans))
 	b = u(b, `,"pacing_rate":`, t.PacingRate)
@@ -255,13 +263,13 @@ func (t *TCPInfo) appendJSON(b []byte) []byte {
 	b = u(b, `,"segs_out":`, uint64(t.SegsOut))
 	b = u(b, `,"segs_in":`, uint64(t.SegsIn))
 	b = u(b, `,"notsent_bytes":`, uint64(t.NotsentBytes))
-	b = u(b, `,"min_rtt_us":`, uint64(t.MinRTT))
+	b = u(b, `,"min_rtt_us":`, uint64(t.MinRTTUs))
 	b = u(b, `,"data_segs_in":`, uint64(t.DataSegsIn))
 	b = u(b, `,"data_segs_out":`, uint64(t.DataSegsOut))
 	b = u(b, `,"delivery_rate":`, t.DeliveryRate)
-	b = u(b, `,"busy_time_us":`, t.BusyTime)
-	b = u(b, `,"rwnd_limited_us":`, t.RwndLimited)
-	b = u(b, `,"sndbuf_limited_us":`, t.SndbufLimited)
+	b = u(b, `,"busy_time_us":`, t.BusyTimeUs)
+	b = u(b, `,"rwnd_limited_us":`, t.RwndLimitedUs)
+	b = u(b, `,"sndbuf_limited_us":`, t.SndbufLimitedUs)
 	b = u(b, `,"delivered":`, uint64(t.Delivered))
 	b = u(b, `,"delivered_ce":`, uint64(t.DeliveredCE))
 	b = u(b, `,"bytes_sent":`, t.BytesSent)
@@ -274,6 +282,6 @@ func (t *TCPInfo) appendJSON(b []byte) []byte {
 	b = u(b, `,"rehash":`, uint64(t.Rehash))
 	b = u(b, `,"total_rto":`, uint64(t.TotalRTO))
 	b = u(b, `,"total_rto_recoveries":`, uint64(t.TotalRTORecoveries))
-	b = u(b, `,"total_rto_time_ms":`, uint64(t.TotalRTOTime))
+	b = u(b, `,"total_rto_time_ms":`, uint64(t.TotalRTOTimeMS))
 	return append(b, '}')
 }

@@ -95,5 +95,5 @@ func TestSocketAppendJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(&Socket{ID: "1f", State: raw.State, Local: raw.Local, Remote: raw.Remote, TCPInfo: raw.Info, Cong: raw.Cong, Processes: []Process{}})
+	check(&Socket{ID: 0x1f, State: raw.State, Local: raw.Local, Remote: raw.Remote, TCPInfo: raw.Info, Cong: raw.Cong, Processes: []Process{}})
 }

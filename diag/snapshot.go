@@ -11,7 +11,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -89,8 +88,8 @@ type Host struct {
 // Socket is one TCP socket of the target namespace.
 type Socket struct {
 	// ID is unique within a snapshot and stable across snapshots: the
-	// kernel's socket cookie in hex, as `ss -e` prints it after "sk:".
-	ID      string         `json:"id"`
+	// kernel's socket cookie.
+	ID      Cookie         `json:"id"`
 	Inode   uint32         `json:"inode"`
 	UID     uint32         `json:"uid"`
 	Family  string         `json:"family"`
@@ -126,20 +125,30 @@ type Socket struct {
 	// Peer is the ID of the socket at the other end when that is in the
 	// same namespace too: over loopback, the namespace's own address, or a
 	// transparent proxy (TPROXY) that answers with the original address.
-	Peer string `json:"peer,omitempty"`
+	// Zero when there is none.
+	Peer Cookie `json:"peer,omitempty"`
 	// Observed is what a watch saw the connection do over time; nil in a
 	// single snapshot.
 	Observed *Observed `json:"observed,omitempty"`
 }
 
-// IdleMS is how many milliseconds the connection has carried no data in
-// either direction: the quiet that NATs, load balancers and IPVS time flows
-// out by. It is 0 without tcp_info.
-func (s *Socket) IdleMS() uint32 {
+// Idle is how long the connection has carried no data in either
+// direction: the quiet that NATs, load balancers and IPVS time flows out
+// by. It is 0 without tcp_info.
+func (s *Socket) Idle() time.Duration {
 	if s.TCPInfo == nil {
 		return 0
 	}
-	return min(s.TCPInfo.LastDataRecv, s.TCPInfo.LastDataSent)
+	return min(s.TCPInfo.SinceDataRecv(), s.TCPInfo.SinceDataSent())
+}
+
+// UserTimeout is TCP_USER_TIMEOUT, 0 when unset; ok is false when it is
+// unknown.
+func (s *Socket) UserTimeout() (d time.Duration, ok bool) {
+	if s.UserTimeoutMS == nil {
+		return 0, false
+	}
+	return time.Duration(*s.UserTimeoutMS) * time.Millisecond, true
 }
 
 // Timer is the one timer the kernel reports for a socket.
@@ -150,6 +159,9 @@ type Timer struct {
 	// (keepalive and persist).
 	Retrans uint8 `json:"retrans"`
 }
+
+// Expires is how long until the timer fires.
+func (t Timer) Expires() time.Duration { return millis(t.ExpiresMS) }
 
 // Options selects what Take reads.
 type Options struct {
@@ -262,10 +274,9 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	targetSysctls := snap.Sysctls.Target
 
 	snap.Sockets = make([]Socket, 0, len(raws))
-	ids := cookieIDs(raws)
-	for i, r := range raws {
+	for _, r := range raws {
 		s := Socket{
-			ID:      ids[i],
+			ID:      Cookie(r.Cookie),
 			Inode:   r.Inode,
 			UID:     r.UID,
 			Family:  familyName(r.Family),
@@ -326,30 +337,11 @@ func countEstablished(raws []rawSocket) int {
 	return n
 }
 
-// cookieIDs returns the IDs of raws (their cookies in hex, as ss -e
-// prints them), in order, sharing one string: one allocation for a
-// snapshot's worth rather than one each.
-func cookieIDs(raws []rawSocket) []string {
-	buf := make([]byte, 0, 12*len(raws))
-	ends := make([]int, len(raws))
-	for i := range raws {
-		buf = strconv.AppendUint(buf, raws[i].Cookie, 16)
-		ends[i] = len(buf)
-	}
-	all := string(buf)
-	ids := make([]string, len(raws))
-	start := 0
-	for i, end := range ends {
-		ids[i], start = all[start:end], end
-	}
-	return ids
-}
-
 // pairPeers links each connection whose other end is a socket of the same
 // namespace to it: a 4-tuple names one connection, seen from either end.
 func pairPeers(socks []Socket) {
 	connected := func(s *Socket) bool { return s.State != Listen && s.Remote.Port() != 0 }
-	byEnds := make(map[flowKey]string, len(socks))
+	byEnds := make(map[flowKey]Cookie, len(socks))
 	for i := range socks {
 		if s := &socks[i]; connected(s) {
 			byEnds[keyOf(s.Local, s.Remote)] = s.ID

@@ -44,25 +44,25 @@ func TestNoteWhenTheTargetProcessExits(t *testing.T) {
 }
 
 func TestPairPeers(t *testing.T) {
-	sock := func(id string, state State, local, remote string) Socket {
+	sock := func(id Cookie, state State, local, remote string) Socket {
 		return Socket{ID: id, State: state, Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
 	}
 	socks := []Socket{
-		sock("1", Listen, "0.0.0.0:8080", "0.0.0.0:0"),
-		sock("2", Established, "10.244.1.5:40000", "10.244.1.5:8080"),                   // to the pod's own address
-		sock("3", Established, "[::ffff:10.244.1.5]:8080", "[::ffff:10.244.1.5]:40000"), // its accepted end, dual-stack
-		sock("4", Established, "10.244.1.5:40002", "10.96.0.10:80"),                     // leaves the pod
-		sock("5", Listen, "0.0.0.0:0", "0.0.0.0:0"),
-		sock("6", Listen, "0.0.0.0:0", "0.0.0.0:0"), // two listeners must not pair with each other
-		sock("7", Close, "0.0.0.0:0", "0.0.0.0:0"),  // nor unconnected sockets,
-		sock("8", Close, "0.0.0.0:0", "0.0.0.0:0"),  // with each other
-		sock("9", Close, "[::1]:7", "[::1]:7"),      // or with themselves
+		sock(1, Listen, "0.0.0.0:8080", "0.0.0.0:0"),
+		sock(2, Established, "10.244.1.5:40000", "10.244.1.5:8080"),                   // to the pod's own address
+		sock(3, Established, "[::ffff:10.244.1.5]:8080", "[::ffff:10.244.1.5]:40000"), // its accepted end, dual-stack
+		sock(4, Established, "10.244.1.5:40002", "10.96.0.10:80"),                     // leaves the pod
+		sock(5, Listen, "0.0.0.0:0", "0.0.0.0:0"),
+		sock(6, Listen, "0.0.0.0:0", "0.0.0.0:0"), // two listeners must not pair with each other
+		sock(7, Close, "0.0.0.0:0", "0.0.0.0:0"),  // nor unconnected sockets,
+		sock(8, Close, "0.0.0.0:0", "0.0.0.0:0"),  // with each other
+		sock(9, Close, "[::1]:7", "[::1]:7"),      // or with themselves
 	}
 	pairPeers(socks)
-	want := map[string]string{"2": "3", "3": "2"}
+	want := map[Cookie]Cookie{2: 3, 3: 2}
 	for _, s := range socks {
 		if s.Peer != want[s.ID] {
-			t.Errorf("socket %s (%s -> %s): peer %q, want %q", s.ID, s.Local, s.Remote, s.Peer, want[s.ID])
+			t.Errorf("socket %s (%s -> %s): peer %s, want %s", s.ID, s.Local, s.Remote, s.Peer, want[s.ID])
 		}
 	}
 }

@@ -1,12 +1,17 @@
 package diag
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"time"
+)
 
 // TCPInfo is struct tcp_info (include/uapi/linux/tcp.h) as the kernel sent it.
 //
 // Kernels append fields over time and send only the length they know, so a
-// field past Size was not sent and reads as zero. Times are in microseconds
-// unless the name says otherwise; last_* are milliseconds ago.
+// field past Size was not sent and reads as zero. A time field's name ends
+// in its unit, as the kernel counts it (Us for microseconds, MS for
+// milliseconds); the methods give the times the rest of tcpvet reads as
+// durations.
 type TCPInfo struct {
 	// Size is how many bytes of tcp_info the kernel sent.
 	Size int `json:"size"`
@@ -20,8 +25,8 @@ type TCPInfo struct {
 	SndWscale   uint8 `json:"snd_wscale"`
 	RcvWscale   uint8 `json:"rcv_wscale"`
 
-	RTO    uint32 `json:"rto_us"`
-	ATO    uint32 `json:"ato_us"`
+	RTOUs  uint32 `json:"rto_us"`
+	ATOUs  uint32 `json:"ato_us"`
 	SndMSS uint32 `json:"snd_mss"`
 	RcvMSS uint32 `json:"rcv_mss"`
 
@@ -31,20 +36,21 @@ type TCPInfo struct {
 	Retrans uint32 `json:"retrans"`
 	Fackets uint32 `json:"fackets"`
 
-	LastDataSent uint32 `json:"last_data_sent_ms"`
-	LastAckSent  uint32 `json:"last_ack_sent_ms"`
-	LastDataRecv uint32 `json:"last_data_recv_ms"`
-	LastAckRecv  uint32 `json:"last_ack_recv_ms"`
+	LastDataSentMS uint32 `json:"last_data_sent_ms"`
+	// LastAckSentMS is always zero: Linux never fills it in.
+	LastAckSentMS  uint32 `json:"last_ack_sent_ms"`
+	LastDataRecvMS uint32 `json:"last_data_recv_ms"`
+	LastAckRecvMS  uint32 `json:"last_ack_recv_ms"`
 
 	PMTU        uint32 `json:"pmtu"`
 	RcvSsthresh uint32 `json:"rcv_ssthresh"`
-	RTT         uint32 `json:"rtt_us"`
-	RTTVar      uint32 `json:"rttvar_us"`
+	RTTUs       uint32 `json:"rtt_us"`
+	RTTVarUs    uint32 `json:"rttvar_us"`
 	SndSsthresh uint32 `json:"snd_ssthresh"`
 	SndCwnd     uint32 `json:"snd_cwnd"`
 	AdvMSS      uint32 `json:"advmss"`
 	Reordering  uint32 `json:"reordering"`
-	RcvRTT      uint32 `json:"rcv_rtt_us"`
+	RcvRTTUs    uint32 `json:"rcv_rtt_us"`
 	RcvSpace    uint32 `json:"rcv_space"`
 
 	TotalRetrans uint32 `json:"total_retrans"`
@@ -57,15 +63,15 @@ type TCPInfo struct {
 	SegsIn        uint32 `json:"segs_in"`
 
 	NotsentBytes uint32 `json:"notsent_bytes"`
-	MinRTT       uint32 `json:"min_rtt_us"`
+	MinRTTUs     uint32 `json:"min_rtt_us"`
 	DataSegsIn   uint32 `json:"data_segs_in"`
 	DataSegsOut  uint32 `json:"data_segs_out"`
 
 	DeliveryRate uint64 `json:"delivery_rate"`
 
-	BusyTime      uint64 `json:"busy_time_us"`
-	RwndLimited   uint64 `json:"rwnd_limited_us"`
-	SndbufLimited uint64 `json:"sndbuf_limited_us"`
+	BusyTimeUs      uint64 `json:"busy_time_us"`
+	RwndLimitedUs   uint64 `json:"rwnd_limited_us"`
+	SndbufLimitedUs uint64 `json:"sndbuf_limited_us"`
 
 	Delivered   uint32 `json:"delivered"`
 	DeliveredCE uint32 `json:"delivered_ce"`
@@ -84,8 +90,45 @@ type TCPInfo struct {
 
 	TotalRTO           uint16 `json:"total_rto"`
 	TotalRTORecoveries uint16 `json:"total_rto_recoveries"`
-	TotalRTOTime       uint32 `json:"total_rto_time_ms"`
+	TotalRTOTimeMS     uint32 `json:"total_rto_time_ms"`
 }
+
+// micros and millis are a kernel count of microseconds or milliseconds as
+// a duration.
+func micros(us uint32) time.Duration { return time.Duration(us) * time.Microsecond }
+func millis(ms uint32) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// RTO is the retransmission timeout now, backoff included: how long the
+// kernel waits for an ACK before it sends the oldest unacknowledged
+// segment again.
+func (t *TCPInfo) RTO() time.Duration { return micros(t.RTOUs) }
+
+// ATO is the delayed-ACK timeout: how long the kernel may hold an ACK back.
+func (t *TCPInfo) ATO() time.Duration { return micros(t.ATOUs) }
+
+// RTT is the smoothed round-trip time.
+func (t *TCPInfo) RTT() time.Duration { return micros(t.RTTUs) }
+
+// RTTVar is the round-trip time's mean deviation.
+func (t *TCPInfo) RTTVar() time.Duration { return micros(t.RTTVarUs) }
+
+// MinRTT is the smallest round-trip time seen lately (the kernel's
+// windowed minimum).
+func (t *TCPInfo) MinRTT() time.Duration { return micros(t.MinRTTUs) }
+
+// RcvRTT is the receiver's estimate of the round-trip time.
+func (t *TCPInfo) RcvRTT() time.Duration { return micros(t.RcvRTTUs) }
+
+// SinceDataSent is how long ago the socket last sent data.
+func (t *TCPInfo) SinceDataSent() time.Duration { return millis(t.LastDataSentMS) }
+
+// SinceDataRecv is how long ago the socket last received data.
+func (t *TCPInfo) SinceDataRecv() time.Duration { return millis(t.LastDataRecvMS) }
+
+// SinceAckRecv is how long ago the socket last received an ACK (the
+// kernel's rcv_tstamp): how long a peer that stopped answering has been
+// silent.
+func (t *TCPInfo) SinceAckRecv() time.Duration { return millis(t.LastAckRecvMS) }
 
 // tcpInfoReader reads fields at fixed offsets, yielding zero for any field
 // the kernel's tcp_info was too short to hold.
@@ -134,8 +177,8 @@ func decodeTCPInfo(b []byte) TCPInfo {
 		SndWscale:   r.u8(6) & 0x0f,
 		RcvWscale:   r.u8(6) >> 4,
 
-		RTO:    r.u32(8),
-		ATO:    r.u32(12),
+		RTOUs:  r.u32(8),
+		ATOUs:  r.u32(12),
 		SndMSS: r.u32(16),
 		RcvMSS: r.u32(20),
 
@@ -145,20 +188,20 @@ func decodeTCPInfo(b []byte) TCPInfo {
 		Retrans: r.u32(36),
 		Fackets: r.u32(40),
 
-		LastDataSent: r.u32(44),
-		LastAckSent:  r.u32(48),
-		LastDataRecv: r.u32(52),
-		LastAckRecv:  r.u32(56),
+		LastDataSentMS: r.u32(44),
+		LastAckSentMS:  r.u32(48),
+		LastDataRecvMS: r.u32(52),
+		LastAckRecvMS:  r.u32(56),
 
 		PMTU:        r.u32(60),
 		RcvSsthresh: r.u32(64),
-		RTT:         r.u32(68),
-		RTTVar:      r.u32(72),
+		RTTUs:       r.u32(68),
+		RTTVarUs:    r.u32(72),
 		SndSsthresh: r.u32(76),
 		SndCwnd:     r.u32(80),
 		AdvMSS:      r.u32(84),
 		Reordering:  r.u32(88),
-		RcvRTT:      r.u32(92),
+		RcvRTTUs:    r.u32(92),
 		RcvSpace:    r.u32(96),
 
 		TotalRetrans: r.u32(100),
@@ -171,15 +214,15 @@ func decodeTCPInfo(b []byte) TCPInfo {
 		SegsIn:        r.u32(140),
 
 		NotsentBytes: r.u32(144),
-		MinRTT:       r.u32(148),
+		MinRTTUs:     r.u32(148),
 		DataSegsIn:   r.u32(152),
 		DataSegsOut:  r.u32(156),
 
 		DeliveryRate: r.u64(160),
 
-		BusyTime:      r.u64(168),
-		RwndLimited:   r.u64(176),
-		SndbufLimited: r.u64(184),
+		BusyTimeUs:      r.u64(168),
+		RwndLimitedUs:   r.u64(176),
+		SndbufLimitedUs: r.u64(184),
 
 		Delivered:   r.u32(192),
 		DeliveredCE: r.u32(196),
@@ -198,6 +241,6 @@ func decodeTCPInfo(b []byte) TCPInfo {
 
 		TotalRTO:           r.u16(240),
 		TotalRTORecoveries: r.u16(242),
-		TotalRTOTime:       r.u32(244),
+		TotalRTOTimeMS:     r.u32(244),
 	}
 }

@@ -28,7 +28,7 @@ func findings(pairs ...string) rules.Report {
 		if err != nil {
 			panic(err)
 		}
-		id := "sk"
+		id := diag.Cookie(0x5c)
 		r.Findings = append(r.Findings, rules.Finding{Rule: rule, Severity: s, Socket: &id, Summary: "addresses never reach a label 10.1.2.3:443"})
 	}
 	return r

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/tcpvet/tcpvet/diag"
 )
@@ -26,17 +25,18 @@ func halfOpen(c conn) *Finding {
 	// An orphan (no file: the application closed it) gives up by
 	// tcp_orphan_retries, and no application hears of it.
 	if !synchronized(s.State) || s.Inode == 0 || s.Timer.Kind != diag.TimerOn || info == nil || info.Unacked == 0 ||
-		info.Retransmits < halfOpenRetransmits || time.Duration(info.LastAckRecv)*time.Millisecond < halfOpenSilence {
+		info.Retransmits < halfOpenRetransmits || info.SinceAckRecv() < halfOpenSilence {
 		return nil
 	}
 	re := &RetransEvidence{
 		State: s.State.String(), TCPIRetransmits: info.Retransmits, TotalRetrans: info.TotalRetrans, Backoff: info.Backoff,
-		Unacked: info.Unacked, LastAckRecvMS: info.LastAckRecv, RTOMS: info.RTO / 1000,
+		Unacked: info.Unacked, LastAckRecvMS: info.LastAckRecvMS, RTOMS: uint32(info.RTO().Milliseconds()),
 	}
 	ev := Evidence{RetransEvidence: re, QueueEvidence: &QueueEvidence{SendQ: s.SendQ}}
 	when := "the kernel's give-up time is unknown (sysctls unreadable)"
 	var failsIn *float64
-	if rt, ok := NewRetransmission(snap.Sysctls.Target, s.UserTimeoutMS); ok {
+	ut, _ := s.UserTimeout()
+	if rt, ok := NewRetransmission(snap.Sysctls.Target, ut); ok {
 		state := retransmitState(s, rt.RTOMax)
 		abort := rt.AbortAfter(state.FirstRTO)
 		in := max(0, abort-state.Elapsed)
@@ -52,7 +52,7 @@ func halfOpen(c conn) *Finding {
 		Failing:  FailingNow,
 		FailsInS: failsIn,
 		Summary: fmt.Sprintf("%s: the peer has not acknowledged anything for %s (%s in a row, tcpi_retransmits; %s unacknowledged): it is probably gone; %s",
-			ends(s), human(time.Duration(info.LastAckRecv)*time.Millisecond), plural(int(info.Retransmits), "unanswered retransmission"), plural(int(info.Unacked), "segment"), when),
+			ends(s), human(info.SinceAckRecv()), plural(int(info.Retransmits), "unanswered retransmission"), plural(int(info.Unacked), "segment"), when),
 		Evidence: ev,
 		Fix:      userTimeoutFixes(suggestedUserTimeout, snap.Sysctls.Target),
 	}
@@ -98,7 +98,7 @@ func handshakeFinding(c conn, rule, what, segment string) *Finding {
 		if retrans >= halfOpenRetransmits && retrans > h.Linear {
 			sev = Critical
 		}
-		elapsed := h.Elapsed(retrans, time.Duration(s.Timer.ExpiresMS)*time.Millisecond)
+		elapsed := h.Elapsed(retrans, s.Timer.Expires())
 		abort := h.AbortAfter()
 		in := max(0, abort-elapsed)
 		re.UnansweredForS = secs(elapsed)
@@ -127,21 +127,21 @@ func handshakeFinding(c conn, rule, what, segment string) *Finding {
 // bounds when a peer dies with data in flight: keepalive does not run then,
 // only tcp_retries2 or TCP_USER_TIMEOUT.
 func slowDeadPeer(snap *diag.Snapshot) *Finding {
-	rt, ok := NewRetransmission(snap.Sysctls.Target, nil)
+	rt, ok := NewRetransmission(snap.Sysctls.Target, 0)
 	if !ok {
 		return nil
 	}
-	var exposed []string
+	var exposed []diag.Cookie
 	unknown := 0
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		if !crossesNetwork(snap, s) {
 			continue
 		}
-		switch {
-		case s.UserTimeoutMS == nil:
+		switch ut, known := s.UserTimeout(); {
+		case !known:
 			unknown++
-		case *s.UserTimeoutMS == 0:
+		case ut == 0:
 			exposed = append(exposed, s.ID)
 		}
 	}

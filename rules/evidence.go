@@ -114,9 +114,9 @@ type NamespaceEvidence struct {
 	ModelTimeoutS    float64 `json:"model_timeout_s,omitempty"`
 	// Exposed counts the connections concerned; Sockets lists the first
 	// of them; OptionsUnknown counts those whose options are unknown.
-	Exposed        int      `json:"exposed,omitempty"`
-	Sockets        []string `json:"sockets,omitempty"`
-	OptionsUnknown int      `json:"options_unknown,omitempty"`
+	Exposed        int           `json:"exposed,omitempty"`
+	Sockets        []diag.Cookie `json:"sockets,omitempty"`
+	OptionsUnknown int           `json:"options_unknown,omitempty"`
 }
 
 // Field is one named figure of evidence, its value as JSON writes it, but

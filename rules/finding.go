@@ -1,9 +1,12 @@
 package rules
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"strings"
+
+	"github.com/tcpvet/tcpvet/diag"
 )
 
 // Severity ranks findings.
@@ -51,7 +54,7 @@ type Finding struct {
 	Rule     string   `json:"rule"`
 	Severity Severity `json:"severity"`
 	// Socket is the id of the socket concerned, or nil for the namespace.
-	Socket *string `json:"socket"`
+	Socket *diag.Cookie `json:"socket"`
 	// Summary is one line: what will happen, and when.
 	Summary string `json:"summary"`
 	// Failing is "now" for a connection failing as it stands (a dead peer,
@@ -108,7 +111,22 @@ func urgency(a, b Finding) int {
 	if c := cmp.Compare(a.Rule, b.Rule); c != 0 {
 		return c
 	}
-	return cmp.Compare(deref(a.Socket), deref(b.Socket))
+	return compareSockets(a.Socket, b.Socket)
+}
+
+// compareSockets orders socket ids as their text sorts, namespace-wide
+// (nil) first: hex as strings order it, "10" before "f", the order
+// findings have always been listed in.
+func compareSockets(a, b *diag.Cookie) int {
+	var x, y [16]byte
+	text := func(buf []byte, c *diag.Cookie) []byte {
+		if c == nil {
+			return nil
+		}
+		b, _ := c.AppendText(buf)
+		return b
+	}
+	return bytes.Compare(text(x[:0], a), text(y[:0], b))
 }
 
 // Urgency orders findings most urgent first, as a report lists them: by

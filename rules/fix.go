@@ -129,7 +129,7 @@ rc.Control(func(fd uintptr) {
   socket_options:
   - {level: 6, name: 18, int_value: %d, state: STATE_PREBIND}  # IPPROTO_TCP, TCP_USER_TIMEOUT`, ms)},
 	}
-	rt, ok := NewRetransmission(ns, nil)
+	rt, ok := NewRetransmission(ns, 0)
 	if eight := ModelTimeout(8, rt.RTOMax); ok && rt.Retries2 > 8 {
 		fixes = append(fixes, Fix{Where: "namespace sysctl (not a safe sysctl: the kubelet must allow it with --allowed-unsafe-sysctls)",
 			Snippet: fmt.Sprintf("net.ipv4.tcp_retries2 = 8   # ~%.0f s instead of ~%.0f s (tcp_retries2=%d)", eight.Seconds(), rt.AbortAfter(rtoMin).Seconds(), rt.Retries2)})

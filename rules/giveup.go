@@ -54,12 +54,13 @@ func modelTimeout(boundary int, base, rtoMax time.Duration) time.Duration {
 }
 
 // NewRetransmission builds the give-up budget for a socket: its
-// TCP_USER_TIMEOUT when it has one, else tcp_retries2. It reports false when
-// the sysctls needed are unknown.
-func NewRetransmission(ns diag.Sysctls, userTimeoutMS *int) (Retransmission, bool) {
+// TCP_USER_TIMEOUT when it has one (userTimeout above 0; 0 when unset or
+// unknown), else tcp_retries2. It reports false when the sysctls needed are
+// unknown.
+func NewRetransmission(ns diag.Sysctls, userTimeout time.Duration) (Retransmission, bool) {
 	rtoMax := rtoMaxOf(ns)
-	if userTimeoutMS != nil && *userTimeoutMS > 0 {
-		return Retransmission{Budget: time.Duration(*userTimeoutMS) * time.Millisecond, UserTimeout: true, RTOMax: rtoMax}, true
+	if userTimeout > 0 {
+		return Retransmission{Budget: userTimeout, UserTimeout: true, RTOMax: rtoMax}, true
 	}
 	r2, ok := ns.Get(diag.Retries2)
 	if !ok {
@@ -104,13 +105,13 @@ type retransmitting struct {
 // connection's RTO and doubled each time, and the current timer's time left.
 func retransmitState(s *diag.Socket, rtoMax time.Duration) retransmitting {
 	info := s.TCPInfo
-	rto := time.Duration(info.RTO) * time.Microsecond
+	rto := info.RTO()
 	backoff := int(info.Backoff)
 	first := rto >> backoff
 	if rto >= rtoMax || first < rtoMin {
 		// Capped, or shifted below the floor: rebuild the base RTO from the
 		// smoothed RTT as the kernel does (srtt + 4 rttvar, at least rtoMin).
-		first = max(rtoMin, time.Duration(info.RTT+4*info.RTTVar)*time.Microsecond)
+		first = max(rtoMin, info.RTT()+4*info.RTTVar())
 	}
 	var elapsed time.Duration
 	step := first
@@ -118,7 +119,7 @@ func retransmitState(s *diag.Socket, rtoMax time.Duration) retransmitting {
 		elapsed += step
 		step = min(2*step, rtoMax)
 	}
-	if left := time.Duration(s.Timer.ExpiresMS) * time.Millisecond; left < rto {
+	if left := s.Timer.Expires(); left < rto {
 		elapsed += rto - left
 	}
 	return retransmitting{Elapsed: elapsed, FirstRTO: first}
@@ -233,9 +234,7 @@ func NewHandshake(ns diag.Sysctls, s *diag.Socket) (Handshake, bool) {
 		}
 		lin, _ := ns.Get(diag.SynLinearTimeouts)
 		h.Retries, h.Linear, h.Syn = int(v), int(lin), true
-		if s.UserTimeoutMS != nil {
-			h.UserTimeout = time.Duration(*s.UserTimeoutMS) * time.Millisecond
-		}
+		h.UserTimeout, _ = s.UserTimeout()
 	case diag.SynRecv, diag.NewSynRecv:
 		// At most: the listener's own TCP_SYNCNT, which tcpvet does not
 		// read, comes first, and a listener whose queue is half full prunes

@@ -29,20 +29,19 @@ func TestModelTimeout(t *testing.T) {
 }
 
 func TestAbortAfter(t *testing.T) {
-	ms := func(n int) *int { return &n }
 	tests := []struct {
 		name     string
 		sysctls  diag.Sysctls
-		userTO   *int
+		userTO   time.Duration
 		firstRTO time.Duration
 		want     time.Duration
 	}{
 		// Timers of 204 ms doubling: 0.204 0.612 1.428 3.06 6.324 — the first at or past 6.2 s.
-		{"retries2=4", diag.Sysctls{diag.Retries2: 4}, nil, 204 * time.Millisecond, 6324 * time.Millisecond},
-		{"retries2=4, exact 200 ms", diag.Sysctls{diag.Retries2: 4}, nil, 200 * time.Millisecond, 6200 * time.Millisecond},
-		{"retries2=15 default", diag.Sysctls{diag.Retries2: 15}, nil, 200 * time.Millisecond, 924600 * time.Millisecond},
-		{"user timeout wins", diag.Sysctls{diag.Retries2: 15}, ms(3000), 204 * time.Millisecond, 3 * time.Second},
-		{"user timeout 0 is unset", diag.Sysctls{diag.Retries2: 4}, ms(0), 204 * time.Millisecond, 6324 * time.Millisecond},
+		{"retries2=4", diag.Sysctls{diag.Retries2: 4}, 0, 204 * time.Millisecond, 6324 * time.Millisecond},
+		{"retries2=4, exact 200 ms", diag.Sysctls{diag.Retries2: 4}, 0, 200 * time.Millisecond, 6200 * time.Millisecond},
+		{"retries2=15 default", diag.Sysctls{diag.Retries2: 15}, 0, 200 * time.Millisecond, 924600 * time.Millisecond},
+		{"user timeout wins", diag.Sysctls{diag.Retries2: 15}, 3 * time.Second, 204 * time.Millisecond, 3 * time.Second},
+		{"user timeout 0 is unset", diag.Sysctls{diag.Retries2: 4}, 0, 204 * time.Millisecond, 6324 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		rt, ok := NewRetransmission(tt.sysctls, tt.userTO)
@@ -53,7 +52,7 @@ func TestAbortAfter(t *testing.T) {
 			t.Errorf("%s: AbortAfter = %v, want %v", tt.name, got, tt.want)
 		}
 	}
-	if _, ok := NewRetransmission(diag.Sysctls{}, nil); ok {
+	if _, ok := NewRetransmission(diag.Sysctls{}, 0); ok {
 		t.Error("model without tcp_retries2 or a user timeout")
 	}
 }
@@ -63,14 +62,14 @@ func TestRetransmitState(t *testing.T) {
 	// 1.632 s one has 1.032 s left, so 2.028 s have passed since the send.
 	s := &diag.Socket{
 		Timer:   diag.Timer{Kind: diag.TimerOn, ExpiresMS: 1032, Retrans: 3},
-		TCPInfo: &diag.TCPInfo{RTO: 1632000, Backoff: 3, RTT: 50, RTTVar: 50000},
+		TCPInfo: &diag.TCPInfo{RTOUs: 1632000, Backoff: 3, RTTUs: 50, RTTVarUs: 50000},
 	}
 	got := retransmitState(s, 120*time.Second)
 	if got.FirstRTO != 204*time.Millisecond || got.Elapsed != 2028*time.Millisecond {
 		t.Errorf("retransmitState = %+v, want first 204ms, elapsed 2.028s", got)
 	}
 	// At the cap the base comes from the RTT instead.
-	s.TCPInfo = &diag.TCPInfo{RTO: 120000000, Backoff: 12, RTT: 1000, RTTVar: 50000}
+	s.TCPInfo = &diag.TCPInfo{RTOUs: 120000000, Backoff: 12, RTTUs: 1000, RTTVarUs: 50000}
 	if got := retransmitState(s, 120*time.Second); got.FirstRTO != 201*time.Millisecond {
 		t.Errorf("capped: first RTO %v, want 201ms", got.FirstRTO)
 	}

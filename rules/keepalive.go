@@ -106,8 +106,8 @@ func unknownPath(c conn) *Finding {
 		Rule:     RuleNoKeepalive,
 		Severity: Warning,
 		Summary: fmt.Sprintf("%s has no keepalive: a NAT, load balancer or IPVS on the path that forgets idle flows will reset or silently drop its next write after a quiet spell, and a dead peer goes unnoticed while it is idle (idle now %s)",
-			ends(c.Socket), human(idleFor(c.Socket))),
-		Evidence: Evidence{PathEvidence: &PathEvidence{Keepalive: ptrTo(false), IdleS: secs(idleFor(c.Socket)), Side: c.side.String()}},
+			ends(c.Socket), human(c.Idle())),
+		Evidence: Evidence{PathEvidence: &PathEvidence{Keepalive: ptrTo(false), IdleS: secs(c.Idle()), Side: c.side.String()}},
 		Fix:      keepaliveFixes(c, 350*time.Second),
 	}
 }
@@ -115,7 +115,7 @@ func unknownPath(c conn) *Finding {
 // pathEvidence is what a finding about f on c's path rests on.
 func pathEvidence(c conn, f *forgetting) Evidence {
 	ev := &PathEvidence{
-		IdleS: secs(idleFor(c.Socket)), Side: c.side.String(),
+		IdleS: secs(c.Idle()), Side: c.side.String(),
 		Meets: f.Meets, MeetsBecause: f.Because,
 		AlreadyForgotten: f.Already, ForgetsInS: secs(f.In),
 	}
@@ -150,7 +150,7 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 	switch {
 	case f.Already:
 		rule = RuleFlowForgotten
-		how := fmt.Sprintf("quiet %s, past its %s", human(idleFor(c.Socket)), human(f.IdleTimeout))
+		how := fmt.Sprintf("quiet %s, past its %s", human(c.Idle()), human(f.IdleTimeout))
 		if f.tracker != nil && f.tracker.table != nil && f.tracker.table.Read {
 			how = "it holds no entry for it"
 		}
@@ -166,7 +166,7 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 	default:
 		rule = RuleNoKeepalive
 		summary = fmt.Sprintf("%s has no keepalive: %s forgets it after %s quiet (in %s; idle now %s): %s",
-			ends(c.Socket), f.Name, human(f.IdleTimeout), human(f.In), human(idleFor(c.Socket)), then)
+			ends(c.Socket), f.Name, human(f.IdleTimeout), human(f.In), human(c.Idle()), then)
 	}
 	ev := pathEvidence(c, f)
 	switch {
@@ -189,7 +189,7 @@ func nextProbe(c conn) string {
 	if c.Timer.Kind != diag.TimerKeepalive {
 		return ""
 	}
-	return "; its next keepalive probe in " + human(time.Duration(c.Timer.ExpiresMS)*time.Millisecond)
+	return "; its next keepalive probe in " + human(c.Timer.Expires())
 }
 
 // consequence says what the application sees when its next packet meets o.
@@ -234,7 +234,8 @@ type giveUp struct {
 // futureGiveUp is the give-up of a write not yet sent on c: one figure per
 // namespace and TCP_USER_TIMEOUT, the same in every finding.
 func futureGiveUp(c conn) (giveUp, bool) {
-	rt, ok := NewRetransmission(c.snap.Sysctls.Target, c.UserTimeoutMS)
+	ut, _ := c.UserTimeout()
+	rt, ok := NewRetransmission(c.snap.Sysctls.Target, ut)
 	if !ok {
 		return giveUp{}, false
 	}

@@ -68,7 +68,7 @@ func ipvsNodestDrop(path []Middlebox, sysctls diag.Sysctls, where string) func(*
 			return nil
 		}
 		m := path[i]
-		var carried []string
+		var carried []diag.Cookie
 		for i := range snap.Sockets {
 			s := &snap.Sockets[i]
 			if !crossesNetwork(snap, s) {
@@ -82,7 +82,7 @@ func ipvsNodestDrop(path []Middlebox, sysctls diag.Sysctls, where string) func(*
 			return nil
 		}
 		hang := "until the kernel gives up"
-		if rt, ok := NewRetransmission(snap.Sysctls.Target, nil); ok {
+		if rt, ok := NewRetransmission(snap.Sysctls.Target, 0); ok {
 			hang = fmt.Sprintf("up to %s with %s and no TCP_USER_TIMEOUT", human(rt.AbortAfter(rtoMin)), rt.Reason())
 		}
 		return &Finding{

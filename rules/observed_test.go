@@ -55,7 +55,7 @@ func TestObservedKeepsAlive(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := healthy()
 			tt.mutate(&s)
-			s.TCPInfo.LastDataRecv, s.TCPInfo.LastDataSent = 1000, 1000
+			s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS = 1000, 1000
 			got := fired(Evaluate(snapshot(s), []Middlebox{lb}), s.ID)
 			f, ok := got[tt.want]
 			if !ok || len(got) != 1 {

@@ -90,7 +90,7 @@ func (l listeners) sideOf(s *diag.Socket) side {
 // forgettings lists every middlebox of path that carries s, with when it
 // forgets the flow and what the next packet meets then, soonest first.
 func forgettings(path []Middlebox, s *diag.Socket, sd side) []forgetting {
-	idle, every := idleFor(s), ownKeepalive(s)
+	idle, every := s.Idle(), ownKeepalive(s)
 	var out []forgetting
 	for _, m := range path {
 		why, ok := "", m.carries == nil

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/tcpvet/tcpvet/diag"
 )
@@ -49,10 +48,10 @@ func recvBacklog(c conn) *Finding {
 		unread--
 	}
 	if s.State == diag.Listen || unread == 0 || s.TCPInfo == nil ||
-		time.Duration(s.TCPInfo.LastDataRecv)*time.Millisecond < unreadFor {
+		s.TCPInfo.SinceDataRecv() < unreadFor {
 		return nil
 	}
-	age := time.Duration(s.TCPInfo.LastDataRecv) * time.Millisecond
+	age := s.TCPInfo.SinceDataRecv()
 	verb := "have"
 	if unread == 1 {
 		verb = "has"
@@ -61,7 +60,7 @@ func recvBacklog(c conn) *Finding {
 		Rule:     RuleRecvBacklog,
 		Severity: Warning,
 		Summary:  fmt.Sprintf("%s: %s of data %s arrived and sat unread for at least %s: the local application is not reading", ends(s), plural(int(unread), "byte"), verb, human(age)),
-		Evidence: Evidence{QueueEvidence: &QueueEvidence{RecvQ: s.RecvQ, LastDataRecvMS: s.TCPInfo.LastDataRecv, Processes: s.Processes}},
+		Evidence: Evidence{QueueEvidence: &QueueEvidence{RecvQ: s.RecvQ, LastDataRecvMS: s.TCPInfo.LastDataRecvMS, Processes: s.Processes}},
 		Fix:      []Fix{{Where: "the application", Snippet: "find the reader that stopped: a blocked goroutine or thread, a full channel, a lock (kill -QUIT a Go process for its stacks)"}},
 	}
 }

@@ -98,13 +98,6 @@ func Evaluate(snap *diag.Snapshot, declared []Middlebox) Report {
 // secs is a duration in seconds, to the millisecond, for evidence.
 func secs(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
 // crossesNetwork is true for connections a middlebox could sit on:
 // established in both directions, and with a peer outside the namespace.
 // A peer inside it is a socket of the namespace, one on loopback or on one
@@ -113,7 +106,7 @@ func deref(s *string) string {
 // do with every outbound connection of the application: then only the
 // proxy's own connections leave the pod.
 func crossesNetwork(snap *diag.Snapshot, s *diag.Socket) bool {
-	if s.State != diag.Established || s.Peer != "" || inNamespace(snap, s.Remote.Addr()) {
+	if s.State != diag.Established || s.Peer != 0 || inNamespace(snap, s.Remote.Addr()) {
 		return false
 	}
 	return s.RedirectedTo == nil || !inNamespace(snap, s.RedirectedTo.Addr())
@@ -123,11 +116,6 @@ func crossesNetwork(snap *diag.Snapshot, s *diag.Socket) bool {
 func inNamespace(snap *diag.Snapshot, a netip.Addr) bool {
 	a = a.Unmap()
 	return a.IsLoopback() || slices.Contains(snap.Target.Addresses, a)
-}
-
-// idleFor is how long the connection has carried no data either way.
-func idleFor(s *diag.Socket) time.Duration {
-	return time.Duration(s.IdleMS()) * time.Millisecond
 }
 
 // who names the processes holding s, for summaries.

@@ -18,11 +18,11 @@ func ptr[T any](v T) *T { return &v }
 // user timeout: no rule may fire on it.
 func healthy() diag.Socket {
 	return diag.Socket{
-		ID: "1a", State: diag.Established, Family: "inet", Inode: 4242,
+		ID: 0x1a, State: diag.Established, Family: "inet", Inode: 4242,
 		Local:         netip.MustParseAddrPort("198.18.1.1:40000"),
 		Remote:        netip.MustParseAddrPort("198.18.1.2:443"),
 		Timer:         diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 50000},
-		TCPInfo:       &diag.TCPInfo{Size: 280, RTO: 204000, SndWnd: 65535, LastDataRecv: 200, LastDataSent: 200, LastAckRecv: 200},
+		TCPInfo:       &diag.TCPInfo{Size: 280, RTOUs: 204000, SndWnd: 65535, LastDataRecvMS: 200, LastDataSentMS: 200, LastAckRecvMS: 200},
 		Keepalive:     diag.Keepalive{Enabled: ptr(true), IdleS: ptr(60), IntervalS: ptr(10), Probes: ptr(5), Source: "socket"},
 		UserTimeoutMS: ptr(30000),
 		Processes:     []diag.Process{{PID: 42, Comm: "api", FD: 7}},
@@ -99,11 +99,11 @@ func redirectedTo(mutate func(*diag.Socket), to string) func(*diag.Socket) {
 	}
 }
 
-// fired returns the rules that fired for socket id ("" for namespace-wide).
-func fired(r Report, id string) map[string]Finding {
+// fired returns the rules that fired for socket id (0 for namespace-wide).
+func fired(r Report, id diag.Cookie) map[string]Finding {
 	out := map[string]Finding{}
 	for _, f := range r.Findings {
-		if deref(f.Socket) == id {
+		if f.Socket == nil && id == 0 || f.Socket != nil && *f.Socket == id {
 			out[f.Rule] = f
 		}
 	}
@@ -142,7 +142,7 @@ func TestSocketRules(t *testing.T) {
 		{name: "no keepalive, redirected to a local proxy", mutate: redirectedTo(noKA, "127.0.0.1:15001"), path: ipvs900},
 		{name: "no keepalive, redirected to a proxy on the pod's address", mutate: redirectedTo(noKA, "198.18.1.1:15001"), path: withOwn(ipvs900, "198.18.1.1")},
 		{name: "no keepalive, DNATed to another host", mutate: redirectedTo(noKA, "198.18.7.7:443"), path: withOwn(ipvs900, "198.18.1.1"), want: RuleNoKeepalive, severity: Critical},
-		{name: "no keepalive, the other end is a socket here (a transparent proxy)", mutate: func(s *diag.Socket) { noKA(s); s.Peer = "2b" }, path: ipvs900},
+		{name: "no keepalive, the other end is a socket here (a transparent proxy)", mutate: func(s *diag.Socket) { noKA(s); s.Peer = 0x2b }, path: ipvs900},
 		{name: "keepalive unknown is not 'off'", mutate: func(s *diag.Socket) { s.Keepalive = diag.Keepalive{Source: "unknown", Reason: "no ptrace"} }, path: ipvs900},
 
 		// keepalive-too-slow
@@ -176,12 +176,12 @@ func TestSocketRules(t *testing.T) {
 
 		// close-wait
 		{name: "close wait", mutate: func(s *diag.Socket) { s.State = diag.CloseWait }, want: RuleCloseWait, severity: Warning},
-		{name: "close wait, its FIN unread is no data", mutate: func(s *diag.Socket) { s.State, s.RecvQ = diag.CloseWait, 1; s.TCPInfo.LastDataRecv = 5000 }, want: RuleCloseWait, severity: Warning},
-		{name: "close wait with data unread", mutate: func(s *diag.Socket) { s.State, s.RecvQ = diag.CloseWait, 2; s.TCPInfo.LastDataRecv = 5000 }, want: RuleCloseWait, severity: Warning, also: RuleRecvBacklog},
+		{name: "close wait, its FIN unread is no data", mutate: func(s *diag.Socket) { s.State, s.RecvQ = diag.CloseWait, 1; s.TCPInfo.LastDataRecvMS = 5000 }, want: RuleCloseWait, severity: Warning},
+		{name: "close wait with data unread", mutate: func(s *diag.Socket) { s.State, s.RecvQ = diag.CloseWait, 2; s.TCPInfo.LastDataRecvMS = 5000 }, want: RuleCloseWait, severity: Warning, also: RuleRecvBacklog},
 
 		// recv-backlog
-		{name: "unread for 5 s", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecv = 5000 }, want: RuleRecvBacklog, severity: Warning},
-		{name: "just arrived", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecv = 999 }},
+		{name: "unread for 5 s", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecvMS = 5000 }, want: RuleRecvBacklog, severity: Warning},
+		{name: "just arrived", mutate: func(s *diag.Socket) { s.RecvQ = 4096; s.TCPInfo.LastDataRecvMS = 999 }},
 
 		// listen-overflow
 		{name: "accept queue full", mutate: listener(129, 128), want: RuleListenOverflow, severity: Critical},
@@ -288,8 +288,8 @@ func deadPeer(retransmits uint8, sinceAckMS uint32) func(*diag.Socket) {
 		s.Timer = diag.Timer{Kind: diag.TimerOn, ExpiresMS: 1000, Retrans: retransmits}
 		s.UserTimeoutMS = ptr(0)
 		s.TCPInfo.Retransmits, s.TCPInfo.Backoff, s.TCPInfo.Unacked = retransmits, retransmits, 2
-		s.TCPInfo.RTO = 204000 << retransmits
-		s.TCPInfo.LastAckRecv = sinceAckMS
+		s.TCPInfo.RTOUs = 204000 << retransmits
+		s.TCPInfo.LastAckRecvMS = sinceAckMS
 	}
 }
 
@@ -340,7 +340,7 @@ func TestNamespaceRules(t *testing.T) {
 		snap := snapshot(healthy())
 		snap.Host.Visible = true
 		snap.Sysctls.Host = diag.Sysctls{diag.KeepaliveTime: 600, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 8}
-		f, ok := fired(Evaluate(snap, nil), "")[RulePodSysctlDiffers]
+		f, ok := fired(Evaluate(snap, nil), 0)[RulePodSysctlDiffers]
 		if !ok || f.Severity != Warning || !strings.Contains(f.Summary, "tcp_keepalive_time=7200 (host 600)") ||
 			!strings.Contains(f.Fix[0].Snippet, `net.ipv4.tcp_keepalive_time, value: "600"`) || len(f.Fix) != 2 {
 			t.Errorf("finding %+v", f)
@@ -350,22 +350,22 @@ func TestNamespaceRules(t *testing.T) {
 		snap := snapshot(healthy())
 		snap.Host.Visible = true
 		snap.Sysctls.Host = snap.Sysctls.Target
-		if f, ok := fired(Evaluate(snap, nil), "")[RulePodSysctlDiffers]; ok {
+		if f, ok := fired(Evaluate(snap, nil), 0)[RulePodSysctlDiffers]; ok {
 			t.Errorf("fired: %s", f.Summary)
 		}
 	})
 	t.Run("host not visible", func(t *testing.T) {
 		snap := snapshot(healthy())
-		if f, ok := fired(Evaluate(snap, nil), "")[RulePodSysctlDiffers]; ok {
+		if f, ok := fired(Evaluate(snap, nil), 0)[RulePodSysctlDiffers]; ok {
 			t.Errorf("fired: %s", f.Summary)
 		}
 	})
 	t.Run("connections without user timeout", func(t *testing.T) {
 		exposed := healthy()
-		exposed.ID, exposed.UserTimeoutMS = "2b", ptr(0)
+		exposed.ID, exposed.UserTimeoutMS = 0x2b, ptr(0)
 		lo := healthy()
-		lo.ID, lo.UserTimeoutMS, lo.Remote = "3c", ptr(0), netip.MustParseAddrPort("127.0.0.1:1")
-		f, ok := fired(Evaluate(snapshot(healthy(), exposed, lo), nil), "")[RuleSlowDeadPeer]
+		lo.ID, lo.UserTimeoutMS, lo.Remote = 0x3c, ptr(0), netip.MustParseAddrPort("127.0.0.1:1")
+		f, ok := fired(Evaluate(snapshot(healthy(), exposed, lo), nil), 0)[RuleSlowDeadPeer]
 		if !ok || f.Severity != Warning || f.Evidence.Exposed != 1 || !near(f.Evidence.GivesUpAfterS, 924.6) {
 			t.Errorf("finding %+v", f)
 		}
@@ -375,12 +375,12 @@ func TestNamespaceRules(t *testing.T) {
 		exposed.UserTimeoutMS = ptr(0)
 		snap := snapshot(exposed)
 		snap.Sysctls.Target[diag.Retries2] = 5
-		if f := fired(Evaluate(snap, nil), "")[RuleSlowDeadPeer]; f.Severity != Info {
+		if f := fired(Evaluate(snap, nil), 0)[RuleSlowDeadPeer]; f.Severity != Info {
 			t.Errorf("severity %v, want info", f.Severity)
 		}
 	})
 	t.Run("every connection has a user timeout", func(t *testing.T) {
-		if f, ok := fired(Evaluate(snapshot(healthy()), nil), "")[RuleSlowDeadPeer]; ok {
+		if f, ok := fired(Evaluate(snapshot(healthy()), nil), 0)[RuleSlowDeadPeer]; ok {
 			t.Errorf("fired: %s", f.Summary)
 		}
 	})
@@ -614,7 +614,7 @@ func TestIPVSExpireNodestOff(t *testing.T) {
 	for _, tt := range tests {
 		snap := snapshot(healthy())
 		tt.setup(snap)
-		f, ok := fired(Evaluate(snap, nil), "")[RuleIPVSNodestDrop]
+		f, ok := fired(Evaluate(snap, nil), 0)[RuleIPVSNodestDrop]
 		switch {
 		case tt.want == "" && ok:
 			t.Errorf("%s: fired: %s", tt.name, f.Summary)
@@ -663,7 +663,7 @@ func TestForgottenFlowFates(t *testing.T) {
 		return func(s *diag.Snapshot) { path(s); s.Host.Firewall = &diag.Firewall{Reason: "no CAP_NET_ADMIN"} }
 	}
 	idle := func(mutate func(*diag.Socket), ms uint32) func(*diag.Socket) {
-		return func(s *diag.Socket) { mutate(s); s.TCPInfo.LastDataRecv, s.TCPInfo.LastDataSent = ms, ms }
+		return func(s *diag.Socket) { mutate(s); s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS = ms, ms }
 	}
 	tests := []struct {
 		name   string
@@ -704,7 +704,7 @@ func TestForgottenFlowFates(t *testing.T) {
 			s := healthy()
 			tt.mutate(&s)
 			ln := healthy()
-			ln.ID, ln.State, ln.Local, ln.Remote = "11", diag.Listen, netip.MustParseAddrPort("0.0.0.0:8080"), netip.MustParseAddrPort("0.0.0.0:0")
+			ln.ID, ln.State, ln.Local, ln.Remote = 0x11, diag.Listen, netip.MustParseAddrPort("0.0.0.0:8080"), netip.MustParseAddrPort("0.0.0.0:0")
 			snap := snapshot(s, ln)
 			tt.path(snap)
 			got := fired(Evaluate(snap, nil), s.ID)
@@ -743,7 +743,7 @@ func TestIPVSEntry(t *testing.T) {
 	if !ok || f.Severity != Critical || f.Evidence.ForgetsInS != 812 || f.Evidence.IPVSExpiresInS != 812 {
 		t.Errorf("%v %+v, want critical, forgetting in IPVS's own 812 s", ok, f.Evidence.PathEvidence)
 	}
-	snap.Sockets[0].TCPInfo.LastDataRecv, snap.Sockets[0].TCPInfo.LastDataSent = 1000000, 1000000
+	snap.Sockets[0].TCPInfo.LastDataRecvMS, snap.Sockets[0].TCPInfo.LastDataSentMS = 1000000, 1000000
 	if got := fired(Evaluate(snap, nil), s.ID); len(got) != 0 {
 		t.Errorf("an IPVS entry fresh after 1000 s of quiet fired %v", keys(got))
 	}
@@ -763,9 +763,9 @@ func TestServerQuietPastADeclaredTimeout(t *testing.T) {
 	s := healthy()
 	noKA(&s)
 	backend(&s)
-	s.TCPInfo.LastDataRecv, s.TCPInfo.LastDataSent = 400000, 400000
+	s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS = 400000, 400000
 	ln := healthy()
-	ln.ID, ln.State, ln.Local, ln.Remote = "11", diag.Listen, netip.MustParseAddrPort("0.0.0.0:8080"), netip.MustParseAddrPort("0.0.0.0:0")
+	ln.ID, ln.State, ln.Local, ln.Remote = 0x11, diag.Listen, netip.MustParseAddrPort("0.0.0.0:8080"), netip.MustParseAddrPort("0.0.0.0:0")
 	f, ok := fired(Evaluate(snapshot(s, ln), []Middlebox{mustPreset("aws-nlb")}), s.ID)[RuleFlowForgotten]
 	if !ok || f.Severity != Warning {
 		t.Errorf("%v %s: %s", ok, f.Severity, f.Summary)
@@ -775,19 +775,19 @@ func TestServerQuietPastADeclaredTimeout(t *testing.T) {
 // TestUrgencyOrder: what fails now comes first, then what fails at its
 // next write, then the soonest to be forgotten; warnings after.
 func TestUrgencyOrder(t *testing.T) {
-	mk := func(id string, mutate func(*diag.Socket)) diag.Socket {
+	mk := func(id diag.Cookie, mutate func(*diag.Socket)) diag.Socket {
 		s := healthy()
 		s.ID = id
-		s.Local = netip.MustParseAddrPort("198.18.1.1:4" + id)
+		s.Local = netip.AddrPortFrom(netip.MustParseAddr("198.18.1.1"), 40000+uint16(id))
 		mutate(&s)
 		return s
 	}
-	soon := mk("0001", noKA)
-	later := mk("0002", noKA)
+	soon := mk(1, noKA)
+	later := mk(2, noKA)
 	later.Conntrack = []diag.Flow{{Netns: "host", ExpiresInS: 25, NAT: "dnat", TCPState: "ESTABLISHED", Side: "original"}}
 	soon.Conntrack = []diag.Flow{{Netns: "host", ExpiresInS: 5, NAT: "dnat", TCPState: "ESTABLISHED", Side: "original"}}
-	dead := mk("0003", deadPeer(5, 3000))
-	gone := mk("0004", noKA)
+	dead := mk(3, deadPeer(5, 3000))
+	gone := mk(4, noKA)
 	snap := snapshot(later, gone, soon, dead)
 	// The client's other flow to the same address was translated, so the
 	// forgotten one was too: with loose=0 its next packet is lost.
@@ -796,11 +796,35 @@ func TestUrgencyOrder(t *testing.T) {
 	var order []string
 	for _, f := range Evaluate(snap, nil).Findings {
 		if f.Socket != nil {
-			order = append(order, *f.Socket+" "+f.Rule)
+			order = append(order, f.Socket.String()+" "+f.Rule)
 		}
 	}
-	want := []string{"0003 half-open", "0004 flow-forgotten", "0001 no-keepalive", "0002 no-keepalive"}
+	want := []string{"3 half-open", "4 flow-forgotten", "1 no-keepalive", "2 no-keepalive"}
 	if len(order) < len(want) || !slices.Equal(order[:len(want)], want) {
 		t.Errorf("order %v, want %v first", order, want)
+	}
+}
+
+// TestUrgencyTieBreak: findings otherwise alike are listed by socket id as
+// text sorts it, hex "10" before "f", the namespace's own first; and the
+// comparison costs no allocation.
+func TestUrgencyTieBreak(t *testing.T) {
+	mk := func(id *diag.Cookie) Finding { return Finding{Rule: RuleNoKeepalive, Severity: Warning, Socket: id} }
+	got := []Finding{mk(ptr[diag.Cookie](0xf)), mk(ptr[diag.Cookie](0x10)), mk(nil), mk(ptr[diag.Cookie](0xe)), mk(ptr[diag.Cookie](0x100))}
+	slices.SortStableFunc(got, urgency)
+	var order []string
+	for _, f := range got {
+		if f.Socket == nil {
+			order = append(order, "-")
+			continue
+		}
+		order = append(order, f.Socket.String())
+	}
+	if want := []string{"-", "10", "100", "e", "f"}; !slices.Equal(order, want) {
+		t.Errorf("order %v, want %v", order, want)
+	}
+	a, b := got[1], got[4]
+	if n := testing.AllocsPerRun(100, func() { urgency(a, b) }); n != 0 {
+		t.Errorf("comparing two findings allocates %v times", n)
 	}
 }

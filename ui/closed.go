@@ -43,7 +43,7 @@ type closedList struct {
 	entries []diag.Closed
 	// seen is when each entry listed was first listed: the snapshot that
 	// first carried it was taken just after it ended.
-	seen map[string]time.Time
+	seen map[diag.Cookie]time.Time
 	// counts are the connections that ended since the view started, by
 	// cause. atLeast is set once a refresh found none of the entries seen
 	// before: more ended between two refreshes than the source keeps, and
@@ -63,7 +63,7 @@ func (c *closedList) load(snap *diag.Snapshot) {
 	}
 	// The cursor stays on the connection it was moved to; on the first
 	// row, it stays on the newest, following deaths as they come.
-	keepID := ""
+	var keepID diag.Cookie
 	if c.cursor > 0 && c.cursor < len(c.entries) {
 		keepID = c.entries[c.cursor].ID
 	}
@@ -81,7 +81,7 @@ func (c *closedList) load(snap *diag.Snapshot) {
 	if len(c.seen) > 0 && len(snap.Closed) > 0 && !overlap {
 		c.atLeast = true
 	}
-	seen := make(map[string]time.Time, len(snap.Closed))
+	seen := make(map[diag.Cookie]time.Time, len(snap.Closed))
 	c.entries = c.entries[:0]
 	for i := len(snap.Closed) - 1; i >= 0; i-- {
 		e := snap.Closed[i]
@@ -111,7 +111,7 @@ func (c *closedList) current() *diag.Closed {
 }
 
 // find is the entry listed with id, nil once it has left the list.
-func (c *closedList) find(id string) *diag.Closed {
+func (c *closedList) find(id diag.Cookie) *diag.Closed {
 	for i := range c.entries {
 		if c.entries[i].ID == id {
 			return &c.entries[i]
@@ -322,7 +322,7 @@ func (m *Model) closedText(e *diag.Closed) string {
 	st := m.styles
 	var b strings.Builder
 	kv := func(k string, v any) { fmt.Fprintf(&b, "  %s %v\n", st.Label.Render(fmt.Sprintf("%-18s", k)), v) }
-	fmt.Fprintf(&b, "%s  %s -> %s  %s\n\n", st.Title.Render("closed "+e.ID), e.Local, e.Remote, st.Cause(e.Cause).Render(strings.ToUpper(e.Cause)))
+	fmt.Fprintf(&b, "%s  %s -> %s  %s\n\n", st.Title.Render("closed "+e.ID.String()), e.Local, e.Remote, st.Cause(e.Cause).Render(strings.ToUpper(e.Cause)))
 	kv("cause", st.Cause(e.Cause).Render(e.Cause))
 	for i, l := range strings.Split(ansi.Wrap(e.Why, max(20, m.width-21), " "), "\n") {
 		k := ""

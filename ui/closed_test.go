@@ -21,10 +21,10 @@ import (
 func deaths() []diag.Closed {
 	at := time.Date(2026, 11, 23, 3, 3, 40, 0, time.UTC)
 	info := func(segsIn, retrans uint32) *diag.TCPInfo {
-		return &diag.TCPInfo{Size: 280, RTO: 204000, SegsIn: segsIn, SegsOut: segsIn + 2, TotalRetrans: retrans, LastDataRecv: 900}
+		return &diag.TCPInfo{Size: 280, RTOUs: 204000, SegsIn: segsIn, SegsOut: segsIn + 2, TotalRetrans: retrans, LastDataRecvMS: 900}
 	}
 	c := func(id int, remote, cause, why string, lived float64, state string, ti *diag.TCPInfo) diag.Closed {
-		return diag.Closed{ID: fmt.Sprintf("%x", 0x5000+id), Local: netip.MustParseAddrPort(fmt.Sprintf("10.0.0.5:%d", 41000+id)),
+		return diag.Closed{ID: diag.Cookie(0x5000 + id), Local: netip.MustParseAddrPort(fmt.Sprintf("10.0.0.5:%d", 41000+id)),
 			Remote: netip.MustParseAddrPort(remote), Cause: cause, Why: why, LivedS: ptr(lived), LastState: state, TCPInfo: ti}
 	}
 	out := []diag.Closed{
@@ -95,11 +95,11 @@ func TestClosedNewestFirst(t *testing.T) {
 	all := deaths()
 	var got []string
 	for _, e := range m.closed.entries {
-		got = append(got, e.ID)
+		got = append(got, e.ID.String())
 	}
 	var wantIDs []string
 	for i := len(all) - 1; i >= 0; i-- {
-		wantIDs = append(wantIDs, all[i].ID)
+		wantIDs = append(wantIDs, all[i].ID.String())
 	}
 	if strings.Join(got, " ") != strings.Join(wantIDs, " ") {
 		t.Fatalf("order %v, want newest first %v", got, wantIDs)
@@ -187,7 +187,7 @@ func TestClosedDetails(t *testing.T) {
 			t.Fatalf("enter: mode %v", d.mode)
 		}
 		text := flat(ansi.Strip(d.details.GetContent()))
-		for _, want := range []string{"closed " + e.ID, e.Local.String(), e.Remote.String(), "cause " + e.Cause, flat(e.Why)} {
+		for _, want := range []string{"closed " + e.ID.String(), e.Local.String(), e.Remote.String(), "cause " + e.Cause, flat(e.Why)} {
 			if !strings.Contains(text, want) {
 				t.Errorf("details of %s lack %q:\n%s", e.ID, want, text)
 			}
@@ -229,7 +229,7 @@ func TestClosedDetails(t *testing.T) {
 	d, _ := step(m, keyMsg("enter"))
 	id := d.detailsClosed
 	d, _ = step(d, refreshed(watched(9, t0.Add(time.Second))))
-	if !strings.Contains(ansi.Strip(d.details.GetContent()), "closed "+id) {
+	if !strings.Contains(ansi.Strip(d.details.GetContent()), "closed "+id.String()) {
 		t.Errorf("after a refresh, details no longer show %s", id)
 	}
 	// Once it left the source's window, they say so.
@@ -328,7 +328,7 @@ func BenchmarkClosedRefresh(b *testing.B) {
 	all := make([]diag.Closed, 2000)
 	for i := range all {
 		all[i] = base[i%len(base)]
-		all[i].ID = fmt.Sprintf("%x", 0x10000+i)
+		all[i].ID = diag.Cookie(0x10000 + i)
 	}
 	const windows = 100
 	for _, follow := range []bool{true, false} {

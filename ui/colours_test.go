@@ -77,7 +77,7 @@ func TestColoursMeanSeverityAlone(t *testing.T) {
 	m := drive(t, 160, 40, snap)
 	next := fixture()
 	twin := next.Sockets[2]
-	twin.ID, twin.Local = "50000", netip.MustParseAddrPort("10.0.0.5:50000")
+	twin.ID, twin.Local = 0x50000, netip.MustParseAddrPort("10.0.0.5:50000")
 	next.Sockets = append(next.Sockets, twin)
 	m, _ = step(m, snapshotMsg{snap: next, rep: rules.Evaluate(next, nil)})
 	m, _ = step(m, keyMsg("G")) // select the last row: the ones checked are drawn unselected

@@ -36,7 +36,7 @@ func redirectText(snap *diag.Snapshot, to netip.AddrPort) string {
 
 // peerText names the socket at the other end of a connection that stays
 // in the namespace.
-func peerText(snap *diag.Snapshot, id string) string {
+func peerText(snap *diag.Snapshot, id diag.Cookie) string {
 	for i := range snap.Sockets {
 		if p := &snap.Sockets[i]; p.ID == id {
 			owner := ""
@@ -46,21 +46,21 @@ func peerText(snap *diag.Snapshot, id string) string {
 			return fmt.Sprintf("socket %s (%s%s) in this namespace: the connection never leaves it", id, p.Local, owner)
 		}
 	}
-	return "socket " + id + " in this namespace"
+	return "socket " + id.String() + " in this namespace"
 }
 
 // renderDetails fills the details viewport with the socket (or namespace
 // finding) being looked at.
 func (m *Model) renderDetails() {
-	if m.detailsClosed != "" {
+	if m.detailsClosed != 0 {
 		if e := m.closed.find(m.detailsClosed); e != nil {
 			m.details.SetContent(m.closedText(e))
 		} else {
-			m.details.SetContent(m.styles.Value.Render("closed connection "+m.detailsClosed+" is no longer listed: newer ones took its place") + "\n\n(esc to go back)")
+			m.details.SetContent(m.styles.Value.Render("closed connection "+m.detailsClosed.String()+" is no longer listed: newer ones took its place") + "\n\n(esc to go back)")
 		}
 		return
 	}
-	if m.detailsID == "" {
+	if m.detailsID == 0 {
 		if m.finding < len(m.report.Findings) {
 			m.details.SetContent(m.findingText(&m.report.Findings[m.finding]))
 		}
@@ -73,7 +73,7 @@ func (m *Model) renderDetails() {
 		}
 	}
 	if s == nil {
-		m.details.SetContent(m.styles.Value.Render("socket "+m.detailsID+" is gone: it closed since it was selected") + "\n\n(esc to go back)")
+		m.details.SetContent(m.styles.Value.Render("socket "+m.detailsID.String()+" is gone: it closed since it was selected") + "\n\n(esc to go back)")
 		return
 	}
 	m.details.SetContent(m.socketText(s))
@@ -83,7 +83,7 @@ func (m *Model) socketText(s *diag.Socket) string {
 	st := m.styles
 	var b strings.Builder
 	kv := func(k string, v any) { fmt.Fprintf(&b, "  %s %v\n", st.Label.Render(fmt.Sprintf("%-18s", k)), v) }
-	fmt.Fprintf(&b, "%s  %s -> %s  %s\n\n", st.Title.Render("socket "+s.ID), s.Local, s.Remote, st.Value.Render(s.State.String()))
+	fmt.Fprintf(&b, "%s  %s -> %s  %s\n\n", st.Title.Render("socket "+s.ID.String()), s.Local, s.Remote, st.Value.Render(s.State.String()))
 	kv("family", s.Family)
 	kv("inode", s.Inode)
 	kv("uid", s.UID)
@@ -91,7 +91,7 @@ func (m *Model) socketText(s *diag.Socket) string {
 	if s.Timer.Kind == diag.TimerOff {
 		kv("timer", "off")
 	} else {
-		kv("timer", fmt.Sprintf("%s, expires in %s, count %d", s.Timer.Kind, time.Duration(s.Timer.ExpiresMS)*time.Millisecond, s.Timer.Retrans))
+		kv("timer", fmt.Sprintf("%s, expires in %s, count %d", s.Timer.Kind, s.Timer.Expires(), s.Timer.Retrans))
 	}
 	if s.Cong != "" {
 		kv("congestion", s.Cong)
@@ -105,7 +105,7 @@ func (m *Model) socketText(s *diag.Socket) string {
 	if to := s.RedirectedTo; to != nil {
 		kv("redirected to", redirectText(m.snap, *to))
 	}
-	if s.Peer != "" {
+	if s.Peer != 0 {
 		kv("peer", peerText(m.snap, s.Peer))
 	}
 	if o := s.Observed; o != nil {
@@ -152,11 +152,11 @@ func (m *Model) socketText(s *diag.Socket) string {
 		kv("TCP_KEEPCNT", *k.Probes)
 		kv("timings from", map[string]string{"socket": "the socket's own setsockopt", "namespace": "the namespace's tcp_keepalive_* sysctls"}[k.Source])
 	}
-	if s.UserTimeoutMS != nil {
-		if *s.UserTimeoutMS == 0 {
+	if u, known := s.UserTimeout(); known {
+		if u == 0 {
 			kv("TCP_USER_TIMEOUT", "unset (tcp_retries2 decides)")
 		} else {
-			kv("TCP_USER_TIMEOUT", fmt.Sprintf("%d ms", *s.UserTimeoutMS))
+			kv("TCP_USER_TIMEOUT", fmt.Sprintf("%d ms", u.Milliseconds()))
 		}
 	}
 
@@ -221,7 +221,7 @@ func (m *Model) timeEvents(s *diag.Socket) []timeEvent {
 	st := &m.styles
 	var evs []timeEvent
 	if s.Timer.Kind == diag.TimerKeepalive {
-		evs = append(evs, timeEvent{glyph: "◆", label: "probe", in: float64(s.Timer.ExpiresMS) / 1000})
+		evs = append(evs, timeEvent{glyph: "◆", label: "probe", in: secsOf(s.Timer.Expires())})
 	}
 	for _, e := range s.Conntrack {
 		evs = append(evs, timeEvent{glyph: "▲", label: "ct (" + e.Netns + ")", in: float64(e.ExpiresInS), style: &st.Warning})
@@ -255,7 +255,7 @@ func (m *Model) timeEvents(s *diag.Socket) []timeEvent {
 		return nil
 	}
 	if s.TCPInfo != nil && s.State == diag.Established {
-		q := float64(s.IdleMS()) / 1000
+		q := secsOf(s.Idle())
 		evs = append([]timeEvent{{glyph: "●", label: "quiet", shown: q, style: &st.Value}}, evs...)
 		return quietFirst(evs, q)
 	}
@@ -332,6 +332,11 @@ func legendSecs(s float64) string {
 	}
 	return strconv.FormatFloat(s/86400, 'f', 1, 64) + "d"
 }
+
+// secsOf is d in seconds for the time line: its whole milliseconds over
+// 1000, as the legend has always rounded them (d.Seconds() can differ in
+// the last bit, and legendSecs's rounding with it).
+func secsOf(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
 
 // secDur turns seconds, as JSON carries them, into a duration.
 func secDur(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

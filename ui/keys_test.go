@@ -57,7 +57,7 @@ func manyDeaths(n int) []diag.Closed {
 	out := make([]diag.Closed, n)
 	for i := range out {
 		out[i] = base[i%len(base)]
-		out[i].ID = fmt.Sprintf("%x", 0x9000+i)
+		out[i].ID = diag.Cookie(0x9000 + i)
 	}
 	return out
 }
@@ -70,7 +70,7 @@ func many(n int) *diag.Snapshot {
 	snap.Sockets = nil
 	for i := range n {
 		s := base[i%len(base)]
-		s.ID = fmt.Sprintf("%x", 0x1000+i)
+		s.ID = diag.Cookie(0x1000 + i)
 		s.Local = netip.AddrPortFrom(s.Local.Addr(), uint16(20000+i))
 		snap.Sockets = append(snap.Sockets, s)
 	}
@@ -216,7 +216,7 @@ func TestEveryHelpKeyDoesWhatItSays(t *testing.T) {
 			map[string]keyCheck{
 				"details": func(b, a Model, _ tea.Cmd) error {
 					id := b.closed.current().ID
-					return want(a.mode == modeDetails && strings.Contains(screen(a), "closed "+id), "mode %v, want the details of %s:\n%s", a.mode, id, screen(a))
+					return want(a.mode == modeDetails && strings.Contains(screen(a), "closed "+id.String()), "mode %v, want the details of %s:\n%s", a.mode, id, screen(a))
 				},
 				"back": inMode(modeTable),
 				"quit": quitCheck,

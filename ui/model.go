@@ -112,10 +112,10 @@ type Model struct {
 	nsNotes []string
 
 	details   viewport.Model
-	detailsID string // socket shown in details, "" for a namespace finding
+	detailsID diag.Cookie // socket shown in details, 0 for a namespace finding
 	// detailsClosed is the closed connection shown in details, "" when
 	// details show a socket or a finding.
-	detailsClosed string
+	detailsClosed diag.Cookie
 	finding       int    // finding shown in details when detailsID is ""
 	findItems     []int  // findings in the findings view's order, built on entering it
 	procNames     string // the header's process list
@@ -527,7 +527,7 @@ func (m Model) findingsKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 				m.openDetails(*f.Socket)
 			} else {
 				m.finding = m.findItems[m.findCur]
-				m.openDetails("")
+				m.openDetails(0)
 			}
 		}
 	}
@@ -593,8 +593,8 @@ func (m *Model) clampCursor() {
 	m.closed.clamp(m.tableHeight())
 }
 
-func (m *Model) openDetails(id string) {
-	m.detailsID, m.detailsClosed = id, ""
+func (m *Model) openDetails(id diag.Cookie) {
+	m.detailsID, m.detailsClosed = id, 0
 	m.open(modeDetails)
 	m.resizeDetails()
 	m.details.SetYOffset(0)
@@ -602,8 +602,8 @@ func (m *Model) openDetails(id string) {
 }
 
 // openClosedDetails shows the details of the connection id that ended.
-func (m *Model) openClosedDetails(id string) {
-	m.openDetails("")
+func (m *Model) openClosedDetails(id diag.Cookie) {
+	m.openDetails(0)
 	m.detailsClosed = id
 	m.renderDetails()
 }

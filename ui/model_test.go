@@ -23,16 +23,25 @@ var update = flag.Bool("update", false, "rewrite the golden views in testdata")
 
 func ptr[T any](v T) *T { return &v }
 
+// hexID is the socket id written id, as tcpvet writes one.
+func hexID(id string) diag.Cookie {
+	var c diag.Cookie
+	if err := c.UnmarshalText([]byte(id)); err != nil {
+		panic(err)
+	}
+	return c
+}
+
 // fixture is a small namespace with one connection in each interesting state.
 func fixture() *diag.Snapshot {
 	est := func(id, remote string) diag.Socket {
 		return diag.Socket{
-			ID: id, State: diag.Established, Family: "inet", Inode: 7000,
+			ID: hexID(id), State: diag.Established, Family: "inet", Inode: 7000,
 			Local:  netip.MustParseAddrPort("10.0.0.5:" + id),
 			Remote: netip.MustParseAddrPort(remote),
 			Timer:  diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 30000},
-			TCPInfo: &diag.TCPInfo{Size: 280, RTO: 204000, SndWnd: 65535, LastDataRecv: 1200, LastDataSent: 1200,
-				LastAckRecv: 1200, TotalRetrans: 0},
+			TCPInfo: &diag.TCPInfo{Size: 280, RTOUs: 204000, SndWnd: 65535, LastDataRecvMS: 1200, LastDataSentMS: 1200,
+				LastAckRecvMS: 1200, TotalRetrans: 0},
 			Keepalive:     diag.Keepalive{Enabled: ptr(true), IdleS: ptr(60), IntervalS: ptr(10), Probes: ptr(5), Source: "socket"},
 			UserTimeoutMS: ptr(0),
 			Processes:     []diag.Process{{PID: 42, Comm: "api", FD: 9}},
@@ -48,14 +57,14 @@ func fixture() *diag.Snapshot {
 	dead.Timer = diag.Timer{Kind: diag.TimerOn, ExpiresMS: 900, Retrans: 4}
 	dead.SendQ = 1460
 	dead.TCPInfo.Retransmits, dead.TCPInfo.Backoff, dead.TCPInfo.Unacked = 4, 4, 1
-	dead.TCPInfo.RTO, dead.TCPInfo.LastAckRecv, dead.TCPInfo.TotalRetrans = 3264000, 4000, 4
+	dead.TCPInfo.RTOUs, dead.TCPInfo.LastAckRecvMS, dead.TCPInfo.TotalRetrans = 3264000, 4000, 4
 	cw := est("40004", "10.0.3.3:6379")
 	cw.State = diag.CloseWait
-	listen := diag.Socket{ID: "9", State: diag.Listen, Family: "inet6",
+	listen := diag.Socket{ID: 0x9, State: diag.Listen, Family: "inet6",
 		Local: netip.MustParseAddrPort("[::]:8080"), Remote: netip.MustParseAddrPort("[::]:0"),
 		SendQ: 4096, Keepalive: diag.Keepalive{Enabled: ptr(false), IdleS: ptr(7200), IntervalS: ptr(75), Probes: ptr(9), Source: "namespace"},
 		UserTimeoutMS: ptr(0), Processes: []diag.Process{{PID: 42, Comm: "api", FD: 3}}}
-	tw := diag.Socket{ID: "7", State: diag.TimeWait, Family: "inet",
+	tw := diag.Socket{ID: 0x7, State: diag.TimeWait, Family: "inet",
 		Local: netip.MustParseAddrPort("10.0.0.5:39000"), Remote: netip.MustParseAddrPort("10.0.1.9:443"),
 		Timer: diag.Timer{Kind: diag.TimerTimeWait, ExpiresMS: 41000}, Keepalive: diag.Keepalive{Source: "unknown", Reason: "no file descriptor"}}
 	snap := &diag.Snapshot{
@@ -212,7 +221,7 @@ func TestFilter(t *testing.T) {
 
 func TestFindingsEnterJumpsToSocket(t *testing.T) {
 	m := drive(t, 160, 40, fixture(), press("f"), press("enter"))
-	if m.mode != modeDetails || m.detailsID != "40003" { // half-open sorts first among critical rules
+	if m.mode != modeDetails || m.detailsID != 0x40003 { // half-open sorts first among critical rules
 		t.Errorf("mode %v socket %q, want details of the half-open socket", m.mode, m.detailsID)
 	}
 }
@@ -229,15 +238,15 @@ func TestSortAndChangeMarks(t *testing.T) {
 	next := fixture()
 	next.Sockets[2].TCPInfo.TotalRetrans = 5
 	extra := next.Sockets[0]
-	extra.ID, extra.Local = "50000", netip.MustParseAddrPort("10.0.0.5:50000")
+	extra.ID, extra.Local = 0x50000, netip.MustParseAddrPort("10.0.0.5:50000")
 	next.Sockets = append(next.Sockets, extra)
 	var tm tea.Model = m
 	tm, _ = tm.Update(snapshotMsg{snap: next, rep: rules.Evaluate(next, nil)})
 	m = tm.(Model)
 	var changed, fresh bool
 	for _, r := range m.table.rows {
-		changed = changed || r.s.ID == "40003" && r.retransUp
-		fresh = fresh || r.s.ID == "50000" && r.isNew
+		changed = changed || r.s.ID == 0x40003 && r.retransUp
+		fresh = fresh || r.s.ID == 0x50000 && r.isNew
 	}
 	if !changed || !fresh {
 		t.Errorf("retransmit growth marked %v, new socket marked %v", changed, fresh)
@@ -284,7 +293,7 @@ func BenchmarkRefreshRender(b *testing.B) {
 	snap.Sockets = make([]diag.Socket, 0, 40000)
 	for i := range 40000 {
 		s := base.Sockets[i%4]
-		s.ID = fmt.Sprintf("%x", i+1)
+		s.ID = diag.Cookie(i + 1)
 		s.Local = netip.AddrPortFrom(s.Local.Addr(), uint16(i%60000+1024))
 		snap.Sockets = append(snap.Sockets, s)
 	}
@@ -305,7 +314,7 @@ func BenchmarkScroll(b *testing.B) {
 	snap.Sockets = nil
 	for i := range 40000 {
 		s := base.Sockets[i%4]
-		s.ID = fmt.Sprintf("%x", i+1)
+		s.ID = diag.Cookie(i + 1)
 		snap.Sockets = append(snap.Sockets, s)
 	}
 	m := drive(b, 200, 60, &snap)
@@ -323,8 +332,8 @@ func BenchmarkScroll(b *testing.B) {
 func TestIdleCountsBothDirections(t *testing.T) {
 	snap := fixture()
 	sender, quiet := snap.Sockets[0].TCPInfo, snap.Sockets[1].TCPInfo
-	sender.LastDataRecv, sender.LastDataSent = 3_600_000, 100
-	quiet.LastDataRecv, quiet.LastDataSent = 50_000, 60_000
+	sender.LastDataRecvMS, sender.LastDataSentMS = 3_600_000, 100
+	quiet.LastDataRecvMS, quiet.LastDataSentMS = 50_000, 60_000
 	m := drive(t, 160, 40, snap, press("I"))
 	if m.table.sortCol != colIdle {
 		t.Fatalf("I sorts by %v", m.table.sortCol)
@@ -333,8 +342,8 @@ func TestIdleCountsBothDirections(t *testing.T) {
 	var order []string
 	for _, i := range m.table.visible {
 		r := &m.table.rows[i]
-		idle[r.s.ID] = r.cell(colIdle, &m.report, m.table.cache)
-		order = append(order, r.s.ID)
+		idle[r.s.ID.String()] = r.cell(colIdle, &m.report, m.table.cache)
+		order = append(order, r.s.ID.String())
 	}
 	if idle["40001"] != "100ms" || idle["40002"] != "50s" {
 		t.Errorf("IDLE of the sender = %q, of the quiet one = %q; want 100ms and 50s", idle["40001"], idle["40002"])
@@ -416,12 +425,12 @@ func TestDetailsNameTheProxyARedirectEndsAt(t *testing.T) {
 	snap = fixture()
 	app = &snap.Sockets[1]
 	app.RedirectedTo = ptr(netip.MustParseAddrPort("127.0.0.1:15001"))
-	app.Peer = "9"
+	app.Peer = 0x9
 	if got := ansi.Strip(m.socketText(app)); !strings.Contains(got, "socket 9 ([::]:8080, api pid 42) in this namespace") {
 		t.Errorf("details do not name the peer:\n%s", got)
 	}
 	proxy := snap.Sockets[4] // the listener on [::]:8080
-	proxy.ID, proxy.Local = "15", netip.MustParseAddrPort("[::]:15001")
+	proxy.ID, proxy.Local = 0x15, netip.MustParseAddrPort("[::]:15001")
 	proxy.Processes = []diag.Process{{PID: 7, Comm: "envoy", FD: 30}}
 	snap.Sockets = append(snap.Sockets, proxy)
 	m = drive(t, 160, 40, snap)

@@ -33,7 +33,7 @@ func nsOf(inode uint64, path string, pod *node.Pod, ids []string, edit func(*dia
 	var keep []diag.Socket
 	for _, s := range snap.Sockets {
 		for _, id := range ids {
-			if s.ID == id {
+			if s.ID.String() == id {
 				keep = append(keep, s)
 			}
 		}
@@ -66,7 +66,7 @@ func nodeFixture() *node.Sweep {
 		// Critical, the same with 10 minutes quiet already: fails sooner.
 		nsOf(4026532305, "/proc/330/ns/net", cri("shop", "db-0"), []string{"40002"}, func(s *diag.Snapshot) {
 			ti := s.Sockets[0].TCPInfo
-			ti.LastDataRecv, ti.LastDataSent, ti.LastAckRecv = 600_000, 600_000, 600_000
+			ti.LastDataRecvMS, ti.LastDataSentMS, ti.LastAckRecvMS = 600_000, 600_000, 600_000
 		}),
 		// Info: the kernel gives up on a dead peer in time, but not soon.
 		nsOf(4026532306, "/proc/340/ns/net", cri("kube-system", "coredns-6f4"), []string{"40001"}, func(s *diag.Snapshot) {
@@ -212,7 +212,7 @@ func TestNodeUrgencyOrder(t *testing.T) {
 		{"info before unreadable", ns("a", f(rules.Info, "", nil)), node.Namespace{Inode: 9, Path: "gone", Notes: []string{"vanished"}}},
 		{"unreadable before healthy", node.Namespace{Inode: 9, Path: "gone"}, ns("bb", nil)},
 		{"as urgent: more findings that bad, whatever the rules' names", ns("a", []rules.Finding{{Rule: "z", Severity: rules.Critical}, {Rule: "z", Severity: rules.Critical}}),
-			ns("bb", []rules.Finding{{Rule: "a", Severity: rules.Critical, Socket: ptr("1")}, {Rule: "a", Severity: rules.Warning}, {Rule: "a", Severity: rules.Warning}})},
+			ns("bb", []rules.Finding{{Rule: "a", Severity: rules.Critical, Socket: ptr(diag.Cookie(1))}, {Rule: "a", Severity: rules.Warning}, {Rule: "a", Severity: rules.Warning}})},
 		{"the worst finding counts, not the first listed", ns("a", []rules.Finding{{Rule: "x", Severity: rules.Info}, {Rule: "y", Severity: rules.Critical}}), ns("bb", f(rules.Warning, rules.FailingNow, nil))},
 	} {
 		sw := &node.Sweep{Namespaces: []node.Namespace{c.second, c.first}}
@@ -336,14 +336,14 @@ func TestNodeSweepRefreshesTheOpenNamespace(t *testing.T) {
 	grown := nodeFixture()
 	api := &grown.Namespaces[len(grown.Namespaces)-1]
 	extra := api.Snapshot.Sockets[0]
-	extra.ID, extra.Local = "50000", netip.AddrPortFrom(extra.Local.Addr(), 50000)
+	extra.ID, extra.Local = 0x50000, netip.AddrPortFrom(extra.Local.Addr(), 50000)
 	*api = nsOf(api.Inode, api.Path, api.Pod, nil, func(s *diag.Snapshot) { s.Sockets = append(fixture().Sockets, extra) })
 	m, _ = step(m, sweepMsg{sweep: grown})
 	if m.mode != modeTable || len(m.table.rows) != 7 {
 		t.Fatalf("mode %v, %d rows after a sweep with one more socket", m.mode, len(m.table.rows))
 	}
 	for _, r := range m.table.rows {
-		if r.isNew != (r.s.ID == "50000") {
+		if r.isNew != (r.s.ID == 0x50000) {
 			t.Errorf("socket %s new %v", r.s.ID, r.isNew)
 		}
 	}
@@ -478,7 +478,7 @@ func bigSweep(n, per int) *node.Sweep {
 		snap.Sockets = make([]diag.Socket, 0, per)
 		for j := range per {
 			s := base[j%len(base)]
-			s.ID = fmt.Sprintf("%x", j+1)
+			s.ID = diag.Cookie(j + 1)
 			s.Local = netip.AddrPortFrom(s.Local.Addr(), uint16(20000+j))
 			snap.Sockets = append(snap.Sockets, s)
 		}

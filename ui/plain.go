@@ -43,7 +43,7 @@ func WritePlain(w io.Writer, snap *diag.Snapshot, rep rules.Report) error {
 	for _, f := range rep.Findings {
 		sock := "namespace"
 		if f.Socket != nil {
-			sock = "sk:" + *f.Socket
+			sock = "sk:" + f.Socket.String()
 		}
 		fmt.Fprintf(w, "  %-8s %-24s %-12s %s\n", strings.ToUpper(f.Severity.String()), f.Rule, sock, f.Summary)
 	}

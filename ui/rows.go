@@ -3,7 +3,6 @@ package ui
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -48,10 +47,10 @@ func sampleOf(s *diag.Socket) sample {
 // samples to mark what changed, and reuses its maps and slices: the live
 // view rebuilds 40,000 rows a second and the allocator should not notice.
 type rowCache struct {
-	prev, next map[uint64]sample
+	prev, next map[diag.Cookie]sample
 	// head maps a socket to its first finding; chain[i] is the next finding
 	// about the same socket as finding i, or -1.
-	head  map[uint64]int32
+	head  map[diag.Cookie]int32
 	chain []int32
 	rows  []row
 	// keys and sorted are scratch space for sortNumeric.
@@ -61,17 +60,10 @@ type rowCache struct {
 	seen bool
 }
 
-// cookie turns a socket id (its cookie in hex) into a number: numbers hash
-// faster than strings.
-func cookie(id string) uint64 {
-	c, _ := strconv.ParseUint(id, 16, 64)
-	return c
-}
-
 // build returns the rows of snap. The slice is reused by the next call.
 func (c *rowCache) build(snap *diag.Snapshot, rep *rules.Report) []row {
 	if c.head == nil {
-		c.prev, c.next, c.head = map[uint64]sample{}, map[uint64]sample{}, map[uint64]int32{}
+		c.prev, c.next, c.head = map[diag.Cookie]sample{}, map[diag.Cookie]sample{}, map[diag.Cookie]int32{}
 	}
 	clear(c.head)
 	c.chain = slices.Grow(c.chain[:0], len(rep.Findings))[:len(rep.Findings)]
@@ -79,7 +71,7 @@ func (c *rowCache) build(snap *diag.Snapshot, rep *rules.Report) []row {
 	for i := len(rep.Findings) - 1; i >= 0; i-- {
 		c.chain[i] = -1
 		if id := rep.Findings[i].Socket; id != nil {
-			k := cookie(*id)
+			k := *id
 			if h, ok := c.head[k]; ok {
 				c.chain[i] = h
 			}
@@ -90,7 +82,7 @@ func (c *rowCache) build(snap *diag.Snapshot, rep *rules.Report) []row {
 	c.rows = slices.Grow(c.rows[:0], len(snap.Sockets))[:len(snap.Sockets)]
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
-		k := cookie(s.ID)
+		k := s.ID
 		r := row{s: s, order: i, first: -1, worst: -1}
 		if h, ok := c.head[k]; ok {
 			r.first, r.worst = h, rep.Findings[h].Severity

@@ -8,7 +8,7 @@ import (
 func visibleIDs(m Model) []string {
 	var ids []string
 	for _, i := range m.table.visible {
-		ids = append(ids, m.table.rows[i].s.ID)
+		ids = append(ids, m.table.rows[i].s.ID.String())
 	}
 	return ids
 }
@@ -18,7 +18,7 @@ func visibleIDs(m Model) []string {
 // ascending or descending.
 func TestSortPutsMissingValuesLast(t *testing.T) {
 	snap := fixture()
-	snap.Sockets[3].TCPInfo.LastDataRecv, snap.Sockets[3].TCPInfo.LastDataSent = 9_000_000, 9_000_000 // the CLOSE_WAIT
+	snap.Sockets[3].TCPInfo.LastDataRecvMS, snap.Sockets[3].TCPInfo.LastDataSentMS = 9_000_000, 9_000_000 // the CLOSE_WAIT
 	for _, c := range []struct {
 		key string
 		col column

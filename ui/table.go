@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
@@ -45,7 +44,7 @@ func (t *table) load(snap *diag.Snapshot, rep rules.Report, h int) {
 	t.rows = t.cache.build(snap, &t.rep)
 	t.sort()
 	t.refilter(h)
-	if keep != "" {
+	if keep != 0 {
 		t.selectSocket(keep, h)
 	}
 }
@@ -107,7 +106,7 @@ func (t *table) sort() {
 	})
 }
 
-func (t *table) selectSocket(id string, h int) {
+func (t *table) selectSocket(id diag.Cookie, h int) {
 	for i, ri := range t.visible {
 		if t.rows[ri].s.ID == id {
 			t.cursor = i
@@ -124,11 +123,11 @@ func (t *table) current() *row {
 	return &t.rows[t.visible[t.cursor]]
 }
 
-func (t *table) currentID() string {
+func (t *table) currentID() diag.Cookie {
 	if r := t.current(); r != nil {
 		return r.s.ID
 	}
-	return ""
+	return 0
 }
 
 // clamp keeps the cursor on a row and in the h rows drawn.
@@ -347,7 +346,7 @@ var columns = [numColumns]columnDef{
 			if s.Timer.Kind == diag.TimerOff {
 				return "off"
 			}
-			return fmt.Sprintf("%s %s/%d", s.Timer.Kind, shortDur(time.Duration(s.Timer.ExpiresMS)*time.Millisecond), s.Timer.Retrans)
+			return fmt.Sprintf("%s %s/%d", s.Timer.Kind, shortDur(s.Timer.Expires()), s.Timer.Retrans)
 		},
 	},
 	colRetrans: {title: "RETR", width: 5, right: true, priority: 10,
@@ -364,16 +363,16 @@ var columns = [numColumns]columnDef{
 	},
 	colRTO: {title: "RTO", width: 6, right: true, priority: 12,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
-			if r.s.TCPInfo == nil || r.s.TCPInfo.RTO == 0 {
+			if r.s.TCPInfo == nil || r.s.TCPInfo.RTO() == 0 {
 				return "-"
 			}
-			return shortDur(time.Duration(r.s.TCPInfo.RTO) * time.Microsecond)
+			return shortDur(r.s.TCPInfo.RTO())
 		},
 	},
 	colIdle: {title: "IDLE", width: 6, right: true, priority: 11,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
-			if v, ok := idleKey(r); ok {
-				return shortDur(time.Duration(v) * time.Millisecond)
+			if _, ok := idleKey(r); ok {
+				return shortDur(r.s.Idle())
 			}
 			return "-"
 		},
@@ -401,13 +400,14 @@ var columns = [numColumns]columnDef{
 	},
 	colUserTimeout: {title: "USER-TO", width: 7, right: true, priority: 13,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
-			switch u := r.s.UserTimeoutMS; {
-			case u == nil:
+			u, known := r.s.UserTimeout()
+			switch {
+			case !known:
 				return "?"
-			case *u == 0:
+			case u == 0:
 				return "-"
 			}
-			return shortDur(time.Duration(*r.s.UserTimeoutMS) * time.Millisecond)
+			return shortDur(u)
 		},
 	},
 	colPath: {title: "PATH", width: 9, priority: 7,
@@ -458,7 +458,7 @@ func queueStyle(r *row, _ *rules.Report, _ *rowCache, st *Styles) (lipgloss.Styl
 
 // idleKey is how long an established socket has been quiet, in ms.
 func idleKey(r *row) (uint32, bool) {
-	return r.s.IdleMS(), r.s.TCPInfo != nil && r.s.State == diag.Established
+	return uint32(r.s.Idle().Milliseconds()), r.s.TCPInfo != nil && r.s.State == diag.Established
 }
 
 // keepaliveFinding is the worst severity of the row's findings about its

@@ -46,7 +46,7 @@ func TestDetailsTimeline(t *testing.T) {
 		"40003": "● quiet 1.2s  ✕ gives up 15m",
 	} {
 		for _, r := range m.table.rows {
-			if r.s.ID != id {
+			if r.s.ID.String() != id {
 				continue
 			}
 			out := ansi.Strip(m.socketText(r.s))

@@ -82,7 +82,7 @@ func IsConnection(last *diag.Socket, d diag.Death) bool {
 // missing. An administrator's ss -K (SOCK_DESTROY) ends a connection as a
 // reset received does, and is called one.
 func Classify(last *diag.Socket, d diag.Death, h History) diag.Closed {
-	c := diag.Closed{ID: d.ID(), Local: d.Local, Remote: d.Remote, EndedAt: d.At, TCPInfo: d.Info}
+	c := diag.Closed{ID: d.Cookie, Local: d.Local, Remote: d.Remote, EndedAt: d.At, TCPInfo: d.Info}
 	if last != nil {
 		c.LastState = last.State.String()
 		if c.TCPInfo == nil {
@@ -134,7 +134,7 @@ func expiredBefore(h History, d diag.Death) (diag.Flow, time.Time, bool) {
 	if after.DataSegsOut <= before.DataSegsOut || after.DataSegsIn != before.DataSegsIn {
 		return diag.Flow{}, time.Time{}, false
 	}
-	sent := d.At.Add(-time.Duration(after.LastDataSent) * time.Millisecond)
+	sent := d.At.Add(-after.SinceDataSent())
 	for _, e := range h.Entries {
 		end := h.EntriesAt.Add(time.Duration(e.ExpiresInS) * time.Second)
 		// A second of slack: the kernel counts the time left in whole
@@ -219,7 +219,7 @@ func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
 	if lastInfo != nil && last.State != diag.Close && !h.LastAt.IsZero() {
 		arrived = info.SegsIn != lastInfo.SegsIn
 		sinceSample := d.At.Sub(h.LastAt)
-		noACK := time.Duration(info.LastAckRecv)*time.Millisecond >= sinceSample
+		noACK := info.SinceAckRecv() >= sinceSample
 		resetSince = arrived && noACK
 	}
 
@@ -227,7 +227,7 @@ func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
 		switch {
 		case resetSince:
 			return diag.CauseReset, fmt.Sprintf("a segment arrived after the last sample (segs_in %d → %d) but no ACK did (last ACK %s before its death): a reset, while it was %s",
-				lastInfo.SegsIn, info.SegsIn, roundDur(time.Duration(info.LastAckRecv)*time.Millisecond), retrying(info))
+				lastInfo.SegsIn, info.SegsIn, roundDur(info.SinceAckRecv()), retrying(info))
 		case lastInfo != nil && last.State != diag.Close && !h.LastAt.IsZero() && !arrived:
 			return diag.CauseTimeout, fmt.Sprintf("the kernel gave up: it died %s, and nothing arrived after the last sample (segs_in %d)%s",
 				retrying(info), info.SegsIn, budget(last, info))
@@ -310,9 +310,10 @@ func retrying(info *diag.TCPInfo) string {
 // budget names the limit the kernel gave up at, when the last sample
 // knew it.
 func budget(last *diag.Socket, info *diag.TCPInfo) string {
+	ut, _ := last.UserTimeout()
 	switch {
-	case info.Retransmits > 0 && last.UserTimeoutMS != nil && *last.UserTimeoutMS > 0:
-		return fmt.Sprintf(", past its TCP_USER_TIMEOUT of %s (no ACK for %s)", roundDur(time.Duration(*last.UserTimeoutMS)*time.Millisecond), roundDur(time.Duration(info.LastAckRecv)*time.Millisecond))
+	case info.Retransmits > 0 && ut > 0:
+		return fmt.Sprintf(", past its TCP_USER_TIMEOUT of %s (no ACK for %s)", roundDur(ut), roundDur(info.SinceAckRecv()))
 	case info.Retransmits == 0 && last.Keepalive.Probes != nil && int(info.Probes) >= *last.Keepalive.Probes:
 		return fmt.Sprintf(", its keepalive's %d probes spent", *last.Keepalive.Probes)
 	}

@@ -25,7 +25,7 @@ func intp(n int) *int { return &n }
 // sample is a socket as a sample at t0 saw it, open with nothing in
 // flight.
 func sample(state diag.State, info diag.TCPInfo) *diag.Socket {
-	return &diag.Socket{ID: "6613b", State: state, Local: client, Remote: server, TCPInfo: &info}
+	return &diag.Socket{ID: 0x6613b, State: state, Local: client, Remote: server, TCPInfo: &info}
 }
 
 // death is the socket's death, announced at t0+at.
@@ -40,13 +40,13 @@ func seen() History { return History{FirstSeen: t0.Add(-10 * time.Second), LastA
 func TestClassify(t *testing.T) {
 	// The connecting end, open, 100 bytes sent and acknowledged: its
 	// bytes_acked counts its SYN.
-	open := diag.TCPInfo{BytesAcked: 101, BytesSent: 100, SegsIn: 3, SegsOut: 4, LastAckRecv: 500}
+	open := diag.TCPInfo{BytesAcked: 101, BytesSent: 100, SegsIn: 3, SegsOut: 4, LastAckRecvMS: 500}
 	// The accepting end: no SYN in bytes_acked.
 	accepted := diag.TCPInfo{BytesAcked: 100, BytesSent: 100, SegsIn: 3, SegsOut: 4}
 	// Retransmitting, as TCP_USER_TIMEOUT left it: queue purged, data
 	// unacknowledged, nothing received since the sample.
 	gaveUp := diag.TCPInfo{Retransmits: 3, CAState: 4, BytesAcked: 1, BytesSent: 500, BytesRetrans: 400,
-		SegsIn: 1, SegsOut: 7, LastAckRecv: 6828}
+		SegsIn: 1, SegsOut: 7, LastAckRecvMS: 6828}
 	ut := sample(diag.Established, diag.TCPInfo{BytesAcked: 1, SegsIn: 1, SegsOut: 2})
 	ut.UserTimeoutMS = intp(2000)
 	ka := sample(diag.Established, diag.TCPInfo{BytesAcked: 1, SegsIn: 1, SegsOut: 2})
@@ -83,13 +83,13 @@ func TestClassify(t *testing.T) {
 			last: sample(diag.Established, open),
 			d: diag.Death{Cookie: 0x6613b, Local: netip.AddrPortFrom(netip.IPv4Unspecified(), client.Port()),
 				Remote: netip.AddrPortFrom(server.Addr(), 0), State: diag.Close, SendQ: 65538,
-				Info: &diag.TCPInfo{State: uint8(diag.Close), LastDataRecv: 7351412}, At: t0.Add(time.Second)},
+				Info: &diag.TCPInfo{State: uint8(diag.Close), LastDataRecvMS: 7351412}, At: t0.Add(time.Second)},
 			h: seen(), cause: diag.CauseClosed, why: "SO_LINGER 0"},
 		{name: "TCP_USER_TIMEOUT: retransmitting, nothing arrived since the sample",
 			last: ut, d: death(3*time.Second, 0, 100, gaveUp), h: seen(),
 			cause: diag.CauseTimeout, why: "TCP_USER_TIMEOUT of 2.0 s"},
 		{name: "keepalive: probes spent, nothing arrived since the sample",
-			last: ka, d: death(5*time.Second, 0, 0, diag.TCPInfo{Probes: 2, BytesAcked: 1, SegsIn: 1, SegsOut: 5, LastAckRecv: 5000}),
+			last: ka, d: death(5*time.Second, 0, 0, diag.TCPInfo{Probes: 2, BytesAcked: 1, SegsIn: 1, SegsOut: 5, LastAckRecvMS: 5000}),
 			h: seen(), cause: diag.CauseTimeout, why: "keepalive's 2 probes spent"},
 		{name: "retransmitting, no sample: a reset would look the same",
 			d:     death(3*time.Second, 0, 100, gaveUp),
@@ -98,14 +98,14 @@ func TestClassify(t *testing.T) {
 			last: ut, d: death(3*time.Second, 0, 100, func() diag.TCPInfo { i := gaveUp; i.SegsIn = 2; return i }()),
 			h: seen(), cause: diag.CauseReset, why: "no ACK did"},
 		{name: "retransmitting, then ACKs came: cannot tell",
-			last: ut, d: death(3*time.Second, 0, 100, func() diag.TCPInfo { i := gaveUp; i.SegsIn = 4; i.LastAckRecv = 1000; return i }()),
+			last: ut, d: death(3*time.Second, 0, 100, func() diag.TCPInfo { i := gaveUp; i.SegsIn = 4; i.LastAckRecvMS = 1000; return i }()),
 			h: seen(), cause: diag.CauseUnknown, why: "ACKs arrived after the last sample"},
 		{name: "reset by the path: data never acknowledged, nothing retransmitted, no sample",
-			d:     death(time.Second, 0, 100, diag.TCPInfo{BytesAcked: 1, BytesSent: 100, SegsIn: 2, SegsOut: 3, LastAckRecv: 6004}),
+			d:     death(time.Second, 0, 100, diag.TCPInfo{BytesAcked: 1, BytesSent: 100, SegsIn: 2, SegsOut: 3, LastAckRecvMS: 6004}),
 			cause: diag.CauseReset, why: "SendQ 100, what it sent never acknowledged"},
 		{name: "reset by the peer while idle: one segment more, no ACK since the sample",
 			last: sample(diag.Established, open),
-			d:    death(2*time.Second, 0, 0, diag.TCPInfo{BytesAcked: 101, BytesSent: 100, SegsIn: 4, SegsOut: 4, LastAckRecv: 2500}),
+			d:    death(2*time.Second, 0, 0, diag.TCPInfo{BytesAcked: 101, BytesSent: 100, SegsIn: 4, SegsOut: 4, LastAckRecvMS: 2500}),
 			h:    seen(), cause: diag.CauseReset, why: "segs_in 3 → 4"},
 		{name: "connecting end, no FIN, no sample: which end is unknown",
 			d:     death(2*time.Second, 0, 0, diag.TCPInfo{BytesAcked: 101, BytesSent: 100, SegsIn: 4, SegsOut: 4}),
@@ -140,13 +140,13 @@ func TestClassify(t *testing.T) {
 }
 
 func TestClassifyFields(t *testing.T) {
-	last := sample(diag.Established, diag.TCPInfo{BytesAcked: 1, SegsIn: 1, SegsOut: 2, RTT: 42})
-	d := death(4*time.Second, 0, 100, diag.TCPInfo{BytesAcked: 1, BytesSent: 100, SegsIn: 2, SegsOut: 3, LastAckRecv: 6004})
+	last := sample(diag.Established, diag.TCPInfo{BytesAcked: 1, SegsIn: 1, SegsOut: 2, RTTUs: 42})
+	d := death(4*time.Second, 0, 100, diag.TCPInfo{BytesAcked: 1, BytesSent: 100, SegsIn: 2, SegsOut: 3, LastAckRecvMS: 6004})
 	forgot := diag.FlowEnd{OrigSrc: client, OrigDst: server, ReplySrc: netip.MustParseAddrPort("198.18.103.2:7000"), ReplyDst: client,
 		TCPState: "ESTABLISHED", At: t0.Add(3800 * time.Millisecond)}
 	h := History{FirstSeen: t0.Add(-6 * time.Second), LastAt: t0, Forgotten: []diag.FlowEnd{forgot}}
 	c := Classify(last, d, h)
-	if c.ID != "6613b" || c.Local != client || c.Remote != server || c.LastState != "ESTABLISHED" || c.TCPInfo != d.Info {
+	if c.ID != 0x6613b || c.Local != client || c.Remote != server || c.LastState != "ESTABLISHED" || c.TCPInfo != d.Info {
 		t.Errorf("closed = %+v: want the death's id, addresses and final tcp_info, the sample's state", c)
 	}
 	if c.LivedS == nil || *c.LivedS != 10 {
@@ -236,7 +236,7 @@ func TestExpiredBefore(t *testing.T) {
 	// Written 6 s after the sample (the death is read 10 ms later), and
 	// answered by one segment: the reset.
 	death := func(segsOut, dataOut, segsIn uint32) diag.Death {
-		return diag.Death{At: at.Add(6010 * time.Millisecond), Info: &diag.TCPInfo{SegsOut: segsOut, SegsIn: segsIn, DataSegsOut: dataOut, DataSegsIn: 5, LastDataSent: 10}}
+		return diag.Death{At: at.Add(6010 * time.Millisecond), Info: &diag.TCPInfo{SegsOut: segsOut, SegsIn: segsIn, DataSegsOut: dataOut, DataSegsIn: 5, LastDataSentMS: 10}}
 	}
 	if e, end, ok := expiredBefore(h, death(11, 6, 10)); !ok || e.Netns != "host" || !end.Equal(at.Add(3*time.Second)) {
 		t.Errorf("a write 6 s after a sample that saw 3 s left: %v %v %v", e, end, ok)
@@ -245,7 +245,7 @@ func TestExpiredBefore(t *testing.T) {
 		t.Error("a keepalive probe and its answer refresh the entry: nothing proves it ran out")
 	}
 	early := death(11, 6, 10)
-	early.Info.LastDataSent = 4000
+	early.Info.LastDataSentMS = 4000
 	if _, _, ok := expiredBefore(h, early); ok {
 		t.Error("a write 2 s after the sample went out with the entry still there")
 	}

@@ -154,8 +154,8 @@ func (d *Deaths) Drain(o *Observer, now time.Time, settle time.Duration) []diag.
 			keep = append(keep, x)
 			continue
 		}
-		ls := o.seen[x.ID()]
-		delete(o.seen, x.ID())
+		ls := o.seen[x.Cookie]
+		delete(o.seen, x.Cookie)
 		if ls != nil && ls.told {
 			continue // told from its owner's descriptor already
 		}

@@ -27,17 +27,17 @@ const (
 // Observer follows the sockets of a series of snapshots of one namespace,
 // by socket cookie, and says what it saw of each.
 type Observer struct {
-	socks       map[string]*tracker
+	socks       map[diag.Cookie]*tracker
 	samples     int
 	first, last time.Time
 	// seen keeps each connection's last sample, kept past its disappearance
 	// from the dump: the kernel announces a death when the application
 	// lets go of the socket, which may be long after it left the table.
 	// Only a Deaths collector reads it, and it is kept only for one.
-	seen     map[string]*lastSeen
+	seen     map[diag.Cookie]*lastSeen
 	keepSeen bool
 	// gone lists the connections the last snapshot added no longer had.
-	gone []string
+	gone []diag.Cookie
 }
 
 // lastSeen is a connection's last sample, copied out of its snapshot so
@@ -61,12 +61,12 @@ type lastSeen struct {
 // Add reads one more snapshot, taken after those added before.
 func (o *Observer) Add(snap *diag.Snapshot) {
 	if o.socks == nil {
-		o.socks = make(map[string]*tracker)
+		o.socks = make(map[diag.Cookie]*tracker)
 		o.first = snap.TakenAt
 	}
 	o.samples++
 	o.last = snap.TakenAt
-	seen := make(map[string]bool, len(snap.Sockets))
+	seen := make(map[diag.Cookie]bool, len(snap.Sockets))
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		if s.TCPInfo == nil || s.State == diag.Listen {
@@ -98,7 +98,7 @@ func (o *Observer) Add(snap *diag.Snapshot) {
 // remember copies s, sampled at at, into seen.
 func (o *Observer) remember(s *diag.Socket, at time.Time) {
 	if o.seen == nil {
-		o.seen = make(map[string]*lastSeen)
+		o.seen = make(map[diag.Cookie]*lastSeen)
 	}
 	ls := o.seen[s.ID]
 	if ls == nil {
@@ -205,9 +205,8 @@ func later(a, b time.Time) time.Time {
 
 // update reads the socket's tcp_info i as of the sample taken at at.
 func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
-	ago := func(ms uint32) time.Time { return at.Add(-time.Duration(ms) * time.Millisecond) }
-	dataAt := later(ago(i.LastDataSent), ago(i.LastDataRecv))
-	ackAt := ago(i.LastAckRecv)
+	dataAt := later(at.Add(-i.SinceDataSent()), at.Add(-i.SinceDataRecv()))
+	ackAt := at.Add(-i.SinceAckRecv())
 	segAt := later(dataAt, ackAt)
 	if t.samples == 0 {
 		t.samples, t.firstAt, t.at, t.prev = 1, at, at, *i

@@ -98,7 +98,7 @@ func (c *conn) peerProbe(at time.Time) {
 func (c *conn) sample(at time.Time) *diag.TCPInfo {
 	i := c.info
 	ms := func(t time.Time) uint32 { return uint32(at.Sub(t) / time.Millisecond) }
-	i.LastDataSent, i.LastDataRecv, i.LastAckRecv = ms(c.lastDataSent), ms(c.lastDataRecv), ms(c.lastAckRecv)
+	i.LastDataSentMS, i.LastDataRecvMS, i.LastAckRecvMS = ms(c.lastDataSent), ms(c.lastDataRecv), ms(c.lastAckRecv)
 	return &i
 }
 
@@ -274,25 +274,25 @@ func TestObserveWindowProbes(t *testing.T) {
 // seen once has no observation, and a closed one is forgotten.
 func TestObserverFollowsCookies(t *testing.T) {
 	start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	snap := func(s int, ids ...string) *diag.Snapshot {
+	snap := func(s int, ids ...diag.Cookie) *diag.Snapshot {
 		out := &diag.Snapshot{TakenAt: start.Add(time.Duration(s) * time.Second)}
 		for _, id := range ids {
 			out.Sockets = append(out.Sockets, diag.Socket{ID: id, State: diag.Established, TCPInfo: &diag.TCPInfo{Size: 248}})
 		}
-		out.Sockets = append(out.Sockets, diag.Socket{ID: "l", State: diag.Listen, TCPInfo: &diag.TCPInfo{}})
+		out.Sockets = append(out.Sockets, diag.Socket{ID: 0xf, State: diag.Listen, TCPInfo: &diag.TCPInfo{}})
 		return out
 	}
 	var o Observer
-	o.Add(snap(0, "a", "b"))
-	o.Add(snap(1, "a"))
-	last := snap(2, "a", "b")
+	o.Add(snap(0, 0xa, 0xb))
+	o.Add(snap(1, 0xa))
+	last := snap(2, 0xa, 0xb)
 	o.Add(last)
 	o.Attach(last)
 	for _, s := range last.Sockets {
 		switch {
-		case s.ID == "a" && (s.Observed == nil || s.Observed.Samples != 3 || s.Observed.WatchedS != 2):
+		case s.ID == 0xa && (s.Observed == nil || s.Observed.Samples != 3 || s.Observed.WatchedS != 2):
 			t.Errorf("a: %+v, want 3 samples over 2 s", s.Observed)
-		case s.ID != "a" && s.Observed != nil:
+		case s.ID != 0xa && s.Observed != nil:
 			t.Errorf("%s: %+v, want nothing (a new socket, or a listener)", s.ID, *s.Observed)
 		}
 	}

@@ -18,7 +18,7 @@ func counting(calls *int, failAt int, fail error) Take {
 		if failAt > 0 && *calls >= failAt {
 			return nil, fail
 		}
-		return &diag.Snapshot{TakenAt: time.Now(), Sockets: []diag.Socket{{ID: "1", State: diag.Established, TCPInfo: &diag.TCPInfo{Size: 248}}}}, nil
+		return &diag.Snapshot{TakenAt: time.Now(), Sockets: []diag.Socket{{ID: 0x1, State: diag.Established, TCPInfo: &diag.TCPInfo{Size: 248}}}}, nil
 	}
 }
 
