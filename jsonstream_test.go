@@ -15,7 +15,7 @@ import (
 // exactly what json.Encoder writes for the whole document.
 func TestJSONStreamedAsEncoded(t *testing.T) {
 	one, yes := 1, true
-	snap := &diag.Snapshot{Schema: diag.Schema, TakenAt: time.Unix(1700000000, 5).UTC(), Processes: 3, Notes: []string{`a "sockets":null <note>`}}
+	snap := &diag.Snapshot{Schema: diag.Schema, TakenAt: time.Unix(1700000000, 5).UTC(), Processes: 3, Notes: []diag.Note{{Code: diag.NoteOwnersHidden, Text: `a "sockets":null <note>`}}}
 	snap.Target.Path = `/run/netns/"sockets":null`
 	snap.Target.Addresses = []netip.Addr{netip.MustParseAddr("10.0.0.1")}
 	for i := range 5000 {

@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
 	"os/exec"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +197,7 @@ const validDocument = `{
     "processes": [{"pid": 1, "comm": "app", "fd": 3}]
   }],
   "processes": 1,
+  "notes": [{"code": "owners-hidden", "text": "1 process could not be inspected"}],
   "middleboxes": [{"name": "aws-nlb", "idle_timeout_s": 350, "on_expiry": "reset", "source": "flag", "scope": "every connection that leaves the namespace"}],
   "findings": [{
     "rule": "keepalive-too-slow", "severity": "critical", "socket": "2a", "summary": "s",
@@ -227,6 +234,9 @@ func TestSchemaRefuses(t *testing.T) {
 		{"no sockets", `"sockets": [{`, `"sockets_": [{`},
 		{"keepalive unknown without null", `"enabled": true`, `"enabled": "yes"`},
 		{"a sysctl that is not one", `"net.ipv4.tcp_keepalive_time"`, `"tcp_keepalive_time"`},
+		{"a note as a bare string", `{"code": "owners-hidden", "text": "1 process could not be inspected"}`, `"1 process could not be inspected"`},
+		{"an unknown note code", `"code": "owners-hidden"`, `"code": "owners-gone"`},
+		{"a note without a code", `"code": "owners-hidden", `, ``},
 	} {
 		if !strings.Contains(validDocument, tt.from) {
 			t.Fatalf("%s: %q is not in the document", tt.what, tt.from)
@@ -302,6 +312,7 @@ func TestSchemaCoversEveryField(t *testing.T) {
 		"Observed":    reflect.TypeFor[diag.Observed](),
 		"Pings":       reflect.TypeFor[diag.Pings](),
 		"Closed":      reflect.TypeFor[diag.Closed](),
+		"Note":        reflect.TypeFor[diag.Note](),
 	} {
 		def, ok := sch.Defs[name]
 		if !ok {
@@ -344,4 +355,91 @@ func jsonKeys(typ reflect.Type) (keys, always []string) {
 		}
 	}
 	return keys, always
+}
+
+// TestSchemaNoteCodes holds the codes of notes to one list: every NoteCode
+// constant of diag/notes.go is in the schema's enum and in README.md's
+// table of codes, and neither lists a code that is not a constant. A code
+// added in Go alone, or renamed in one place, fails here.
+func TestSchemaNoteCodes(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "diag/notes.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var consts []string
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range g.Specs {
+			vs := spec.(*ast.ValueSpec)
+			if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "NoteCode" {
+				t.Errorf("constant %s of diag/notes.go is not a NoteCode", vs.Names[0])
+				continue
+			}
+			for _, v := range vs.Values {
+				code, err := strconv.Unquote(v.(*ast.BasicLit).Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				consts = append(consts, code)
+			}
+		}
+	}
+	kebab := regexp.MustCompile(`^[a-z]+(-[a-z]+)*$`)
+	for _, c := range consts {
+		if !kebab.MatchString(c) {
+			t.Errorf("note code %q is not kebab-case", c)
+		}
+	}
+	if len(consts) < 20 || len(slices.Compact(slices.Sorted(slices.Values(consts)))) != len(consts) {
+		t.Fatalf("note codes %v: want every one once", consts)
+	}
+
+	var sch struct {
+		Defs struct {
+			Note struct {
+				Properties struct {
+					Code struct {
+						Enum []string `json:"enum"`
+					} `json:"code"`
+				} `json:"properties"`
+			} `json:"Note"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(schema.JSON, &sch); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The table headed "| code | given when |", to its first line that
+	// is not a row.
+	_, table, ok := bytes.Cut(readme, []byte("\n| code | given when |\n"))
+	if !ok {
+		t.Fatal("README.md has no table of note codes (| code | given when |)")
+	}
+	var documented []string
+	row := regexp.MustCompile("^\\| `([a-z-]+)` \\|")
+	for _, l := range strings.Split(string(table), "\n")[1:] {
+		if !strings.HasPrefix(l, "|") {
+			break
+		}
+		if m := row.FindStringSubmatch(l); m != nil {
+			documented = append(documented, m[1])
+		} else {
+			t.Errorf("README.md's table of note codes: row %q names no code", l)
+		}
+	}
+	want := slices.Sorted(slices.Values(consts))
+	for name, got := range map[string][]string{
+		"schema/tcpvet.schema.json $defs/Note code enum": sch.Defs.Note.Properties.Code.Enum,
+		"README.md's table of note codes":                documented,
+	} {
+		if got := slices.Sorted(slices.Values(got)); !slices.Equal(got, want) {
+			t.Errorf("%s lists %v; diag/notes.go has %v", name, got, want)
+		}
+	}
 }

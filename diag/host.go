@@ -20,7 +20,7 @@ type HostView struct {
 	lookup bool
 	// Notes say what could not be read of the host, once for every
 	// snapshot that uses the view.
-	Notes []string
+	Notes []Note
 }
 
 // Host is what was read of the host namespace, as a snapshot's Host shows it.

@@ -38,8 +38,9 @@ type Snapshot struct {
 	Sockets []Socket `json:"sockets"`
 	// Processes counts the processes found in the target namespace.
 	Processes int `json:"processes"`
-	// Notes say what could not be read, and so what is marked unknown.
-	Notes []string `json:"notes,omitempty"`
+	// Notes say what could not be read, and so what is marked unknown:
+	// each a Note, its Code one of notes.go's.
+	Notes []Note `json:"notes,omitempty"`
 	// Watch is set on the last snapshot of a watch (tcpvet --watch), whose
 	// sockets then carry what was Observed of them.
 	Watch *Watch `json:"watch,omitempty"`
@@ -211,10 +212,10 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		// The namespace outlives the process (a pod's pause container, or
 		// tcpvet's own handle keeps it): say so rather than show an empty
 		// namespace as if the process were there.
-		snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d has exited or left this namespace; tcpvet still shows the namespace it was in", t.PID))
+		snap.Notes = append(snap.Notes, Notef(NotePIDGone, "pid %d has exited or left this namespace; tcpvet still shows the namespace it was in", t.PID))
 	}
 	if len(scan.hidden) > 0 {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), facts.DeniedHint))
+		snap.Notes = append(snap.Notes, Notef(NoteOwnersHidden, "%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), facts.DeniedHint))
 	}
 
 	// The sockets' options are read while the rest is: they need only
@@ -608,13 +609,13 @@ func (snap *Snapshot) visit(ns *netns.NS, where, proc string) inside {
 		in.sysctls, err = readSysctls(proc + "/sys")
 		return err
 	}); err != nil {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s sysctls unreadable: %v", where, err))
+		snap.Notes = append(snap.Notes, Notef(NoteSysctlsUnreadable, "%s sysctls unreadable: %v", where, err))
 	}
 	if in.ipvsErr != nil {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s IPVS connection table unread, so tcpvet cannot see how long IPVS keeps each connection: %v", where, in.ipvsErr))
+		snap.Notes = append(snap.Notes, Notef(NoteIPVSConnectionsUnread, "%s IPVS connection table unread, so tcpvet cannot see how long IPVS keeps each connection: %v", where, in.ipvsErr))
 	}
 	if addrErr != nil {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s addresses unreadable: %v", where, addrErr))
+		snap.Notes = append(snap.Notes, Notef(NoteAddressesUnreadable, "%s addresses unreadable: %v", where, addrErr))
 	}
 	return in
 }
@@ -634,8 +635,8 @@ func (snap *Snapshot) readNetfilter(ns *netns.NS, where string, in inside, conns
 }
 
 // conntrackNote says why the conntrack of the namespace named where is unread.
-func conntrackNote(where string, ct *Conntrack) string {
-	return fmt.Sprintf("%s conntrack %s, so tcpvet cannot see which flows it translates or how long each has left", where, ct.Reason)
+func conntrackNote(where string, ct *Conntrack) Note {
+	return Notef(NoteConntrackUnread, "%s conntrack %s, so tcpvet cannot see which flows it translates or how long each has left", where, ct.Reason)
 }
 
 // readFirewallNoted reads the firewall of ns, the namespace named where,
@@ -643,7 +644,7 @@ func conntrackNote(where string, ct *Conntrack) string {
 func (snap *Snapshot) readFirewallNoted(ns *netns.NS, where string, legacy []string) *Firewall {
 	fw := readFirewall(ns, legacy)
 	if !fw.Read {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s %s, so tcpvet cannot tell whether it drops the packets of a flow conntrack forgot", where, fw.Reason))
+		snap.Notes = append(snap.Notes, Notef(NoteFirewallUnread, "%s %s, so tcpvet cannot tell whether it drops the packets of a flow conntrack forgot", where, fw.Reason))
 	}
 	return fw
 }
@@ -679,11 +680,11 @@ func (snap *Snapshot) readIPVS(ns *netns.NS, where string) *IPVS {
 }
 
 // ipvsNote says why the IPVS of the namespace named where is unknown.
-func ipvsNote(where string, err error) string {
+func ipvsNote(where string, err error) Note {
 	if errors.Is(err, unix.EPERM) {
 		// Usual in a pod on a node with IPVS loaded, where it matters
 		// little: a pod's own namespace balances nothing.
-		return fmt.Sprintf("%s IPVS unreadable without CAP_NET_ADMIN: if IPVS balances these connections (kube-proxy's IPVS mode, in a node's namespace), declare it with --middlebox ipvs", where)
+		return Notef(NoteIPVSUnreadable, "%s IPVS unreadable without CAP_NET_ADMIN: if IPVS balances these connections (kube-proxy's IPVS mode, in a node's namespace), declare it with --middlebox ipvs", where)
 	}
-	return fmt.Sprintf("%s IPVS unreadable: %v", where, err)
+	return Notef(NoteIPVSUnreadable, "%s IPVS unreadable: %v", where, err)
 }

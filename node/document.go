@@ -41,7 +41,7 @@ type (
 	nsTail struct {
 		Middleboxes []rules.Middlebox `json:"middleboxes"`
 		Findings    []rules.Finding   `json:"findings"`
-		Notes       []string          `json:"notes"`
+		Notes       []diag.Note       `json:"notes"`
 	}
 )
 
@@ -121,7 +121,7 @@ func (sw *streamWriter) namespace(n *Namespace) {
 	if snap := n.Snapshot; snap != nil {
 		head.Target, head.Sysctls, head.Processes = snap.Target, snap.Sysctls.Target, snap.Processes
 		socks = snap.Sockets
-		tail.Notes = append(append([]string(nil), snap.Notes...), n.Notes...)
+		tail.Notes = append(append([]diag.Note(nil), snap.Notes...), n.Notes...)
 	}
 	tail.Middleboxes, tail.Findings, tail.Notes = nonNil(tail.Middleboxes), nonNil(tail.Findings), nonNil(tail.Notes)
 	sw.object(head, true)

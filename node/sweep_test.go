@@ -88,10 +88,12 @@ func TestVanishedMidSweep(t *testing.T) {
 		t.Errorf("a vanished namespace is no error: Errors = %d", sw.Errors)
 	}
 	want := fmt.Sprintf("network namespace %d vanished mid-sweep", kg)
-	if !slices.ContainsFunc(sw.Notes, func(n string) bool { return strings.Contains(n, want) }) {
+	if !slices.ContainsFunc(sw.Notes, func(n diag.Note) bool { return n.Code == diag.NoteNamespaceVanished && strings.Contains(n.Text, want) }) {
 		t.Errorf("no note %q in %q", want, sw.Notes)
 	}
-	if !slices.ContainsFunc(sw.Notes, func(n string) bool { return strings.Contains(n, "did not answer") }) {
+	if !slices.ContainsFunc(sw.Notes, func(n diag.Note) bool {
+		return n.Code == diag.NoteCRIUnreachable && strings.Contains(n.Text, "did not answer")
+	}) {
 		t.Errorf("a CRI socket that does not answer must be noted: %q", sw.Notes)
 	}
 }
@@ -103,7 +105,9 @@ func TestNoRuntimeSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.list) == 0 || !slices.ContainsFunc(d.notes, func(n string) bool { return strings.Contains(n, "no container runtime socket (stat ") }) {
+	if len(d.list) == 0 || !slices.ContainsFunc(d.notes, func(n diag.Note) bool {
+		return n.Code == diag.NoteCRISocketMissing && strings.Contains(n.Text, "no container runtime socket (stat ")
+	}) {
 		t.Errorf("%d namespaces, notes %q", len(d.list), d.notes)
 	}
 }
@@ -268,7 +272,7 @@ func TestCRINamesPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.notes) > 0 && slices.ContainsFunc(d.notes, func(n string) bool { return strings.Contains(n, "runtime") }) {
+	if len(d.notes) > 0 && slices.ContainsFunc(d.notes, func(n diag.Note) bool { return strings.HasPrefix(string(n.Code), "cri-") }) {
 		t.Errorf("the runtime answered, yet: %q", d.notes)
 	}
 	kp, ka := inodeOf(t, withProc.Path), inodeOf(t, alone)
@@ -318,7 +322,7 @@ func TestOrderAndWorst(t *testing.T) {
 		ns(5, 1, rules.Finding{Severity: rules.Critical, FailsInS: in(60)}),
 		ns(6, 1, rules.Finding{Severity: rules.Critical, FailsInS: in(60)}, rules.Finding{Severity: rules.Critical, FailsInS: in(70)}),
 		ns(7, 100),
-		{Inode: 8, Notes: []string{"unreadable: gone"}},
+		{Inode: 8, Notes: []diag.Note{{Code: diag.NoteNamespaceUnreadable, Text: "unreadable: gone"}}},
 	}}
 	slices.SortStableFunc(sw.Namespaces, func(a, b Namespace) int { return CompareUrgency(&a, &b) })
 	var order []uint64
@@ -354,9 +358,9 @@ func TestSweepJSONStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw := &Sweep{TakenAt: time.Unix(1700000000, 0).UTC(), Duration: 1500 * time.Millisecond, Notes: []string{"n"}, Namespaces: []Namespace{
-		{Inode: target.Inode, Path: ns.Path, Pod: &Pod{UID: testUID, Source: "cgroup"}, Snapshot: snap, Report: rules.Evaluate(snap, nil), Notes: []string{"named from cgroup"}},
-		{Inode: 7, Path: "/proc/9/ns/net", Notes: []string{"unreadable: x"}},
+	sw := &Sweep{TakenAt: time.Unix(1700000000, 0).UTC(), Duration: 1500 * time.Millisecond, Notes: []diag.Note{{Code: diag.NoteCRISocketMissing, Text: "n"}}, Namespaces: []Namespace{
+		{Inode: target.Inode, Path: ns.Path, Pod: &Pod{UID: testUID, Source: "cgroup"}, Snapshot: snap, Report: rules.Evaluate(snap, nil), Notes: []diag.Note{{Code: diag.NoteCRIUnreachable, Text: "named from cgroup"}}},
+		{Inode: 7, Path: "/proc/9/ns/net", Notes: []diag.Note{{Code: diag.NoteNamespaceUnreadable, Text: "unreadable: x"}}},
 	}}
 	var streamed strings.Builder
 	if err := WriteJSON(&streamed, sw); err != nil {
@@ -375,7 +379,7 @@ func TestSweepJSONStreams(t *testing.T) {
 		if n.Snapshot != nil {
 			o["target"], o["sysctls"], o["processes"], o["sockets"] = n.Snapshot.Target, n.Snapshot.Sysctls.Target, n.Snapshot.Processes, n.Snapshot.Sockets
 			o["middleboxes"], o["findings"] = nonNil(n.Report.Middleboxes), n.Report.Findings
-			o["notes"] = append(append([]string{}, n.Snapshot.Notes...), n.Notes...)
+			o["notes"] = append(append([]diag.Note{}, n.Snapshot.Notes...), n.Notes...)
 		}
 		nss = append(nss, o)
 	}

@@ -376,7 +376,7 @@ func TestNotesAreShown(t *testing.T) {
 		if healthy {
 			snap.Sockets, snap.Sysctls.Host = nil, snap.Sysctls.Target
 		}
-		snap.Notes = []string{long, "target IPVS unreadable: EPERM"}
+		snap.Notes = []diag.Note{{Code: diag.NoteHostNotVisible, Text: long}, {Code: diag.NoteIPVSUnreadable, Text: "target IPVS unreadable: EPERM"}}
 		m := drive(t, 80, 24, snap)
 		if got := screen(m); !strings.Contains(got, "2 notes (f)") {
 			t.Errorf("header does not count the notes:\n%s", got)
