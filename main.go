@@ -220,6 +220,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // live view's export writes too, defined here so its literals stay short.
 type output ui.Document
 
+// MarshalJSON is the document's: without it, output would take the
+// snapshot's, promoted, and write the snapshot alone.
+func (o output) MarshalJSON() ([]byte, error) { return ui.Document(o).MarshalJSON() }
+
 func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, error) {
 	t, err := openTargets(cfg)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"net/netip"
 	"os"
 	"os/exec"
 	"reflect"
@@ -22,6 +23,7 @@ import (
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/rules"
 	"github.com/tcpvet/tcpvet/schema"
+	"github.com/tcpvet/tcpvet/ui"
 )
 
 // compileSchema compiles schema/tcpvet.schema.json, checking it against
@@ -107,10 +109,9 @@ func TestJSONMatchesSchema(t *testing.T) {
 
 	// The document must hold what the schema was to be tried on, or this
 	// test proves less than it says.
-	var doc struct {
-		diag.Snapshot
-		rules.Report
-	}
+	// ui.Document reads the snapshot and the report: a struct embedding
+	// diag.Snapshot would take its UnmarshalJSON, and read the first alone.
+	var doc ui.Document
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatal(err)
 	}
@@ -264,12 +265,7 @@ func TestSchemaCoversEveryField(t *testing.T) {
 	if err := json.Unmarshal(schema.JSON, &sch); err != nil {
 		t.Fatal(err)
 	}
-	check := func(name string, props map[string]json.RawMessage, required []string, ts ...reflect.Type) {
-		var keys, always []string
-		for _, typ := range ts {
-			k, a := jsonKeys(typ)
-			keys, always = append(keys, k...), append(always, a...)
-		}
+	check := func(name string, props map[string]json.RawMessage, required, keys, always []string) {
 		var have []string
 		for k := range props {
 			have = append(have, k)
@@ -288,7 +284,22 @@ func TestSchemaCoversEveryField(t *testing.T) {
 			t.Errorf("%s: the schema requires %v, the Go type always writes %v", name, required, always)
 		}
 	}
-	check("the document", sch.Properties, sch.Required, reflect.TypeFor[diag.Snapshot](), reflect.TypeFor[rules.Report]())
+	// The document, its namespaces and their sysctls are written by
+	// MarshalJSON methods (a target's and a host's layouts differ): their
+	// keys are those written of a value with every field set, and of an
+	// empty one.
+	full := diag.Snapshot{
+		Target: diag.Namespace{PID: 1, IPVS: &diag.IPVS{}, Conntrack: &diag.Conntrack{}, Firewall: &diag.Firewall{}, Addresses: []netip.Addr{netip.IPv6Loopback()}},
+		Notes:  []diag.Note{{}}, Watch: &diag.Watch{}, Closed: []diag.Closed{},
+	}
+	full.Host = full.Target
+	keys, always := writtenKeys(t, ui.Document{Snapshot: &full}, ui.Document{Snapshot: &diag.Snapshot{}})
+	check("the document", sch.Properties, sch.Required, keys, always)
+	for _, def := range []string{"target", "host", "sysctls"} {
+		keys, always := writtenKeys(t, full, diag.Snapshot{}, def)
+		name := map[string]string{"target": "Target", "host": "Host", "sysctls": "sysctls"}[def]
+		check(name, sch.Defs[name].Properties, sch.Defs[name].Required, keys, always)
+	}
 	for name, typ := range map[string]reflect.Type{
 		"Socket":      reflect.TypeFor[diag.Socket](),
 		"Timer":       reflect.TypeFor[diag.Timer](),
@@ -297,13 +308,10 @@ func TestSchemaCoversEveryField(t *testing.T) {
 		"Process":     reflect.TypeFor[diag.Process](),
 		"Flow":        reflect.TypeFor[diag.Flow](),
 		"IPVSConn":    reflect.TypeFor[diag.IPVSConn](),
-		"Target":      reflect.TypeFor[diag.Target](),
-		"Host":        reflect.TypeFor[diag.Host](),
 		"IPVS":        reflect.TypeFor[diag.IPVS](),
 		"Conntrack":   reflect.TypeFor[diag.Conntrack](),
 		"Firewall":    reflect.TypeFor[diag.Firewall](),
 		"InvalidDrop": reflect.TypeFor[diag.InvalidDrop](),
-		"sysctls":     reflect.TypeOf(diag.Snapshot{}.Sysctls),
 		"Middlebox":   reflect.TypeFor[rules.Middlebox](),
 		"Finding":     reflect.TypeFor[rules.Finding](),
 		"Fix":         reflect.TypeFor[rules.Fix](),
@@ -319,8 +327,41 @@ func TestSchemaCoversEveryField(t *testing.T) {
 			t.Errorf("the schema has no $defs/%s", name)
 			continue
 		}
-		check(name, def.Properties, def.Required, typ)
+		keys, always := jsonKeys(typ)
+		check(name, def.Properties, def.Required, keys, always)
 	}
+}
+
+// writtenKeys lists the keys of the JSON object full marshals to (or of
+// its object at key in, when given), and those of them that empty's has
+// too: what is written always.
+func writtenKeys(t *testing.T, full, empty any, in ...string) (keys, always []string) {
+	t.Helper()
+	object := func(v any) map[string]json.RawMessage {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o map[string]json.RawMessage
+		if err := json.Unmarshal(b, &o); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range in {
+			var inner map[string]json.RawMessage
+			if err := json.Unmarshal(o[k], &inner); err != nil {
+				t.Fatalf("%s: %v", k, err)
+			}
+			o = inner
+		}
+		return o
+	}
+	for k := range object(full) {
+		keys = append(keys, k)
+	}
+	for k := range object(empty) {
+		always = append(always, k)
+	}
+	return keys, always
 }
 
 // jsonKeys lists the keys encoding/json writes for struct type typ, with

@@ -90,7 +90,7 @@ func TestHostViewTakesTheSameSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if self.Host.Visible || self.Sysctls.Host != nil || self.Host.NetnsInode != hn.Inode {
+	if self.Host.Visible || self.Host.Sysctls != nil || self.Host.NetnsInode != hn.Inode {
 		t.Errorf("the host seen from itself: %+v", self.Host)
 	}
 }

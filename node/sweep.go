@@ -56,9 +56,7 @@ type Sweep struct {
 	// socket, so pods are named from cgroups; the host not visible), and
 	// which namespaces vanished before they could be read.
 	Notes []diag.Note
-	// Host is the node's namespace, read once for the whole sweep; its
-	// Visible is false when tcpvet could not see it.
-	Host diag.Host
-	// HostSysctls are the host namespace's sysctls; nil when not visible.
-	HostSysctls diag.Sysctls
+	// Host is the node's namespace, read once for the whole sweep, its
+	// sysctls too; its Visible is false when tcpvet could not see it.
+	Host diag.Namespace
 }

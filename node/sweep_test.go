@@ -374,10 +374,10 @@ func TestSweepJSONStreams(t *testing.T) {
 	whole := map[string]any{"schema": Schema, "taken_at": sw.TakenAt, "duration_ms": 1500, "host": hostJSON{}, "errors": 0, "notes": sw.Notes}
 	var nss []any
 	for _, n := range sw.Namespaces {
-		o := map[string]any{"target": diag.Target{NetnsInode: n.Inode, Path: n.Path}, "pod": n.Pod, "sysctls": nil, "processes": 0,
+		o := map[string]any{"target": diag.Namespace{Role: diag.Target, NetnsInode: n.Inode, Path: n.Path}, "pod": n.Pod, "sysctls": nil, "processes": 0,
 			"sockets": []diag.Socket{}, "middleboxes": []rules.Middlebox{}, "findings": []rules.Finding{}, "notes": n.Notes}
 		if n.Snapshot != nil {
-			o["target"], o["sysctls"], o["processes"], o["sockets"] = n.Snapshot.Target, n.Snapshot.Sysctls.Target, n.Snapshot.Processes, n.Snapshot.Sockets
+			o["target"], o["sysctls"], o["processes"], o["sockets"] = n.Snapshot.Target, n.Snapshot.Target.Sysctls, n.Snapshot.Processes, n.Snapshot.Sockets
 			o["middleboxes"], o["findings"] = nonNil(n.Report.Middleboxes), n.Report.Findings
 			o["notes"] = append(append([]diag.Note{}, n.Snapshot.Notes...), n.Notes...)
 		}
@@ -419,8 +419,8 @@ func TestHostReadOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sw.Host.Visible || sw.Host.NetnsInode != host.Inode || sw.HostSysctls == nil {
-		t.Fatalf("the sweep's host: %+v, sysctls %v", sw.Host, sw.HostSysctls)
+	if !sw.Host.Visible || sw.Host.NetnsInode != host.Inode || sw.Host.Sysctls == nil {
+		t.Fatalf("the sweep's host: %+v, sysctls %v", sw.Host, sw.Host.Sysctls)
 	}
 	if len(sw.Namespaces) != 2 {
 		t.Fatalf("%d namespaces", len(sw.Namespaces))
@@ -432,7 +432,7 @@ func TestHostReadOnce(t *testing.T) {
 				t.Errorf("the host's namespace: host %v, sees a host %v, named %q", n.IsHost, n.Snapshot.Host.Visible, n.Name())
 			}
 		default:
-			if n.IsHost || !n.Snapshot.Host.Visible || n.Snapshot.Host.NetnsInode != host.Inode || n.Snapshot.Sysctls.Host == nil {
+			if n.IsHost || !n.Snapshot.Host.Visible || n.Snapshot.Host.NetnsInode != host.Inode || n.Snapshot.Host.Sysctls == nil {
 				t.Errorf("%s: host %v, its host %+v", n.Path, n.IsHost, n.Snapshot.Host)
 			}
 		}

@@ -70,11 +70,11 @@ func Take(ctx context.Context, opts Options) (*Sweep, error) {
 // sweepFound reads the host once and every namespace d found, and orders
 // them.
 func sweepFound(ctx context.Context, d *discovery, opts Options, proc string) (*Sweep, error) {
-	sw := &Sweep{Notes: d.notes}
+	sw := &Sweep{Notes: d.notes, Host: diag.Namespace{Role: diag.Host}}
 	var hv *diag.HostView
 	if opts.Host != nil {
 		hv = diag.ReadHost(opts.Host, proc)
-		sw.Host, sw.HostSysctls = hv.Host(), hv.Sysctls()
+		sw.Host = hv.Host()
 		sw.Notes = append(sw.Notes, hv.Notes...)
 	}
 	d.nameFromCgroups(proc, opts.Host)

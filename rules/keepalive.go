@@ -234,7 +234,7 @@ type giveUp struct {
 // futureGiveUp is the give-up of a write not yet sent on c: one figure per
 // namespace and TCP_USER_TIMEOUT, the same in every finding.
 func futureGiveUp(c conn) (giveUp, bool) {
-	rt, ok := NewRetransmission(c.snap.Sysctls.Target, c.UserTimeoutMS)
+	rt, ok := NewRetransmission(c.snap.Target.Sysctls, c.UserTimeoutMS)
 	if !ok {
 		return giveUp{}, false
 	}

@@ -26,10 +26,10 @@ import (
 // what the rules make of them; edit changes the snapshot first.
 func nsOf(inode uint64, path string, pod *node.Pod, ids []string, edit func(*diag.Snapshot)) node.Namespace {
 	snap := fixture()
-	snap.Target = diag.Target{NetnsInode: inode, Path: path}
+	snap.Target = diag.Namespace{Role: diag.Target, NetnsInode: inode, Path: path, Sysctls: snap.Target.Sysctls}
 	// The host's sysctls as the namespace's: no finding about the
 	// difference, so each namespace's findings are its sockets'.
-	snap.Sysctls.Host = snap.Sysctls.Target
+	snap.Host.Sysctls = snap.Target.Sysctls
 	var keep []diag.Socket
 	for _, s := range snap.Sockets {
 		for _, id := range ids {
@@ -70,8 +70,8 @@ func nodeFixture() *node.Sweep {
 		}),
 		// Info: the kernel gives up on a dead peer in time, but not soon.
 		nsOf(4026532306, "/proc/340/ns/net", cri("kube-system", "coredns-6f4"), []string{"40001"}, func(s *diag.Snapshot) {
-			s.Sysctls.Target[diag.Retries2] = 8
-			s.Sysctls.Host = s.Sysctls.Target
+			s.Target.Sysctls[diag.Retries2] = 8
+			s.Host.Sysctls = s.Target.Sysctls
 		}),
 		// Critical, a dead peer: failing now.
 		nsOf(4026532307, "/proc/42/ns/net", cri("shop", "api-7f9c4"), []string{"40001", "40002", "40003", "40004", "9", "7"}, nil),
@@ -455,7 +455,7 @@ func TestNodeExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	var single struct {
-		Target   diag.Target     `json:"target"`
+		Target   diag.Namespace  `json:"target"`
 		Sockets  []diag.Socket   `json:"sockets"`
 		Findings []rules.Finding `json:"findings"`
 	}
