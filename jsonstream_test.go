@@ -9,6 +9,7 @@ import (
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/rules"
+	"github.com/tcpvet/tcpvet/ui"
 )
 
 // TestJSONStreamedAsEncoded: --json streams the sockets, and must write
@@ -47,6 +48,21 @@ func TestJSONStreamedAsEncoded(t *testing.T) {
 				i++
 			}
 			t.Fatalf("%d sockets: streamed JSON differs from json.Encoder's at byte %d:\n got …%.200s\nwant …%.200s", len(socks), i, got.Bytes()[i:], want.Bytes()[i:])
+		}
+		// Indented, for a terminal: the streamed document indented is
+		// what the encoder indents.
+		want.Reset()
+		got.Reset()
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(output{snap, rep}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ui.Document(output{snap, rep}).WriteIndentedJSON(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("%d sockets: indented JSON differs from json.Encoder's (%d bytes, want %d)", len(socks), got.Len(), want.Len())
 		}
 	}
 }

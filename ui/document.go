@@ -47,9 +47,17 @@ func (d *Document) UnmarshalJSON(b []byte) error {
 // WriteIndentedJSON writes d indented, for people to read, as
 // json.Encoder with a two-space indent does.
 func (d Document) WriteIndentedJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(d)
+	// The streamed document, indented: what the encoder does, less its
+	// reflection over every socket (twice, through MarshalJSON).
+	var b, out bytes.Buffer
+	if err := d.WriteJSON(&b); err != nil {
+		return err
+	}
+	if err := json.Indent(&out, b.Bytes(), "", "  "); err != nil {
+		return err
+	}
+	_, err := out.WriteTo(w)
+	return err
 }
 
 // WriteJSON writes d as json.Encoder does, byte for byte, but streams the
