@@ -15,6 +15,7 @@ import (
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/internal/testnet"
 	"github.com/tcpvet/tcpvet/internal/testnet/crifake"
 	"github.com/tcpvet/tcpvet/node"
@@ -26,7 +27,7 @@ type sweepDoc struct {
 	Schema     string                      `json:"schema"`
 	Host       struct{ NetnsInode uint64 } `json:"host"`
 	Namespaces []nsDoc                     `json:"namespaces"`
-	Notes      []string                    `json:"notes"`
+	Notes      []diag.Note                 `json:"notes"`
 }
 
 // nsDoc is one namespace of sweepDoc.
@@ -38,7 +39,7 @@ type nsDoc struct {
 	Pod      *struct{ Namespace, Name, UID, Container, Source string } `json:"pod"`
 	Sockets  []struct{ State string }                                  `json:"sockets"`
 	Findings []struct{ Rule, Severity string }                         `json:"findings"`
-	Notes    []string                                                  `json:"notes"`
+	Notes    []diag.Note                                               `json:"notes"`
 }
 
 // nsInode is the inode of the namespace file at path.

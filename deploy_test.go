@@ -382,7 +382,7 @@ func TestDaemonSetCapabilities(t *testing.T) {
 
 	type seen struct {
 		Exit      int
-		Notes     []string
+		Notes     []diag.Note
 		Sockets   []string
 		Conntrack int // flows read from the namespace's table
 	}
@@ -450,7 +450,9 @@ func TestDaemonSetCapabilities(t *testing.T) {
 		"SYS_PTRACE":      func(s seen) bool { return strings.Contains(fmt.Sprint(s.Sockets), "keepalive=unknown") },
 		"DAC_READ_SEARCH": func(s seen) bool { return strings.Contains(fmt.Sprint(s.Sockets), "pids=[]") },
 		"NET_ADMIN": func(s seen) bool {
-			return strings.Contains(fmt.Sprint(s.Notes), "conntrack unreadable without CAP_NET_ADMIN")
+			return slices.ContainsFunc(s.Notes, func(n diag.Note) bool {
+				return n.Code == diag.NoteConntrackUnread && strings.Contains(n.Text, "conntrack unreadable without CAP_NET_ADMIN")
+			})
 		},
 	}
 	for _, drop := range manifestCaps {

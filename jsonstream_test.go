@@ -9,13 +9,14 @@ import (
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/rules"
+	"github.com/tcpvet/tcpvet/ui"
 )
 
 // TestJSONStreamedAsEncoded: --json streams the sockets, and must write
 // exactly what json.Encoder writes for the whole document.
 func TestJSONStreamedAsEncoded(t *testing.T) {
 	one, yes := 1, true
-	snap := &diag.Snapshot{Schema: diag.Schema, TakenAt: time.Unix(1700000000, 5).UTC(), Processes: 3, Notes: []string{`a "sockets":null <note>`}}
+	snap := &diag.Snapshot{Schema: diag.Schema, TakenAt: time.Unix(1700000000, 5).UTC(), Processes: 3, Notes: []diag.Note{{Code: diag.NoteOwnersHidden, Text: `a "sockets":null <note>`}}}
 	snap.Target.Path = `/run/netns/"sockets":null`
 	snap.Target.Addresses = []netip.Addr{netip.MustParseAddr("10.0.0.1")}
 	for i := range 5000 {
@@ -47,6 +48,21 @@ func TestJSONStreamedAsEncoded(t *testing.T) {
 				i++
 			}
 			t.Fatalf("%d sockets: streamed JSON differs from json.Encoder's at byte %d:\n got …%.200s\nwant …%.200s", len(socks), i, got.Bytes()[i:], want.Bytes()[i:])
+		}
+		// Indented, for a terminal: the streamed document indented is
+		// what the encoder indents.
+		want.Reset()
+		got.Reset()
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(output{snap, rep}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ui.Document(output{snap, rep}).WriteIndentedJSON(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("%d sockets: indented JSON differs from json.Encoder's (%d bytes, want %d)", len(socks), got.Len(), want.Len())
 		}
 	}
 }

@@ -220,6 +220,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // live view's export writes too, defined here so its literals stay short.
 type output ui.Document
 
+// MarshalJSON is the document's: without it, output would take the
+// snapshot's, promoted, and write the snapshot alone.
+func (o output) MarshalJSON() ([]byte, error) { return ui.Document(o).MarshalJSON() }
+
 func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, error) {
 	t, err := openTargets(cfg)
 	if err != nil {
@@ -286,7 +290,7 @@ func writeJSON(w io.Writer, out output) error { return ui.Document(out).WriteJSO
 // host's, with a note when the host could not be.
 type targets struct {
 	target, host *netns.NS
-	hostNote     string
+	hostNote     diag.Note
 }
 
 // openTargets opens the target the flags name and the host's namespace.
@@ -316,7 +320,7 @@ func (t *targets) take(cfg config) watch.Take {
 		if err != nil {
 			return nil, err
 		}
-		if t.hostNote != "" {
+		if t.hostNote.Code != "" {
 			snap.Host.Path = cfg.hostNetns
 			snap.Notes = append(snap.Notes, t.hostNote)
 		}
@@ -403,13 +407,13 @@ func watchedTake(take watch.Take, pid int) watch.Take {
 
 // nodeSweep sweeps every namespace of the machine, the host read once
 // each time.
-func nodeSweep(cfg config, host *netns.NS, hostNote string) ui.NodeSource {
+func nodeSweep(cfg config, host *netns.NS, hostNote diag.Note) ui.NodeSource {
 	return func(ctx context.Context) (*node.Sweep, error) {
 		sw, err := node.Take(ctx, node.Options{Host: host, CRISocket: cfg.criSocket, DupSockets: cfg.dupSockets, Middleboxes: cfg.middleboxes})
 		if err != nil {
 			return nil, err
 		}
-		if hostNote != "" {
+		if hostNote.Code != "" {
 			sw.Host.Path = cfg.hostNetns
 			sw.Notes = append(sw.Notes, hostNote)
 		}
@@ -420,15 +424,15 @@ func nodeSweep(cfg config, host *netns.NS, hostNote string) ui.NodeSource {
 // openHost opens the node's namespace. Failing to open the default guess
 // (a sandboxed PID 1, no CAP_SYS_PTRACE) is a note, not an error: tcpvet
 // carries on without the host rather than refuse to look at all.
-func openHost(cfg config) (*netns.NS, string, error) {
+func openHost(cfg config) (*netns.NS, diag.Note, error) {
 	host, err := netns.FromPath(cfg.hostNetns)
 	switch {
 	case err != nil && cfg.hostSet:
-		return nil, "", fmt.Errorf("host namespace (--host-netns): %w", err)
+		return nil, diag.Note{}, fmt.Errorf("host namespace (--host-netns): %w", err)
 	case err != nil:
-		return nil, fmt.Sprintf("host namespace not visible: %v", err), nil
+		return nil, diag.Notef(diag.NoteHostNotVisible, "host namespace not visible: %v", err), nil
 	}
-	return host, "", nil
+	return host, diag.Note{}, nil
 }
 
 // sweepAll reads every namespace of the machine (--all-netns) and prints

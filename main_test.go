@@ -224,7 +224,7 @@ func TestSnapshotAgreesWithSS(t *testing.T) {
 func TestSnapshotReadsEachSocketsOwnOptions(t *testing.T) {
 	s := newScenario(t)
 	snap := runJSON(t, "--netns", s.target.Path)
-	ns := snap.Sysctls.Target
+	ns := snap.Target.Sysctls
 	def := func(name string) int { return int(ns[name]) }
 	type want struct {
 		enabled             bool

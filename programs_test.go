@@ -518,7 +518,7 @@ func look(t *testing.T, ns *testnet.NS, start time.Time) view {
 		diag.KeepaliveTime: nsKeepaliveTime, diag.KeepaliveIntvl: nsKeepaliveIntvl,
 		diag.KeepaliveProbes: nsKeepaliveProbes, diag.SynRetries: nsSynRetries,
 	} {
-		if got := v.snap.Sysctls.Target[name]; got != want {
+		if got := v.snap.Target.Sysctls[name]; got != want {
 			t.Errorf("%s: tcpvet read %s = %d, the test set %d", ns.Name, name, got, want)
 		}
 	}

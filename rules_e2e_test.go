@@ -15,13 +15,13 @@ import (
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/internal/testnet"
 	"github.com/tcpvet/tcpvet/rules"
+	"github.com/tcpvet/tcpvet/ui"
 )
 
-// result is tcpvet --json with the rules' output.
-type result struct {
-	diag.Snapshot
-	rules.Report
-}
+// result is tcpvet --json with the rules' output. It is a ui.Document,
+// which reads both: a struct embedding diag.Snapshot beside rules.Report
+// would take the snapshot's UnmarshalJSON, and read the snapshot alone.
+type result struct{ ui.Document }
 
 func runReport(t *testing.T, args ...string) *result {
 	t.Helper()

@@ -4,9 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"net/netip"
+	"os"
 	"os/exec"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +23,7 @@ import (
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/rules"
 	"github.com/tcpvet/tcpvet/schema"
+	"github.com/tcpvet/tcpvet/ui"
 )
 
 // compileSchema compiles schema/tcpvet.schema.json, checking it against
@@ -101,10 +109,9 @@ func TestJSONMatchesSchema(t *testing.T) {
 
 	// The document must hold what the schema was to be tried on, or this
 	// test proves less than it says.
-	var doc struct {
-		diag.Snapshot
-		rules.Report
-	}
+	// ui.Document reads the snapshot and the report: a struct embedding
+	// diag.Snapshot would take its UnmarshalJSON, and read the first alone.
+	var doc ui.Document
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +198,7 @@ const validDocument = `{
     "processes": [{"pid": 1, "comm": "app", "fd": 3}]
   }],
   "processes": 1,
+  "notes": [{"code": "owners-hidden", "text": "1 process could not be inspected"}],
   "middleboxes": [{"name": "aws-nlb", "idle_timeout_s": 350, "on_expiry": "reset", "source": "flag", "scope": "every connection that leaves the namespace"}],
   "findings": [{
     "rule": "keepalive-too-slow", "severity": "critical", "socket": "2a", "summary": "s",
@@ -227,6 +235,9 @@ func TestSchemaRefuses(t *testing.T) {
 		{"no sockets", `"sockets": [{`, `"sockets_": [{`},
 		{"keepalive unknown without null", `"enabled": true`, `"enabled": "yes"`},
 		{"a sysctl that is not one", `"net.ipv4.tcp_keepalive_time"`, `"tcp_keepalive_time"`},
+		{"a note as a bare string", `{"code": "owners-hidden", "text": "1 process could not be inspected"}`, `"1 process could not be inspected"`},
+		{"an unknown note code", `"code": "owners-hidden"`, `"code": "owners-gone"`},
+		{"a note without a code", `"code": "owners-hidden", `, ``},
 	} {
 		if !strings.Contains(validDocument, tt.from) {
 			t.Fatalf("%s: %q is not in the document", tt.what, tt.from)
@@ -254,12 +265,7 @@ func TestSchemaCoversEveryField(t *testing.T) {
 	if err := json.Unmarshal(schema.JSON, &sch); err != nil {
 		t.Fatal(err)
 	}
-	check := func(name string, props map[string]json.RawMessage, required []string, ts ...reflect.Type) {
-		var keys, always []string
-		for _, typ := range ts {
-			k, a := jsonKeys(typ)
-			keys, always = append(keys, k...), append(always, a...)
-		}
+	check := func(name string, props map[string]json.RawMessage, required, keys, always []string) {
 		var have []string
 		for k := range props {
 			have = append(have, k)
@@ -278,7 +284,22 @@ func TestSchemaCoversEveryField(t *testing.T) {
 			t.Errorf("%s: the schema requires %v, the Go type always writes %v", name, required, always)
 		}
 	}
-	check("the document", sch.Properties, sch.Required, reflect.TypeFor[diag.Snapshot](), reflect.TypeFor[rules.Report]())
+	// The document, its namespaces and their sysctls are written by
+	// MarshalJSON methods (a target's and a host's layouts differ): their
+	// keys are those written of a value with every field set, and of an
+	// empty one.
+	full := diag.Snapshot{
+		Target: diag.Namespace{PID: 1, IPVS: &diag.IPVS{}, Conntrack: &diag.Conntrack{}, Firewall: &diag.Firewall{}, Addresses: []netip.Addr{netip.IPv6Loopback()}},
+		Notes:  []diag.Note{{}}, Watch: &diag.Watch{}, Closed: []diag.Closed{},
+	}
+	full.Host = full.Target
+	keys, always := writtenKeys(t, ui.Document{Snapshot: &full}, ui.Document{Snapshot: &diag.Snapshot{}})
+	check("the document", sch.Properties, sch.Required, keys, always)
+	for _, def := range []string{"target", "host", "sysctls"} {
+		keys, always := writtenKeys(t, full, diag.Snapshot{}, def)
+		name := map[string]string{"target": "Target", "host": "Host", "sysctls": "sysctls"}[def]
+		check(name, sch.Defs[name].Properties, sch.Defs[name].Required, keys, always)
+	}
 	for name, typ := range map[string]reflect.Type{
 		"Socket":      reflect.TypeFor[diag.Socket](),
 		"Timer":       reflect.TypeFor[diag.Timer](),
@@ -287,13 +308,10 @@ func TestSchemaCoversEveryField(t *testing.T) {
 		"Process":     reflect.TypeFor[diag.Process](),
 		"Flow":        reflect.TypeFor[diag.Flow](),
 		"IPVSConn":    reflect.TypeFor[diag.IPVSConn](),
-		"Target":      reflect.TypeFor[diag.Target](),
-		"Host":        reflect.TypeFor[diag.Host](),
 		"IPVS":        reflect.TypeFor[diag.IPVS](),
 		"Conntrack":   reflect.TypeFor[diag.Conntrack](),
 		"Firewall":    reflect.TypeFor[diag.Firewall](),
 		"InvalidDrop": reflect.TypeFor[diag.InvalidDrop](),
-		"sysctls":     reflect.TypeOf(diag.Snapshot{}.Sysctls),
 		"Middlebox":   reflect.TypeFor[rules.Middlebox](),
 		"Finding":     reflect.TypeFor[rules.Finding](),
 		"Fix":         reflect.TypeFor[rules.Fix](),
@@ -302,14 +320,48 @@ func TestSchemaCoversEveryField(t *testing.T) {
 		"Observed":    reflect.TypeFor[diag.Observed](),
 		"Pings":       reflect.TypeFor[diag.Pings](),
 		"Closed":      reflect.TypeFor[diag.Closed](),
+		"Note":        reflect.TypeFor[diag.Note](),
 	} {
 		def, ok := sch.Defs[name]
 		if !ok {
 			t.Errorf("the schema has no $defs/%s", name)
 			continue
 		}
-		check(name, def.Properties, def.Required, typ)
+		keys, always := jsonKeys(typ)
+		check(name, def.Properties, def.Required, keys, always)
 	}
+}
+
+// writtenKeys lists the keys of the JSON object full marshals to (or of
+// its object at key in, when given), and those of them that empty's has
+// too: what is written always.
+func writtenKeys(t *testing.T, full, empty any, in ...string) (keys, always []string) {
+	t.Helper()
+	object := func(v any) map[string]json.RawMessage {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o map[string]json.RawMessage
+		if err := json.Unmarshal(b, &o); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range in {
+			var inner map[string]json.RawMessage
+			if err := json.Unmarshal(o[k], &inner); err != nil {
+				t.Fatalf("%s: %v", k, err)
+			}
+			o = inner
+		}
+		return o
+	}
+	for k := range object(full) {
+		keys = append(keys, k)
+	}
+	for k := range object(empty) {
+		always = append(always, k)
+	}
+	return keys, always
 }
 
 // jsonKeys lists the keys encoding/json writes for struct type typ, with
@@ -344,4 +396,91 @@ func jsonKeys(typ reflect.Type) (keys, always []string) {
 		}
 	}
 	return keys, always
+}
+
+// TestSchemaNoteCodes holds the codes of notes to one list: every NoteCode
+// constant of diag/notes.go is in the schema's enum and in README.md's
+// table of codes, and neither lists a code that is not a constant. A code
+// added in Go alone, or renamed in one place, fails here.
+func TestSchemaNoteCodes(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "diag/notes.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var consts []string
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range g.Specs {
+			vs := spec.(*ast.ValueSpec)
+			if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "NoteCode" {
+				t.Errorf("constant %s of diag/notes.go is not a NoteCode", vs.Names[0])
+				continue
+			}
+			for _, v := range vs.Values {
+				code, err := strconv.Unquote(v.(*ast.BasicLit).Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				consts = append(consts, code)
+			}
+		}
+	}
+	kebab := regexp.MustCompile(`^[a-z]+(-[a-z]+)*$`)
+	for _, c := range consts {
+		if !kebab.MatchString(c) {
+			t.Errorf("note code %q is not kebab-case", c)
+		}
+	}
+	if len(consts) < 20 || len(slices.Compact(slices.Sorted(slices.Values(consts)))) != len(consts) {
+		t.Fatalf("note codes %v: want every one once", consts)
+	}
+
+	var sch struct {
+		Defs struct {
+			Note struct {
+				Properties struct {
+					Code struct {
+						Enum []string `json:"enum"`
+					} `json:"code"`
+				} `json:"properties"`
+			} `json:"Note"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(schema.JSON, &sch); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The table headed "| code | given when |", to its first line that
+	// is not a row.
+	_, table, ok := bytes.Cut(readme, []byte("\n| code | given when |\n"))
+	if !ok {
+		t.Fatal("README.md has no table of note codes (| code | given when |)")
+	}
+	var documented []string
+	row := regexp.MustCompile("^\\| `([a-z-]+)` \\|")
+	for _, l := range strings.Split(string(table), "\n")[1:] {
+		if !strings.HasPrefix(l, "|") {
+			break
+		}
+		if m := row.FindStringSubmatch(l); m != nil {
+			documented = append(documented, m[1])
+		} else {
+			t.Errorf("README.md's table of note codes: row %q names no code", l)
+		}
+	}
+	want := slices.Sorted(slices.Values(consts))
+	for name, got := range map[string][]string{
+		"schema/tcpvet.schema.json $defs/Note code enum": sch.Defs.Note.Properties.Code.Enum,
+		"README.md's table of note codes":                documented,
+	} {
+		if got := slices.Sorted(slices.Values(got)); !slices.Equal(got, want) {
+			t.Errorf("%s lists %v; diag/notes.go has %v", name, got, want)
+		}
+	}
 }

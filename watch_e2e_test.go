@@ -266,8 +266,8 @@ func TestWatchTargetGone(t *testing.T) {
 	if r.Watch == nil || r.Watch.Samples < 2 || r.Watch.Samples > 4 {
 		t.Fatalf("watch %+v, want the 2 to 4 samples before the exit", r.Watch)
 	}
-	if !slices.ContainsFunc(r.Notes, func(n string) bool {
-		return strings.Contains(n, fmt.Sprintf("pid %d has exited", a.PID)) && strings.Contains(n, "until then")
+	if !slices.ContainsFunc(r.Notes, func(n diag.Note) bool {
+		return n.Code == diag.NoteWatchTargetGone && strings.Contains(n.Text, fmt.Sprintf("pid %d has exited", a.PID)) && strings.Contains(n.Text, "until then")
 	}) {
 		t.Errorf("notes %q, want one saying the process exited and the document is what was seen until then", r.Notes)
 	}

@@ -42,7 +42,8 @@ type Conntrack struct {
 	// entry is there twice, once by its original direction, once by its
 	// reply. Flows are built from them only for the sockets that ask.
 	entries map[flowKey]*ctEntry
-	where   string
+	// role is whose table this is, as its flows say (Flow.Netns).
+	role Role
 	// pairs holds how the flows between two addresses are translated, by
 	// the addresses either end sees; ends, the addresses that end them.
 	pairs map[[2]netip.Addr]pairFlags
@@ -88,8 +89,8 @@ func (c *Conntrack) Between(local, remote netip.Addr) (string, bool) {
 
 // Flow is a conntrack entry that tracks a socket's connection.
 type Flow struct {
-	// Netns is "target" or "host": whose table holds the entry.
-	Netns string `json:"netns"`
+	// Netns is whose table holds the entry: the target's or the host's.
+	Netns Role `json:"netns"`
 	// ExpiresInS is how many seconds the entry has left unless a packet
 	// of the flow refreshes it.
 	ExpiresInS uint32 `json:"expires_in_s"`
@@ -147,7 +148,7 @@ func (c *Conntrack) Lookup(local, remote netip.AddrPort) *Flow {
 		return nil
 	}
 	f := &Flow{
-		Netns: c.where, ExpiresInS: e.expires, Side: "original",
+		Netns: c.role, ExpiresInS: e.expires, Side: "original",
 		Original:  e.orig.from.String() + "->" + e.orig.to.String(),
 		Reply:     e.reply.from.String() + "->" + e.reply.to.String(),
 		replyFrom: e.reply.from,
@@ -206,13 +207,13 @@ func (f *Flow) timeoutIn(s Sysctls, info *TCPInfo) uint32 {
 // (enum tcp_conntrack).
 var conntrackStates = [...]string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
 
-// readConntrack reads the conntrack of ns, the namespace named where, if it
+// readConntrack reads the conntrack of ns, the namespace of role, if it
 // tracks anything: the kernel hooks conntrack into a namespace only once a
 // rule there needs it, and then it is on the path of what passes through.
 // A table too large to dump is asked for the entries of conns alone: the
 // established connections of the namespace tcpvet looks at, as keyOf
 // makes them. It returns nil when the namespace tracks nothing.
-func readConntrack(ns *netns.NS, where string, s Sysctls, conns []flowKey) *Conntrack {
+func readConntrack(ns *netns.NS, role Role, s Sysctls, conns []flowKey) *Conntrack {
 	n, ok := s.Get(ConntrackCount)
 	switch {
 	case !ok || n == 0:
@@ -229,7 +230,7 @@ func readConntrack(ns *netns.NS, where string, s Sysctls, conns []flowKey) *Conn
 		if err != nil {
 			return &Conntrack{Reason: conntrackErr(err)}
 		}
-		ct := newConntrack(flows, where)
+		ct := newConntrack(flows, role)
 		ct.LookedUp = true
 		return ct
 	}
@@ -242,7 +243,7 @@ func readConntrack(ns *netns.NS, where string, s Sysctls, conns []flowKey) *Conn
 	if err != nil {
 		return &Conntrack{Reason: conntrackErr(err)}
 	}
-	return newConntrack(flows, where)
+	return newConntrack(flows, role)
 }
 
 func conntrackErr(err error) string {
@@ -252,17 +253,17 @@ func conntrackErr(err error) string {
 	return fmt.Sprintf("unreadable: %v", err)
 }
 
-// ConntrackFromFlows is the table of a dump's flows in the namespace named
-// where, as tcpvet reads it: for tests of what reads a table.
-func ConntrackFromFlows(flows []conntrack.Flow, where string) *Conntrack {
-	return newConntrack(flows, where)
+// ConntrackFromFlows is the table of a dump's flows in the namespace of
+// role, as tcpvet reads it: for tests of what reads a table.
+func ConntrackFromFlows(flows []conntrack.Flow, role Role) *Conntrack {
+	return newConntrack(flows, role)
 }
 
 // newConntrack indexes the TCP entries of a dump by the 4-tuple each end
 // of the connection sees: the client its original direction, the server
 // the reply direction, through any translation.
-func newConntrack(flows []conntrack.Flow, where string) *Conntrack {
-	ct := &Conntrack{Read: true, where: where, entries: make(map[flowKey]*ctEntry, 2*len(flows)),
+func newConntrack(flows []conntrack.Flow, role Role) *Conntrack {
+	ct := &Conntrack{Read: true, role: role, entries: make(map[flowKey]*ctEntry, 2*len(flows)),
 		pairs: make(map[[2]netip.Addr]pairFlags), ends: make(map[netip.Addr]struct{})}
 	all := make([]ctEntry, 0, len(flows))
 	for _, f := range flows {

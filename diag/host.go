@@ -10,9 +10,8 @@ import (
 // namespace's Take (Options.HostView). Take only reads it, so one view may
 // serve snapshots taken side by side.
 type HostView struct {
-	ns      *netns.NS
-	host    Host
-	sysctls Sysctls
+	ns   *netns.NS
+	host Namespace
 	// ipvsConns is the host's IPVS connection table, where IPVS is loaded.
 	ipvsConns *IPVSConns
 	// lookup is true when the host's conntrack table is too large to dump:
@@ -20,14 +19,12 @@ type HostView struct {
 	lookup bool
 	// Notes say what could not be read of the host, once for every
 	// snapshot that uses the view.
-	Notes []string
+	Notes []Note
 }
 
-// Host is what was read of the host namespace, as a snapshot's Host shows it.
-func (v *HostView) Host() Host { return v.host }
-
-// Sysctls are the host namespace's sysctls.
-func (v *HostView) Sysctls() Sysctls { return v.sysctls }
+// Host is what was read of the host namespace, its sysctls too, as a
+// snapshot's Host shows it.
+func (v *HostView) Host() Namespace { return v.host }
 
 // ReadHost reads the host namespace h once, for Options.HostView. procRoot
 // is where proc is mounted; "" means /proc. h must stay open while the view
@@ -46,19 +43,18 @@ func ReadHost(h *netns.NS, procRoot string) *HostView {
 // defers a large table's lookups to each snapshot.
 func readHost(h *netns.NS, proc string, established []flowKey, shared bool) *HostView {
 	var notes Snapshot // collects the notes of the readers below
-	v := &HostView{ns: h, host: Host{NetnsInode: h.Inode, Path: h.Path, Visible: true}}
-	in := notes.visit(h, "host", proc)
+	v := &HostView{ns: h, host: Namespace{Role: Host, NetnsInode: h.Inode, Path: h.Path, Visible: true}}
+	in := notes.visit(h, &v.host, proc)
 	v.ipvsConns = in.ipvsConns
-	v.host.Addresses, v.sysctls = in.addrs, in.sysctls
-	if n, _ := in.sysctls.Get(ConntrackCount); shared && n > conntrackDumpLimit {
+	if n, _ := v.host.Sysctls.Get(ConntrackCount); shared && n > conntrackDumpLimit {
 		// The rules need the firewall only beside a conntrack table; this
 		// one is read, per snapshot, in Take.
 		v.lookup = true
-		v.host.Firewall = notes.readFirewallNoted(h, "host", in.legacy)
+		v.host.Firewall = notes.readFirewallNoted(h, Host, in.legacy)
 	} else {
-		v.host.Conntrack, v.host.Firewall = notes.readNetfilter(h, "host", in, established)
+		notes.readNetfilter(h, &v.host, in, established)
 	}
-	v.host.IPVS = notes.readIPVS(h, "host")
+	notes.readIPVS(h, &v.host)
 	v.Notes = notes.Notes
 	return v
 }
@@ -66,9 +62,9 @@ func readHost(h *netns.NS, proc string, established []flowKey, shared bool) *Hos
 // lookupConntrack asks the host's table, too large to dump, for the entries
 // of established, noting what it could not read in snap.
 func (v *HostView) lookupConntrack(snap *Snapshot, established []flowKey) *Conntrack {
-	ct := readConntrack(v.ns, "host", v.sysctls, established)
+	ct := readConntrack(v.ns, Host, v.host.Sysctls, established)
 	if ct != nil && !ct.Read {
-		snap.Notes = append(snap.Notes, conntrackNote("host", ct))
+		snap.Notes = append(snap.Notes, conntrackNote(Host, ct))
 	}
 	return ct
 }

@@ -24,65 +24,28 @@ import (
 // Schema names the layout of a Snapshot in JSON.
 const Schema = "tcpvet/v1"
 
-// Snapshot is everything tcpvet read from one namespace at one moment.
+// Snapshot is everything tcpvet read from one namespace at one moment. Its
+// JSON (MarshalJSON) is the layout tcpvet/v1 names.
 type Snapshot struct {
-	Schema  string    `json:"schema"`
-	TakenAt time.Time `json:"taken_at"`
-	Target  Target    `json:"target"`
-	Host    Host      `json:"host"`
-	Sysctls struct {
-		Target Sysctls `json:"target"`
-		// Host is nil when the host namespace is not visible.
-		Host Sysctls `json:"host"`
-	} `json:"sysctls"`
-	Sockets []Socket `json:"sockets"`
+	Schema  string
+	TakenAt time.Time
+	// Target is the inspected namespace; Host the node's, read once and
+	// shared where a sweep took the snapshot.
+	Target  Namespace
+	Host    Namespace
+	Sockets []Socket
 	// Processes counts the processes found in the target namespace.
-	Processes int `json:"processes"`
-	// Notes say what could not be read, and so what is marked unknown.
-	Notes []string `json:"notes,omitempty"`
+	Processes int
+	// Notes say what could not be read, and so what is marked unknown:
+	// each a Note, its Code one of notes.go's.
+	Notes []Note
 	// Watch is set on the last snapshot of a watch (tcpvet --watch), whose
 	// sockets then carry what was Observed of them.
-	Watch *Watch `json:"watch,omitempty"`
+	Watch *Watch
 	// Closed lists the connections that ended while they were watched, and
 	// how; nil (absent from JSON) when deaths were not watched (a single
 	// snapshot, or the kernel refused: Notes say so), empty when none died.
-	Closed []Closed `json:"closed,omitzero"`
-}
-
-// Target identifies the inspected namespace.
-type Target struct {
-	NetnsInode uint64 `json:"netns_inode"`
-	Path       string `json:"path"`
-	PID        int    `json:"pid,omitempty"`
-	// Addresses are the namespace's own addresses: a connection to one of
-	// them never leaves the namespace.
-	Addresses []netip.Addr `json:"addresses"`
-	// IPVS is the target's own IPVS: on a node inspected from inside its
-	// own namespace, the IPVS of kube-proxy.
-	IPVS *IPVS `json:"ipvs,omitempty"`
-	// Conntrack is the target's own connection tracking; nil when it
-	// tracks nothing, and so is on no connection's path.
-	Conntrack *Conntrack `json:"conntrack,omitempty"`
-	// Firewall is read where Conntrack is on the path: what the target's
-	// rules do with a packet of a flow conntrack forgot.
-	Firewall *Firewall `json:"firewall,omitempty"`
-}
-
-// Host identifies the namespace holding the node's sysctls, conntrack and IPVS.
-type Host struct {
-	// Visible is false when the host namespace is the target itself (inside
-	// a pod, PID 1 is the pod's own) and so tells nothing about the node.
-	Visible    bool   `json:"visible"`
-	NetnsInode uint64 `json:"netns_inode"`
-	Path       string `json:"path"`
-	// IPVS is the host's IPVS configuration; nil when the host is not visible.
-	IPVS *IPVS `json:"ipvs,omitempty"`
-	// Addresses are the host's own: a translated flow that reaches one of
-	// them untranslated meets the host's own stack.
-	Addresses []netip.Addr `json:"addresses,omitempty"`
-	// Conntrack and Firewall are the host's, as for the target.
-	Conntrack *Conntrack `json:"conntrack,omitempty"`
-	Firewall  *Firewall  `json:"firewall,omitempty"`
+	Closed []Closed
 }
 
 // Socket is one TCP socket of the target namespace.
@@ -200,7 +163,8 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	snap := &Snapshot{
 		Schema:  Schema,
 		TakenAt: time.Now().UTC(),
-		Target:  Target{NetnsInode: t.Inode, Path: t.Path, PID: t.PID},
+		Target:  Namespace{Role: Target, NetnsInode: t.Inode, Path: t.Path, PID: t.PID},
+		Host:    Namespace{Role: Host},
 	}
 
 	// The dump and the /proc scan are independent and both mostly wait on
@@ -224,10 +188,10 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		// The namespace outlives the process (a pod's pause container, or
 		// tcpvet's own handle keeps it): say so rather than show an empty
 		// namespace as if the process were there.
-		snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d has exited or left this namespace; tcpvet still shows the namespace it was in", t.PID))
+		snap.Notes = append(snap.Notes, Notef(NotePIDGone, "pid %d has exited or left this namespace; tcpvet still shows the namespace it was in", t.PID))
 	}
 	if len(scan.hidden) > 0 {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), facts.DeniedHint))
+		snap.Notes = append(snap.Notes, Notef(NoteOwnersHidden, "%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), facts.DeniedHint))
 	}
 
 	// The sockets' options are read while the rest is: they need only
@@ -244,11 +208,10 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		}
 	}
 
-	target := snap.visit(t, "target", proc)
+	target := snap.visit(t, &snap.Target, proc)
 	ipvsConns := []*IPVSConns{target.ipvsConns}
-	snap.Target.Addresses, snap.Sysctls.Target = target.addrs, target.sysctls
-	snap.Target.Conntrack, snap.Target.Firewall = snap.readNetfilter(t, "target", target, established)
-	snap.Target.IPVS = snap.readIPVS(t, "target")
+	snap.readNetfilter(t, &snap.Target, target, established)
+	snap.readIPVS(t, &snap.Target)
 
 	// The host is read here, or was read once for a whole sweep (HostView).
 	hv, h := opts.HostView, opts.Host
@@ -256,14 +219,14 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		h = hv.ns
 	}
 	if h != nil {
-		snap.Host = Host{NetnsInode: h.Inode, Path: h.Path, Visible: !h.Same(t)}
+		snap.Host = Namespace{Role: Host, NetnsInode: h.Inode, Path: h.Path, Visible: !h.Same(t)}
 	}
 	if snap.Host.Visible {
 		if hv == nil {
 			hv = readHost(h, proc, established, false)
 			snap.Notes = append(snap.Notes, hv.Notes...)
 		}
-		snap.Host, snap.Sysctls.Host = hv.host, hv.sysctls
+		snap.Host = hv.host
 		ipvsConns = append(ipvsConns, hv.ipvsConns)
 		if hv.lookup {
 			if snap.Host.Conntrack = hv.lookupConntrack(snap, established); snap.Host.Conntrack == nil {
@@ -271,7 +234,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 			}
 		}
 	}
-	targetSysctls := snap.Sysctls.Target
+	targetSysctls := snap.Target.Sysctls
 
 	snap.Sockets = make([]Socket, 0, len(raws))
 	for _, r := range raws {
@@ -306,7 +269,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		for _, ct := range []struct {
 			table   *Conntrack
 			sysctls Sysctls
-		}{{snap.Target.Conntrack, snap.Sysctls.Target}, {snap.Host.Conntrack, snap.Sysctls.Host}} {
+		}{{snap.Target.Conntrack, snap.Target.Sysctls}, {snap.Host.Conntrack, snap.Host.Sysctls}} {
 			if f := ct.table.Lookup(s.Local, s.Remote); f != nil {
 				e := *f
 				e.TimeoutS = e.timeoutIn(ct.sysctls, s.TCPInfo)
@@ -605,64 +568,64 @@ func receiveDump(rc syscall.RawConn, buf []byte, seq uint32, fn func([]byte) err
 	}
 }
 
-// inside is what tcpvet reads from within a namespace, in one visit.
+// inside is what tcpvet reads from within a namespace, in one visit, beside
+// its addresses and sysctls.
 type inside struct {
-	addrs   []netip.Addr
-	sysctls Sysctls
-	legacy  []string
+	legacy []string
 	// ipvsConns is IPVS's connection table where IPVS is loaded.
 	ipvsConns *IPVSConns
 	ipvsErr   error
 }
 
-// visit reads a namespace's addresses, sysctls and iptables-legacy tables
-// in one trip into it, noting what it could not read.
-func (snap *Snapshot) visit(ns *netns.NS, where, proc string) inside {
+// visit reads into's addresses and sysctls, and ns's iptables-legacy tables
+// and IPVS connections, in one trip into ns, noting what it could not read.
+func (snap *Snapshot) visit(ns *netns.NS, into *Namespace, proc string) inside {
 	var in inside
 	var addrErr error
 	if err := ns.Do(func() (err error) {
-		in.addrs, addrErr = interfaceAddrs()
+		into.Addresses, addrErr = interfaceAddrs()
 		in.legacy = legacyTables(proc + "/thread-self/net")
 		in.ipvsConns, in.ipvsErr = readIPVSConns(proc + "/thread-self/net/ip_vs_conn")
-		in.sysctls, err = readSysctls(proc + "/sys")
+		into.Sysctls, err = readSysctls(proc + "/sys")
 		return err
 	}); err != nil {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s sysctls unreadable: %v", where, err))
+		snap.Notes = append(snap.Notes, Notef(NoteSysctlsUnreadable, "%s sysctls unreadable: %v", into.Role, err))
 	}
 	if in.ipvsErr != nil {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s IPVS connection table unread, so tcpvet cannot see how long IPVS keeps each connection: %v", where, in.ipvsErr))
+		snap.Notes = append(snap.Notes, Notef(NoteIPVSConnectionsUnread, "%s IPVS connection table unread, so tcpvet cannot see how long IPVS keeps each connection: %v", into.Role, in.ipvsErr))
 	}
 	if addrErr != nil {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s addresses unreadable: %v", where, addrErr))
+		snap.Notes = append(snap.Notes, Notef(NoteAddressesUnreadable, "%s addresses unreadable: %v", into.Role, addrErr))
 	}
 	return in
 }
 
-// readNetfilter reads the conntrack of ns, the namespace named where (in a
-// table too large to dump, the entries of conns), and where it tracks
-// flows, its firewall, noting what could not be read.
-func (snap *Snapshot) readNetfilter(ns *netns.NS, where string, in inside, conns []flowKey) (*Conntrack, *Firewall) {
-	ct := readConntrack(ns, where, in.sysctls, conns)
+// readNetfilter reads into's conntrack from ns (in a table too large to
+// dump, the entries of conns), and where it tracks flows, its firewall,
+// noting what could not be read.
+func (snap *Snapshot) readNetfilter(ns *netns.NS, into *Namespace, in inside, conns []flowKey) {
+	into.Conntrack, into.Firewall = nil, nil
+	ct := readConntrack(ns, into.Role, into.Sysctls, conns)
 	if ct == nil {
-		return nil, nil
+		return
 	}
 	if !ct.Read {
-		snap.Notes = append(snap.Notes, conntrackNote(where, ct))
+		snap.Notes = append(snap.Notes, conntrackNote(into.Role, ct))
 	}
-	return ct, snap.readFirewallNoted(ns, where, in.legacy)
+	into.Conntrack, into.Firewall = ct, snap.readFirewallNoted(ns, into.Role, in.legacy)
 }
 
-// conntrackNote says why the conntrack of the namespace named where is unread.
-func conntrackNote(where string, ct *Conntrack) string {
-	return fmt.Sprintf("%s conntrack %s, so tcpvet cannot see which flows it translates or how long each has left", where, ct.Reason)
+// conntrackNote says why the conntrack of the namespace of role is unread.
+func conntrackNote(role Role, ct *Conntrack) Note {
+	return Notef(NoteConntrackUnread, "%s conntrack %s, so tcpvet cannot see which flows it translates or how long each has left", role, ct.Reason)
 }
 
-// readFirewallNoted reads the firewall of ns, the namespace named where,
+// readFirewallNoted reads the firewall of ns, the namespace of role,
 // noting when it could not.
-func (snap *Snapshot) readFirewallNoted(ns *netns.NS, where string, legacy []string) *Firewall {
+func (snap *Snapshot) readFirewallNoted(ns *netns.NS, role Role, legacy []string) *Firewall {
 	fw := readFirewall(ns, legacy)
 	if !fw.Read {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%s %s, so tcpvet cannot tell whether it drops the packets of a flow conntrack forgot", where, fw.Reason))
+		snap.Notes = append(snap.Notes, Notef(NoteFirewallUnread, "%s %s, so tcpvet cannot tell whether it drops the packets of a flow conntrack forgot", role, fw.Reason))
 	}
 	return fw
 }
@@ -684,25 +647,25 @@ func interfaceAddrs() ([]netip.Addr, error) {
 	return out, nil
 }
 
-// readIPVS reads the IPVS of ns, the one named where, noting what it could
-// not read. It is nil only when nothing at all could be read.
-func (snap *Snapshot) readIPVS(ns *netns.NS, where string) *IPVS {
+// readIPVS reads into's IPVS from ns, noting what it could not read. It is
+// nil only when nothing at all could be read.
+func (snap *Snapshot) readIPVS(ns *netns.NS, into *Namespace) {
 	v, err := readIPVS(ns)
+	into.IPVS = &v
 	if err != nil {
-		snap.Notes = append(snap.Notes, ipvsNote(where, err))
+		snap.Notes = append(snap.Notes, ipvsNote(into.Role, err))
 		if !v.Present {
-			return nil
+			into.IPVS = nil
 		}
 	}
-	return &v
 }
 
-// ipvsNote says why the IPVS of the namespace named where is unknown.
-func ipvsNote(where string, err error) string {
+// ipvsNote says why the IPVS of the namespace of role is unknown.
+func ipvsNote(role Role, err error) Note {
 	if errors.Is(err, unix.EPERM) {
 		// Usual in a pod on a node with IPVS loaded, where it matters
 		// little: a pod's own namespace balances nothing.
-		return fmt.Sprintf("%s IPVS unreadable without CAP_NET_ADMIN: if IPVS balances these connections (kube-proxy's IPVS mode, in a node's namespace), declare it with --middlebox ipvs", where)
+		return Notef(NoteIPVSUnreadable, "%s IPVS unreadable without CAP_NET_ADMIN: if IPVS balances these connections (kube-proxy's IPVS mode, in a node's namespace), declare it with --middlebox ipvs", role)
 	}
-	return fmt.Sprintf("%s IPVS unreadable: %v", where, err)
+	return Notef(NoteIPVSUnreadable, "%s IPVS unreadable: %v", role, err)
 }

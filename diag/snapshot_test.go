@@ -23,7 +23,9 @@ func TestNoteWhenTheTargetProcessExits(t *testing.T) {
 	}
 	defer target.Close()
 	exited := func(snap *Snapshot) bool {
-		return slices.ContainsFunc(snap.Notes, func(n string) bool { return strings.Contains(n, "has exited or left this namespace") })
+		return slices.ContainsFunc(snap.Notes, func(n Note) bool {
+			return n.Code == NotePIDGone && strings.Contains(n.Text, "has exited or left this namespace")
+		})
 	}
 
 	snap, err := Take(context.Background(), Options{Target: target})

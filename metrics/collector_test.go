@@ -69,7 +69,7 @@ func sweep() *node.Sweep {
 				Snapshot: sockets(diag.Listen, diag.TimeWait),
 				Report:   findings("pod-sysctl-differs:info"),
 			},
-			{Inode: 4026532003, Notes: []string{"vanished mid-sweep"}},
+			{Inode: 4026532003, Notes: []diag.Note{{Code: diag.NoteNamespaceUnreadable, Text: "vanished mid-sweep"}}},
 		},
 	}
 }

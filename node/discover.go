@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/netns"
 )
 
@@ -19,7 +20,7 @@ type found struct {
 // discovery is every network namespace of the machine, each once.
 type discovery struct {
 	list  []found
-	notes []string
+	notes []diag.Note
 }
 
 // discover finds the network namespaces held by processes under proc,
@@ -32,14 +33,14 @@ func discover(ctx context.Context, proc, netnsDir, criSocket string) (*discovery
 	}
 	d := &discovery{}
 	if err != nil {
-		d.notes = append(d.notes, fmt.Sprintf("%v: namespaces bound only there are missing", err))
+		d.notes = append(d.notes, diag.Notef(diag.NoteNetnsDirUnreadable, "%v: namespaces bound only there are missing", err))
 	}
 	if l.Hidden > 0 {
 		what, they := fmt.Sprintf("%d processes", l.Hidden), "they hold"
 		if l.Hidden == 1 {
 			what, they = "1 process", "it holds"
 		}
-		d.notes = append(d.notes, fmt.Sprintf("the network namespace of %s could not be read (permission denied): a namespace only %s is missing", what, they))
+		d.notes = append(d.notes, diag.Notef(diag.NoteNamespacesHidden, "the network namespace of %s could not be read (permission denied): a namespace only %s is missing", what, they))
 	}
 	pods := d.askRuntime(ctx, l, criSocket)
 	for _, f := range l.Found {
@@ -53,20 +54,20 @@ func discover(ctx context.Context, proc, netnsDir, criSocket string) (*discovery
 func (d *discovery) askRuntime(ctx context.Context, l *netns.Listing, criSocket string) map[*netns.Found]*Pod {
 	socket := findCRISocket(criSocket)
 	if socket == "" {
-		d.notes = append(d.notes, fmt.Sprintf("no container runtime socket (tried %s; --cri-socket names another): pods are named by UID and container ID from their processes' cgroups, without namespace or name, and pod namespaces no process holds are missed", strings.Join(CRISockets, ", ")))
+		d.notes = append(d.notes, diag.Notef(diag.NoteCRISocketMissing, "no container runtime socket (tried %s; --cri-socket names another): pods are named by UID and container ID from their processes' cgroups, without namespace or name, and pod namespaces no process holds are missed", strings.Join(CRISockets, ", ")))
 		return nil
 	}
 	if _, err := os.Stat(socket); err != nil {
-		d.notes = append(d.notes, fmt.Sprintf("no container runtime socket (%v): pods are named from their processes' cgroups, without namespace or name", err))
+		d.notes = append(d.notes, diag.Notef(diag.NoteCRISocketMissing, "no container runtime socket (%v): pods are named from their processes' cgroups, without namespace or name", err))
 		return nil
 	}
 	sbs, err := listSandboxes(ctx, socket)
 	switch {
 	case err != nil && len(sbs) == 0:
-		d.notes = append(d.notes, fmt.Sprintf("the container runtime did not answer (%v): pods are named from their processes' cgroups, without namespace or name", err))
+		d.notes = append(d.notes, diag.Notef(diag.NoteCRIUnreachable, "the container runtime did not answer (%v): pods are named from their processes' cgroups, without namespace or name", err))
 		return nil
 	case err != nil:
-		d.notes = append(d.notes, fmt.Sprintf("the container runtime stopped answering (%v): the pods it did not name are named from their processes' cgroups, without namespace or name", err))
+		d.notes = append(d.notes, diag.Notef(diag.NoteCRIIncomplete, "the container runtime stopped answering (%v): the pods it did not name are named from their processes' cgroups, without namespace or name", err))
 	}
 	pods := make(map[*netns.Found]*Pod, len(sbs))
 	for _, sb := range sbs {

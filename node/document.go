@@ -28,21 +28,19 @@ type (
 		Host       hostJSON  `json:"host"`
 		Errors     int       `json:"errors"`
 	}
-	hostJSON struct {
-		diag.Host
-		Sysctls diag.Sysctls `json:"sysctls"`
-	}
-	nsHead struct {
-		Target    diag.Target  `json:"target"`
-		Pod       *Pod         `json:"pod"`
-		IsHost    bool         `json:"is_host,omitempty"`
-		Sysctls   diag.Sysctls `json:"sysctls"`
-		Processes int          `json:"processes"`
+	// hostJSON is the host with its sysctls (see MarshalJSON).
+	hostJSON struct{ diag.Namespace }
+	nsHead   struct {
+		Target    diag.Namespace `json:"target"`
+		Pod       *Pod           `json:"pod"`
+		IsHost    bool           `json:"is_host,omitempty"`
+		Sysctls   diag.Sysctls   `json:"sysctls"`
+		Processes int            `json:"processes"`
 	}
 	nsTail struct {
 		Middleboxes []rules.Middlebox `json:"middleboxes"`
 		Findings    []rules.Finding   `json:"findings"`
-		Notes       []string          `json:"notes"`
+		Notes       []diag.Note       `json:"notes"`
 	}
 )
 
@@ -54,7 +52,7 @@ type (
 func WriteJSON(w io.Writer, s *Sweep) error {
 	sw := &streamWriter{w: w, b: make([]byte, 0, headRoom)}
 	sw.object(sweepHead{Schema: Schema, TakenAt: s.TakenAt, DurationMS: s.Duration.Milliseconds(),
-		Host: hostJSON{s.Host, s.HostSysctls}, Errors: s.Errors}, true)
+		Host: hostJSON{s.Host}, Errors: s.Errors}, true)
 	sw.b = append(sw.b, `,"namespaces":[`...)
 	for i := range s.Namespaces {
 		if i > 0 {
@@ -116,13 +114,13 @@ func (sw *streamWriter) object(v any, open bool) {
 
 // namespace appends one namespace's object, streaming its sockets.
 func (sw *streamWriter) namespace(n *Namespace) {
-	head := nsHead{Target: diag.Target{NetnsInode: n.Inode, Path: n.Path}, Pod: n.Pod, IsHost: n.IsHost}
+	head := nsHead{Target: diag.Namespace{Role: diag.Target, NetnsInode: n.Inode, Path: n.Path}, Pod: n.Pod, IsHost: n.IsHost}
 	tail := nsTail{Middleboxes: n.Report.Middleboxes, Findings: n.Report.Findings, Notes: n.Notes}
 	var socks []diag.Socket
 	if snap := n.Snapshot; snap != nil {
-		head.Target, head.Sysctls, head.Processes = snap.Target, snap.Sysctls.Target, snap.Processes
+		head.Target, head.Sysctls, head.Processes = snap.Target, snap.Target.Sysctls, snap.Processes
 		socks = snap.Sockets
-		tail.Notes = append(append([]string(nil), snap.Notes...), n.Notes...)
+		tail.Notes = append(append([]diag.Note(nil), snap.Notes...), n.Notes...)
 	}
 	tail.Middleboxes, tail.Findings, tail.Notes = nonNil(tail.Middleboxes), nonNil(tail.Findings), nonNil(tail.Notes)
 	sw.object(head, true)
@@ -137,6 +135,24 @@ func (sw *streamWriter) namespace(n *Namespace) {
 	if len(sw.b) > mark {
 		sw.b[mark] = ','
 	}
+}
+
+// MarshalJSON writes the host as the namespace's own JSON does, in a
+// host's layout whatever its Role, with its sysctls after: the document's
+// host is the one place a namespace carries them.
+func (h hostJSON) MarshalJSON() ([]byte, error) {
+	ns := h.Namespace
+	ns.Role = diag.Host
+	b, err := json.Marshal(ns)
+	if err != nil {
+		return nil, err
+	}
+	sysctls, err := json.Marshal(h.Sysctls)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b[:len(b)-1], `,"sysctls":`...)
+	return append(append(b, sysctls...), '}'), nil
 }
 
 // nonNil makes an absent list an empty one, so the document's lists are

@@ -43,12 +43,12 @@ func WritePlain(w io.Writer, s *Sweep) error {
 		n := &s.Namespaces[i]
 		if n.Snapshot == nil {
 			for _, note := range n.Notes {
-				fmt.Fprintf(w, "note: %s: %s\n", n.Name(), note)
+				fmt.Fprintf(w, "note: %s: %s\n", n.Name(), note.Text)
 			}
 		}
 	}
 	for _, note := range s.Notes {
-		fmt.Fprintf(w, "note: %s\n", note)
+		fmt.Fprintf(w, "note: %s\n", note.Text)
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ type Namespace struct {
 	// mid-sweep): Notes then say why.
 	Snapshot *diag.Snapshot
 	Report   rules.Report
-	Notes    []string
+	Notes    []diag.Note
 }
 
 // Sweep is one pass over every network namespace of the machine.
@@ -55,10 +55,8 @@ type Sweep struct {
 	// Notes say what the sweep could not do for every namespace (no CRI
 	// socket, so pods are named from cgroups; the host not visible), and
 	// which namespaces vanished before they could be read.
-	Notes []string
-	// Host is the node's namespace, read once for the whole sweep; its
-	// Visible is false when tcpvet could not see it.
-	Host diag.Host
-	// HostSysctls are the host namespace's sysctls; nil when not visible.
-	HostSysctls diag.Sysctls
+	Notes []diag.Note
+	// Host is the node's namespace, read once for the whole sweep, its
+	// sysctls too; its Visible is false when tcpvet could not see it.
+	Host diag.Namespace
 }

@@ -88,10 +88,12 @@ func TestVanishedMidSweep(t *testing.T) {
 		t.Errorf("a vanished namespace is no error: Errors = %d", sw.Errors)
 	}
 	want := fmt.Sprintf("network namespace %d vanished mid-sweep", kg)
-	if !slices.ContainsFunc(sw.Notes, func(n string) bool { return strings.Contains(n, want) }) {
+	if !slices.ContainsFunc(sw.Notes, func(n diag.Note) bool { return n.Code == diag.NoteNamespaceVanished && strings.Contains(n.Text, want) }) {
 		t.Errorf("no note %q in %q", want, sw.Notes)
 	}
-	if !slices.ContainsFunc(sw.Notes, func(n string) bool { return strings.Contains(n, "did not answer") }) {
+	if !slices.ContainsFunc(sw.Notes, func(n diag.Note) bool {
+		return n.Code == diag.NoteCRIUnreachable && strings.Contains(n.Text, "did not answer")
+	}) {
 		t.Errorf("a CRI socket that does not answer must be noted: %q", sw.Notes)
 	}
 }
@@ -103,7 +105,9 @@ func TestNoRuntimeSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.list) == 0 || !slices.ContainsFunc(d.notes, func(n string) bool { return strings.Contains(n, "no container runtime socket (stat ") }) {
+	if len(d.list) == 0 || !slices.ContainsFunc(d.notes, func(n diag.Note) bool {
+		return n.Code == diag.NoteCRISocketMissing && strings.Contains(n.Text, "no container runtime socket (stat ")
+	}) {
 		t.Errorf("%d namespaces, notes %q", len(d.list), d.notes)
 	}
 }
@@ -268,7 +272,7 @@ func TestCRINamesPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.notes) > 0 && slices.ContainsFunc(d.notes, func(n string) bool { return strings.Contains(n, "runtime") }) {
+	if len(d.notes) > 0 && slices.ContainsFunc(d.notes, func(n diag.Note) bool { return strings.HasPrefix(string(n.Code), "cri-") }) {
 		t.Errorf("the runtime answered, yet: %q", d.notes)
 	}
 	kp, ka := inodeOf(t, withProc.Path), inodeOf(t, alone)
@@ -318,7 +322,7 @@ func TestOrderAndWorst(t *testing.T) {
 		ns(5, 1, rules.Finding{Severity: rules.Critical, FailsInS: in(60)}),
 		ns(6, 1, rules.Finding{Severity: rules.Critical, FailsInS: in(60)}, rules.Finding{Severity: rules.Critical, FailsInS: in(70)}),
 		ns(7, 100),
-		{Inode: 8, Notes: []string{"unreadable: gone"}},
+		{Inode: 8, Notes: []diag.Note{{Code: diag.NoteNamespaceUnreadable, Text: "unreadable: gone"}}},
 	}}
 	slices.SortStableFunc(sw.Namespaces, func(a, b Namespace) int { return CompareUrgency(&a, &b) })
 	var order []uint64
@@ -354,9 +358,9 @@ func TestSweepJSONStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw := &Sweep{TakenAt: time.Unix(1700000000, 0).UTC(), Duration: 1500 * time.Millisecond, Notes: []string{"n"}, Namespaces: []Namespace{
-		{Inode: target.Inode, Path: ns.Path, Pod: &Pod{UID: testUID, Source: "cgroup"}, Snapshot: snap, Report: rules.Evaluate(snap, nil), Notes: []string{"named from cgroup"}},
-		{Inode: 7, Path: "/proc/9/ns/net", Notes: []string{"unreadable: x"}},
+	sw := &Sweep{TakenAt: time.Unix(1700000000, 0).UTC(), Duration: 1500 * time.Millisecond, Notes: []diag.Note{{Code: diag.NoteCRISocketMissing, Text: "n"}}, Namespaces: []Namespace{
+		{Inode: target.Inode, Path: ns.Path, Pod: &Pod{UID: testUID, Source: "cgroup"}, Snapshot: snap, Report: rules.Evaluate(snap, nil), Notes: []diag.Note{{Code: diag.NoteCRIUnreachable, Text: "named from cgroup"}}},
+		{Inode: 7, Path: "/proc/9/ns/net", Notes: []diag.Note{{Code: diag.NoteNamespaceUnreadable, Text: "unreadable: x"}}},
 	}}
 	var streamed strings.Builder
 	if err := WriteJSON(&streamed, sw); err != nil {
@@ -370,12 +374,12 @@ func TestSweepJSONStreams(t *testing.T) {
 	whole := map[string]any{"schema": Schema, "taken_at": sw.TakenAt, "duration_ms": 1500, "host": hostJSON{}, "errors": 0, "notes": sw.Notes}
 	var nss []any
 	for _, n := range sw.Namespaces {
-		o := map[string]any{"target": diag.Target{NetnsInode: n.Inode, Path: n.Path}, "pod": n.Pod, "sysctls": nil, "processes": 0,
+		o := map[string]any{"target": diag.Namespace{Role: diag.Target, NetnsInode: n.Inode, Path: n.Path}, "pod": n.Pod, "sysctls": nil, "processes": 0,
 			"sockets": []diag.Socket{}, "middleboxes": []rules.Middlebox{}, "findings": []rules.Finding{}, "notes": n.Notes}
 		if n.Snapshot != nil {
-			o["target"], o["sysctls"], o["processes"], o["sockets"] = n.Snapshot.Target, n.Snapshot.Sysctls.Target, n.Snapshot.Processes, n.Snapshot.Sockets
+			o["target"], o["sysctls"], o["processes"], o["sockets"] = n.Snapshot.Target, n.Snapshot.Target.Sysctls, n.Snapshot.Processes, n.Snapshot.Sockets
 			o["middleboxes"], o["findings"] = nonNil(n.Report.Middleboxes), n.Report.Findings
-			o["notes"] = append(append([]string{}, n.Snapshot.Notes...), n.Notes...)
+			o["notes"] = append(append([]diag.Note{}, n.Snapshot.Notes...), n.Notes...)
 		}
 		nss = append(nss, o)
 	}
@@ -415,8 +419,8 @@ func TestHostReadOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sw.Host.Visible || sw.Host.NetnsInode != host.Inode || sw.HostSysctls == nil {
-		t.Fatalf("the sweep's host: %+v, sysctls %v", sw.Host, sw.HostSysctls)
+	if !sw.Host.Visible || sw.Host.NetnsInode != host.Inode || sw.Host.Sysctls == nil {
+		t.Fatalf("the sweep's host: %+v, sysctls %v", sw.Host, sw.Host.Sysctls)
 	}
 	if len(sw.Namespaces) != 2 {
 		t.Fatalf("%d namespaces", len(sw.Namespaces))
@@ -428,7 +432,7 @@ func TestHostReadOnce(t *testing.T) {
 				t.Errorf("the host's namespace: host %v, sees a host %v, named %q", n.IsHost, n.Snapshot.Host.Visible, n.Name())
 			}
 		default:
-			if n.IsHost || !n.Snapshot.Host.Visible || n.Snapshot.Host.NetnsInode != host.Inode || n.Snapshot.Sysctls.Host == nil {
+			if n.IsHost || !n.Snapshot.Host.Visible || n.Snapshot.Host.NetnsInode != host.Inode || n.Snapshot.Host.Sysctls == nil {
 				t.Errorf("%s: host %v, its host %+v", n.Path, n.IsHost, n.Snapshot.Host)
 			}
 		}

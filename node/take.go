@@ -70,11 +70,11 @@ func Take(ctx context.Context, opts Options) (*Sweep, error) {
 // sweepFound reads the host once and every namespace d found, and orders
 // them.
 func sweepFound(ctx context.Context, d *discovery, opts Options, proc string) (*Sweep, error) {
-	sw := &Sweep{Notes: d.notes}
+	sw := &Sweep{Notes: d.notes, Host: diag.Namespace{Role: diag.Host}}
 	var hv *diag.HostView
 	if opts.Host != nil {
 		hv = diag.ReadHost(opts.Host, proc)
-		sw.Host, sw.HostSysctls = hv.Host(), hv.Sysctls()
+		sw.Host = hv.Host()
 		sw.Notes = append(sw.Notes, hv.Notes...)
 	}
 	d.nameFromCgroups(proc, opts.Host)
@@ -82,7 +82,7 @@ func sweepFound(ctx context.Context, d *discovery, opts Options, proc string) (*
 	// The machine's facts, read once for every namespace's snapshot.
 	facts := diag.ReadFacts()
 	results := make([]*Namespace, len(d.list))
-	vanished := make([]string, len(d.list))
+	vanished := make([]*diag.Note, len(d.list))
 	jobs := make(chan int)
 	workers := opts.Workers
 	if workers <= 0 {
@@ -112,8 +112,8 @@ feed:
 
 	for i, n := range results {
 		switch {
-		case vanished[i] != "":
-			sw.Notes = append(sw.Notes, vanished[i])
+		case vanished[i] != nil:
+			sw.Notes = append(sw.Notes, *vanished[i])
 		case n != nil:
 			if n.Snapshot == nil {
 				sw.Errors++
@@ -127,14 +127,15 @@ feed:
 
 // readNamespace opens f and takes its snapshot. It returns a note instead
 // when the namespace is gone.
-func readNamespace(ctx context.Context, f *found, hv *diag.HostView, facts *diag.Facts, opts Options, proc string) (*Namespace, string) {
+func readNamespace(ctx context.Context, f *found, hv *diag.HostView, facts *diag.Facts, opts Options, proc string) (*Namespace, *diag.Note) {
 	ns, err := f.Open(proc)
 	switch {
 	case errors.Is(err, netns.ErrVanished):
-		return nil, fmt.Sprintf("network namespace %d vanished mid-sweep (its processes exited, its bind mount was removed): skipped", f.Inode)
+		n := diag.Notef(diag.NoteNamespaceVanished, "network namespace %d vanished mid-sweep (its processes exited, its bind mount was removed): skipped", f.Inode)
+		return nil, &n
 	case err != nil:
 		// There, but not to be opened: listed, unread, with the reason.
-		return &Namespace{Inode: f.Inode, Pod: f.pod, Notes: []string{fmt.Sprintf("unreadable: %v (%s)", err, netns.DeniedHint())}}, ""
+		return &Namespace{Inode: f.Inode, Pod: f.pod, Notes: []diag.Note{diag.Notef(diag.NoteNamespaceUnreadable, "unreadable: %v (%s)", err, netns.DeniedHint())}}, nil
 	}
 	defer ns.Close()
 	n := &Namespace{Inode: ns.Inode, Path: ns.Path, Pod: f.pod, IsHost: ns.Same(opts.Host)}
@@ -147,12 +148,12 @@ func readNamespace(ctx context.Context, f *found, hv *diag.HostView, facts *diag
 	}
 	snap, err := diag.Take(ctx, diag.Options{Target: ns, HostView: hv, Host: opts.Host, Facts: facts, DupSockets: opts.DupSockets, ProcRoot: opts.ProcRoot, PIDs: pids})
 	if err != nil {
-		n.Notes = append(n.Notes, fmt.Sprintf("unreadable: %v", err))
-		return n, ""
+		n.Notes = append(n.Notes, diag.Notef(diag.NoteNamespaceUnreadable, "unreadable: %v", err))
+		return n, nil
 	}
 	n.Snapshot = snap
 	n.Report = rules.Evaluate(snap, opts.Middleboxes)
-	return n, ""
+	return n, nil
 }
 
 // CompareUrgency orders namespaces most urgent first: those with findings

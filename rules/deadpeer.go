@@ -36,7 +36,7 @@ func halfOpen(c conn) *Finding {
 	when := "the kernel's give-up time is unknown (sysctls unreadable)"
 	var failsIn *float64
 	ut, _ := s.UserTimeout()
-	if rt, ok := NewRetransmission(snap.Sysctls.Target, ut); ok {
+	if rt, ok := NewRetransmission(snap.Target.Sysctls, ut); ok {
 		state := retransmitState(s, rt.RTOMax)
 		abort := rt.AbortAfter(state.FirstRTO)
 		in := max(0, abort-state.Elapsed)
@@ -54,7 +54,7 @@ func halfOpen(c conn) *Finding {
 		Summary: fmt.Sprintf("%s: the peer has not acknowledged anything for %s (%s in a row, tcpi_retransmits; %s unacknowledged): it is probably gone; %s",
 			ends(s), human(info.SinceAckRecv()), plural(int(info.Retransmits), "unanswered retransmission"), plural(int(info.Unacked), "segment"), when),
 		Evidence: ev,
-		Fix:      userTimeoutFixes(suggestedUserTimeout, snap.Sysctls.Target),
+		Fix:      userTimeoutFixes(suggestedUserTimeout, snap.Target.Sysctls),
 	}
 }
 
@@ -91,7 +91,7 @@ func handshakeFinding(c conn, rule, what, segment string) *Finding {
 	sev := Warning
 	when, sofar := "the kernel's give-up is unknown (sysctls unreadable)", ""
 	var failsIn *float64
-	if h, ok := NewHandshake(c.snap.Sysctls.Target, s); ok {
+	if h, ok := NewHandshake(c.snap.Target.Sysctls, s); ok {
 		// The linear SYN retransmissions, a second apart, are there for
 		// SYNs lost by chance or dropped by a full accept queue: a connect
 		// is failing only once they are spent.
@@ -127,7 +127,7 @@ func handshakeFinding(c conn, rule, what, segment string) *Finding {
 // bounds when a peer dies with data in flight: keepalive does not run then,
 // only tcp_retries2 or TCP_USER_TIMEOUT.
 func slowDeadPeer(snap *diag.Snapshot) *Finding {
-	rt, ok := NewRetransmission(snap.Sysctls.Target, 0)
+	rt, ok := NewRetransmission(snap.Target.Sysctls, 0)
 	if !ok {
 		return nil
 	}
@@ -163,6 +163,6 @@ func slowDeadPeer(snap *diag.Snapshot) *Finding {
 			NamespaceEvidence: &NamespaceEvidence{TCPRetries2: rt.Retries2, ModelTimeoutS: secs(rt.Budget), Exposed: len(exposed), Sockets: listed, OptionsUnknown: unknown},
 			GiveUpEvidence:    &GiveUpEvidence{GivesUpAfterS: secs(abort), GivesUpBecause: rt.Reason()},
 		},
-		Fix: userTimeoutFixes(suggestedUserTimeout, snap.Sysctls.Target),
+		Fix: userTimeoutFixes(suggestedUserTimeout, snap.Target.Sysctls),
 	}
 }

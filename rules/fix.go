@@ -36,7 +36,7 @@ func (k keepaliveTimings) tighten(c conn) keepaliveTimings {
 		if ka := c.Keepalive; ka.Enabled != nil && *ka.Enabled && own != nil {
 			return *own
 		}
-		v, _ := c.snap.Sysctls.Target.Get(sysctl)
+		v, _ := c.snap.Target.Sysctls.Get(sysctl)
 		return int(v)
 	}
 	tighter := func(proposed, now int) int {

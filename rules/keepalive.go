@@ -235,7 +235,7 @@ type giveUp struct {
 // namespace and TCP_USER_TIMEOUT, the same in every finding.
 func futureGiveUp(c conn) (giveUp, bool) {
 	ut, _ := c.UserTimeout()
-	rt, ok := NewRetransmission(c.snap.Sysctls.Target, ut)
+	rt, ok := NewRetransmission(c.snap.Target.Sysctls, ut)
 	if !ok {
 		return giveUp{}, false
 	}

@@ -60,7 +60,8 @@ type Middlebox struct {
 // tracker is one namespace's conntrack, with what decides the fate of a
 // flow it forgot.
 type tracker struct {
-	where string
+	// where is whose conntrack it is, as its flows' Netns says.
+	where diag.Role
 	// hooks are where the flows of the target's sockets meet its netfilter:
 	// forwarded through a host, sent and received in the target.
 	hooks     []string
@@ -68,6 +69,12 @@ type tracker struct {
 	table     *diag.Conntrack
 	firewall  *diag.Firewall
 	addresses []netip.Addr
+}
+
+// newTracker is the conntrack of ns, the snapshot's namespace of role where,
+// met at hooks.
+func newTracker(where diag.Role, ns *diag.Namespace, hooks ...string) *tracker {
+	return &tracker{where, hooks, ns.Sysctls, ns.Conntrack, ns.Firewall, ns.Addresses}
 }
 
 func newMiddlebox(name string, d time.Duration, onExpiry Expiry, source string) Middlebox {
@@ -177,16 +184,16 @@ func ParseMiddlebox(s string) (Middlebox, error) {
 // the middleboxes the user declared, shortest first.
 func PathTimeouts(snap *diag.Snapshot, declared []Middlebox) []Middlebox {
 	out := slices.Clone(declared)
-	if m, ok := ipvsMiddlebox(snap.Host.IPVS, "host"); ok {
+	if m, ok := ipvsMiddlebox(snap.Host.IPVS, diag.Host); ok {
 		out = append(out, m)
 	}
-	if m, ok := ipvsMiddlebox(snap.Target.IPVS, "target"); ok {
+	if m, ok := ipvsMiddlebox(snap.Target.IPVS, diag.Target); ok {
 		out = append(out, m)
 	}
-	if m, ok := conntrackMiddlebox(&tracker{"host", []string{"prerouting", "forward"}, snap.Sysctls.Host, snap.Host.Conntrack, snap.Host.Firewall, snap.Host.Addresses}); ok {
+	if m, ok := conntrackMiddlebox(newTracker(diag.Host, &snap.Host, "prerouting", "forward")); ok {
 		out = append(out, m)
 	}
-	if m, ok := conntrackMiddlebox(&tracker{"target", []string{"output", "input", "prerouting"}, snap.Sysctls.Target, snap.Target.Conntrack, snap.Target.Firewall, snap.Target.Addresses}); ok {
+	if m, ok := conntrackMiddlebox(newTracker(diag.Target, &snap.Target, "output", "input", "prerouting")); ok {
 		out = append(out, m)
 	}
 	slices.SortStableFunc(out, func(a, b Middlebox) int { return cmp.Compare(a.IdleTimeout, b.IdleTimeout) })
@@ -204,23 +211,23 @@ func conntrackMiddlebox(t *tracker) (Middlebox, bool) {
 	if n, ok := t.sysctls.Get(diag.ConntrackCount); ok && n == 0 {
 		return Middlebox{}, false
 	}
-	m := newMiddlebox("conntrack ("+t.where+")", time.Duration(secs)*time.Second, ExpiryPerFlow, t.where+" sysctl "+diag.ConntrackEstablished)
+	m := newMiddlebox("conntrack ("+t.where.String()+")", time.Duration(secs)*time.Second, ExpiryPerFlow, t.where.String()+" sysctl "+diag.ConntrackEstablished)
 	m.tracker = t
 	return m, true
 }
 
-// ipvsName names the IPVS of the namespace called where.
-func ipvsName(where string) string { return "ipvs (" + where + ")" }
+// ipvsName names the IPVS of the namespace of role where.
+func ipvsName(where diag.Role) string { return "ipvs (" + where.String() + ")" }
 
-// ipvsMiddlebox is the IPVS of the namespace named where, if it carries
+// ipvsMiddlebox is the IPVS of the namespace of role where, if it carries
 // any TCP flow. A loaded IPVS module answers with its timeouts in every
 // namespace, balancing something or not: only its services say which
 // connections it carries, a virtual service's clients and its real servers.
-func ipvsMiddlebox(v *diag.IPVS, where string) (Middlebox, bool) {
+func ipvsMiddlebox(v *diag.IPVS, where diag.Role) (Middlebox, bool) {
 	if v == nil || !v.Present || v.TCPTimeoutS == 0 {
 		return Middlebox{}, false
 	}
-	m := newMiddlebox(ipvsName(where), time.Duration(v.TCPTimeoutS)*time.Second, ExpiryReset, where+" IPVS tcp timeout (ipvsadm -l --timeout)")
+	m := newMiddlebox(ipvsName(where), time.Duration(v.TCPTimeoutS)*time.Second, ExpiryReset, where.String()+" IPVS tcp timeout (ipvsadm -l --timeout)")
 	m.ipvs = true
 	switch {
 	case !v.ServicesListed:

@@ -20,7 +20,7 @@ func zeroWindow(c conn) *Finding {
 			ends(s), s.SendQ, plural(int(s.Timer.Retrans), "window probe")),
 		Evidence: Evidence{QueueEvidence: &QueueEvidence{SendQ: s.SendQ, WindowProbes: s.Timer.Retrans, Timer: s.Timer.Kind.String()}},
 		Fix: append([]Fix{{Where: "the peer", Snippet: fmt.Sprintf("find why the process behind %s stopped reading (stuck thread, full downstream, deadlock)", s.Remote)}},
-			userTimeoutFixes(suggestedUserTimeout, c.snap.Sysctls.Target)[:2]...),
+			userTimeoutFixes(suggestedUserTimeout, c.snap.Target.Sysctls)[:2]...),
 	}
 }
 

@@ -84,8 +84,8 @@ func Evaluate(snap *diag.Snapshot, declared []Middlebox) Report {
 	}
 	for _, rule := range []func(*diag.Snapshot) *Finding{
 		podSysctlDiffers, slowDeadPeer,
-		ipvsNodestDrop(r.Middleboxes, snap.Sysctls.Host, "host"),
-		ipvsNodestDrop(r.Middleboxes, snap.Sysctls.Target, "target"),
+		ipvsNodestDrop(r.Middleboxes, &snap.Host, diag.Host),
+		ipvsNodestDrop(r.Middleboxes, &snap.Target, diag.Target),
 	} {
 		if f := rule(snap); f != nil {
 			r.Findings = append(r.Findings, *f)

@@ -31,7 +31,7 @@ func healthy() diag.Socket {
 
 func snapshot(socks ...diag.Socket) *diag.Snapshot {
 	s := &diag.Snapshot{Sockets: socks}
-	s.Sysctls.Target = diag.Sysctls{
+	s.Target.Sysctls = diag.Sysctls{
 		diag.KeepaliveTime: 7200, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 15,
 	}
 	return s
@@ -40,7 +40,7 @@ func snapshot(socks ...diag.Socket) *diag.Snapshot {
 // ipvs900 puts the host's IPVS, with its default 900 s and healthy()'s
 // remote as one of its virtual services, on the path.
 func ipvs900(s *diag.Snapshot) {
-	s.Host = diag.Host{Visible: true, IPVS: ipvsWith(diag.IPVSService{
+	s.Host = diag.Namespace{Role: diag.Host, Visible: true, Sysctls: s.Host.Sysctls, IPVS: ipvsWith(diag.IPVSService{
 		VIP:         netip.MustParseAddrPort("198.18.1.2:443"),
 		RealServers: []netip.AddrPort{netip.MustParseAddrPort("10.244.1.5:8080")},
 	})}
@@ -51,16 +51,18 @@ func ipvsWith(services ...diag.IPVSService) *diag.IPVS {
 }
 
 // ipvsIdle is an IPVS module that is loaded and balances nothing.
-func ipvsIdle(s *diag.Snapshot) { s.Host = diag.Host{Visible: true, IPVS: ipvsWith()} }
+func ipvsIdle(s *diag.Snapshot) {
+	s.Host = diag.Namespace{Role: diag.Host, Visible: true, Sysctls: s.Host.Sysctls, IPVS: ipvsWith()}
+}
 
 // ipvsElsewhere balances a service this connection does not use.
 func ipvsElsewhere(s *diag.Snapshot) {
-	s.Host = diag.Host{Visible: true, IPVS: ipvsWith(diag.IPVSService{VIP: netip.MustParseAddrPort("10.96.0.1:443")})}
+	s.Host = diag.Namespace{Role: diag.Host, Visible: true, Sysctls: s.Host.Sysctls, IPVS: ipvsWith(diag.IPVSService{VIP: netip.MustParseAddrPort("10.96.0.1:443")})}
 }
 
 // ipvsBlind is an IPVS whose services could not be listed.
 func ipvsBlind(s *diag.Snapshot) {
-	s.Host = diag.Host{Visible: true, IPVS: &diag.IPVS{Present: true, TCPTimeoutS: 900}}
+	s.Host = diag.Namespace{Role: diag.Host, Visible: true, Sysctls: s.Host.Sysctls, IPVS: &diag.IPVS{Present: true, TCPTimeoutS: 900}}
 }
 
 // ipvsFWMark balances by firewall mark: any flow may be one of its.
@@ -237,8 +239,8 @@ func slowKA(idle int) func(*diag.Socket) {
 
 func conntrackSysctl(secs int64) func(*diag.Snapshot) {
 	return func(s *diag.Snapshot) {
-		s.Host = diag.Host{Visible: true}
-		s.Sysctls.Host = diag.Sysctls{diag.ConntrackEstablished: secs}
+		s.Host = diag.Namespace{Role: diag.Host, Visible: true, Sysctls: s.Host.Sysctls}
+		s.Host.Sysctls = diag.Sysctls{diag.ConntrackEstablished: secs}
 	}
 }
 
@@ -252,9 +254,9 @@ func tracked(secs, loose int64, nat string, others ...conntrack.Flow) func(*diag
 		// The table tracks the socket's other flows: one of its address to
 		// an unrelated peer, and any others given.
 		flows := append([]conntrack.Flow{ctFlow("198.18.1.1:39999", "198.18.9.9:1", "198.18.9.9:1", false)}, others...)
-		s.Host = diag.Host{Visible: true, Conntrack: diag.ConntrackFromFlows(flows, "host"),
+		s.Host = diag.Namespace{Role: diag.Host, Visible: true, Sysctls: s.Host.Sysctls, Conntrack: diag.ConntrackFromFlows(flows, "host"),
 			Firewall: &diag.Firewall{Read: true, Translates: []string{"ip nat prerouting"}}}
-		s.Sysctls.Host = diag.Sysctls{diag.ConntrackEstablished: secs, diag.ConntrackLoose: loose, diag.ConntrackCount: 1}
+		s.Host.Sysctls = diag.Sysctls{diag.ConntrackEstablished: secs, diag.ConntrackLoose: loose, diag.ConntrackCount: 1}
 		if nat == "gone" {
 			return
 		}
@@ -339,7 +341,7 @@ func TestNamespaceRules(t *testing.T) {
 	t.Run("pod sysctls differ from the host", func(t *testing.T) {
 		snap := snapshot(healthy())
 		snap.Host.Visible = true
-		snap.Sysctls.Host = diag.Sysctls{diag.KeepaliveTime: 600, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 8}
+		snap.Host.Sysctls = diag.Sysctls{diag.KeepaliveTime: 600, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 8}
 		f, ok := fired(Evaluate(snap, nil), 0)[RulePodSysctlDiffers]
 		if !ok || f.Severity != Warning || !strings.Contains(f.Summary, "tcp_keepalive_time=7200 (host 600)") ||
 			!strings.Contains(f.Fix[0].Snippet, `net.ipv4.tcp_keepalive_time, value: "600"`) || len(f.Fix) != 2 {
@@ -349,7 +351,7 @@ func TestNamespaceRules(t *testing.T) {
 	t.Run("same sysctls", func(t *testing.T) {
 		snap := snapshot(healthy())
 		snap.Host.Visible = true
-		snap.Sysctls.Host = snap.Sysctls.Target
+		snap.Host.Sysctls = snap.Target.Sysctls
 		if f, ok := fired(Evaluate(snap, nil), 0)[RulePodSysctlDiffers]; ok {
 			t.Errorf("fired: %s", f.Summary)
 		}
@@ -374,7 +376,7 @@ func TestNamespaceRules(t *testing.T) {
 		exposed := healthy()
 		exposed.UserTimeoutMS = ptr(0)
 		snap := snapshot(exposed)
-		snap.Sysctls.Target[diag.Retries2] = 5
+		snap.Target.Sysctls[diag.Retries2] = 5
 		if f := fired(Evaluate(snap, nil), 0)[RuleSlowDeadPeer]; f.Severity != Info {
 			t.Errorf("severity %v, want info", f.Severity)
 		}
@@ -389,7 +391,7 @@ func TestNamespaceRules(t *testing.T) {
 func TestPathTimeoutsShortestFirst(t *testing.T) {
 	snap := snapshot()
 	ipvs900(snap)
-	snap.Sysctls.Host = diag.Sysctls{diag.ConntrackEstablished: 432000}
+	snap.Host.Sysctls = diag.Sysctls{diag.ConntrackEstablished: 432000}
 	got := PathTimeouts(snap, []Middlebox{mustPreset("gcp-cloud-nat"), mustPreset("azure-lb")})
 	var names []string
 	for _, m := range got {
@@ -417,9 +419,9 @@ func TestConntrackOnlyWhereItTracks(t *testing.T) {
 		for _, where := range []string{"host", "target"} {
 			snap := snapshot()
 			if where == "host" {
-				snap.Sysctls.Host = tt.sysctls
+				snap.Host.Sysctls = tt.sysctls
 			} else {
-				snap.Sysctls.Target = tt.sysctls
+				snap.Target.Sysctls = tt.sysctls
 			}
 			path := PathTimeouts(snap, nil)
 			got := slices.ContainsFunc(path, func(m Middlebox) bool { return m.Name == "conntrack ("+where+")" && m.IdleTimeoutS == 600 })
@@ -590,24 +592,24 @@ func TestIPVSExpireNodestOff(t *testing.T) {
 	}{
 		{"host IPVS carries the connection, drops", func(s *diag.Snapshot) {
 			ipvs900(s)
-			s.Sysctls.Host = diag.Sysctls{diag.IPVSExpireNodestConn: 0}
+			s.Host.Sysctls = diag.Sysctls{diag.IPVSExpireNodestConn: 0}
 		}, "host"},
 		{"host IPVS expires", func(s *diag.Snapshot) {
 			ipvs900(s)
-			s.Sysctls.Host = diag.Sysctls{diag.IPVSExpireNodestConn: 1}
+			s.Host.Sysctls = diag.Sysctls{diag.IPVSExpireNodestConn: 1}
 		}, ""},
 		{"setting unreadable", ipvs900, ""},
 		{"host IPVS balances other services", func(s *diag.Snapshot) {
 			ipvsElsewhere(s)
-			s.Sysctls.Host = diag.Sysctls{diag.IPVSExpireNodestConn: 0}
+			s.Host.Sysctls = diag.Sysctls{diag.IPVSExpireNodestConn: 0}
 		}, ""},
 		{"the target's own IPVS", func(s *diag.Snapshot) {
 			ipvsInTarget(s)
-			s.Sysctls.Target[diag.IPVSExpireNodestConn] = 0
+			s.Target.Sysctls[diag.IPVSExpireNodestConn] = 0
 		}, "target"},
 		{"IPVS carries only a loopback connection", func(s *diag.Snapshot) {
 			ipvs900(s)
-			s.Sysctls.Host = diag.Sysctls{diag.IPVSExpireNodestConn: 0}
+			s.Host.Sysctls = diag.Sysctls{diag.IPVSExpireNodestConn: 0}
 			s.Sockets[0].Remote = netip.MustParseAddrPort("127.0.0.1:443")
 		}, ""},
 	}
@@ -697,7 +699,7 @@ func TestForgottenFlowFates(t *testing.T) {
 		{"fast keepalive, yet the entry is gone", func(s *diag.Socket) {}, dropsInvalid(tracked(30, 0, "gone")), RuleFlowForgotten, Critical, Drops},
 		{"options unknown, yet the entry is gone", func(s *diag.Socket) { s.Keepalive = diag.Keepalive{Source: "unknown"} }, dropsInvalid(tracked(30, 0, "gone")), RuleFlowForgotten, Critical, Drops},
 		{"slow keepalive, loose=0, DNAT", slowKA(60), tracked(30, 0, "dnat"), RuleKeepaliveTooSlow, Critical, Breaks},
-		{"loose unknown", noKA, func(s *diag.Snapshot) { tracked(30, 1, "dnat")(s); delete(s.Sysctls.Host, diag.ConntrackLoose) }, RuleNoKeepalive, Warning, MayBreak},
+		{"loose unknown", noKA, func(s *diag.Snapshot) { tracked(30, 1, "dnat")(s); delete(s.Host.Sysctls, diag.ConntrackLoose) }, RuleNoKeepalive, Warning, MayBreak},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

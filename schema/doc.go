@@ -2,11 +2,11 @@
 // tcpvet --json prints and the live view exports, tcpvet.schema.json, and
 // of the sweep tcpvet --all-netns --json prints, node.schema.json (whose
 // objects are tcpvet.schema.json's), for tests and tools to validate
-// output against. It is strict where that
-// helps a consumer: every key tcpvet always writes is required, states,
-// timers, severities and rule names are enums, and the objects tcpvet owns
-// admit no other keys, so a field added to the output without the schema
-// fails the schema test.
+// output against. It is strict where that helps a consumer: every key
+// tcpvet always writes is required, states, timers, severities, rule names
+// and note codes are enums, and the objects tcpvet owns admit no other
+// keys, so a field added to the output without the schema fails the
+// schema test.
 package schema
 
 import _ "embed"

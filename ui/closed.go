@@ -244,7 +244,7 @@ func closedLayout(width int) (cols []int, why int) {
 
 // view draws the column titles and h entries, width wide; with deaths not
 // followed, why not (the notes about it) instead.
-func (c *closedList) view(width, h int, st *Styles, notes []string) string {
+func (c *closedList) view(width, h int, st *Styles, notes []diag.Note) string {
 	if !c.followed {
 		return c.unfollowed(width, h, st, notes)
 	}
@@ -293,12 +293,14 @@ func colWidth(i, why int) int {
 // unfollowed says why no connection that ended is listed: the notes that
 // say so, or, in a namespace from a sweep of the node, that deaths are
 // followed only when one namespace is watched.
-func (c *closedList) unfollowed(width, h int, st *Styles, notes []string) string {
+func (c *closedList) unfollowed(width, h int, st *Styles, notes []diag.Note) string {
 	lines := []string{st.Section.Render("Connections that ended are not listed here")}
 	var why []string
 	for _, n := range notes {
-		if strings.Contains(strings.ToLower(n), "close") || strings.Contains(n, "death") {
-			why = append(why, n)
+		switch n.Code {
+		case diag.NoteDeathsUnwatched, diag.NoteDeathsLost, diag.NoteDeathsStopped, diag.NoteDeathsOverflow,
+			diag.NoteFlowEndsUnwatched, diag.NoteFlowEndsStopped, diag.NoteFlowEndsLost:
+			why = append(why, n.Text)
 		}
 	}
 	if len(why) == 0 {

@@ -245,7 +245,7 @@ func TestClosedDetails(t *testing.T) {
 func TestClosedNotFollowed(t *testing.T) {
 	snap := fixture()
 	note := "connections that close are not listed: joining sock_diag's destroy groups: operation not permitted"
-	snap.Notes = []string{"target IPVS unreadable", note}
+	snap.Notes = []diag.Note{{Code: diag.NoteIPVSUnreadable, Text: "target IPVS unreadable"}, {Code: diag.NoteDeathsUnwatched, Text: note}}
 	m := drive(t, 80, 24, snap, keyMsg("c"))
 	s := screen(m)
 	if m.mode != modeClosed || !strings.Contains(flat(s), flat(note)) || strings.Contains(s, "IPVS unreadable") {

@@ -126,7 +126,7 @@ func (m *Model) socketText(s *diag.Socket) string {
 			if e.TimeoutS > 0 {
 				of = " of " + wholeSecs(e.TimeoutS)
 			}
-			kv("conntrack ("+e.Netns+")", fmt.Sprintf("%s, forgets it in %s%s unless a packet comes", what, wholeSecs(e.ExpiresInS), of))
+			kv("conntrack ("+e.Netns.String()+")", fmt.Sprintf("%s, forgets it in %s%s unless a packet comes", what, wholeSecs(e.ExpiresInS), of))
 			kv("  original", e.Original)
 			kv("  reply", e.Reply)
 		}
@@ -224,7 +224,7 @@ func (m *Model) timeEvents(s *diag.Socket) []timeEvent {
 		evs = append(evs, timeEvent{glyph: "◆", label: "probe", in: secsOf(s.Timer.Expires())})
 	}
 	for _, e := range s.Conntrack {
-		evs = append(evs, timeEvent{glyph: "▲", label: "ct (" + e.Netns + ")", in: float64(e.ExpiresInS), style: &st.Warning})
+		evs = append(evs, timeEvent{glyph: "▲", label: "ct (" + e.Netns.String() + ")", in: float64(e.ExpiresInS), style: &st.Warning})
 	}
 	if e := s.IPVS; e != nil {
 		evs = append(evs, timeEvent{glyph: "▲", label: "ipvs", in: float64(e.ExpiresInS), style: &st.Warning})

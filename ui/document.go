@@ -16,12 +16,48 @@ type Document struct {
 	rules.Report
 }
 
+// MarshalJSON writes the snapshot's fields (diag.Snapshot.MarshalJSON)
+// then the report's, in one object. Without it, the snapshot's method,
+// promoted, would write the snapshot alone.
+func (d Document) MarshalJSON() ([]byte, error) {
+	rep, err := json.Marshal(d.Report)
+	if err != nil || d.Snapshot == nil {
+		return rep, err
+	}
+	snap, err := json.Marshal(d.Snapshot)
+	if err != nil {
+		return nil, err
+	}
+	// Both are objects with keys: {snapshot…} and {report…} make
+	// {snapshot…,report…}.
+	return append(append(snap[:len(snap)-1], ','), rep[1:]...), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes: the one object into both.
+func (d *Document) UnmarshalJSON(b []byte) error {
+	if d.Snapshot == nil {
+		d.Snapshot = new(diag.Snapshot)
+	}
+	if err := json.Unmarshal(b, d.Snapshot); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, &d.Report)
+}
+
 // WriteIndentedJSON writes d indented, for people to read, as
 // json.Encoder with a two-space indent does.
 func (d Document) WriteIndentedJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(d)
+	// The streamed document, indented: what the encoder does, less its
+	// reflection over every socket (twice, through MarshalJSON).
+	var b, out bytes.Buffer
+	if err := d.WriteJSON(&b); err != nil {
+		return err
+	}
+	if err := json.Indent(&out, b.Bytes(), "", "  "); err != nil {
+		return err
+	}
+	_, err := out.WriteTo(w)
+	return err
 }
 
 // WriteJSON writes d as json.Encoder does, byte for byte, but streams the

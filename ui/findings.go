@@ -42,7 +42,7 @@ func (m Model) findingsView() string {
 	if notes := m.notes(); len(notes) > 0 {
 		lines = append(lines, line{st.Section.Render(fmt.Sprintf("notes (%d): what tcpvet could not see", len(notes))), -1})
 		for _, n := range notes {
-			for _, l := range strings.Split(ansi.Wrap(n, max(20, m.width-4), " "), "\n") {
+			for _, l := range strings.Split(ansi.Wrap(n.Text, max(20, m.width-4), " "), "\n") {
 				lines = append(lines, line{"  " + st.Warning.Render(l), -1})
 			}
 		}

@@ -27,7 +27,7 @@ func FuzzModelKeys(f *testing.F) {
 	f.Add([]byte{80, 24, 42, 46, 1, 12, 43, 44, 45, 11, 46, 14, 11, 0, 11})         // deaths, c, down, enter, slide, jump, empty, esc, c, ?, esc, j, esc
 
 	withNotes := fixture()
-	withNotes.Notes = []string{"host namespace not visible: permission denied", "target IPVS unreadable"}
+	withNotes.Notes = []diag.Note{{Code: diag.NoteHostNotVisible, Text: "host namespace not visible: permission denied"}, {Code: diag.NoteIPVSUnreadable, Text: "target IPVS unreadable"}}
 	withNotes.Sockets[1].RedirectedTo = ptr(netip.MustParseAddrPort("127.0.0.1:15001"))
 	empty := fixture()
 	empty.Sockets = nil

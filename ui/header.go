@@ -45,12 +45,12 @@ func (m Model) header() string {
 		st.Label.Render("processes:"), m.procNames))
 
 	kv := func(name, short string) string {
-		t, tok := s.Sysctls.Target.Get(name)
+		t, tok := s.Target.Sysctls.Get(name)
 		if !tok {
 			return st.Label.Render(short+" ") + "?"
 		}
 		out := st.Label.Render(short+" ") + fmt.Sprint(t)
-		if h, ok := s.Sysctls.Host.Get(name); ok && s.Host.Visible {
+		if h, ok := s.Host.Sysctls.Get(name); ok && s.Host.Visible {
 			if h != t {
 				out = st.Label.Render(short+" ") + st.Drift.Render(fmt.Sprintf("%d≠host %d", t, h))
 			} else {

@@ -109,7 +109,7 @@ type Model struct {
 	podName string // the pod of the namespace shown, "" for none
 	// nsNotes are what the sweep says of the namespace shown, beside its
 	// snapshot's own notes.
-	nsNotes []string
+	nsNotes []diag.Note
 
 	details   viewport.Model
 	detailsID diag.Cookie // socket shown in details, 0 for a namespace finding
@@ -554,7 +554,7 @@ func (m *Model) apply(snap *diag.Snapshot, rep rules.Report) {
 
 // notes are what tcpvet could not see of the namespace shown: its
 // snapshot's notes, then the sweep's about it.
-func (m *Model) notes() []string {
+func (m *Model) notes() []diag.Note {
 	if m.snap == nil {
 		return nil
 	}

@@ -69,15 +69,15 @@ func fixture() *diag.Snapshot {
 		Timer: diag.Timer{Kind: diag.TimerTimeWait, ExpiresMS: 41000}, Keepalive: diag.Keepalive{Source: "unknown", Reason: "no file descriptor"}}
 	snap := &diag.Snapshot{
 		Schema: diag.Schema, TakenAt: time.Date(2026, 11, 23, 3, 4, 5, 0, time.UTC),
-		Target: diag.Target{NetnsInode: 4026532177, Path: "/proc/42/ns/net", PID: 42},
-		Host: diag.Host{Visible: true, NetnsInode: 4026531833, Path: "/proc/1/ns/net", IPVS: &diag.IPVS{
+		Target: diag.Namespace{Role: diag.Target, NetnsInode: 4026532177, Path: "/proc/42/ns/net", PID: 42},
+		Host: diag.Namespace{Role: diag.Host, Visible: true, NetnsInode: 4026531833, Path: "/proc/1/ns/net", IPVS: &diag.IPVS{
 			Present: true, TCPTimeoutS: 900, ServicesListed: true, TCPServices: 2,
 			Services: []diag.IPVSService{{VIP: noKA.Remote}, {VIP: healthy.Remote}},
 		}},
 		Sockets: []diag.Socket{healthy, noKA, dead, cw, listen, tw},
 	}
-	snap.Sysctls.Target = diag.Sysctls{diag.KeepaliveTime: 7200, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 15}
-	snap.Sysctls.Host = diag.Sysctls{diag.KeepaliveTime: 600, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 15}
+	snap.Target.Sysctls = diag.Sysctls{diag.KeepaliveTime: 7200, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 15}
+	snap.Host.Sysctls = diag.Sysctls{diag.KeepaliveTime: 600, diag.KeepaliveIntvl: 75, diag.KeepaliveProbes: 9, diag.Retries2: 15}
 	return snap
 }
 
@@ -383,9 +383,9 @@ func TestNotesAreShown(t *testing.T) {
 	for _, healthy := range []bool{false, true} {
 		snap := fixture()
 		if healthy {
-			snap.Sockets, snap.Sysctls.Host = nil, snap.Sysctls.Target
+			snap.Sockets, snap.Host.Sysctls = nil, snap.Target.Sysctls
 		}
-		snap.Notes = []string{long, "target IPVS unreadable: EPERM"}
+		snap.Notes = []diag.Note{{Code: diag.NoteHostNotVisible, Text: long}, {Code: diag.NoteIPVSUnreadable, Text: "target IPVS unreadable: EPERM"}}
 		m := drive(t, 80, 24, snap)
 		if got := screen(m); !strings.Contains(got, "2 notes (f)") {
 			t.Errorf("header does not count the notes:\n%s", got)
@@ -443,7 +443,7 @@ func TestDetailsNameTheProxyARedirectEndsAt(t *testing.T) {
 // view does nothing, rather than index a finding that is not there.
 func TestFindingsKeysWithNoFindings(t *testing.T) {
 	snap := fixture()
-	snap.Sockets, snap.Sysctls.Host = nil, snap.Sysctls.Target
+	snap.Sockets, snap.Host.Sysctls = nil, snap.Target.Sysctls
 	m := drive(t, 80, 24, snap, press("f"), press("down"), press("enter"), press("up"), press("enter"))
 	if !strings.Contains(screen(m), "no findings") {
 		t.Errorf("want the empty findings view still:\n%s", screen(m))

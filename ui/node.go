@@ -14,6 +14,7 @@ import (
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/node"
 	"github.com/tcpvet/tcpvet/rules"
 )
@@ -297,7 +298,7 @@ var nodeColumns = [numNodeColumns]nodeColumnDef{
 	ncFinding: {title: "WORST FINDING", width: 18, flex: true, priority: 1,
 		text: func(r *nodeRow) string {
 			if !r.readable() {
-				return "unreadable: " + strings.Join(r.ns.Notes, "; ")
+				return "unreadable: " + strings.Join(diag.NoteTexts(r.ns.Notes), "; ")
 			}
 			f := r.worstFinding()
 			if f == nil {
@@ -502,7 +503,7 @@ func (m Model) nodeHeader() string {
 	lines = append(lines, st.Label.Render("namespaces by worst finding:")+" "+byWorst)
 	notes := st.Dim.Render("notes: none")
 	if n := len(sw.Notes); n > 0 {
-		notes = st.Warning.Render(fmt.Sprintf("notes (%d): %s", n, strings.Join(sw.Notes, " · ")))
+		notes = st.Warning.Render(fmt.Sprintf("notes (%d): %s", n, strings.Join(diag.NoteTexts(sw.Notes), " · ")))
 	}
 	lines = append(lines, notes)
 	for i, l := range lines {
@@ -526,7 +527,7 @@ func (m Model) nodeView() string {
 	}
 	notes := []string{st.Section.Render(fmt.Sprintf("notes (%d): what the sweep could not do", len(m.sweep.Notes)))}
 	for _, n := range m.sweep.Notes {
-		for _, l := range strings.Split(ansi.Wrap(n, max(20, m.width-4), " "), "\n") {
+		for _, l := range strings.Split(ansi.Wrap(n.Text, max(20, m.width-4), " "), "\n") {
 			notes = append(notes, "  "+st.Warning.Render(l))
 		}
 	}
@@ -592,7 +593,7 @@ func (m *Model) openNamespace() {
 func unreadable(r *nodeRow) string {
 	why := "the sweep gave no reason"
 	if len(r.ns.Notes) > 0 {
-		why = strings.Join(r.ns.Notes, "; ")
+		why = strings.Join(diag.NoteTexts(r.ns.Notes), "; ")
 	}
 	return fmt.Sprintf("%s (netns %d) could not be read: %s", r.name, r.ns.Inode, why)
 }

@@ -26,10 +26,10 @@ import (
 // what the rules make of them; edit changes the snapshot first.
 func nsOf(inode uint64, path string, pod *node.Pod, ids []string, edit func(*diag.Snapshot)) node.Namespace {
 	snap := fixture()
-	snap.Target = diag.Target{NetnsInode: inode, Path: path}
+	snap.Target = diag.Namespace{Role: diag.Target, NetnsInode: inode, Path: path, Sysctls: snap.Target.Sysctls}
 	// The host's sysctls as the namespace's: no finding about the
 	// difference, so each namespace's findings are its sockets'.
-	snap.Sysctls.Host = snap.Sysctls.Target
+	snap.Host.Sysctls = snap.Target.Sysctls
 	var keep []diag.Socket
 	for _, s := range snap.Sockets {
 		for _, id := range ids {
@@ -57,7 +57,7 @@ func nodeFixture() *node.Sweep {
 		// Healthy: a listener and a time-wait.
 		nsOf(4026532301, "/run/netns/blue", nil, []string{"9", "7"}, nil),
 		// Vanished before it could be read.
-		{Inode: 4026532302, Path: "/proc/4242/ns/net", Notes: []string{"netns vanished mid-sweep: open /proc/4242/ns/net: no such file or directory"}},
+		{Inode: 4026532302, Path: "/proc/4242/ns/net", Notes: []diag.Note{{Code: diag.NoteNamespaceUnreadable, Text: "netns vanished mid-sweep: open /proc/4242/ns/net: no such file or directory"}}},
 		// Critical, no keepalive through IPVS: fails in about 15 minutes.
 		// The sweep has a word about it.
 		nsOf(4026532303, "/proc/310/ns/net", cri("shop", "cart-5d8f7"), []string{"40002", "9"}, nil),
@@ -70,19 +70,19 @@ func nodeFixture() *node.Sweep {
 		}),
 		// Info: the kernel gives up on a dead peer in time, but not soon.
 		nsOf(4026532306, "/proc/340/ns/net", cri("kube-system", "coredns-6f4"), []string{"40001"}, func(s *diag.Snapshot) {
-			s.Sysctls.Target[diag.Retries2] = 8
-			s.Sysctls.Host = s.Sysctls.Target
+			s.Target.Sysctls[diag.Retries2] = 8
+			s.Host.Sysctls = s.Target.Sysctls
 		}),
 		// Critical, a dead peer: failing now.
 		nsOf(4026532307, "/proc/42/ns/net", cri("shop", "api-7f9c4"), []string{"40001", "40002", "40003", "40004", "9", "7"}, nil),
 	}
-	namespaces[2].Notes = []string{"pod named by the runtime, its container's cgroup not found"}
+	namespaces[2].Notes = []diag.Note{{Code: diag.NoteCRIIncomplete, Text: "pod named by the runtime, its container's cgroup not found"}}
 	return &node.Sweep{
 		TakenAt:    time.Date(2026, 11, 23, 3, 4, 5, 0, time.UTC),
 		Duration:   1840 * time.Millisecond,
 		Namespaces: namespaces,
 		Errors:     1,
-		Notes:      []string{"no CRI socket (/run/containerd/containerd.sock): pods named from their cgroups"},
+		Notes:      []diag.Note{{Code: diag.NoteCRISocketMissing, Text: "no CRI socket (/run/containerd/containerd.sock): pods named from their cgroups"}},
 	}
 }
 
@@ -209,7 +209,7 @@ func TestNodeUrgencyOrder(t *testing.T) {
 		{"the next write before a time", ns("a", f(rules.Critical, rules.FailingNextWrite, nil)), ns("bb", f(rules.Critical, "", secs(1)))},
 		{"sooner before later", ns("a", f(rules.Critical, "", secs(10))), ns("bb", f(rules.Critical, "", secs(100)))},
 		{"a time before none", ns("a", f(rules.Warning, "", secs(1e6))), ns("bb", f(rules.Warning, "", nil))},
-		{"info before unreadable", ns("a", f(rules.Info, "", nil)), node.Namespace{Inode: 9, Path: "gone", Notes: []string{"vanished"}}},
+		{"info before unreadable", ns("a", f(rules.Info, "", nil)), node.Namespace{Inode: 9, Path: "gone", Notes: []diag.Note{{Code: diag.NoteNamespaceUnreadable, Text: "vanished"}}}},
 		{"unreadable before healthy", node.Namespace{Inode: 9, Path: "gone"}, ns("bb", nil)},
 		{"as urgent: more findings that bad, whatever the rules' names", ns("a", []rules.Finding{{Rule: "z", Severity: rules.Critical}, {Rule: "z", Severity: rules.Critical}}),
 			ns("bb", []rules.Finding{{Rule: "a", Severity: rules.Critical, Socket: ptr(diag.Cookie(1))}, {Rule: "a", Severity: rules.Warning}, {Rule: "a", Severity: rules.Warning}})},
@@ -455,7 +455,7 @@ func TestNodeExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	var single struct {
-		Target   diag.Target     `json:"target"`
+		Target   diag.Namespace  `json:"target"`
 		Sockets  []diag.Socket   `json:"sockets"`
 		Findings []rules.Finding `json:"findings"`
 	}

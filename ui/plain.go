@@ -51,7 +51,7 @@ func WritePlain(w io.Writer, snap *diag.Snapshot, rep rules.Report) error {
 		return err
 	}
 	for _, n := range snap.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
+		fmt.Fprintf(w, "note: %s\n", n.Text)
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ const (
 type Deaths struct {
 	sockets *diag.DestroyWatch
 	flows   []*diag.CTWatch
-	notes   []string
+	notes   []diag.Note
 	facts   *diag.Facts
 
 	mu      sync.Mutex
@@ -72,7 +72,7 @@ func StartDeaths(ctx context.Context, target *netns.NS, path ...*netns.NS) *Deat
 	d := &Deaths{forgot: map[flowKey][]diag.FlowEnd{}, facts: diag.ReadFacts()}
 	w, err := diag.WatchDestroys(ctx, target)
 	if err != nil {
-		d.notes = append(d.notes, fmt.Sprintf("connections that close are not listed: %v", err))
+		d.notes = append(d.notes, diag.Notef(diag.NoteDeathsUnwatched, "connections that close are not listed: %v", err))
 		return d
 	}
 	d.sockets = w
@@ -86,7 +86,7 @@ func StartDeaths(ctx context.Context, target *netns.NS, path ...*netns.NS) *Deat
 		case errors.Is(err, diag.ErrCTEventsUnavailable):
 			// No ctnetlink, so no table anyone reads: nothing to note.
 		case err != nil:
-			d.notes = append(d.notes, fmt.Sprintf("a closed connection's cause cannot say whether the path forgot it first: %v", err))
+			d.notes = append(d.notes, diag.Notef(diag.NoteFlowEndsUnwatched, "a closed connection's cause cannot say whether the path forgot it first: %v", err))
 		default:
 			d.flows = append(d.flows, f)
 			go d.takeEnds(f.Ends())
@@ -223,34 +223,34 @@ func (d *Deaths) tell(ls *lastSeen, x diag.Death) (diag.Closed, bool) {
 
 // Notes say what could not be followed, and how many announcements the
 // kernel could not queue: a death lost is counted, never missed silently.
-func (d *Deaths) Notes() []string {
+func (d *Deaths) Notes() []diag.Note {
 	if d == nil {
 		return nil
 	}
-	notes := append([]string(nil), d.notes...)
+	notes := append([]diag.Note(nil), d.notes...)
 	if !d.Watching() {
 		return notes
 	}
 	if n := d.sockets.Lost(); n > 0 {
-		notes = append(notes, fmt.Sprintf("%d connection deaths were lost (the kernel's queue overflowed): closed lists the others", n))
+		notes = append(notes, diag.Notef(diag.NoteDeathsLost, "%d connection deaths were lost (the kernel's queue overflowed): closed lists the others", n))
 	}
 	if err := d.sockets.Err(); err != nil {
-		notes = append(notes, fmt.Sprintf("following connection deaths stopped: %v", err))
+		notes = append(notes, diag.Notef(diag.NoteDeathsStopped, "following connection deaths stopped: %v", err))
 	}
 	d.mu.Lock()
 	if d.overflow > 0 {
-		notes = append(notes, fmt.Sprintf("%d connection deaths or conntrack entry ends were let go, more than tcpvet holds between two samples", d.overflow))
+		notes = append(notes, diag.Notef(diag.NoteDeathsOverflow, "%d connection deaths or conntrack entry ends were let go, more than tcpvet holds between two samples", d.overflow))
 	}
 	d.mu.Unlock()
 	var lost uint64
 	for _, f := range d.flows {
 		lost += f.Lost()
 		if err := f.Err(); err != nil {
-			notes = append(notes, fmt.Sprintf("following conntrack entry ends stopped: %v", err))
+			notes = append(notes, diag.Notef(diag.NoteFlowEndsStopped, "following conntrack entry ends stopped: %v", err))
 		}
 	}
 	if lost > 0 {
-		notes = append(notes, fmt.Sprintf("%d conntrack entry ends were lost (the kernel's queue overflowed): a cause may miss that the path forgot a connection", lost))
+		notes = append(notes, diag.Notef(diag.NoteFlowEndsLost, "%d conntrack entry ends were lost (the kernel's queue overflowed): a cause may miss that the path forgot a connection", lost))
 	}
 	return notes
 }

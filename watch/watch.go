@@ -60,10 +60,10 @@ func Run(ctx context.Context, take Take, o Options) (*diag.Snapshot, error) {
 	obs.Add(last)
 	closed := o.Deaths.Drain(&obs, time.Now(), Settle)
 	end := start.Add(o.Duration)
-	var stopped string
+	var stopped diag.Note
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	for i := 1; stopped == ""; i++ {
+	for i := 1; stopped.Code == ""; i++ {
 		next := start.Add(time.Duration(i) * o.Interval)
 		if next.After(end) {
 			next = end
@@ -71,20 +71,20 @@ func Run(ctx context.Context, take Take, o Options) (*diag.Snapshot, error) {
 		timer.Reset(time.Until(next))
 		select {
 		case <-ctx.Done():
-			stopped = fmt.Sprintf("the watch was stopped after %.1f s (%v)", time.Since(start).Seconds(), context.Cause(ctx))
+			stopped = diag.Notef(diag.NoteWatchInterrupted, "the watch was stopped after %.1f s (%v)", time.Since(start).Seconds(), context.Cause(ctx))
 			continue
 		case <-timer.C:
 		}
 		snap, err := sample()
 		switch {
 		case errors.Is(err, ErrTargetGone):
-			stopped = fmt.Sprintf("the target went away %.1f s into the watch (%v)", time.Since(start).Seconds(), err)
+			stopped = diag.Notef(diag.NoteWatchTargetGone, "the target went away %.1f s into the watch (%v)", time.Since(start).Seconds(), err)
 			continue
 		case err != nil && ctx.Err() != nil:
-			stopped = fmt.Sprintf("the watch was stopped after %.1f s (%v)", time.Since(start).Seconds(), context.Cause(ctx))
+			stopped = diag.Notef(diag.NoteWatchInterrupted, "the watch was stopped after %.1f s (%v)", time.Since(start).Seconds(), context.Cause(ctx))
 			continue
 		case err != nil:
-			stopped = fmt.Sprintf("a sample failed %.1f s into the watch, so it stopped there: %v", time.Since(start).Seconds(), err)
+			stopped = diag.Notef(diag.NoteWatchSampleFailed, "a sample failed %.1f s into the watch, so it stopped there: %v", time.Since(start).Seconds(), err)
 			continue
 		}
 		last = snap
@@ -102,8 +102,9 @@ func Run(ctx context.Context, take Take, o Options) (*diag.Snapshot, error) {
 	}
 	last.Notes = append(last.Notes, o.Deaths.Notes()...)
 	last.Watch = &diag.Watch{DurationS: secs(obs.last.Sub(obs.first)), Samples: obs.samples, IntervalS: secs(o.Interval)}
-	if stopped != "" {
-		last.Notes = append(last.Notes, stopped+"; this is what the watch saw until then")
+	if stopped.Code != "" {
+		stopped.Text += "; this is what the watch saw until then"
+		last.Notes = append(last.Notes, stopped)
 	}
 	return last, nil
 }

@@ -48,10 +48,11 @@ func TestRunEndsEarly(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		fail error
+		code diag.NoteCode
 		want string
 	}{
-		{"target gone", errors.Join(ErrTargetGone, gone), "the target went away"},
-		{"sample failed", gone, "a sample failed"},
+		{"target gone", errors.Join(ErrTargetGone, gone), diag.NoteWatchTargetGone, "the target went away"},
+		{"sample failed", gone, diag.NoteWatchSampleFailed, "a sample failed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var calls int
@@ -59,7 +60,7 @@ func TestRunEndsEarly(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if snap.Watch.Samples != 3 || len(snap.Notes) != 1 || !strings.Contains(snap.Notes[0], tt.want) || !strings.Contains(snap.Notes[0], "no such process") {
+			if snap.Watch.Samples != 3 || len(snap.Notes) != 1 || snap.Notes[0].Code != tt.code || !strings.Contains(snap.Notes[0].Text, tt.want) || !strings.Contains(snap.Notes[0].Text, "no such process") {
 				t.Errorf("watch %+v, notes %q: want 3 samples and a note saying %q", snap.Watch, snap.Notes, tt.want)
 			}
 		})
@@ -72,7 +73,7 @@ func TestRunEndsEarly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if snap.Watch.Samples < 3 || len(snap.Notes) != 1 || !strings.Contains(snap.Notes[0], "stopped") {
+		if snap.Watch.Samples < 3 || len(snap.Notes) != 1 || snap.Notes[0].Code != diag.NoteWatchInterrupted || !strings.Contains(snap.Notes[0].Text, "stopped") {
 			t.Errorf("watch %+v, notes %q: want a few samples and a note", snap.Watch, snap.Notes)
 		}
 	})
