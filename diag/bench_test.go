@@ -109,6 +109,7 @@ func BenchmarkTakeParts(b *testing.B) {
 		b.Fatal(err)
 	}
 	scan := scanProcesses("/proc", ns)
+	socks := socketsOf(raws)
 	fds := 0
 	for _, owners := range scan.owners {
 		fds += len(owners)
@@ -141,7 +142,7 @@ func BenchmarkTakeParts(b *testing.B) {
 			defer func(w int) { optionWorkers = w }(optionWorkers)
 			optionWorkers = workers
 			or := newOptionReader(false, ReadFacts())
-			each(b, fds, "socket", func() { readAllOptions(or, raws, scan.owners).wg.Wait() })
+			each(b, fds, "socket", func() { readAllOptions(or, socks, scan.owners).wg.Wait() })
 		})
 	}
 }

@@ -8,9 +8,13 @@ import (
 )
 
 // socketsPerPiece is how many sockets one goroutine formats at a time:
-// about 700 KB of JSON, enough to make handing it over cheap and few
-// enough that the pieces in flight stay a few megabytes.
-const socketsPerPiece = 512
+// about 180 KB of JSON, enough to make handing it over cheap, and few
+// enough that the pieces in flight stay a megabyte or two.
+const socketsPerPiece = 128
+
+// pieceBytes is what a piece's buffer starts with: room for a piece of
+// busy sockets, so that buffers are made once and reused, not grown.
+const pieceBytes = 256 << 10
 
 // WriteSockets writes socks as a JSON array, each as AppendJSON gives it.
 //
@@ -22,7 +26,7 @@ func WriteSockets(w io.Writer, socks []Socket) error {
 	pieces := (len(socks) + socketsPerPiece - 1) / socketsPerPiece
 	workers := min(runtime.GOMAXPROCS(0), pieces)
 	if workers <= 1 {
-		var b []byte
+		b := make([]byte, 0, pieceBytes)
 		for lo := 0; lo < len(socks) || lo == 0; lo += socketsPerPiece {
 			b = appendPiece(b[:0], socks[lo:min(len(socks), lo+socketsPerPiece)], lo)
 			if lo+socketsPerPiece >= len(socks) {
@@ -63,6 +67,7 @@ func WriteSockets(w io.Writer, socks []Socket) error {
 				select {
 				case b = <-free:
 				default:
+					b = make([]byte, 0, pieceBytes)
 				}
 				lo, hi := i*socketsPerPiece, min(len(socks), (i+1)*socketsPerPiece)
 				done[i] <- appendPiece(b[:0], socks[lo:hi], lo)

@@ -179,6 +179,10 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		scanc <- scanProcesses(proc, t)
 	}()
 	raws, err := dumpSockets(ctx, t)
+	// The sockets as the snapshot keeps them, at once: the dump's own
+	// records are garbage from here, not held through the options.
+	socks := socketsOf(raws)
+	raws = nil
 	scan := <-scanc
 	if err != nil {
 		return nil, err
@@ -196,15 +200,15 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 
 	// The sockets' options are read while the rest is: they need only
 	// the dump and the owners.
-	optReads := readAllOptions(newOptionReader(opts.DupSockets, facts), raws, scan.owners)
+	optReads := readAllOptions(newOptionReader(opts.DupSockets, facts), socks, scan.owners)
 
 	// A conntrack table too large to dump is asked for the entries of
 	// these alone: the rules judge no other connection by its entry, and
 	// a busy node's TIME_WAIT sockets would crowd them out of the bound.
-	established := make([]flowKey, 0, countEstablished(raws))
-	for _, r := range raws {
-		if r.State == Established {
-			established = append(established, keyOf(r.Local, r.Remote))
+	established := make([]flowKey, 0, countEstablished(socks))
+	for i := range socks {
+		if s := &socks[i]; s.State == Established {
+			established = append(established, keyOf(s.Local, s.Remote))
 		}
 	}
 
@@ -236,23 +240,10 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	}
 	targetSysctls := snap.Target.Sysctls
 
-	snap.Sockets = make([]Socket, 0, len(raws))
-	for _, r := range raws {
-		s := Socket{
-			ID:      Cookie(r.Cookie),
-			Inode:   r.Inode,
-			UID:     r.UID,
-			Family:  familyName(r.Family),
-			State:   r.State,
-			Local:   r.Local,
-			Remote:  r.Remote,
-			RecvQ:   r.RecvQ,
-			SendQ:   r.SendQ,
-			Timer:   Timer{Kind: r.Timer, ExpiresMS: r.Expires, Retrans: r.Retrans},
-			Cong:    r.Cong,
-			ClassID: r.ClassID,
-			TCPInfo: r.Info,
-		}
+	// The option readers read each socket's inode, state and timer; this
+	// fills in other fields of the same sockets.
+	for i := range socks {
+		s := &socks[i]
 		if to, ok := snap.Target.Conntrack.RedirectOf(s.Local, s.Remote); ok {
 			// A copy, so that only a redirected socket costs an allocation.
 			to := to
@@ -277,23 +268,47 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 			}
 		}
 		s.Processes = []Process{}
-		if owners := scan.owners[r.Inode]; r.Inode != 0 && owners != nil {
+		if owners := scan.owners[s.Inode]; s.Inode != 0 && owners != nil {
 			s.Processes = owners
 		}
-		snap.Sockets = append(snap.Sockets, s)
 	}
+	snap.Sockets = socks
 	// Peers need no options: paired while the last are read.
 	pairPeers(snap.Sockets)
 	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden), facts.DeniedHint)
 	return snap, nil
 }
 
-// countEstablished counts the established sockets of raws, so that their
-// keys take one allocation of the right size.
-func countEstablished(raws []rawSocket) int {
-	n := 0
+// socketsOf is the dump's sockets as a snapshot keeps them, in order.
+func socketsOf(raws []rawSocket) []Socket {
+	socks := make([]Socket, len(raws))
 	for i := range raws {
-		if raws[i].State == Established {
+		r := &raws[i]
+		socks[i] = Socket{
+			ID:      Cookie(r.Cookie),
+			Inode:   r.Inode,
+			UID:     r.UID,
+			Family:  familyName(r.Family),
+			State:   r.State,
+			Local:   r.Local,
+			Remote:  r.Remote,
+			RecvQ:   r.RecvQ,
+			SendQ:   r.SendQ,
+			Timer:   Timer{Kind: r.Timer, ExpiresMS: r.Expires, Retrans: r.Retrans},
+			Cong:    r.Cong,
+			ClassID: r.ClassID,
+			TCPInfo: r.Info,
+		}
+	}
+	return socks
+}
+
+// countEstablished counts the established sockets of socks, so that their
+// keys take one allocation of the right size.
+func countEstablished(socks []Socket) int {
+	n := 0
+	for i := range socks {
+		if socks[i].State == Established {
 			n++
 		}
 	}
@@ -334,24 +349,25 @@ type optionReads struct {
 	errs []error
 }
 
-// readAllOptions starts reading the options of raws, held by owners, split
-// among optionWorkers. Sockets without a file or an owner are left for
-// attachOptions to explain.
-func readAllOptions(or *optionReader, raws []rawSocket, owners map[uint32][]Process) *optionReads {
-	rs := &optionReads{opts: make([]SockOpts, len(raws)), errs: make([]error, len(raws))}
-	w := max(1, min(optionWorkers, len(raws)/1024))
+// readAllOptions starts reading the options of socks, held by owners,
+// split among optionWorkers. Sockets without a file or an owner are left
+// for attachOptions to explain. The readers use only each socket's inode,
+// state and timer, which nothing writes meanwhile.
+func readAllOptions(or *optionReader, socks []Socket, owners map[uint32][]Process) *optionReads {
+	rs := &optionReads{opts: make([]SockOpts, len(socks)), errs: make([]error, len(socks))}
+	w := max(1, min(optionWorkers, len(socks)/1024))
 	for i := range w {
-		lo, hi := len(raws)*i/w, len(raws)*(i+1)/w
+		lo, hi := len(socks)*i/w, len(socks)*(i+1)/w
 		rs.wg.Go(func() {
 			ow := or.worker()
 			defer ow.close()
 			for j := lo; j < hi; j++ {
-				r := &raws[j]
-				if r.Inode == 0 {
+				s := &socks[j]
+				if s.Inode == 0 {
 					continue
 				}
-				h := readHint{keepalive: r.Timer == TimerKeepalive && (r.State == Established || r.State == CloseWait)}
-				rs.errs[j] = ow.read(r.Inode, owners[r.Inode], h, &rs.opts[j])
+				h := readHint{keepalive: s.Timer.Kind == TimerKeepalive && (s.State == Established || s.State == CloseWait)}
+				rs.errs[j] = ow.read(s.Inode, owners[s.Inode], h, &rs.opts[j])
 			}
 		})
 	}
