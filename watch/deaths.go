@@ -207,7 +207,7 @@ func (d *Deaths) tell(ls *lastSeen, x diag.Death) (diag.Closed, bool) {
 	if ls != nil {
 		last, h.FirstSeen, h.LastAt = &ls.sock, ls.first, ls.last
 		if ls.entries != nil {
-			h.Entries, h.EntriesAt, h.EntriesInfo = ls.entries, ls.entriesAt, &ls.entriesInfo
+			h.Entries, h.EntriesAt, h.EntriesInfo = ls.entries, ls.entriesAt, ls.entriesTCPInfo()
 		}
 	}
 	if !IsConnection(last, x) {

@@ -51,11 +51,22 @@ type lastSeen struct {
 	// it comes, is not told again.
 	told bool
 	// entries are the conntrack entries of the last sample that saw any,
-	// taken at entriesAt when the socket's tcp_info was entriesInfo: a
-	// forgotten flow's entry is gone from the samples after it ran out.
+	// taken at entriesAt: a forgotten flow's entry is gone from the
+	// samples after it ran out. entriesInfo is the socket's tcp_info as
+	// of that sample, nil while that sample is the last (info is it): a
+	// copy only for the few connections whose entry went.
 	entries     []diag.Flow
 	entriesAt   time.Time
-	entriesInfo diag.TCPInfo
+	entriesInfo *diag.TCPInfo
+}
+
+// entriesTCPInfo is the socket's tcp_info as of the sample its entries
+// are from.
+func (ls *lastSeen) entriesTCPInfo() *diag.TCPInfo {
+	if ls.entriesInfo != nil {
+		return ls.entriesInfo
+	}
+	return &ls.info
 }
 
 // Add reads one more snapshot, taken after those added before.
@@ -105,11 +116,17 @@ func (o *Observer) remember(s *diag.Socket, at time.Time) {
 		ls = &lastSeen{first: at}
 		o.seen[s.ID] = ls
 	}
-	ls.sock, ls.info, ls.last = *s, *s.TCPInfo, at
-	if len(s.Conntrack) > 0 {
+	switch {
+	case len(s.Conntrack) > 0:
 		// Each socket's own small slice, not the snapshot's.
-		ls.entries, ls.entriesAt, ls.entriesInfo = s.Conntrack, at, *s.TCPInfo
+		ls.entries, ls.entriesAt, ls.entriesInfo = s.Conntrack, at, nil
+	case ls.entries != nil && ls.entriesInfo == nil:
+		// The entries are the last sample's, whose tcp_info is about
+		// to be overwritten: keep it.
+		info := ls.info
+		ls.entriesInfo = &info
 	}
+	ls.sock, ls.info, ls.last = *s, *s.TCPInfo, at
 	// What Classify reads is the socket's own, and who held it, to ask
 	// them if it leaves the dump unannounced.
 	ls.sock.TCPInfo, ls.sock.IPVS, ls.sock.Observed, ls.sock.Conntrack = &ls.info, nil, nil, nil
@@ -139,9 +156,11 @@ func (o *Observer) Attach(snap *diag.Snapshot) {
 
 // tracker is what is known of one socket across samples.
 type tracker struct {
-	samples      int
-	firstAt, at  time.Time
-	prev         diag.TCPInfo
+	samples     int
+	firstAt, at time.Time
+	// prev is what the last sample's tcp_info said of what the next
+	// is compared with.
+	prev         counters
 	lastSeg      time.Time // the last segment either way known
 	lastData     time.Time // the last data segment either way known
 	lastAck      time.Time // last_ack_recv as of the last sample
@@ -175,26 +194,45 @@ type delta struct {
 	retrans uint32
 }
 
-func deltaOf(a, b *diag.TCPInfo) delta {
-	d := delta{
-		segsOut: b.SegsOut - a.SegsOut, segsIn: b.SegsIn - a.SegsIn,
-		dataOut: b.DataSegsOut - a.DataSegsOut, dataIn: b.DataSegsIn - a.DataSegsIn,
-		bytesIn: b.BytesReceived - a.BytesReceived,
-		retrans: b.TotalRetrans - a.TotalRetrans,
+// counters are what a tracker keeps of a sample's tcp_info to compare
+// the next with: a fifth of the whole, which a watch of tens of thousands
+// of connections would otherwise keep a copy of each.
+type counters struct {
+	size                                               int
+	segsOut, segsIn, dataSegsOut, dataSegsIn           uint32
+	totalRetrans, sndWnd                               uint32
+	bytesReceived, bytesSent, bytesRetrans, bytesAcked uint64
+}
+
+func countersOf(i *diag.TCPInfo) counters {
+	return counters{
+		size:    i.Size,
+		segsOut: i.SegsOut, segsIn: i.SegsIn, dataSegsOut: i.DataSegsOut, dataSegsIn: i.DataSegsIn,
+		totalRetrans: i.TotalRetrans, sndWnd: i.SndWnd,
+		bytesReceived: i.BytesReceived, bytesSent: i.BytesSent, bytesRetrans: i.BytesRetrans, bytesAcked: i.BytesAcked,
 	}
-	if b.Size >= 216 {
+}
+
+func deltaOf(a, b counters) delta {
+	d := delta{
+		segsOut: b.segsOut - a.segsOut, segsIn: b.segsIn - a.segsIn,
+		dataOut: b.dataSegsOut - a.dataSegsOut, dataIn: b.dataSegsIn - a.dataSegsIn,
+		bytesIn: b.bytesReceived - a.bytesReceived,
+		retrans: b.totalRetrans - a.totalRetrans,
+	}
+	if b.size >= 216 {
 		// bytes_sent counts retransmissions too, as data_segs_out does
 		// not: take them out, so a ping sent twice is not two pings.
-		d.bytesOut = (b.BytesSent - a.BytesSent) - (b.BytesRetrans - a.BytesRetrans)
+		d.bytesOut = (b.bytesSent - a.bytesSent) - (b.bytesRetrans - a.bytesRetrans)
 	} else {
-		d.bytesOut = b.BytesAcked - a.BytesAcked
+		d.bytesOut = b.bytesAcked - a.bytesAcked
 	}
 	return d
 }
 
 // windowClosed reports whether the peer's receive window was closed, where
 // the kernel says (tcpi_snd_wnd, since Linux 5.4).
-func windowClosed(i *diag.TCPInfo) bool { return i.Size >= 232 && i.SndWnd == 0 }
+func (c counters) windowClosed() bool { return c.size >= 232 && c.sndWnd == 0 }
 
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
@@ -209,15 +247,16 @@ func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
 	ackAt := at.Add(-i.SinceAckRecv())
 	segAt := later(dataAt, ackAt)
 	if t.samples == 0 {
-		t.samples, t.firstAt, t.at, t.prev = 1, at, at, *i
+		t.samples, t.firstAt, t.at, t.prev = 1, at, at, countersOf(i)
 		t.lastSeg, t.lastData, t.lastAck = segAt, dataAt, ackAt
 		return
 	}
-	d := deltaOf(&t.prev, i)
-	prevInfo := t.prev
+	now := countersOf(i)
+	d := deltaOf(t.prev, now)
+	prev := t.prev
 	prevAt := t.at
 	t.samples++
-	t.at, t.prev = at, *i
+	t.at, t.prev = at, now
 
 	// When the last segment went or came: the kernel stamps data either
 	// way and every ACK received; bare segments sent (probes, and the
@@ -251,7 +290,7 @@ func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
 		t.noteData(dataAt, d)
 		t.lastData = later(t.lastData, dataAt)
 	case !bare, acksOfData:
-	case d.segsOut > 0 && (windowClosed(&prevInfo) || windowClosed(i)):
+	case d.segsOut > 0 && (prev.windowClosed() || now.windowClosed()):
 		// The persist timer's probes: the same bare segment, sent by
 		// tcp_write_wakeup while the peer's window is closed.
 		t.windowProbes += int(d.segsOut)
