@@ -121,9 +121,16 @@ func deathsOf(t *testing.T, w *DestroyWatch, timeout time.Duration, want ...stri
 				switch {
 				case unmap(d.Local) == ap, unmap(d.Remote) == ap && d.Local.Port() != 0:
 					got[l] = d
-				case d.Local.Addr().IsUnspecified() && d.Local.Port() == ap.Port() && d.Remote.Port() == 0:
-					// tcp_disconnect kept the port alone.
-					got[l] = d
+				case d.Local.Addr().IsUnspecified() && d.Local.Port() == ap.Port() && d.Remote.Port() == 0 &&
+					unmap(d.Local).Addr().Is4() == ap.Addr().Is4():
+					// tcp_disconnect kept the port alone. Of the same
+					// family only: an IPv4 and an IPv6 connection may
+					// share a port number, and one's death is not the
+					// other's, which had ended the wait before fin6's
+					// own death came. Nor over a death matched already.
+					if _, matched := got[l]; !matched {
+						got[l] = d
+					}
 				}
 			}
 		case <-deadline:
