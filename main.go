@@ -430,7 +430,9 @@ func openHost(cfg config) (*netns.NS, diag.Note, error) {
 	case err != nil && cfg.hostSet:
 		return nil, diag.Note{}, fmt.Errorf("host namespace (--host-netns): %w", err)
 	case err != nil:
-		return nil, diag.Notef(diag.NoteHostNotVisible, "host namespace not visible: %v", err), nil
+		note := diag.Notef(diag.NoteHostNotVisible, "host namespace not visible: %v", err)
+		note.Netns = diag.Host
+		return nil, note, nil
 	}
 	return host, diag.Note{}, nil
 }

@@ -8,12 +8,24 @@ import "fmt"
 // error's own words where there was one.
 type Note struct {
 	Code NoteCode `json:"code"`
-	Text string   `json:"text"`
+	// Netns is which of the snapshot's namespaces the note is about,
+	// where it is about one: the same code is given of the target and of
+	// the host, and a script must not mistake one for the other.
+	Netns Role   `json:"netns,omitempty"`
+	Text  string `json:"text"`
 }
 
 // Notef makes a note of kind code, its text formatted as fmt.Sprintf does.
 func Notef(code NoteCode, format string, args ...any) Note {
 	return Note{Code: code, Text: fmt.Sprintf(format, args...)}
+}
+
+// notef makes a note of kind code about the namespace of role r, its text
+// formatted as fmt.Sprintf does.
+func (r Role) notef(code NoteCode, format string, args ...any) Note {
+	n := Notef(code, format, args...)
+	n.Netns = r
+	return n
 }
 
 // String is the note's text: what people read of it.

@@ -192,10 +192,10 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		// The namespace outlives the process (a pod's pause container, or
 		// tcpvet's own handle keeps it): say so rather than show an empty
 		// namespace as if the process were there.
-		snap.Notes = append(snap.Notes, Notef(NotePIDGone, "pid %d has exited or left this namespace; tcpvet still shows the namespace it was in", t.PID))
+		snap.Notes = append(snap.Notes, Target.notef(NotePIDGone, "pid %d has exited or left this namespace; tcpvet still shows the namespace it was in", t.PID))
 	}
 	if len(scan.hidden) > 0 {
-		snap.Notes = append(snap.Notes, Notef(NoteOwnersHidden, "%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), facts.DeniedHint))
+		snap.Notes = append(snap.Notes, Target.notef(NoteOwnersHidden, "%s could not be inspected (permission denied or gone), so sockets may show no owner (%s)", describeProcesses(proc, scan.hidden), facts.DeniedHint))
 	}
 
 	// The sockets' options are read while the rest is: they need only
@@ -605,13 +605,13 @@ func (snap *Snapshot) visit(ns *netns.NS, into *Namespace, proc string) inside {
 		into.Sysctls, err = readSysctls(proc + "/sys")
 		return err
 	}); err != nil {
-		snap.Notes = append(snap.Notes, Notef(NoteSysctlsUnreadable, "%s sysctls unreadable: %v", into.Role, err))
+		snap.Notes = append(snap.Notes, into.Role.notef(NoteSysctlsUnreadable, "%s sysctls unreadable: %v", into.Role, err))
 	}
 	if in.ipvsErr != nil {
-		snap.Notes = append(snap.Notes, Notef(NoteIPVSConnectionsUnread, "%s IPVS connection table unread, so tcpvet cannot see how long IPVS keeps each connection: %v", into.Role, in.ipvsErr))
+		snap.Notes = append(snap.Notes, into.Role.notef(NoteIPVSConnectionsUnread, "%s IPVS connection table unread, so tcpvet cannot see how long IPVS keeps each connection: %v", into.Role, in.ipvsErr))
 	}
 	if addrErr != nil {
-		snap.Notes = append(snap.Notes, Notef(NoteAddressesUnreadable, "%s addresses unreadable: %v", into.Role, addrErr))
+		snap.Notes = append(snap.Notes, into.Role.notef(NoteAddressesUnreadable, "%s addresses unreadable: %v", into.Role, addrErr))
 	}
 	return in
 }
@@ -633,7 +633,7 @@ func (snap *Snapshot) readNetfilter(ns *netns.NS, into *Namespace, in inside, co
 
 // conntrackNote says why the conntrack of the namespace of role is unread.
 func conntrackNote(role Role, ct *Conntrack) Note {
-	return Notef(NoteConntrackUnread, "%s conntrack %s, so tcpvet cannot see which flows it translates or how long each has left", role, ct.Reason)
+	return role.notef(NoteConntrackUnread, "%s conntrack %s, so tcpvet cannot see which flows it translates or how long each has left", role, ct.Reason)
 }
 
 // readFirewallNoted reads the firewall of ns, the namespace of role,
@@ -641,7 +641,7 @@ func conntrackNote(role Role, ct *Conntrack) Note {
 func (snap *Snapshot) readFirewallNoted(ns *netns.NS, role Role, legacy []string) *Firewall {
 	fw := readFirewall(ns, legacy)
 	if !fw.Read {
-		snap.Notes = append(snap.Notes, Notef(NoteFirewallUnread, "%s %s, so tcpvet cannot tell whether it drops the packets of a flow conntrack forgot", role, fw.Reason))
+		snap.Notes = append(snap.Notes, role.notef(NoteFirewallUnread, "%s %s, so tcpvet cannot tell whether it drops the packets of a flow conntrack forgot", role, fw.Reason))
 	}
 	return fw
 }
@@ -681,7 +681,7 @@ func ipvsNote(role Role, err error) Note {
 	if errors.Is(err, unix.EPERM) {
 		// Usual in a pod on a node with IPVS loaded, where it matters
 		// little: a pod's own namespace balances nothing.
-		return Notef(NoteIPVSUnreadable, "%s IPVS unreadable without CAP_NET_ADMIN: if IPVS balances these connections (kube-proxy's IPVS mode, in a node's namespace), declare it with --middlebox ipvs", role)
+		return role.notef(NoteIPVSUnreadable, "%s IPVS unreadable without CAP_NET_ADMIN: if IPVS balances these connections (kube-proxy's IPVS mode, in a node's namespace), declare it with --middlebox ipvs", role)
 	}
-	return Notef(NoteIPVSUnreadable, "%s IPVS unreadable: %v", role, err)
+	return role.notef(NoteIPVSUnreadable, "%s IPVS unreadable: %v", role, err)
 }
