@@ -104,7 +104,8 @@ func oneNamespace(source ui.Source) metrics.SweepFunc {
 				Path:     snap.Target.Path,
 				Snapshot: snap,
 				Report:   rep,
-				Notes:    snap.Notes,
+				// No Notes: those are the sweep's about the namespace,
+				// and the snapshot's own are told with the snapshot.
 			}},
 		}, nil
 	}
