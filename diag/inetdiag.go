@@ -2,13 +2,20 @@ package diag
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"slices"
+	"syscall"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpvet/tcpvet/netns"
 )
 
 // sockDiagByFamily is SOCK_DIAG_BY_FAMILY, the inet_diag request type.
@@ -207,4 +214,159 @@ func (d *diagDecoder) decode(b []byte) (rawSocket, error) {
 		}
 	}
 	return s, nil
+}
+
+// dumpSockets asks the kernel for every IPv4 and IPv6 TCP socket of ns,
+// ordered by their ends. Sockets seen twice (a dump racing with the socket
+// table) are kept once.
+func dumpSockets(ctx context.Context, ns *netns.NS) ([]rawSocket, error) {
+	// Decoded into chunks, then copied once into a slice of the exact
+	// size: a slice grown as the dump goes would allocate up to three
+	// times the sockets' size, and keep a third of it as slack.
+	const chunk = 1024
+	var chunks [][]rawSocket
+	n := 0
+	var cong string
+	d := diagDecoder{lastCong: &cong, useSlab: true}
+	err := dumpMessages(ctx, ns, func(b []byte) error {
+		s, err := d.decode(b)
+		if err != nil {
+			return err
+		}
+		if len(chunks) == 0 || len(chunks[len(chunks)-1]) == chunk {
+			chunks = append(chunks, make([]rawSocket, 0, chunk))
+		}
+		chunks[len(chunks)-1] = append(chunks[len(chunks)-1], s)
+		n++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]rawSocket, 0, n)
+	for _, c := range chunks {
+		out = append(out, c...)
+	}
+	return ordered(out), nil
+}
+
+// ordered sorts raws by their ends and drops every socket seen twice.
+func ordered(raws []rawSocket) []rawSocket {
+	// The cookie last, so that a socket seen twice sits beside itself and
+	// listeners sharing a port (SO_REUSEPORT) come in one order every time.
+	slices.SortFunc(raws, func(a, b rawSocket) int {
+		if c := a.Local.Compare(b.Local); c != 0 {
+			return c
+		}
+		if c := a.Remote.Compare(b.Remote); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Cookie, b.Cookie)
+	})
+	return slices.CompactFunc(raws, func(a, b rawSocket) bool { return a.Cookie == b.Cookie })
+}
+
+// dumpMessages runs an inet_diag dump of each address family in ns and hands
+// every reply's payload to fn. The netlink socket is opened inside ns, so no
+// thread of ours changes namespace to read it.
+func dumpMessages(ctx context.Context, ns *netns.NS, fn func([]byte) error) error {
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, netlinkConfig(ns))
+	if err != nil {
+		return fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		if err := c.SetDeadline(dl); err != nil {
+			return fmt.Errorf("set sock_diag deadline: %w", err)
+		}
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
+	}
+	// Replies are read straight off the socket into one buffer and handed
+	// over in place: netlink's Receive copies every message and attribute.
+	// The kernel fills at most 32 KiB per read of a dump.
+	buf := make([]byte, 64<<10)
+	// One request for both families, one walk of the kernel's tables;
+	// a kernel that refuses it before answering anything is asked per
+	// family.
+	delivered := false
+	counted := func(b []byte) error { delivered = true; return fn(b) }
+	req, err := c.Send(bothFamiliesRequest())
+	if err == nil {
+		if err = receiveDump(rc, buf, req.Header.Sequence, counted); err == nil || delivered {
+			if err != nil {
+				return fmt.Errorf("read sock_diag in %s: %w", ns.Path, err)
+			}
+			return nil
+		}
+	}
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		req, err := c.Send(diagRequest(family))
+		if err != nil {
+			return fmt.Errorf("request sock_diag dump in %s: %w", ns.Path, err)
+		}
+		if err := receiveDump(rc, buf, req.Header.Sequence, fn); err != nil {
+			return fmt.Errorf("read sock_diag in %s: %w", ns.Path, err)
+		}
+	}
+	return nil
+}
+
+// receiveDump reads the replies to the dump request numbered seq, handing
+// the payload of each to fn, until the kernel says it is done.
+func receiveDump(rc syscall.RawConn, buf []byte, seq uint32, fn func([]byte) error) error {
+	for {
+		var n int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
+		}); err != nil {
+			return err
+		}
+		if rerr != nil {
+			return os.NewSyscallError("recvfrom", rerr)
+		}
+		if n == 0 {
+			return errors.New("sock_diag socket closed mid-dump")
+		}
+		for b := buf[:n]; len(b) > 0; {
+			if len(b) < unix.SizeofNlMsghdr {
+				return errors.New("short netlink message header")
+			}
+			l := int(binary.NativeEndian.Uint32(b))
+			typ := binary.NativeEndian.Uint16(b[4:])
+			msgSeq := binary.NativeEndian.Uint32(b[8:])
+			if l < unix.SizeofNlMsghdr || l > len(b) {
+				return fmt.Errorf("netlink message of length %d in %d bytes", l, len(b))
+			}
+			data := b[unix.SizeofNlMsghdr:l]
+			b = b[min(len(b), (l+3)&^3):]
+			if msgSeq != seq {
+				return fmt.Errorf("netlink reply to request %d, not %d", msgSeq, seq)
+			}
+			switch typ {
+			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
+				if len(data) == 0 && typ == unix.NLMSG_DONE {
+					return nil
+				}
+				if len(data) < 4 {
+					return errors.New("short netlink error message")
+				}
+				if code := int32(binary.NativeEndian.Uint32(data)); code != 0 {
+					return syscall.Errno(-code)
+				}
+				if typ == unix.NLMSG_DONE {
+					return nil
+				}
+			case unix.NLMSG_NOOP:
+			default:
+				if err := fn(data); err != nil {
+					return err
+				}
+			}
+		}
+	}
 }
