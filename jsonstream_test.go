@@ -35,11 +35,12 @@ func TestJSONStreamedAsEncoded(t *testing.T) {
 	rep := rules.Report{Middleboxes: []rules.Middlebox{}, Findings: []rules.Finding{}}
 	for _, socks := range [][]diag.Socket{snap.Sockets, {}, nil} {
 		snap.Sockets = socks
+		doc := ui.Document{Snapshot: snap, Report: rep}
 		var want, got bytes.Buffer
-		if err := json.NewEncoder(&want).Encode(output{snap, rep}); err != nil {
+		if err := json.NewEncoder(&want).Encode(doc); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeJSON(&got, output{snap, rep}); err != nil {
+		if err := doc.WriteJSON(&got); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got.Bytes(), want.Bytes()) {
@@ -55,10 +56,10 @@ func TestJSONStreamedAsEncoded(t *testing.T) {
 		got.Reset()
 		enc := json.NewEncoder(&want)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(output{snap, rep}); err != nil {
+		if err := enc.Encode(doc); err != nil {
 			t.Fatal(err)
 		}
-		if err := ui.Document(output{snap, rep}).WriteIndentedJSON(&got); err != nil {
+		if err := doc.WriteIndentedJSON(&got); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got.Bytes(), want.Bytes()) {

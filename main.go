@@ -216,14 +216,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// output is what --json prints: ui.Document, the one document type the
-// live view's export writes too, defined here so its literals stay short.
-type output ui.Document
-
-// MarshalJSON is the document's: without it, output would take the
-// snapshot's, promoted, and write the snapshot alone.
-func (o output) MarshalJSON() ([]byte, error) { return ui.Document(o).MarshalJSON() }
-
 func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, error) {
 	t, err := openTargets(cfg)
 	if err != nil {
@@ -279,12 +271,8 @@ func inspect(ctx context.Context, cfg config, stdout io.Writer) (rules.Report, e
 		// People read it; programs (and jq) do not need the extra bytes.
 		return rep, ui.Document{Snapshot: snap, Report: rep}.WriteIndentedJSON(stdout)
 	}
-	return rep, writeJSON(stdout, output{snap, rep})
+	return rep, ui.Document{Snapshot: snap, Report: rep}.WriteJSON(stdout)
 }
-
-// writeJSON writes out as json.Encoder does, byte for byte, streaming the
-// sockets (ui.Document.WriteJSON).
-func writeJSON(w io.Writer, out output) error { return ui.Document(out).WriteJSON(w) }
 
 // targets are the namespaces the flags select, opened: the target and the
 // host's, with a note when the host could not be.

@@ -71,7 +71,9 @@ func (d Document) WriteJSON(w io.Writer) error {
 	socks := d.Snapshot.Sockets
 	rest := *d.Snapshot
 	rest.Sockets = nil
-	doc, err := json.Marshal(Document{&rest, d.Report})
+	// The method itself, not json.Marshal, which would check and
+	// compact its output again: a large report's worth, for nothing.
+	doc, err := Document{&rest, d.Report}.MarshalJSON()
 	if err != nil {
 		return err
 	}
