@@ -263,7 +263,44 @@ func ordered(raws []rawSocket) []rawSocket {
 		}
 		return cmp.Compare(a.Cookie, b.Cookie)
 	})
-	return slices.CompactFunc(raws, func(a, b rawSocket) bool { return a.Cookie == b.Cookie })
+	raws = slices.CompactFunc(raws, func(a, b rawSocket) bool { return a.Cookie == b.Cookie })
+	return dropStale(raws)
+}
+
+// dropStale drops the first sighting of a socket that connected or
+// listened while the dump went on: the kernel walks its sockets that are
+// only bound (CLOSE) before its listening and established ones, so such a
+// socket is seen once with its old ends and once with its new, apart in
+// the order. The later sighting is kept; sockets are unique by cookie.
+func dropStale(raws []rawSocket) []rawSocket {
+	var bound map[uint64]int
+	for i := range raws {
+		if raws[i].State == Close {
+			if bound == nil {
+				bound = make(map[uint64]int)
+			}
+			bound[raws[i].Cookie] = i
+		}
+	}
+	if bound == nil {
+		return raws
+	}
+	stale := make(map[int]bool)
+	for i := range raws {
+		if j, ok := bound[raws[i].Cookie]; ok && raws[i].State != Close {
+			stale[j] = true
+		}
+	}
+	if len(stale) == 0 {
+		return raws
+	}
+	kept := raws[:0]
+	for i := range raws {
+		if !stale[i] {
+			kept = append(kept, raws[i])
+		}
+	}
+	return kept
 }
 
 // dumpMessages runs an inet_diag dump of each address family in ns and hands

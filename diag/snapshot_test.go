@@ -70,8 +70,9 @@ func TestPairPeers(t *testing.T) {
 }
 
 // TestOrdered: a dump racing with the socket table can report a socket
-// twice, at any distance; it is kept once, and listeners sharing a port
-// come in cookie order whatever order the kernel gave.
+// twice, with the same ends or, connected meanwhile, new ones; it is kept
+// once, and listeners sharing a port come in cookie order whatever order
+// the kernel gave.
 func TestOrdered(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	listen := func(cookie uint64) rawSocket {
@@ -87,5 +88,21 @@ func TestOrdered(t *testing.T) {
 	}
 	if want := []uint64{3, 9, 7, 5}; !slices.Equal(cookies, want) {
 		t.Errorf("ordered gave cookies %v, want %v", cookies, want)
+	}
+
+	// A socket bound when the kernel walked its bound sockets and
+	// connected by the time it walked the established ones: seen with
+	// both ends, another socket sorting between, kept once, connected.
+	bound := rawSocket{Cookie: 5, State: Close, Local: ap("0.0.0.0:5555"), Remote: ap("0.0.0.0:0")}
+	got = ordered([]rawSocket{bound, conn(5, "10.0.0.1:5555"), listen(3), conn(8, "10.0.0.1:81")})
+	cookies = cookies[:0]
+	for _, r := range got {
+		cookies = append(cookies, r.Cookie)
+		if r.Cookie == 5 && r.State != Established {
+			t.Errorf("socket 5 kept as %v, want its established sighting", r.State)
+		}
+	}
+	if want := []uint64{3, 8, 5}; !slices.Equal(cookies, want) {
+		t.Errorf("a socket seen bound then connected: cookies %v, want %v", cookies, want)
 	}
 }
