@@ -202,8 +202,7 @@ func appendString(b []byte, s string) []byte {
 // appendCookie appends c as its MarshalText makes it, quoted: hex needs
 // no escaping.
 func appendCookie(b []byte, c Cookie) []byte {
-	b = append(b, '"')
-	b = strconv.AppendUint(b, uint64(c), 16)
+	b, _ = c.AppendText(append(b, '"'))
 	return append(b, '"')
 }
 

@@ -7,14 +7,18 @@ import (
 	"net/netip"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // TestWriteSockets: the array is the sockets in order, as AppendJSON
 // gives each, whatever the count against the pieces and the CPUs, and a
 // failing writer stops it with its error.
 func TestWriteSockets(t *testing.T) {
+	prev := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	goroutines := runtime.NumGoroutine()
 	for _, procs := range []int{1, 2, 4} {
-		prev := runtime.GOMAXPROCS(procs)
+		runtime.GOMAXPROCS(procs)
 		for _, n := range []int{0, 1, socketsPerPiece - 1, socketsPerPiece, socketsPerPiece + 1, 5*socketsPerPiece + 7} {
 			socks := make([]Socket, n)
 			want := []byte{'['}
@@ -36,15 +40,24 @@ func TestWriteSockets(t *testing.T) {
 			if !json.Valid(got.Bytes()) {
 				t.Fatalf("GOMAXPROCS %d, %d sockets: not valid JSON", procs, n)
 			}
-			if n > 0 {
-				fw := &failingWriter{after: 1}
-				if err := WriteSockets(fw, socks); !errors.Is(err, errWriteFailed) && n > socketsPerPiece {
-					t.Fatalf("GOMAXPROCS %d, %d sockets: a failed write gave %v", procs, n, err)
+			for after := range 3 {
+				fw := &failingWriter{after: after}
+				err := WriteSockets(fw, socks)
+				pieces := max(1, (n+socketsPerPiece-1)/socketsPerPiece)
+				if failed := after < pieces; failed != errors.Is(err, errWriteFailed) {
+					t.Fatalf("GOMAXPROCS %d, %d sockets, a writer failing after %d writes: %v", procs, n, after, err)
 				}
 			}
 		}
-		runtime.GOMAXPROCS(prev)
 	}
+	// Every formatting goroutine has ended, failed writes included.
+	for range 100 {
+		if runtime.NumGoroutine() <= goroutines {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%d goroutines left running, %d before", runtime.NumGoroutine(), goroutines)
 }
 
 var errWriteFailed = errors.New("write failed")

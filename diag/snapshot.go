@@ -176,9 +176,9 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	}()
 	raws, err := dumpSockets(ctx, t)
 	// The sockets as the snapshot keeps them, at once: the dump's own
-	// records are garbage from here, not held through the options.
+	// records, used no more, are garbage from here, not held through
+	// the options.
 	socks := socketsOf(raws)
-	raws = nil
 	scan := <-scanc
 	if err != nil {
 		return nil, err
