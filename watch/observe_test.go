@@ -2,6 +2,7 @@ package watch
 
 import (
 	"math"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -296,4 +297,38 @@ func TestObserverFollowsCookies(t *testing.T) {
 			t.Errorf("%s: %+v, want nothing (a new socket, or a listener)", s.ID, *s.Observed)
 		}
 	}
+}
+
+// TestLastSeenEntries: a connection's last sample keeps the conntrack
+// entries of the last sample that had any, with the tcp_info of that
+// sample, not of a later one whose entry had gone.
+func TestLastSeenEntries(t *testing.T) {
+	o := Observer{keepSeen: true}
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	flow := []diag.Flow{{Netns: diag.Host, TCPState: "ESTABLISHED", ExpiresInS: 3}}
+	sample := func(n int, segsOut uint32, entries []diag.Flow) {
+		s := diag.Socket{ID: 9, State: diag.Established,
+			Local: netip.MustParseAddrPort("10.0.0.1:40000"), Remote: netip.MustParseAddrPort("10.0.0.2:80"),
+			TCPInfo: &diag.TCPInfo{SegsOut: segsOut}, Conntrack: entries}
+		o.Add(&diag.Snapshot{TakenAt: at.Add(time.Duration(n) * time.Second), Sockets: []diag.Socket{s}})
+	}
+	check := func(when string, wantAt time.Time, wantSegs uint32) {
+		t.Helper()
+		ls := o.seen[9]
+		if ls == nil || ls.entries == nil {
+			t.Fatalf("%s: no entries kept", when)
+		}
+		if !ls.entriesAt.Equal(wantAt) || ls.entriesTCPInfo().SegsOut != wantSegs {
+			t.Errorf("%s: entries of %v with segs_out %d, want of %v with %d", when, ls.entriesAt, ls.entriesTCPInfo().SegsOut, wantAt, wantSegs)
+		}
+	}
+	sample(0, 10, flow)
+	sample(1, 11, flow)
+	check("while the entry is there", at.Add(time.Second), 11)
+	sample(2, 12, nil)
+	check("once it has gone", at.Add(time.Second), 11)
+	sample(3, 13, nil)
+	check("a sample later", at.Add(time.Second), 11)
+	sample(4, 14, flow)
+	check("back again", at.Add(4*time.Second), 14)
 }
