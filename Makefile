@@ -105,7 +105,7 @@ snapshot:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./...
 
-# tcpvet --json against ss -tanoiep on 40,000 sockets.
+# tcpvet --json against ss -tan, ss -tanp and ss -tanoiep on 40,000 sockets.
 bench-ss:
 	scripts/bench-vs-ss.sh 40000 5
 
