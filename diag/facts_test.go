@@ -138,3 +138,35 @@ func TestMPTCPListenerOptions(t *testing.T) {
 	}
 	t.Logf("MPTCP %v: keepalive %v idle %d, user timeout %v", mptcp, *s.Keepalive.Enabled, *s.Keepalive.IdleS, s.UserTimeoutMS)
 }
+
+// TestUnplacedProcessesMayHoldSockets: in a sweep, a socket whose owner
+// was not among the namespace's processes is not said to have none when
+// processes whose namespace could not be read may hold it.
+func TestUnplacedProcessesMayHoldSockets(t *testing.T) {
+	ns := testnet.New(t)
+	ns.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:7000", Mode: testnet.Hold}}})
+	target, err := netns.FromPath(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	for _, c := range []struct {
+		unplaced int
+		want     string
+	}{
+		{0, "no process in the namespace holds this socket"},
+		{3, "no process tcpvet may inspect holds it (3 could not be read"},
+	} {
+		// No processes listed: the listener's owner is not found.
+		snap, err := Take(context.Background(), Options{Target: target, PIDs: []int{}, Unplaced: c.unplaced})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snap.Sockets) != 1 {
+			t.Fatalf("want the listener alone, got %d sockets", len(snap.Sockets))
+		}
+		if r := snap.Sockets[0].Keepalive.Reason; !strings.Contains(r, c.want) {
+			t.Errorf("with %d processes unplaced: reason %q, want it to say %q", c.unplaced, r, c.want)
+		}
+	}
+}

@@ -135,6 +135,10 @@ type Options struct {
 	// them (netns.List): Take reads their descriptors instead of scanning
 	// every process of /proc for the namespace's own.
 	PIDs []int
+	// Unplaced counts the processes a sweep could not place in any
+	// namespace (their namespace unreadable): any may hold a socket of
+	// Target, so one without an owner found is not known to have none.
+	Unplaced int
 	// DupSockets reads socket options even where duplicating a socket may
 	// reset its cgroup-v1 classification.
 	DupSockets bool
@@ -271,7 +275,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 	snap.Sockets = socks
 	// Peers need no options: paired while the last are read.
 	pairPeers(snap.Sockets)
-	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden), facts.DeniedHint)
+	optReads.attachAll(snap.Sockets, targetSysctls, len(scan.hidden)+opts.Unplaced, facts.DeniedHint)
 	return snap, nil
 }
 

@@ -21,6 +21,9 @@ type found struct {
 type discovery struct {
 	list  []found
 	notes []diag.Note
+	// unplaced counts the processes whose namespace could not be read:
+	// any of them may hold a socket of any namespace found.
+	unplaced int
 }
 
 // discover finds the network namespaces held by processes under proc,
@@ -35,6 +38,7 @@ func discover(ctx context.Context, proc, netnsDir, criSocket string) (*discovery
 	if err != nil {
 		d.notes = append(d.notes, diag.Notef(diag.NoteNetnsDirUnreadable, "%v: namespaces bound only there are missing", err))
 	}
+	d.unplaced = l.Hidden
 	if l.Hidden > 0 {
 		what, they := fmt.Sprintf("%d processes", l.Hidden), "they hold"
 		if l.Hidden == 1 {

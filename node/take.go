@@ -92,7 +92,7 @@ func sweepFound(ctx context.Context, d *discovery, opts Options, proc string) (*
 	for range min(workers, len(d.list)) {
 		wg.Go(func() {
 			for i := range jobs {
-				results[i], vanished[i] = readNamespace(ctx, &d.list[i], hv, facts, opts, proc)
+				results[i], vanished[i] = readNamespace(ctx, &d.list[i], d.unplaced, hv, facts, opts, proc)
 			}
 		})
 	}
@@ -125,9 +125,10 @@ feed:
 	return sw, nil
 }
 
-// readNamespace opens f and takes its snapshot. It returns a note instead
-// when the namespace is gone.
-func readNamespace(ctx context.Context, f *found, hv *diag.HostView, facts *diag.Facts, opts Options, proc string) (*Namespace, *diag.Note) {
+// readNamespace opens f and takes its snapshot, unplaced processes of the
+// machine (their namespace unreadable) maybe holding its sockets. It
+// returns a note instead when the namespace is gone.
+func readNamespace(ctx context.Context, f *found, unplaced int, hv *diag.HostView, facts *diag.Facts, opts Options, proc string) (*Namespace, *diag.Note) {
 	ns, err := f.Open(proc)
 	switch {
 	case errors.Is(err, netns.ErrVanished):
@@ -146,7 +147,7 @@ func readNamespace(ctx context.Context, f *found, hv *diag.HostView, facts *diag
 	if pids == nil {
 		pids = []int{}
 	}
-	snap, err := diag.Take(ctx, diag.Options{Target: ns, HostView: hv, Host: opts.Host, Facts: facts, DupSockets: opts.DupSockets, ProcRoot: opts.ProcRoot, PIDs: pids})
+	snap, err := diag.Take(ctx, diag.Options{Target: ns, HostView: hv, Host: opts.Host, Facts: facts, DupSockets: opts.DupSockets, ProcRoot: opts.ProcRoot, PIDs: pids, Unplaced: unplaced})
 	if err != nil {
 		n.Notes = append(n.Notes, diag.Notef(diag.NoteNamespaceUnreadable, "unreadable: %v", err))
 		return n, nil
