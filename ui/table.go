@@ -382,6 +382,10 @@ var columns = [numColumns]columnDef{
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			k := r.s.Keepalive
 			switch {
+			case k.Enabled == nil && r.s.Inode == 0:
+				// The kernel's alone (TIME_WAIT, an orphan, a request):
+				// no options to know, none missing.
+				return "-"
 			case k.Enabled == nil:
 				return "unknown"
 			case !*k.Enabled:
@@ -402,6 +406,8 @@ var columns = [numColumns]columnDef{
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			u, known := r.s.UserTimeout()
 			switch {
+			case !known && r.s.Inode == 0:
+				return "-"
 			case !known:
 				return "?"
 			case u == 0:
