@@ -131,4 +131,16 @@ func TestUnprivileged(t *testing.T) {
 	if msg := stderr.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "permission denied (run as root or with CAP_SYS_PTRACE)") {
 		t.Errorf("stderr = %q, want one line saying permission denied and what to do", msg)
 	}
+
+	// A namespace nobody may open (a bound one) but not enter: the
+	// refusal says what it takes.
+	stderr.Reset()
+	cmd = exec.Command(nobody[0], append(nobody[1:], bin, "--json", "--netns", ns.Path)...)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatal("nobody entered another namespace")
+	}
+	if msg := stderr.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "takes root or CAP_SYS_ADMIN") {
+		t.Errorf("stderr = %q, want one line saying entering the namespace takes root or CAP_SYS_ADMIN", msg)
+	}
 }

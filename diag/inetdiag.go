@@ -309,6 +309,10 @@ func dropStale(raws []rawSocket) []rawSocket {
 func dumpMessages(ctx context.Context, ns *netns.NS, fn func([]byte) error) error {
 	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, netlinkConfig(ns))
 	if err != nil {
+		if errors.Is(err, unix.EPERM) && !ns.Own() {
+			// The socket is opened inside ns: setns refused.
+			return fmt.Errorf("open sock_diag in %s: %w (entering another network namespace takes root or CAP_SYS_ADMIN)", ns.Path, err)
+		}
 		return fmt.Errorf("open sock_diag in %s: %w", ns.Path, err)
 	}
 	defer c.Close()
