@@ -368,6 +368,7 @@ func rssKiB(t *testing.T, pid int) int {
 // $TCPVET_SOAK (20s by default; make soak runs an hour), and checks that its
 // memory levels off instead of growing with time.
 func TestSoakLiveView(t *testing.T) {
+	t.Parallel() // it watches a view for a while
 	d := 20 * time.Second
 	if v := os.Getenv("TCPVET_SOAK"); v != "" {
 		var err error

@@ -24,6 +24,7 @@ import (
 // the sysctl, flag exactly the flows the kernel then resets, and flag an
 // entry deleted under a live connection before its next write is reset.
 func TestConntrackEntriesJoinAndPolicy(t *testing.T) {
+	t.Parallel() // it mostly waits for conntrack to forget
 	p := testnet.NewPath(t, 90, 91)
 	client, router, server, sAddr := p.Client, p.Router, p.Server, p.ServerAddr
 	const vip = "198.18.210.1"

@@ -38,6 +38,7 @@ func quickStart(t *testing.T, readme string) []string {
 // command runs. A dry run of the second shows that, left alone, it runs the
 // whole suite.
 func TestQuickStart(t *testing.T) {
+	t.Parallel() // make in a clone compiles and waits, beside tests that wait
 	if testing.Short() {
 		t.Skip("builds and runs make in a clone; not with -short")
 	}

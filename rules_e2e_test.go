@@ -61,6 +61,7 @@ func hasRule(fs []rules.Finding, names ...string) bool {
 // first with the router as host, must flag exactly the connections the
 // kernel then resets.
 func TestIdleTimeoutRulesMatchTheKernel(t *testing.T) {
+	t.Parallel() // it mostly waits for conntrack to forget
 	p := testnet.NewPath(t, 2, 3)
 	client, router, server, sAddr := p.Client, p.Router, p.Server, p.ServerAddr
 	const vip = "198.18.100.1"
