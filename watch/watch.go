@@ -78,7 +78,11 @@ func Run(ctx context.Context, take Take, o Options) (*diag.Snapshot, error) {
 		snap, err := sample()
 		switch {
 		case errors.Is(err, ErrTargetGone):
-			stopped = diag.Notef(diag.NoteWatchTargetGone, "the target went away %.1f s into the watch (%v)", time.Since(start).Seconds(), err)
+			// Said of the sample that found it gone: the watch's own
+			// duration ends at the last sample that found it there.
+			stopped = diag.Notef(diag.NoteWatchTargetGone, "the target went away between %.1f s and %.1f s into the watch (%v)",
+				obs.last.Sub(start).Seconds(), time.Since(start).Seconds(), err)
+			stopped.Netns = diag.Target
 			continue
 		case err != nil && ctx.Err() != nil:
 			stopped = diag.Notef(diag.NoteWatchInterrupted, "the watch was stopped after %.1f s (%v)", time.Since(start).Seconds(), context.Cause(ctx))
