@@ -91,7 +91,7 @@ func (m Model) header() string {
 	for _, f := range m.report.Findings {
 		counts[f.Severity]++
 	}
-	state := fmt.Sprintf("live %s", m.opts.Interval)
+	state := fmt.Sprintf("every %s", m.opts.Interval)
 	switch {
 	case m.paused:
 		state = st.Value.Render("paused (space resumes)")

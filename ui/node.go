@@ -461,7 +461,7 @@ func (m Model) nodeHeader() string {
 			healthy++
 		}
 	}
-	state := fmt.Sprintf("live %s", m.opts.Interval)
+	state := fmt.Sprintf("every %s", m.opts.Interval)
 	switch {
 	case m.paused:
 		state = st.Value.Render("paused (space resumes)")
