@@ -114,13 +114,7 @@ func TestModulePresent(t *testing.T) {
 // the keepalive timings but not TCP_USER_TIMEOUT or TCP_SYNCNT. Those two
 // are unknown; the keepalive is still read.
 func TestMPTCPListenerOptions(t *testing.T) {
-	ns := testnet.New(t)
-	ns.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:7000", Mode: testnet.Hold}}})
-	target, err := netns.FromPath(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
+	ns, target := listening(t)
 	mptcp := strings.Contains(ns.Run(t, "ss", "-HMln"), "127.0.0.1:7000")
 	snap, err := Take(context.Background(), Options{Target: target})
 	if err != nil {
@@ -143,13 +137,7 @@ func TestMPTCPListenerOptions(t *testing.T) {
 // was not among the namespace's processes is not said to have none when
 // processes whose namespace could not be read may hold it.
 func TestUnplacedProcessesMayHoldSockets(t *testing.T) {
-	ns := testnet.New(t)
-	ns.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:7000", Mode: testnet.Hold}}})
-	target, err := netns.FromPath(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
+	_, target := listening(t)
 	for _, c := range []struct {
 		unplaced int
 		want     string
@@ -169,4 +157,18 @@ func TestUnplacedProcessesMayHoldSockets(t *testing.T) {
 			t.Errorf("with %d processes unplaced: reason %q, want it to say %q", c.unplaced, r, c.want)
 		}
 	}
+}
+
+// listening makes a namespace where an agent listens on 127.0.0.1:7000,
+// and opens it.
+func listening(t *testing.T) (*testnet.NS, *netns.NS) {
+	t.Helper()
+	ns := testnet.New(t)
+	ns.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:7000", Mode: testnet.Hold}}})
+	target, err := netns.FromPath(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Close() })
+	return ns, target
 }
