@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/internal/testnet"
@@ -96,29 +98,51 @@ func binary(t *testing.T) string {
 }
 
 // TestUnprivileged runs tcpvet as nobody: in its own namespace it still
-// lists every socket, with options marked unknown and why; another
-// user's namespace is refused in one line.
+// lists every socket, with options marked unknown and why, but for
+// SO_KEEPALIVE where the kernel's timer tells it; another user's
+// namespace is refused in one line.
 func TestUnprivileged(t *testing.T) {
 	ns := testnet.New(t)
 	a := ns.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "l", Addr: "127.0.0.1:9001", Mode: testnet.Hold}},
-		Dial: []testnet.Dial{{Name: "c", To: "127.0.0.1:9001"}}})
+		Dial: []testnet.Dial{{Name: "c", To: "127.0.0.1:9001"}, {Name: "ka", To: "127.0.0.1:9001", Keepalive: &testnet.KA{Idle: 600, Interval: 60, Count: 5}}}})
 	bin := binary(t)
 	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}
 
-	out, err := exec.Command("ip", append(append([]string{"netns", "exec", ns.Name}, nobody...), bin, "--json")...).Output()
-	if err != nil {
-		t.Fatalf("tcpvet as nobody in its own namespace: %v", err)
-	}
+	var out []byte
 	var snap diag.Snapshot
-	if err := json.Unmarshal(out, &snap); err != nil {
-		t.Fatal(err)
+	// Until the listener has accepted both: a socket in the accept queue
+	// has no file yet.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		out, err = exec.Command("ip", append(append([]string{"netns", "exec", ns.Name}, nobody...), bin, "--json")...).Output()
+		if err != nil {
+			t.Fatalf("tcpvet as nobody in its own namespace: %v", err)
+		}
+		snap = diag.Snapshot{}
+		if err := json.Unmarshal(out, &snap); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(snap.Sockets, func(s diag.Socket) bool { return s.State == diag.Established && s.Inode == 0 }) || time.Now().After(deadline) {
+			break
+		}
 	}
-	if len(snap.Sockets) != 3 { // listener, client, accepted
-		t.Fatalf("nobody sees %d sockets, want 3:\n%s", len(snap.Sockets), out)
+	if len(snap.Sockets) != 5 { // listener, two clients, two accepted
+		t.Fatalf("nobody sees %d sockets, want 5:\n%s", len(snap.Sockets), out)
 	}
+	kaPort := a.Local["ka"]
 	for _, s := range snap.Sockets {
-		if s.Keepalive.Enabled != nil || s.UserTimeoutMS != nil || !strings.Contains(s.Keepalive.Reason, "CAP_SYS_PTRACE") {
+		if s.Keepalive.IdleS != nil || s.UserTimeoutMS != nil || !strings.Contains(s.Keepalive.Reason, "CAP_SYS_PTRACE") {
 			t.Errorf("socket %s: keepalive %+v, user timeout %v; want unknown, saying what privilege is missing", s.ID, s.Keepalive, s.UserTimeoutMS)
+		}
+		// The kernel's timer tells SO_KEEPALIVE of an established
+		// socket: on for the client that set it, off for the rest.
+		var want *bool
+		if s.State == diag.Established {
+			on := s.Local.String() == kaPort
+			want = &on
+		}
+		if got := s.Keepalive.Enabled; (got == nil) != (want == nil) || got != nil && *got != *want {
+			t.Errorf("socket %s %s -> %s: SO_KEEPALIVE %v, want %v from the kernel's timer (%s)", s.State, s.Local, s.Remote, ptrText(got), ptrText(want), s.Timer.Kind)
 		}
 	}
 
@@ -143,4 +167,12 @@ func TestUnprivileged(t *testing.T) {
 	if msg := stderr.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "takes root or CAP_SYS_ADMIN") {
 		t.Errorf("stderr = %q, want one line saying entering the namespace takes root or CAP_SYS_ADMIN", msg)
 	}
+}
+
+// ptrText is *p as text, or "unknown" for nil.
+func ptrText(p *bool) string {
+	if p == nil {
+		return "unknown"
+	}
+	return strconv.FormatBool(*p)
 }

@@ -393,11 +393,11 @@ func (s *Socket) attachOptions(o *SockOpts, err error, ns Sysctls, hidden int, d
 		return
 	}
 	if len(s.Processes) == 0 && hidden > 0 {
-		s.Keepalive = Keepalive{Source: "unknown", Reason: fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: %s)", hidden, deniedHint)}
+		s.Keepalive = s.keepaliveFromTimer(fmt.Sprintf("no process tcpvet may inspect holds it (%d could not be read: %s)", hidden, deniedHint))
 		return
 	}
 	if err != nil {
-		s.Keepalive = Keepalive{Source: "unknown", Reason: err.Error()}
+		s.Keepalive = s.keepaliveFromTimer(err.Error())
 		return
 	}
 	src := "namespace"
@@ -411,6 +411,30 @@ func (s *Socket) attachOptions(o *SockOpts, err error, ns Sysctls, hidden int, d
 	if !o.noSynRetries {
 		s.SynRetries = &o.SynRetries
 	}
+}
+
+// keepaliveFromTimer is s's keepalive where its options could not be read,
+// for reason: unknown, but for SO_KEEPALIVE where the kernel's timer tells
+// it. Of a socket an application holds, established or closed by its
+// peer, sk_timer is armed by SO_KEEPALIVE alone, and only a pending
+// retransmission or window probe hides it: the keepalive timer means on,
+// no timer at all means off. The timings stay unknown.
+func (s *Socket) keepaliveFromTimer(reason string) Keepalive {
+	k := Keepalive{Source: "unknown", Reason: reason}
+	if s.Inode == 0 || s.State != Established && s.State != CloseWait {
+		return k
+	}
+	var on bool
+	switch s.Timer.Kind {
+	case TimerKeepalive:
+		on = true
+	case TimerOff:
+	default:
+		return k
+	}
+	k.Enabled = &on
+	k.Reason += fmt.Sprintf(" (the kernel's timer shows SO_KEEPALIVE %s; its timings are unknown)", map[bool]string{true: "on", false: "off"}[on])
+	return k
 }
 
 func familyName(f uint8) string {

@@ -106,3 +106,36 @@ func TestOrdered(t *testing.T) {
 		t.Errorf("a socket seen bound then connected: cookies %v, want %v", cookies, want)
 	}
 }
+
+// TestKeepaliveFromTimer: where the options are unread, SO_KEEPALIVE is
+// told by the kernel's timer of a socket an application holds, established
+// or closed by its peer, unless a retransmission or a window probe hides
+// the timer; the timings stay unknown.
+func TestKeepaliveFromTimer(t *testing.T) {
+	for _, c := range []struct {
+		state State
+		inode uint32
+		timer TimerKind
+		want  string
+	}{
+		{Established, 7, TimerKeepalive, "on"},
+		{Established, 7, TimerOff, "off"},
+		{CloseWait, 7, TimerKeepalive, "on"},
+		{CloseWait, 7, TimerOff, "off"},
+		{Established, 7, TimerOn, "unknown"},      // a retransmission hides it
+		{Established, 7, TimerPersist, "unknown"}, // so does a window probe
+		{Established, 0, TimerOff, "unknown"},     // not accepted yet: no file
+		{Listen, 7, TimerOff, "unknown"},
+		{FinWait2, 7, TimerKeepalive, "unknown"}, // sk_timer is FIN_WAIT2's too
+	} {
+		s := Socket{State: c.state, Inode: c.inode, Timer: Timer{Kind: c.timer}}
+		k := s.keepaliveFromTimer("no ptrace right")
+		got := "unknown"
+		if k.Enabled != nil {
+			got = map[bool]string{true: "on", false: "off"}[*k.Enabled]
+		}
+		if got != c.want || k.IdleS != nil || k.Source != "unknown" || !strings.HasPrefix(k.Reason, "no ptrace right") {
+			t.Errorf("%v, inode %d, timer %v: keepalive %s (%+v), want %s with no timings", c.state, c.inode, c.timer, got, k, c.want)
+		}
+	}
+}

@@ -51,7 +51,10 @@ func idleRule(c conn) *Finding {
 		// say what is wrong.
 		return nil
 	}
-	known := c.Keepalive.Enabled != nil
+	// Known: off, or on with its timings (the kernel's timer can say it
+	// is on where its timings are unknown, which is as good as unknown).
+	k := c.Keepalive
+	known := k.Enabled != nil && (!*k.Enabled || k.IdleS != nil)
 	every := ownKeepalive(c.Socket)
 	if len(c.path) == 0 {
 		if every > 0 || !known {
@@ -128,7 +131,7 @@ func pathEvidence(c conn, f *forgetting) Evidence {
 	}
 	if k := c.Keepalive; k.Enabled != nil {
 		ev.Keepalive = ptrTo(*k.Enabled)
-		if *k.Enabled {
+		if *k.Enabled && k.IdleS != nil {
 			ev.KeepaliveIdleS, ev.KeepaliveIntervalS, ev.KeepaliveProbes, ev.KeepaliveSource = *k.IdleS, *k.IntervalS, *k.Probes, k.Source
 			ev.DetectionS = secs(detection(k))
 		}

@@ -830,3 +830,36 @@ func TestUrgencyTieBreak(t *testing.T) {
 		t.Errorf("comparing two findings allocates %v times", n)
 	}
 }
+
+// TestKeepaliveFromTheTimer: without the socket's options, the kernel's
+// timer may still say SO_KEEPALIVE is on or off. Off is as good as read:
+// no-keepalive fires. On with its timings unknown is no evidence against
+// the path: neither no-keepalive nor keepalive-too-slow fires, as for a
+// keepalive unknown altogether.
+func TestKeepaliveFromTheTimer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		on   *bool
+		want bool
+	}{
+		{"off, from the timer", ptrTo(false), true},
+		{"on, timings unknown", ptrTo(true), false},
+		{"unknown", nil, false},
+	} {
+		s := healthy()
+		noKA(&s)
+		s.Keepalive = diag.Keepalive{Enabled: c.on, Source: "unknown", Reason: "no ptrace right"}
+		s.IPVS = &diag.IPVSConn{State: "ESTABLISHED", ExpiresInS: 812}
+		snap := snapshot(s)
+		ipvs900(snap)
+		got := fired(Evaluate(snap, nil), s.ID)
+		_, none := got[RuleNoKeepalive]
+		_, slow := got[RuleKeepaliveTooSlow]
+		if none != c.want || slow {
+			t.Errorf("%s: fired %v, want no-keepalive %v and no keepalive-too-slow", c.name, keys(got), c.want)
+		}
+		if f, ok := got[RuleNoKeepalive]; ok && (f.Evidence.Keepalive == nil || *f.Evidence.Keepalive || f.Evidence.KeepaliveIdleS != 0) {
+			t.Errorf("%s: evidence keepalive %v, idle %d: want off, no timings", c.name, f.Evidence.Keepalive, f.Evidence.KeepaliveIdleS)
+		}
+	}
+}

@@ -143,9 +143,13 @@ func (m *Model) socketText(s *diag.Socket) string {
 
 	b.WriteString("\n" + st.Section.Render("Own options") + "\n")
 	k := s.Keepalive
-	if k.Enabled == nil {
+	switch {
+	case k.Enabled == nil:
 		kv("keepalive", st.Dim.Render("unknown: "+k.Reason))
-	} else {
+	case k.IdleS == nil:
+		kv("SO_KEEPALIVE", *k.Enabled)
+		kv("timings", st.Dim.Render("unknown: "+k.Reason))
+	default:
 		kv("SO_KEEPALIVE", *k.Enabled)
 		kv("TCP_KEEPIDLE", fmt.Sprintf("%d s", *k.IdleS))
 		kv("TCP_KEEPINTVL", fmt.Sprintf("%d s", *k.IntervalS))

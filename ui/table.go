@@ -390,6 +390,9 @@ var columns = [numColumns]columnDef{
 				return "unknown"
 			case !*k.Enabled:
 				return "off"
+			case k.IdleS == nil:
+				// On, as the kernel's timer shows; its timings unread.
+				return "on"
 			}
 			return fmt.Sprintf("%d/%d/%d", *k.IdleS, *k.IntervalS, *k.Probes)
 		},
