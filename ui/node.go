@@ -395,13 +395,7 @@ func (t *nodeTable) view(width, h int, st *Styles, loaded bool) []string {
 }
 
 func (t *nodeTable) renderRow(r *nodeRow, cols []nodeColumn, widths []int, selected bool, st *Styles) string {
-	mark := []rune("  ")
-	if selected {
-		mark[0] = '›'
-	}
-	if r.isNew {
-		mark[1] = '+'
-	}
+	mark := rowMark(selected, r.isNew)
 	cells := make([]string, 0, len(cols))
 	for _, c := range cols {
 		def := &nodeColumns[c]

@@ -222,14 +222,21 @@ func (t *table) view(width, h int, st *Styles, loaded bool) string {
 	return b.String()
 }
 
-func (t *table) renderRow(r *row, cols []column, widths [numColumns]int, selected bool, st *Styles) string {
+// rowMark is the two columns before a row's cells: › on the selected row,
+// + on a row new since the last refresh.
+func rowMark(selected, isNew bool) []rune {
 	mark := []rune("  ")
 	if selected {
 		mark[0] = '›'
 	}
-	if r.isNew {
+	if isNew {
 		mark[1] = '+'
 	}
+	return mark
+}
+
+func (t *table) renderRow(r *row, cols []column, widths [numColumns]int, selected bool, st *Styles) string {
+	mark := rowMark(selected, r.isNew)
 	cells := make([]string, 0, len(cols))
 	for _, c := range cols {
 		def := &columns[c]
