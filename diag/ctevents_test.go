@@ -24,20 +24,9 @@ func TestWatchFlowEnds(t *testing.T) {
 	p.ServiceVIP(t, vip)
 	p.Router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_timeout_established", "2")
 	p.Router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_loose", "0")
-	h, err := netns.FromPath(p.Router.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// Before the flows: with nf_conntrack_events=2 only entries made
 	// while someone listens announce their end.
-	w, err := WatchFlowEnds(ctx, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	h, w := watchFlowEnds(t, p.Router.Path)
 	p.Server.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "svc", Addr: ":7000", Mode: testnet.Hold}}})
 	cli := p.Client.Start(t, testnet.Spec{Dial: []testnet.Dial{
 		{Name: "idle", To: vip + ":7000"},
@@ -101,18 +90,7 @@ func TestWatchFlowEnds(t *testing.T) {
 // could not queue is counted, received + lost = destroyed.
 func TestFlowEndsLossCounted(t *testing.T) {
 	ns := testnet.New(t)
-	h, err := netns.FromPath(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w, err := WatchFlowEnds(ctx, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	h, w := watchFlowEnds(t, ns.Path)
 	if err := w.rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 0) }); err != nil {
 		t.Fatal(err)
 	}
@@ -151,4 +129,23 @@ func TestFlowEndsLossCounted(t *testing.T) {
 	if w.Err() != nil {
 		t.Errorf("an overflow ended the watch: %v", w.Err())
 	}
+}
+
+// watchFlowEnds opens the namespace at path and listens to its conntrack
+// ends, both until the test ends.
+func watchFlowEnds(t *testing.T, path string) (*netns.NS, *CTWatch) {
+	t.Helper()
+	h, err := netns.FromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := WatchFlowEnds(ctx, h)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); cancel() })
+	return h, w
 }
