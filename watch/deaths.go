@@ -174,7 +174,7 @@ func (d *Deaths) Drain(o *Observer, now time.Time, settle time.Duration) []diag.
 			continue
 		}
 		for _, p := range ls.sock.Processes {
-			x, ended, err := diag.HeldDeath(p, &ls.sock, d.facts)
+			x, ended, err := diag.HeldDeath(p, ls.sock, d.facts)
 			if err != nil || !ended {
 				continue
 			}
@@ -205,7 +205,9 @@ func (d *Deaths) tell(ls *lastSeen, x diag.Death) (diag.Closed, bool) {
 	var last *diag.Socket
 	var h History
 	if ls != nil {
-		last, h.FirstSeen, h.LastAt = &ls.sock, ls.first, ls.last
+		// A copy: what is told is kept, and must not keep a snapshot.
+		ls.detach()
+		last, h.FirstSeen, h.LastAt = ls.sock, ls.first, ls.last
 		if ls.entries != nil {
 			h.Entries, h.EntriesAt, h.EntriesInfo = ls.entries, ls.entriesAt, ls.entriesTCPInfo()
 		}

@@ -40,11 +40,20 @@ type Observer struct {
 	gone []diag.Cookie
 }
 
-// lastSeen is a connection's last sample, copied out of its snapshot so
-// that it does not keep the whole snapshot alive.
+// lastSeen is a connection's last sample.
+//
+// While the dump lists the connection, sock points at its socket in the
+// last snapshot added, which its taker holds anyway (the live view shows
+// it): a copy of every connection would be a second snapshot's worth of
+// memory. Add copies it out (detach) once a snapshot no longer lists it,
+// so that no older snapshot is kept alive for it. Snapshots are never
+// written after they are added but for Attach, so the pointer reads what
+// the sample said.
 type lastSeen struct {
-	sock        diag.Socket
-	info        diag.TCPInfo
+	sock *diag.Socket
+	// sample is the Observer's sample count when sock was last set.
+	sample      int
+	detached    bool
 	first, last time.Time
 	// told is set once the connection's end was told from its owner's
 	// descriptor, before the kernel announced it: the announcement, when
@@ -53,7 +62,7 @@ type lastSeen struct {
 	// entries are the conntrack entries of the last sample that saw any,
 	// taken at entriesAt: a forgotten flow's entry is gone from the
 	// samples after it ran out. entriesInfo is the socket's tcp_info as
-	// of that sample, nil while that sample is the last (info is it): a
+	// of that sample, nil while that sample is the last (sock's is it): a
 	// copy only for the few connections whose entry went.
 	entries     []diag.Flow
 	entriesAt   time.Time
@@ -66,7 +75,26 @@ func (ls *lastSeen) entriesTCPInfo() *diag.TCPInfo {
 	if ls.entriesInfo != nil {
 		return ls.entriesInfo
 	}
-	return &ls.info
+	return ls.sock.TCPInfo
+}
+
+// ownSample is what a connection's last sample keeps of it once copied
+// out of its snapshot.
+type ownSample struct {
+	sock diag.Socket
+	info diag.TCPInfo
+}
+
+// detach copies the last sample out of its snapshot: what Classify reads
+// is the socket's own, and who held it, to ask them if it leaves the dump
+// unannounced. Its tcp_info, which a told death keeps, is copied too.
+func (ls *lastSeen) detach() {
+	if ls.detached {
+		return
+	}
+	own := &ownSample{sock: *ls.sock, info: *ls.sock.TCPInfo}
+	own.sock.TCPInfo, own.sock.IPVS, own.sock.Observed, own.sock.Conntrack = &own.info, nil, nil, nil
+	ls.sock, ls.detached = &own.sock, true
 }
 
 // Add reads one more snapshot, taken after those added before.
@@ -89,9 +117,15 @@ func (o *Observer) Add(snap *diag.Snapshot) {
 			t = &tracker{}
 			o.socks[s.ID] = t
 		}
-		t.update(snap.TakenAt, s.TCPInfo)
+		t.update(snap.TakenAt.Sub(o.first), s.TCPInfo)
 		if o.keepSeen && s.Remote.Port() != 0 {
 			o.remember(s, snap.TakenAt)
+		}
+	}
+	// A connection's last sample must not keep an older snapshot alive.
+	for _, ls := range o.seen {
+		if ls.sample != o.samples {
+			ls.detach()
 		}
 	}
 	// A socket gone is closed; its cookie is never used again.
@@ -121,15 +155,12 @@ func (o *Observer) remember(s *diag.Socket, at time.Time) {
 		// Each socket's own small slice, not the snapshot's.
 		ls.entries, ls.entriesAt, ls.entriesInfo = s.Conntrack, at, nil
 	case ls.entries != nil && ls.entriesInfo == nil:
-		// The entries are the last sample's, whose tcp_info is about
-		// to be overwritten: keep it.
-		info := ls.info
+		// The entries are the last sample's, whose tcp_info sock is about
+		// to stop pointing at: keep it.
+		info := *ls.sock.TCPInfo
 		ls.entriesInfo = &info
 	}
-	ls.sock, ls.info, ls.last = *s, *s.TCPInfo, at
-	// What Classify reads is the socket's own, and who held it, to ask
-	// them if it leaves the dump unannounced.
-	ls.sock.TCPInfo, ls.sock.IPVS, ls.sock.Observed, ls.sock.Conntrack = &ls.info, nil, nil, nil
+	ls.sock, ls.sample, ls.detached, ls.last = s, o.samples, false, at
 }
 
 // forgetSeen drops the last samples of connections gone from the dump for
@@ -154,16 +185,19 @@ func (o *Observer) Attach(snap *diag.Snapshot) {
 	}
 }
 
-// tracker is what is known of one socket across samples.
+// tracker is what is known of one socket across samples. Its moments are
+// durations since the Observer's first sample (a time.Time is three times
+// the size, and a watch keeps a tracker for each of tens of thousands of
+// connections); before it, they are negative.
 type tracker struct {
 	samples     int
-	firstAt, at time.Time
+	firstAt, at time.Duration
 	// prev is what the last sample's tcp_info said of what the next
 	// is compared with.
 	prev         counters
-	lastSeg      time.Time // the last segment either way known
-	lastData     time.Time // the last data segment either way known
-	lastAck      time.Time // last_ack_recv as of the last sample
+	lastSeg      time.Duration // the last segment either way known
+	lastData     time.Duration // the last data segment either way known
+	lastAck      time.Duration // last_ack_recv as of the last sample
 	longestQuiet time.Duration
 	// watchedQuiet is longestQuiet counted from the first sample on.
 	watchedQuiet time.Duration
@@ -172,7 +206,7 @@ type tracker struct {
 	// Pings: the size of each, the first seen, the last, how many after
 	// the first, and in all. varied is set by data that is no ping.
 	pingSize              uint64
-	firstPing, lastPing   time.Time
+	firstPing, lastPing   time.Duration
 	pingsAfter, pingCount uint32
 	// pingsOut and pingsIn count ping segments each way: a ping is
 	// answered, or it is no ping.
@@ -234,18 +268,11 @@ func deltaOf(a, b counters) delta {
 // the kernel says (tcpi_snd_wnd, since Linux 5.4).
 func (c counters) windowClosed() bool { return c.size >= 232 && c.sndWnd == 0 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
 // update reads the socket's tcp_info i as of the sample taken at at.
-func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
-	dataAt := later(at.Add(-i.SinceDataSent()), at.Add(-i.SinceDataRecv()))
-	ackAt := at.Add(-i.SinceAckRecv())
-	segAt := later(dataAt, ackAt)
+func (t *tracker) update(at time.Duration, i *diag.TCPInfo) {
+	dataAt := max(at-i.SinceDataSent(), at-i.SinceDataRecv())
+	ackAt := at - i.SinceAckRecv()
+	segAt := max(dataAt, ackAt)
 	if t.samples == 0 {
 		t.samples, t.firstAt, t.at, t.prev = 1, at, at, countersOf(i)
 		t.lastSeg, t.lastData, t.lastAck = segAt, dataAt, ackAt
@@ -265,21 +292,21 @@ func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
 	bare := d.dataOut == 0 && d.dataIn == 0 && (d.segsOut > 0 || d.segsIn > 0)
 	// Bare ACKs of data sent or received just before the last sample
 	// follow that data within the ACK delay: they end no quiet of note.
-	acksOfData := bare && t.lastData.After(prevAt.Add(-ackDelay))
-	var activity time.Time
+	acksOfData := bare && t.lastData > prevAt-ackDelay
+	activity, active := time.Duration(0), false
 	switch {
-	case segAt.After(t.lastSeg.Add(sameMoment)):
-		activity = segAt
+	case segAt > t.lastSeg+sameMoment:
+		activity, active = segAt, true
 	case bare && !acksOfData:
-		activity = prevAt.Add(at.Sub(prevAt) / 2)
+		activity, active = prevAt+(at-prevAt)/2, true
 	}
-	if !activity.IsZero() && activity.After(t.lastSeg) {
-		t.longestQuiet = max(t.longestQuiet, activity.Sub(t.lastSeg))
-		t.watchedQuiet = max(t.watchedQuiet, activity.Sub(later(t.lastSeg, t.firstAt)))
+	if active && activity > t.lastSeg {
+		t.longestQuiet = max(t.longestQuiet, activity-t.lastSeg)
+		t.watchedQuiet = max(t.watchedQuiet, activity-max(t.lastSeg, t.firstAt))
 		t.lastSeg = activity
 	}
-	ackMoved := ackAt.After(t.lastAck.Add(sameMoment))
-	t.lastAck = later(t.lastAck, ackAt)
+	ackMoved := ackAt > t.lastAck+sameMoment
+	t.lastAck = max(t.lastAck, ackAt)
 
 	switch {
 	case d.dataIn == 0 && d.segsIn == 0 && d.retrans > 0 && d.segsOut <= d.retrans:
@@ -288,7 +315,7 @@ func (t *tracker) update(at time.Time, i *diag.TCPInfo) {
 	case d.dataOut > 0 || d.dataIn > 0:
 		t.exchanges++
 		t.noteData(dataAt, d)
-		t.lastData = later(t.lastData, dataAt)
+		t.lastData = max(t.lastData, dataAt)
 	case !bare, acksOfData:
 	case d.segsOut > 0 && (prev.windowClosed() || now.windowClosed()):
 		// The persist timer's probes: the same bare segment, sent by
@@ -331,7 +358,7 @@ func pingSize(d delta) (uint64, bool) {
 
 // noteData records the data that crossed in one interval, the last of it
 // at at: pings while every exchange is one small size, else data.
-func (t *tracker) noteData(at time.Time, d delta) {
+func (t *tracker) noteData(at time.Duration, d delta) {
 	if t.varied {
 		return
 	}
@@ -349,7 +376,7 @@ func (t *tracker) noteData(at time.Time, d delta) {
 	case d.dataOut == 0:
 		half = -1
 	}
-	if t.pingCount > 0 && half != 0 && half == -t.halfPing && at.Sub(t.lastPing) < pingAnswer {
+	if t.pingCount > 0 && half != 0 && half == -t.halfPing && at-t.lastPing < pingAnswer {
 		// The answer to the last ping, which a sample fell between: the
 		// same exchange, not another ping.
 		t.pingsOut += d.dataOut
@@ -372,10 +399,10 @@ func (t *tracker) noteData(at time.Time, d delta) {
 }
 
 func (t *tracker) observed() *diag.Observed {
-	quiet := max(t.longestQuiet, t.at.Sub(t.lastSeg))
-	watchedQuiet := max(t.watchedQuiet, t.at.Sub(later(t.lastSeg, t.firstAt)))
+	quiet := max(t.longestQuiet, t.at-t.lastSeg)
+	watchedQuiet := max(t.watchedQuiet, t.at-max(t.lastSeg, t.firstAt))
 	o := &diag.Observed{
-		WatchedS:                secs(t.at.Sub(t.firstAt)),
+		WatchedS:                secs(t.at - t.firstAt),
 		Samples:                 t.samples,
 		LongestQuietS:           secs(quiet),
 		LongestQuietWatchedS:    secs(watchedQuiet),
@@ -393,7 +420,7 @@ func (t *tracker) observed() *diag.Observed {
 	case t.pingCount >= 2 && t.pingsAfter > 0:
 		o.RefreshedBy = diag.RefreshedByAppPings
 		o.Pings = &diag.Pings{
-			PeriodS:   secs(t.lastPing.Sub(t.firstPing) / time.Duration(t.pingsAfter)),
+			PeriodS:   secs((t.lastPing - t.firstPing) / time.Duration(t.pingsAfter)),
 			SizeBytes: int(t.pingSize),
 			Count:     int(t.pingCount),
 		}

@@ -3,6 +3,7 @@ package watch
 import (
 	"math"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -113,7 +114,7 @@ func play(d, interval time.Duration, act func(c *conn, ms int, at time.Time)) *d
 		at := start.Add(time.Duration(ms) * time.Millisecond)
 		act(c, ms, at)
 		if time.Duration(ms)*time.Millisecond%interval == 0 {
-			tr.update(at, c.sample(at))
+			tr.update(at.Sub(start), c.sample(at))
 		}
 	}
 	return tr.observed()
@@ -331,4 +332,49 @@ func TestLastSeenEntries(t *testing.T) {
 	check("a sample later", at.Add(time.Second), 11)
 	sample(4, 14, flow)
 	check("back again", at.Add(4*time.Second), 14)
+}
+
+// TestLastSeenKeepsNoOldSnapshot: a connection's last sample points into
+// the last snapshot added while the dump lists it, and is copied out once
+// it is gone, so that an older snapshot is collected as soon as nobody
+// else holds it.
+func TestLastSeenKeepsNoOldSnapshot(t *testing.T) {
+	o := Observer{keepSeen: true}
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	socket := func(id diag.Cookie, port uint16, segsOut uint32) diag.Socket {
+		return diag.Socket{ID: id, State: diag.Established, Processes: []diag.Process{{PID: 7, Comm: "app", FD: int(port)}},
+			Local:   netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), port),
+			Remote:  netip.MustParseAddrPort("10.0.0.2:80"),
+			TCPInfo: &diag.TCPInfo{SegsOut: segsOut}, Observed: &diag.Observed{Samples: 1}}
+	}
+	first := &diag.Snapshot{TakenAt: at, Sockets: []diag.Socket{socket(1, 40001, 10), socket(2, 40002, 20)}}
+	o.Add(first)
+	collected := make(chan struct{})
+	runtime.AddCleanup(&first.Sockets[0], func(ch chan struct{}) { close(ch) }, collected)
+	second := &diag.Snapshot{TakenAt: at.Add(time.Second), Sockets: []diag.Socket{socket(1, 40001, 11)}}
+	o.Add(second)
+	first = nil
+
+	if got := o.seen[1].sock; got != &second.Sockets[0] {
+		t.Errorf("the listed connection's last sample is %p, want its socket in the last snapshot, %p", got, &second.Sockets[0])
+	}
+	gone := o.seen[2]
+	if gone == nil || !gone.detached {
+		t.Fatalf("the connection gone from the dump was not copied out: %+v", gone)
+	}
+	if s := gone.sock; s.Local.Port() != 40002 || s.TCPInfo.SegsOut != 20 || len(s.Processes) != 1 || s.Observed != nil {
+		t.Errorf("the copy says %v, segs_out %d, %d owners, observed %v; want 10.0.0.1:40002, 20, 1 owner, none", s.Local, s.TCPInfo.SegsOut, len(s.Processes), s.Observed)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		select {
+		case <-collected:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first snapshot's sockets are still alive after the second snapshot was added")
+		}
+	}
 }
