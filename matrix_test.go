@@ -41,6 +41,10 @@ type row struct {
 	// backend picked at random, which end speaks first): tcpvet must say
 	// "may" (a warning), and the row counts in neither figure.
 	may bool
+	// watchKnows: a watch across the quiet knows what one snapshot after
+	// it cannot (that the flow had an entry), so the row counts in the
+	// watch's figures though it is may for the snapshot's.
+	watchKnows bool
 }
 
 // matrixCase is a router configuration and the connections through it.
@@ -89,8 +93,12 @@ func (v verdict) String() string {
 type matrixResult struct {
 	scenario, row string
 	early, late   verdict
-	fate          fate
-	may           bool
+	// watched is the verdict of a --watch across the quiet; watchedBy is
+	// false where none ran.
+	watched             verdict
+	watchedBy           bool
+	fate                fate
+	may, mayForTheWatch bool
 }
 
 func TestScenarioMatrix(t *testing.T) {
@@ -124,7 +132,7 @@ func TestScenarioMatrix(t *testing.T) {
 		// A NOTRACK rule makes a missing entry prove nothing: the flow may
 		// never have had one, as the untracked one here never did.
 		{name: "routed-loose0-drop-notrack", loose: "0", dropInvalid: true, notrack: true, rows: []row{
-			{name: "untracked", untracked: true}, {name: "none", may: true}, {name: "fast-ka", ka: fast},
+			{name: "untracked", untracked: true}, {name: "none", may: true, watchKnows: true}, {name: "fast-ka", ka: fast},
 		}},
 		{name: "routed-loose0-input-drop", loose: "0", dropInvalid: true, dropOnInput: true, rows: []row{
 			{name: "none"}, {name: "fast-ka", ka: fast}, {name: "srv-none", server: true},
@@ -170,10 +178,39 @@ func TestScenarioMatrix(t *testing.T) {
 		return results[i].row < results[j].row
 	})
 	var tp, fp, fn, counted int
+	var wtp, wfp, wfn, wcounted int
 	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-27s %-18s %-40s %-40s %s\n", "SCENARIO", "CONNECTION", "VERDICT BEFORE THE QUIET", "VERDICT AFTER IT, BEFORE THE WRITE", "FATE")
+	fmt.Fprintf(&table, "\n%-27s %-18s %-40s %-40s %-40s %s\n", "SCENARIO", "CONNECTION", "VERDICT BEFORE THE QUIET", "VERDICT AFTER IT, BEFORE THE WRITE", "VERDICT OF A WATCH ACROSS IT", "FATE")
 	for _, r := range results {
-		fmt.Fprintf(&table, "%-27s %-18s %-40s %-40s %s\n", r.scenario, r.row, r.early, r.late, r.fate.how)
+		watched := "-"
+		if r.watchedBy {
+			watched = r.watched.String()
+		}
+		fmt.Fprintf(&table, "%-27s %-18s %-40s %-40s %-40s %s\n", r.scenario, r.row, r.early, r.late, watched, r.fate.how)
+		if r.watchedBy {
+			// The watch's verdict answers to the same standard as the
+			// snapshot's, where it knows as much or more.
+			crit := r.watched.sev == rules.Critical && r.watched.rule != ""
+			switch {
+			case r.mayForTheWatch:
+				if crit || r.watched.meets != string(rules.MayBreak) {
+					t.Errorf("%s/%s: the kernel picks a backend at random, yet the watch said %s", r.scenario, r.row, r.watched)
+				}
+			case crit && r.fate.broken:
+				wcounted++
+				wtp++
+			case crit:
+				wcounted++
+				wfp++
+				t.Errorf("%s/%s: the watch said critical %s, yet the connection %s", r.scenario, r.row, r.watched, r.fate.how)
+			case r.fate.broken:
+				wcounted++
+				wfn++
+				t.Errorf("%s/%s: the watch said %s, yet the connection %s", r.scenario, r.row, r.watched, r.fate.how)
+			default:
+				wcounted++
+			}
+		}
 		if r.may {
 			if r.late.sev == rules.Critical || r.late.meets != string(rules.MayBreak) {
 				t.Errorf("%s/%s: the kernel picks a backend at random, yet tcpvet said %s", r.scenario, r.row, r.late)
@@ -197,8 +234,10 @@ func TestScenarioMatrix(t *testing.T) {
 		}
 	}
 	precision, recall := ratio(tp, tp+fp), ratio(tp, tp+fn)
-	t.Logf("%s\n%d connections in %d scenarios, %d counted (the rest are the kernel's coin toss): critical precision %.2f, recall %.2f (tp %d, fp %d, fn %d)",
-		table.String(), len(results), len(cases)+2, counted, precision, recall, tp, fp, fn)
+	t.Logf("%s\n%d connections in %d scenarios, %d counted (the rest are the kernel's coin toss): critical precision %.2f, recall %.2f (tp %d, fp %d, fn %d)\n"+
+		"a watch across the quiet, %d connections counted: critical precision %.2f, recall %.2f (tp %d, fp %d, fn %d)",
+		table.String(), len(results), len(cases)+2, counted, precision, recall, tp, fp, fn,
+		wcounted, ratio(wtp, wtp+wfp), ratio(wtp, wtp+wfn), wtp, wfp, wfn)
 	if len(results) < 24 {
 		t.Errorf("%d connections, want at least 24", len(results))
 	}
@@ -288,15 +327,21 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 	}})
 	cli := client.Start(t, testnet.Spec{Dial: dials})
 
-	verdicts := func() (clientSide, serverSide map[string]verdict) {
-		cr := runReport(t, "--netns", client.Path, "--host-netns", router.Path)
-		sr := runReport(t, "--netns", server.Path, "--host-netns", router.Path)
+	// sides reads both ends' verdicts from the reports of the client's
+	// namespace and the server's.
+	sides := func(cr, sr *result) (clientSide, serverSide map[string]verdict) {
 		clientSide, serverSide = map[string]verdict{}, map[string]verdict{}
 		for _, r := range c.rows {
 			local := cli.Local[r.name]
 			clientSide[r.name] = verdictOn(cr, func(s diag.Socket) bool { return s.Local.String() == local })
 			serverSide[r.name] = verdictOn(sr, func(s diag.Socket) bool { return unmap(s.Remote).String() == local })
 		}
+		return clientSide, serverSide
+	}
+	verdicts := func() (clientSide, serverSide map[string]verdict) {
+		cr := runReport(t, "--netns", client.Path, "--host-netns", router.Path)
+		sr := runReport(t, "--netns", server.Path, "--host-netns", router.Path)
+		clientSide, serverSide = sides(cr, sr)
 		if c.clientTuning != nil {
 			checkNeverLooser(t, cr)
 		}
@@ -308,7 +353,22 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 		return clientSide, serverSide
 	}
 	earlyC, earlyS := verdicts()
-	time.Sleep((matrixTimeout + 3) * time.Second)
+	// The quiet, watched from both ends as --watch (and the live view)
+	// watch: every second, for as long as it lasts.
+	quiet := (matrixTimeout + 3) * time.Second
+	watch := []string{"--watch", quiet.String(), "--interval", "1s", "--host-netns", router.Path}
+	var srvWatch *result
+	srvErr := make(chan error, 1)
+	go func() {
+		var err error
+		srvWatch, err = runReportErr(append(watch, "--netns", server.Path)...)
+		srvErr <- err
+	}()
+	cliWatch := runReport(t, append(watch, "--netns", client.Path)...)
+	if err := <-srvErr; err != nil {
+		t.Fatal(err)
+	}
+	watchedC, watchedS := sides(cliWatch, srvWatch)
 	lateC, lateS := verdicts()
 
 	accepted := map[string]string{}
@@ -333,9 +393,9 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 	fates := collectFates(c.rows, accepted, cli, srv, 6*time.Second)
 	var out []matrixResult
 	for _, r := range c.rows {
-		early, late := earlyC[r.name], lateC[r.name]
+		early, late, watched := earlyC[r.name], lateC[r.name], watchedC[r.name]
 		if r.server {
-			early, late = earlyS[r.name], lateS[r.name]
+			early, late, watched = earlyS[r.name], lateS[r.name], watchedS[r.name]
 		}
 		name := r.name
 		if r.server {
@@ -344,7 +404,8 @@ func runMatrixCase(t *testing.T, c matrixCase, base int) []matrixResult {
 		if r.clientFirst {
 			name += "←cli"
 		}
-		out = append(out, matrixResult{scenario: c.name, row: name, early: early, late: late, fate: fates[r.name], may: r.may})
+		out = append(out, matrixResult{scenario: c.name, row: name, early: early, late: late, watched: watched, watchedBy: true,
+			fate: fates[r.name], may: r.may, mayForTheWatch: r.may && !r.watchKnows})
 	}
 	return out
 }

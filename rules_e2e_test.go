@@ -25,15 +25,25 @@ type result struct{ ui.Document }
 
 func runReport(t *testing.T, args ...string) *result {
 	t.Helper()
+	r, err := runReportErr(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// runReportErr is runReport for a goroutine other than the test's, which
+// may not end the test.
+func runReportErr(args ...string) (*result, error) {
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), append([]string{"--json"}, args...), &stdout, &stderr); code != 0 && code != 3 {
-		t.Fatalf("tcpvet %v: exit %d: %s", args, code, stderr.String())
+		return nil, fmt.Errorf("tcpvet %v: exit %d: %s", args, code, stderr.String())
 	}
 	var r result
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		t.Fatalf("decode: %v", err)
+		return nil, fmt.Errorf("decode tcpvet %v: %v", args, err)
 	}
-	return &r
+	return &r, nil
 }
 
 // findingsFor maps each socket, by local address, to the rules that fired on it.

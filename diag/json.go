@@ -150,6 +150,16 @@ func (o *Observed) appendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, int64(o.PeerProbes), 10)
 	b = append(b, `,"window_probes":`...)
 	b = strconv.AppendInt(b, int64(o.WindowProbes), 10)
+	if len(o.TrackedBy) > 0 {
+		b = append(b, `,"tracked_by":[`...)
+		for i, r := range o.TrackedBy {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, string(r))
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
 }
 

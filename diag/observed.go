@@ -1,5 +1,7 @@
 package diag
 
+import "slices"
+
 // What refreshes a connection's flow on the path, as a watch saw it
 // (Observed.RefreshedBy).
 const (
@@ -55,6 +57,17 @@ type Observed struct {
 	// was closed: the same bare segment as a keepalive probe, sent by the
 	// persist timer instead, which keepalive then waits for.
 	WindowProbes int `json:"window_probes"`
+	// TrackedBy names the conntrack tables (the target's, the host's) that
+	// held an entry of the connection in some sample of the watch. A table
+	// that holds none now forgot the flow: it cannot be one that a rule
+	// exempts from tracking and that never had an entry.
+	TrackedBy []Role `json:"tracked_by,omitempty"`
+}
+
+// Tracked reports whether a sample of the watch saw an entry of the
+// connection in the conntrack of the namespace of role r.
+func (o *Observed) Tracked(r Role) bool {
+	return o != nil && slices.Contains(o.TrackedBy, r)
 }
 
 // Pings are an application's small periodic exchanges.

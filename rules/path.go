@@ -175,8 +175,13 @@ func (t *tracker) fate(f *forgetting, s *diag.Socket, sd side, idle, every time.
 	}
 	f.Meets, f.Because = t.nextPacket(s, sd, f.Entry)
 	if fw := t.firewall; read && f.Entry == nil && f.Meets.certain() && (!fw.Complete() || len(fw.Untracks) > 0) {
-		// A rule here may exempt the flow from tracking altogether.
-		f.Meets, f.Because = MayBreak, "tcpvet finds no entry of it, but a rule here may exempt flows from tracking (notrack, or one it cannot decode), so it may never have had one; if it had, "+f.Because
+		if s.Observed.Tracked(t.where) {
+			// The watch saw the entry: a tracked flow, forgotten.
+			f.Because = "the watch saw an entry of it that is gone now, so this flow was tracked, whatever a rule here exempts from tracking; " + f.Because
+		} else {
+			// A rule here may exempt the flow from tracking altogether.
+			f.Meets, f.Because = MayBreak, "tcpvet finds no entry of it, but a rule here may exempt flows from tracking (notrack, or one it cannot decode), so it may never have had one; if it had, "+f.Because
+		}
 	}
 	return true
 }

@@ -661,11 +661,25 @@ func TestForgottenFlowFates(t *testing.T) {
 	opaque := func(path func(*diag.Snapshot)) func(*diag.Snapshot) {
 		return func(s *diag.Snapshot) { path(s); s.Host.Firewall.Opaque = []string{"ip filter KUBE-FORWARD"} }
 	}
+	// untracks adds a notrack rule: a flow without an entry may never
+	// have had one.
+	untracks := func(path func(*diag.Snapshot)) func(*diag.Snapshot) {
+		return func(s *diag.Snapshot) { path(s); s.Host.Firewall.Untracks = []string{"inet raw prerouting"} }
+	}
 	unreadRules := func(path func(*diag.Snapshot)) func(*diag.Snapshot) {
 		return func(s *diag.Snapshot) { path(s); s.Host.Firewall = &diag.Firewall{Reason: "no CAP_NET_ADMIN"} }
 	}
 	idle := func(mutate func(*diag.Socket), ms uint32) func(*diag.Socket) {
 		return func(s *diag.Socket) { mutate(s); s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS = ms, ms }
+	}
+	// watched is mutate seen by a watch across its quiet, whose samples
+	// saw an entry of it in the tables of roles.
+	watched := func(mutate func(*diag.Socket), roles ...diag.Role) func(*diag.Socket) {
+		return func(s *diag.Socket) {
+			mutate(s)
+			s.Observed = &diag.Observed{WatchedS: 45, Samples: 45, LongestQuietS: 45, LongestQuietWatchedS: 45,
+				RefreshedBy: diag.RefreshedByNone, TrackedBy: roles}
+		}
 	}
 	tests := []struct {
 		name   string
@@ -697,6 +711,10 @@ func TestForgottenFlowFates(t *testing.T) {
 		{"loose=0, already forgotten, the service seen on other flows", idle(noKA, 45000), localVIP(tracked(30, 0, "gone", service)), RuleFlowForgotten, Critical, Resets},
 		{"loose=0, already forgotten, this client's own flows to it", idle(noKA, 45000), localVIP(tracked(30, 0, "gone", sameClient)), RuleFlowForgotten, Critical, Resets},
 		{"fast keepalive, yet the entry is gone", func(s *diag.Socket) {}, dropsInvalid(tracked(30, 0, "gone")), RuleFlowForgotten, Critical, Drops},
+		{"loose=0, forgotten, a rule exempts flows from tracking: it may never have had an entry", idle(noKA, 45000), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
+		{"loose=0, forgotten, a rule exempts flows, but a watch saw its entry", watched(idle(noKA, 45000), diag.Host), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Critical, Drops},
+		{"loose=0, forgotten, a rule exempts flows, a watch saw an entry in another table", watched(idle(noKA, 45000), diag.Target), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
+		{"loose=0, forgotten, a watch saw nothing of an entry", watched(idle(noKA, 45000)), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
 		{"options unknown, yet the entry is gone", func(s *diag.Socket) { s.Keepalive = diag.Keepalive{Source: "unknown"} }, dropsInvalid(tracked(30, 0, "gone")), RuleFlowForgotten, Critical, Drops},
 		{"slow keepalive, loose=0, DNAT", slowKA(60), tracked(30, 0, "dnat"), RuleKeepaliveTooSlow, Critical, Breaks},
 		{"loose unknown", noKA, func(s *diag.Snapshot) { tracked(30, 1, "dnat")(s); delete(s.Host.Sysctls, diag.ConntrackLoose) }, RuleNoKeepalive, Warning, MayBreak},

@@ -118,6 +118,9 @@ func (o *Observer) Add(snap *diag.Snapshot) {
 			o.socks[s.ID] = t
 		}
 		t.update(snap.TakenAt.Sub(o.first), s.TCPInfo)
+		for _, e := range s.Conntrack {
+			t.tracked |= trackedBits[e.Netns]
+		}
 		if o.keepSeen && s.Remote.Port() != 0 {
 			o.remember(s, snap.TakenAt)
 		}
@@ -215,8 +218,26 @@ type tracker struct {
 	// none received, -1 the other way round: its answer is yet to come.
 	halfPing int8
 	varied   bool
+	// tracked has a bit for each conntrack table (trackedBits) that held
+	// an entry of the connection in some sample.
+	tracked uint8
 
 	probesSent, probesAnswered, peerProbes, windowProbes int
+}
+
+// trackedBits are tracker.tracked's bits, by the role of the namespace
+// whose conntrack held an entry.
+var trackedBits = map[diag.Role]uint8{diag.Target: 1, diag.Host: 2}
+
+// trackedBy names the tables whose bits are set in tracked.
+func trackedBy(tracked uint8) []diag.Role {
+	var out []diag.Role
+	for _, r := range []diag.Role{diag.Target, diag.Host} {
+		if tracked&trackedBits[r] != 0 {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // delta is how a socket's counters moved between two samples.
@@ -411,6 +432,7 @@ func (t *tracker) observed() *diag.Observed {
 		KeepaliveProbesAnswered: t.probesAnswered,
 		PeerProbes:              t.peerProbes,
 		WindowProbes:            t.windowProbes,
+		TrackedBy:               trackedBy(t.tracked),
 	}
 	switch {
 	case t.varied || t.pingCount > 0 && (t.pingCount == 1 || t.pingsOut == 0 || t.pingsIn == 0):

@@ -378,3 +378,33 @@ func TestLastSeenKeepsNoOldSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestObservedTrackedBy: a connection whose entry a sample saw stays
+// tracked by that table once its entry is gone; one never seen with an
+// entry is tracked by none.
+func TestObservedTrackedBy(t *testing.T) {
+	var o Observer
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	entry := []diag.Flow{{Netns: diag.Host, TCPState: "ESTABLISHED", ExpiresInS: 3}}
+	sample := func(n int, entries []diag.Flow) *diag.Snapshot {
+		snap := &diag.Snapshot{TakenAt: at.Add(time.Duration(n) * time.Second)}
+		for id, c := range [][]diag.Flow{entries, nil} {
+			snap.Sockets = append(snap.Sockets, diag.Socket{ID: diag.Cookie(id + 1), State: diag.Established,
+				Local:   netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(40000+id)),
+				Remote:  netip.MustParseAddrPort("10.0.0.2:80"),
+				TCPInfo: &diag.TCPInfo{SegsOut: 10}, Conntrack: c})
+		}
+		o.Add(snap)
+		o.Attach(snap)
+		return snap
+	}
+	sample(0, entry)
+	sample(1, entry)
+	last := sample(2, nil)
+	if got := last.Sockets[0].Observed; !got.Tracked(diag.Host) || got.Tracked(diag.Target) || len(got.TrackedBy) != 1 {
+		t.Errorf("the connection whose entry went: tracked by %v, want [host]", got.TrackedBy)
+	}
+	if got := last.Sockets[1].Observed; got.Tracked(diag.Host) || got.TrackedBy != nil {
+		t.Errorf("the connection never seen with an entry: tracked by %v, want none", got.TrackedBy)
+	}
+}
