@@ -46,6 +46,8 @@ type Closed struct {
 	// died; nil when no such event was seen.
 	PathForgotAt *time.Time `json:"path_forgot_at,omitempty"`
 	// TCPInfo is the final tcp_info the kernel sent with the death, else
-	// the last one sampled.
+	// the last one sampled; the last one sampled, or none, when the socket
+	// was wiped before its death (SO_LINGER 0: its counters zero, its
+	// last_* counted from the boot).
 	TCPInfo *TCPInfo `json:"tcp_info"`
 }

@@ -354,7 +354,7 @@ func (m *Model) closedText(e *diag.Closed) string {
 	}
 	if e.TCPInfo == nil {
 		b.WriteString("\n" + st.Section.Render("tcp_info") + "\n")
-		b.WriteString("  " + st.Dim.Render("none: the kernel sent none with its death and no sample saw it") + "\n")
+		b.WriteString("  " + st.Dim.Render("none: the kernel sent none with its death (or a wiped one: the application aborted it) and no sample saw it") + "\n")
 	} else {
 		b.WriteString("\n" + st.Section.Render(fmt.Sprintf("tcp_info, the last (%d bytes from the kernel)", e.TCPInfo.Size)) + "\n")
 		for _, f := range tcpInfoFields(e.TCPInfo) {

@@ -83,6 +83,12 @@ func IsConnection(last *diag.Socket, d diag.Death) bool {
 // reset received does, and is called one.
 func Classify(last *diag.Socket, d diag.Death, h History) diag.Closed {
 	c := diag.Closed{ID: d.Cookie, Local: d.Local, Remote: d.Remote, EndedAt: d.At, TCPInfo: d.Info}
+	if wiped(d) {
+		// Its counters are zero and its last_* count from the boot: the
+		// last sample's tcp_info says more of the connection, and none
+		// says less than that.
+		c.TCPInfo = nil
+	}
 	if last != nil {
 		c.LastState = last.State.String()
 		if c.TCPInfo == nil {
@@ -179,6 +185,13 @@ var closingStates = map[diag.State]string{
 	diag.Closing:   "FINs crossed",
 }
 
+// wiped reports whether tcp_disconnect wiped the socket before its death
+// (SO_LINGER 0, or a disconnect): its peer's port and every counter zero.
+func wiped(d diag.Death) bool {
+	i := d.Info
+	return i != nil && d.Remote.Port() == 0 && i.SegsIn == 0 && i.SegsOut == 0 && i.BytesAcked == 0
+}
+
 func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
 	info := d.Info
 	if info == nil {
@@ -195,7 +208,7 @@ func cause(last *diag.Socket, d diag.Death, h History) (string, string) {
 	}
 
 	// tcp_disconnect: the application aborted it.
-	if d.Remote.Port() == 0 && info.SegsIn == 0 && info.SegsOut == 0 && info.BytesAcked == 0 {
+	if wiped(d) {
 		return diag.CauseClosed, "its application aborted it (SO_LINGER 0): the kernel sent a reset and wiped the socket, its remote port and counters zero"
 	}
 

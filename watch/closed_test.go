@@ -85,6 +85,11 @@ func TestClassify(t *testing.T) {
 				Remote: netip.AddrPortFrom(server.Addr(), 0), State: diag.Close, SendQ: 65538,
 				Info: &diag.TCPInfo{State: uint8(diag.Close), LastDataRecvMS: 7351412}, At: t0.Add(time.Second)},
 			h: seen(), cause: diag.CauseClosed, why: "SO_LINGER 0"},
+		{name: "SO_LINGER 0, no sample: no tcp_info worth keeping",
+			d: diag.Death{Cookie: 0x6613b, Local: netip.AddrPortFrom(netip.IPv4Unspecified(), client.Port()),
+				Remote: netip.AddrPortFrom(server.Addr(), 0), State: diag.Close,
+				Info: &diag.TCPInfo{State: uint8(diag.Close), LastDataRecvMS: 7351412}, At: t0.Add(time.Second)},
+			cause: diag.CauseClosed, why: "SO_LINGER 0"},
 		{name: "TCP_USER_TIMEOUT: retransmitting, nothing arrived since the sample",
 			last: ut, d: death(3*time.Second, 0, 100, gaveUp), h: seen(),
 			cause: diag.CauseTimeout, why: "TCP_USER_TIMEOUT of 2.0 s"},
@@ -131,6 +136,18 @@ func TestClassify(t *testing.T) {
 			c := Classify(tt.last, tt.d, tt.h)
 			if c.Cause != tt.cause || !strings.Contains(c.Why, tt.why) {
 				t.Errorf("cause %q, why %q\nwant %q, why containing %q", c.Cause, c.Why, tt.cause, tt.why)
+			}
+			// The tcp_info kept is the death's, unless it was wiped (or
+			// there is none): then the last sample's.
+			want := tt.d.Info
+			if want == nil || tt.d.Remote.Port() == 0 {
+				want = nil
+				if tt.last != nil {
+					want = tt.last.TCPInfo
+				}
+			}
+			if c.TCPInfo != want {
+				t.Errorf("tcp_info %+v, want %+v", c.TCPInfo, want)
 			}
 			if c.Why == "" || strings.Count(c.Why, ". ") > 0 {
 				t.Errorf("why %q: want one sentence", c.Why)
