@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -409,5 +410,35 @@ func BenchmarkListSandboxes(b *testing.B) {
 			calls, _ := rt.counted()
 			b.ReportMetric(float64(calls)/float64(n), "status-calls/op")
 		})
+	}
+}
+
+// TestTakeKeepsSandboxes: a sweep given Options.Sandboxes asks the runtime
+// only about sandboxes the sweeps before it did not see; one without asks
+// about every one every time. (An empty /proc and /run/netns: nothing to
+// read but the runtime.)
+func TestTakeKeepsSandboxes(t *testing.T) {
+	rt := podsRuntime(t, 3, 0)
+	// A proc of no process but the sweep's own namespace, as netns.List
+	// reads it.
+	proc := t.TempDir()
+	if err := os.Symlink("/proc/self", proc+"/self"); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{ProcRoot: proc, NetnsDir: t.TempDir(), CRISocket: serveCounting(t, rt)}
+	for _, tc := range []struct {
+		sandboxes *SandboxCache
+		want      []int
+	}{{&SandboxCache{}, []int{3, 0}}, {nil, []int{3, 3}}} {
+		opts.Sandboxes = tc.sandboxes
+		for i, want := range tc.want {
+			sw, err := Take(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls, _ := rt.counted(); calls != want || slices.ContainsFunc(sw.Notes, func(n diag.Note) bool { return strings.HasPrefix(string(n.Code), "cri-") }) {
+				t.Errorf("cache %v, sweep %d: %d status calls (want %d), notes %q", tc.sandboxes != nil, i, calls, want, sw.Notes)
+			}
+		}
 	}
 }
