@@ -156,11 +156,11 @@ func listSandboxes(ctx context.Context, socket string, cache *SandboxCache, work
 }
 
 // statuses is each sandbox of items as its status describes it, by item:
-// from cache when it knows the sandbox, else asked of rs with at most
-// workers calls in flight, in the items' order. An item is nil when the
-// sandbox was removed since the list, or was not asked because an earlier
-// one failed: its error is returned, every item before it read, and no
-// call started after it.
+// from cache when it knows the sandbox, else asked of rs, at most workers
+// calls in flight, taken in the items' order. Once a status fails no
+// sandbox after it is asked, every one before it still is, and the first
+// failure in the items' order is returned. An item is nil when its sandbox
+// was removed since the list, its status failed, or it was not asked.
 func statuses(ctx context.Context, rs cri.RuntimeServiceClient, items []*cri.PodSandbox, cache *SandboxCache, workers int) ([]*sandbox, error) {
 	got := make([]*sandbox, len(items))
 	var ask []int
