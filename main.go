@@ -394,10 +394,12 @@ func watchedTake(take watch.Take, pid int) watch.Take {
 }
 
 // nodeSweep sweeps every namespace of the machine, the host read once
-// each time.
+// each time, and the runtime asked only about sandboxes the previous
+// sweeps of the live view or the exporter did not see.
 func nodeSweep(cfg config, host *netns.NS, hostNote diag.Note) ui.NodeSource {
+	sandboxes := &node.SandboxCache{}
 	return func(ctx context.Context) (*node.Sweep, error) {
-		sw, err := node.Take(ctx, node.Options{Host: host, CRISocket: cfg.criSocket, DupSockets: cfg.dupSockets, Middleboxes: cfg.middleboxes})
+		sw, err := node.Take(ctx, node.Options{Host: host, CRISocket: cfg.criSocket, DupSockets: cfg.dupSockets, Middleboxes: cfg.middleboxes, Sandboxes: sandboxes})
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,6 +31,11 @@ type sandbox struct {
 	// netns is the path of the sandbox's network namespace; "" for a pod
 	// on the node's network.
 	netns string
+	// settled is true when the status said all it ever will: the
+	// namespace's path, or that the pod is on the node's network. A
+	// sandbox still being set up may name no path yet, and is asked
+	// again next sweep.
+	settled bool
 }
 
 // findCRISocket picks the socket to ask: explicit when given, otherwise the
@@ -46,9 +52,63 @@ func findCRISocket(explicit string) string {
 	return ""
 }
 
+// statusWorkers bounds the PodSandboxStatus calls in flight at once. The
+// verbose status is the runtime's dearest answer (it marshals the
+// sandbox's whole OCI spec): a few at once hide the round trips of a node
+// of a hundred pods without a burst that takes the runtime's CPU from the
+// kubelet.
+const statusWorkers = 4
+
+// SandboxCache keeps, by sandbox ID, what each pod sandbox's verbose status
+// said: its network namespace's path and its pod's namespace, name and UID,
+// none of which changes in a sandbox's life. Held across sweeps, it spares
+// every sweep after the first a status call per pod; the containers' names,
+// which do change, are still listed every sweep. A sandbox the runtime no
+// longer lists is forgotten. The zero value is an empty cache; a nil one
+// caches nothing. Sweeps may share one concurrently.
+type SandboxCache struct {
+	mu   sync.Mutex
+	byID map[string]sandbox
+}
+
+// get is what the cache knows of sandbox id.
+func (c *SandboxCache) get(id string) (sandbox, bool) {
+	if c == nil {
+		return sandbox{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.byID[id]
+	return s, ok
+}
+
+// keep replaces what the cache holds with the sandboxes of items known
+// now (got, by item; nil when not read): those no longer listed, removed
+// since the list or not asked go.
+func (c *SandboxCache) keep(items []*cri.PodSandbox, got []*sandbox) {
+	if c == nil {
+		return
+	}
+	byID := make(map[string]sandbox, len(items))
+	for i, sb := range items {
+		if s := got[i]; s != nil && s.settled {
+			s := *s
+			s.pod.Container = ""
+			byID[sb.GetId()] = s
+		}
+	}
+	c.mu.Lock()
+	c.byID = byID
+	c.mu.Unlock()
+}
+
 // listSandboxes asks the runtime listening on socket for every pod sandbox,
-// its network namespace and its containers' names.
-func listSandboxes(ctx context.Context, socket string) ([]sandbox, error) {
+// its network namespace and its containers' names, in the runtime's order.
+// The status of each sandbox cache does not know is asked, at most workers
+// at once; a sandbox removed since the list is skipped. When the runtime
+// fails a status, no status is asked after it, and what was read is
+// returned with an error that says how much that is.
+func listSandboxes(ctx context.Context, socket string, cache *SandboxCache, workers int) ([]sandbox, error) {
 	ctx, cancel := context.WithTimeout(ctx, criTimeout)
 	defer cancel()
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -73,32 +133,114 @@ func listSandboxes(ctx context.Context, socket string) ([]sandbox, error) {
 			}
 		}
 	}
+	items := list.GetItems()
+	got, err := statuses(ctx, rs, items, cache, workers)
+	cache.keep(items, got)
 	var out []sandbox
-	for _, sb := range list.GetItems() {
-		st, err := rs.PodSandboxStatus(ctx, &cri.PodSandboxStatusRequest{PodSandboxId: sb.GetId(), Verbose: true})
-		switch {
-		case status.Code(err) == codes.NotFound:
-			// Removed since the list: nothing to name.
+	for i, s := range got {
+		if s == nil {
 			continue
-		case err != nil:
-			// The runtime is slow or failing: the pods not asked yet are
-			// named from their cgroups, if a process holds them, and
-			// the note says so.
-			return out, fmt.Errorf("CRI PodSandboxStatus on %s, %d of %d sandboxes read: %w", socket, len(out), len(list.GetItems()), err)
 		}
-		md := st.GetStatus().GetMetadata()
-		if md == nil {
-			md = sb.GetMetadata()
-		}
-		cs := names[sb.GetId()]
+		cs := names[items[i].GetId()]
 		slices.Sort(cs)
-		s := sandbox{pod: Pod{Namespace: md.GetNamespace(), Name: md.GetName(), UID: md.GetUid(), Container: strings.Join(cs, ","), Source: "cri"}}
-		if st.GetStatus().GetLinux().GetNamespaces().GetOptions().GetNetwork() != cri.NamespaceMode_NODE {
-			s.netns = netnsFromInfo(st.GetInfo())
-		}
-		out = append(out, s)
+		s.pod.Container = strings.Join(cs, ",")
+		out = append(out, *s)
+	}
+	if err != nil {
+		// The runtime is slow or failing: the pods not named here are
+		// named from their cgroups, if a process holds them, and the
+		// note says so.
+		return out, fmt.Errorf("CRI PodSandboxStatus on %s, %d of %d sandboxes read: %w", socket, len(out), len(items), err)
 	}
 	return out, nil
+}
+
+// statuses is each sandbox of items as its status describes it, by item:
+// from cache when it knows the sandbox, else asked of rs, at most workers
+// calls in flight, taken in the items' order. Once a status fails no
+// sandbox after it is asked, every one before it still is, and the first
+// failure in the items' order is returned. An item is nil when its sandbox
+// was removed since the list, its status failed, or it was not asked.
+func statuses(ctx context.Context, rs cri.RuntimeServiceClient, items []*cri.PodSandbox, cache *SandboxCache, workers int) ([]*sandbox, error) {
+	got := make([]*sandbox, len(items))
+	var ask []int
+	for i, sb := range items {
+		if s, ok := cache.get(sb.GetId()); ok {
+			got[i] = &s
+			continue
+		}
+		ask = append(ask, i)
+	}
+	errs := make([]error, len(items))
+	var (
+		mu sync.Mutex
+		// failed is the first item whose status failed; len(items)
+		// while none has.
+		failed = len(items)
+	)
+	stopped := func(i int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return i > failed
+	}
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range min(max(workers, 1), len(ask)) {
+		wg.Go(func() {
+			for i := range jobs {
+				// Items before a failure are still read, as a
+				// runtime asked one at a time would have.
+				if stopped(i) {
+					continue
+				}
+				got[i], errs[i] = readStatus(ctx, rs, items[i])
+				if errs[i] != nil {
+					mu.Lock()
+					failed = min(failed, i)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, i := range ask {
+		if stopped(i) {
+			break
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return got, err
+		}
+	}
+	return got, nil
+}
+
+// readStatus asks rs for sb's verbose status; nil and no error when the
+// sandbox is gone since the list.
+func readStatus(ctx context.Context, rs cri.RuntimeServiceClient, sb *cri.PodSandbox) (*sandbox, error) {
+	st, err := rs.PodSandboxStatus(ctx, &cri.PodSandboxStatusRequest{PodSandboxId: sb.GetId(), Verbose: true})
+	switch {
+	case status.Code(err) == codes.NotFound:
+		// Removed since the list: nothing to name.
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	md := st.GetStatus().GetMetadata()
+	if md == nil {
+		md = sb.GetMetadata()
+	}
+	s := &sandbox{pod: Pod{Namespace: md.GetNamespace(), Name: md.GetName(), UID: md.GetUid(), Source: "cri"}}
+	if st.GetStatus().GetLinux().GetNamespaces().GetOptions().GetNetwork() == cri.NamespaceMode_NODE {
+		s.settled = true
+	} else {
+		s.netns = netnsFromInfo(st.GetInfo())
+		s.settled = s.netns != ""
+	}
+	return s, nil
 }
 
 // sandboxInfo is the part of a sandbox's verbose status tcpvet reads. Both

@@ -26,10 +26,16 @@ type discovery struct {
 	unplaced int
 }
 
-// discover finds the network namespaces held by processes under proc,
-// bound under netnsDir, and known to the container runtime at criSocket
-// ("" tries CRISockets), naming those of pods the runtime knows.
+// discover is discoverWith for one sweep: every sandbox's status asked.
 func discover(ctx context.Context, proc, netnsDir, criSocket string) (*discovery, error) {
+	return discoverWith(ctx, proc, netnsDir, criSocket, nil)
+}
+
+// discoverWith finds the network namespaces held by processes under proc,
+// bound under netnsDir, and known to the container runtime at criSocket
+// ("" tries CRISockets), naming those of pods the runtime knows; the
+// sandboxes' statuses are kept in, and read from, sandboxes (nil: none).
+func discoverWith(ctx context.Context, proc, netnsDir, criSocket string, sandboxes *SandboxCache) (*discovery, error) {
 	l, err := netns.List(proc, netnsDir)
 	if err != nil && l == nil {
 		return nil, err
@@ -46,7 +52,7 @@ func discover(ctx context.Context, proc, netnsDir, criSocket string) (*discovery
 		}
 		d.notes = append(d.notes, diag.Notef(diag.NoteNamespacesHidden, "the network namespace of %s could not be read (permission denied): a namespace only %s is missing", what, they))
 	}
-	pods := d.askRuntime(ctx, l, criSocket)
+	pods := d.askRuntime(ctx, l, criSocket, sandboxes)
 	for _, f := range l.Found {
 		d.list = append(d.list, found{Found: f, pod: pods[f]})
 	}
@@ -55,7 +61,7 @@ func discover(ctx context.Context, proc, netnsDir, criSocket string) (*discovery
 
 // askRuntime names the namespaces of the pods the container runtime
 // knows, adding to l those no process holds and no /run/netns file binds.
-func (d *discovery) askRuntime(ctx context.Context, l *netns.Listing, criSocket string) map[*netns.Found]*Pod {
+func (d *discovery) askRuntime(ctx context.Context, l *netns.Listing, criSocket string, sandboxes *SandboxCache) map[*netns.Found]*Pod {
 	socket := findCRISocket(criSocket)
 	if socket == "" {
 		d.notes = append(d.notes, diag.Notef(diag.NoteCRISocketMissing, "no container runtime socket (tried %s; --cri-socket names another): pods are named by UID and container ID from their processes' cgroups, without namespace or name, and pod namespaces no process holds are missed", strings.Join(CRISockets, ", ")))
@@ -65,7 +71,7 @@ func (d *discovery) askRuntime(ctx context.Context, l *netns.Listing, criSocket 
 		d.notes = append(d.notes, diag.Notef(diag.NoteCRISocketMissing, "no container runtime socket (%v): pods are named from their processes' cgroups, without namespace or name", err))
 		return nil
 	}
-	sbs, err := listSandboxes(ctx, socket)
+	sbs, err := listSandboxes(ctx, socket, sandboxes, statusWorkers)
 	switch {
 	case err != nil && len(sbs) == 0:
 		d.notes = append(d.notes, diag.Notef(diag.NoteCRIUnreachable, "the container runtime did not answer (%v): pods are named from their processes' cgroups, without namespace or name", err))

@@ -33,6 +33,10 @@ type Options struct {
 	// Workers bounds how many namespaces are read at once, and so the
 	// threads and open sockets a sweep holds; 0 picks from the CPUs.
 	Workers int
+	// Sandboxes keeps the container runtime's answers about each pod
+	// sandbox from one sweep to the next, for a caller that sweeps again;
+	// nil asks the runtime about every sandbox.
+	Sandboxes *SandboxCache
 }
 
 // defaultWorkers: a namespace's snapshot mostly waits on the kernel (the
@@ -55,7 +59,7 @@ func Take(ctx context.Context, opts Options) (*Sweep, error) {
 	if dir == "" {
 		dir = "/run/netns"
 	}
-	d, err := discover(ctx, proc, dir, opts.CRISocket)
+	d, err := discoverWith(ctx, proc, dir, opts.CRISocket, opts.Sandboxes)
 	if err != nil {
 		return nil, err
 	}
