@@ -79,6 +79,9 @@ func (m Model) helpText() string {
 		"› selected row",
 		"+ new since the last refresh",
 		st.Changed.Render("12") + " grew since the last refresh",
+		// Which queue is which, as ss orders them; the column is too
+		// narrow for its title to say.
+		"QUEUES 12K/0 receive/send bytes (a listener: accept queue/backlog)",
 		st.Drift.Render("≠host") + " differs from the host",
 	}
 	if under == modeClosed {

@@ -227,7 +227,7 @@ func DefaultKeyMap() KeyMap {
 			SortState:    binding("S", "sort by state", "S", "shift+s"),
 			SortRemote:   binding("R", "sort by remote", "R", "shift+r"),
 			SortProcess:  binding("P", "sort by process", "P", "shift+p"),
-			SortQueue:    binding("Q", "sort by send queue", "Q", "shift+q"),
+			SortQueue:    binding("Q", "sort by queue", "Q", "shift+q"),
 			SortRetrans:  binding("T", "sort by retransmits", "T", "shift+t"),
 			SortIdle:     binding("I", "sort by idle", "I", "shift+i"),
 			SortSeverity: binding("F", "sort by finding", "F", "shift+f"),

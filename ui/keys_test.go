@@ -364,7 +364,7 @@ func tableChecks() map[string]keyCheck {
 				return want(a.filter.Value() == "" && len(a.table.visible) == len(a.table.rows) && a.mode == modeTable, "filter %q, %d of %d rows", a.filter.Value(), len(a.table.visible), len(a.table.rows))
 			},
 			"sort by state": sortCheck(colState), "sort by remote": sortCheck(colRemote), "sort by process": sortCheck(colProcess),
-			"sort by send queue": sortCheck(colSendQ), "sort by retransmits": sortCheck(colRetrans), "sort by idle": sortCheck(colIdle),
+			"sort by queue": sortCheck(colQueues), "sort by retransmits": sortCheck(colRetrans), "sort by idle": sortCheck(colIdle),
 			"sort by finding": func(b, a Model, _ tea.Cmd) error {
 				return want(a.table.sortCol == colFinding && a.table.sortDesc != b.table.sortDesc, "F from the default sort should turn it around")
 			},

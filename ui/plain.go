@@ -16,7 +16,7 @@ func WritePlain(w io.Writer, snap *diag.Snapshot, rep rules.Report) error {
 	var cache rowCache
 	rows := cache.build(snap, &rep)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-	plainCols := []column{colState, colRecvQ, colSendQ, colLocal, colRemote, colProcess, colTimer, colRetrans, colRTO, colIdle, colKeepalive, colUserTimeout, colPath, colFinding}
+	plainCols := []column{colState, colQueues, colLocal, colRemote, colProcess, colTimer, colRetrans, colRTO, colIdle, colKeepalive, colUserTimeout, colPath, colFinding}
 	titles := make([]string, len(plainCols))
 	for i, c := range plainCols {
 		titles[i] = columns[c].title
@@ -25,7 +25,12 @@ func WritePlain(w io.Writer, snap *diag.Snapshot, rep rules.Report) error {
 	cells := make([]string, len(plainCols))
 	for i := range rows {
 		for j, c := range plainCols {
-			cells[j] = rows[i].cell(c, &rep, &cache)
+			if full := columns[c].full; full != nil {
+				// A pipe has no width to save: the exact figure.
+				cells[j] = full(&rows[i])
+			} else {
+				cells[j] = rows[i].cell(c, &rep, &cache)
+			}
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}

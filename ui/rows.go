@@ -22,9 +22,10 @@ type row struct {
 	first int32
 	worst rules.Severity
 	isNew bool
-	// retransUp and queueUp mark values that grew since the last refresh.
-	retransUp, queueUp bool
-	haystack           string
+	// retransUp, recvUp and sendUp mark values that grew since the last
+	// refresh.
+	retransUp, recvUp, sendUp bool
+	haystack                  string
 }
 
 // sample is what the live view remembers of a socket between refreshes:
@@ -93,7 +94,8 @@ func (c *rowCache) build(snap *diag.Snapshot, rep *rules.Report) []row {
 		if c.seen {
 			r.isNew = !had
 			r.retransUp = had && cur.retrans > old.retrans
-			r.queueUp = had && (cur.sendQ > old.sendQ || cur.recvQ > old.recvQ)
+			r.recvUp = had && cur.recvQ > old.recvQ
+			r.sendUp = had && cur.sendQ > old.sendQ
 		}
 		c.rows[i] = r
 	}

@@ -44,20 +44,29 @@ func TestSortPutsMissingValuesLast(t *testing.T) {
 	}
 }
 
-// TestSortBySendQueue: Q sorts by SEND-Q, the column under its arrow, not
-// by both queues.
-func TestSortBySendQueue(t *testing.T) {
+// TestSortByQueue: Q sorts by the QUEUES column, the larger of each
+// socket's two queues, whichever way it is stuck; a listener by its accept
+// queue, not by its backlog (the Send-Q ss shows it with). Q again turns
+// the order around.
+func TestSortByQueue(t *testing.T) {
 	snap := fixture()
-	snap.Sockets[3].RecvQ = 100_000 // the CLOSE_WAIT, nothing to send
+	snap.Sockets[3].RecvQ = 100_000 // the CLOSE_WAIT: the application stopped reading
+	snap.Sockets[0].RecvQ, snap.Sockets[0].SendQ = 900, 2000
+	snap.Sockets[4].RecvQ = 3 // the listener: 3 waiting to be accepted, backlog 4096
+	// By the larger queue: CLOSE_WAIT 100000, 40001 2000, half-open 1460,
+	// the listener 3, then the others in address order.
+	want := []string{"40004", "40001", "40003", "9", "40002", "7"}
 	m := drive(t, 160, 40, snap, keyMsg("Q"))
-	if m.table.sortCol != colSendQ || !m.table.sortDesc {
+	if m.table.sortCol != colQueues || !m.table.sortDesc {
 		t.Fatalf("Q sorts by %v desc %v", m.table.sortCol, m.table.sortDesc)
 	}
-	var sendQ []uint32
-	for _, i := range m.table.visible {
-		sendQ = append(sendQ, m.table.rows[i].s.SendQ)
+	if got := visibleIDs(m); !slices.Equal(got, want) {
+		t.Errorf("QUEUES↓ sorts %v, want %v", got, want)
 	}
-	if !slices.IsSortedFunc(sendQ, func(a, b uint32) int { return int(b) - int(a) }) {
-		t.Errorf("SEND-Q↓ shows send queues %v, ids %v", sendQ, visibleIDs(m))
+	m, _ = step(m, keyMsg("Q"))
+	slices.Reverse(want[:4])
+	want = append([]string{"40002", "7"}, want[:4]...)
+	if got := visibleIDs(m); m.table.sortDesc || !slices.Equal(got, want) {
+		t.Errorf("QUEUES↑ (desc %v) sorts %v, want %v", m.table.sortDesc, got, want)
 	}
 }

@@ -151,7 +151,7 @@ func (k TableKeys) sortKeys() []struct {
 		b   key.Binding
 		col column
 	}{
-		{k.SortState, colState}, {k.SortRemote, colRemote}, {k.SortProcess, colProcess}, {k.SortQueue, colSendQ},
+		{k.SortState, colState}, {k.SortRemote, colRemote}, {k.SortProcess, colProcess}, {k.SortQueue, colQueues},
 		{k.SortRetrans, colRetrans}, {k.SortIdle, colIdle}, {k.SortSeverity, colFinding},
 	}
 }
@@ -241,8 +241,13 @@ func (t *table) renderRow(r *row, cols []column, widths [numColumns]int, selecte
 	for _, c := range cols {
 		def := &columns[c]
 		text := def.fit(def.text(r, &t.rep, t.cache), widths[c])
-		if !selected && def.style != nil {
-			// Colour says severity alone; what changed is in weight.
+		// Colour says severity alone; what changed is in weight. The
+		// selected row is drawn in one style whole.
+		switch {
+		case selected:
+		case def.paint != nil:
+			text = def.paint(r, text, st)
+		case def.style != nil:
 			if s, ok := def.style(r, &t.rep, t.cache, st); ok {
 				text = s.Render(text)
 			}
@@ -264,8 +269,7 @@ const (
 	colLocal
 	colRemote
 	colProcess
-	colRecvQ
-	colSendQ
+	colQueues
 	colTimer
 	colRetrans
 	colRTO
@@ -297,6 +301,12 @@ type columnDef struct {
 	cmp func(a, b *row) int
 	// style colours a cell that is not selected, when ok.
 	style func(r *row, rep *rules.Report, rc *rowCache, st *Styles) (s lipgloss.Style, ok bool)
+	// paint, where set, colours a cell that is not selected part by part
+	// (one of the two queues), in place of style.
+	paint func(r *row, cell string, st *Styles) string
+	// full is the cell in the plain table, where the live view's is
+	// shortened to fit.
+	full func(r *row) string
 }
 
 // fit pads or truncates s to the column's width and alignment.
@@ -338,16 +348,13 @@ var columns = [numColumns]columnDef{
 		},
 		cmp: func(a, b *row) int { return cmp.Compare(procKey(a.s), procKey(b.s)) },
 	},
-	colRecvQ: {title: "RECV-Q", width: 7, right: true, priority: 8,
-		text:  func(r *row, _ *rules.Report, _ *rowCache) string { return strconv.FormatUint(uint64(r.s.RecvQ), 10) },
-		style: queueStyle,
+	colQueues: {title: "QUEUES", width: 2*queueSide + 1, priority: 5,
+		text:  func(r *row, _ *rules.Report, _ *rowCache) string { return queuesCell(r.s) },
+		full:  func(r *row) string { return fmt.Sprintf("%d/%d", r.s.RecvQ, r.s.SendQ) },
+		num:   queueKey,
+		paint: paintQueues,
 	},
-	colSendQ: {title: "SEND-Q", width: 7, right: true, priority: 5,
-		text:  func(r *row, _ *rules.Report, _ *rowCache) string { return strconv.FormatUint(uint64(r.s.SendQ), 10) },
-		num:   func(r *row) (uint32, bool) { return r.s.SendQ, true },
-		style: queueStyle,
-	},
-	colTimer: {title: "TIMER", width: 16, priority: 9,
+	colTimer: {title: "TIMER", width: 16, priority: 8,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			s := r.s
 			if s.Timer.Kind == diag.TimerOff {
@@ -356,7 +363,7 @@ var columns = [numColumns]columnDef{
 			return fmt.Sprintf("%s %s/%d", s.Timer.Kind, shortDur(s.Timer.Expires()), s.Timer.Retrans)
 		},
 	},
-	colRetrans: {title: "RETR", width: 5, right: true, priority: 10,
+	colRetrans: {title: "RETR", width: 5, right: true, priority: 9,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			if r.s.TCPInfo == nil {
 				return "-"
@@ -368,7 +375,7 @@ var columns = [numColumns]columnDef{
 			return st.Changed, r.retransUp
 		},
 	},
-	colRTO: {title: "RTO", width: 6, right: true, priority: 12,
+	colRTO: {title: "RTO", width: 6, right: true, priority: 11,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			if r.s.TCPInfo == nil || r.s.TCPInfo.RTO() == 0 {
 				return "-"
@@ -376,7 +383,7 @@ var columns = [numColumns]columnDef{
 			return shortDur(r.s.TCPInfo.RTO())
 		},
 	},
-	colIdle: {title: "IDLE", width: 6, right: true, priority: 11,
+	colIdle: {title: "IDLE", width: 6, right: true, priority: 10,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			if _, ok := idleKey(r); ok {
 				return shortDur(r.s.Idle())
@@ -385,7 +392,7 @@ var columns = [numColumns]columnDef{
 		},
 		num: idleKey,
 	},
-	colKeepalive: {title: "KEEPALIVE", width: 10, priority: 3,
+	colKeepalive: {title: "KEEPALIVE", width: 9, priority: 3,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			k := r.s.Keepalive
 			switch {
@@ -412,7 +419,7 @@ var columns = [numColumns]columnDef{
 			return st.Severity(sev), ok
 		},
 	},
-	colUserTimeout: {title: "USER-TO", width: 7, right: true, priority: 13,
+	colUserTimeout: {title: "USER-TO", width: 7, right: true, priority: 12,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			u, known := r.s.UserTimeout()
 			switch {
@@ -426,7 +433,7 @@ var columns = [numColumns]columnDef{
 			return shortDur(u)
 		},
 	},
-	colPath: {title: "PATH", width: 9, priority: 7,
+	colPath: {title: "PATH", width: 8, priority: 7,
 		text: func(r *row, rep *rules.Report, rc *rowCache) string {
 			forgotten := false
 			rc.findings(r, func(i int) { forgotten = forgotten || rep.Findings[i].Rule == rules.RuleFlowForgotten })
@@ -468,8 +475,62 @@ func remoteCell(r *row, _ *rules.Report, _ *rowCache) string {
 	return s.Remote.String()
 }
 
-func queueStyle(r *row, _ *rules.Report, _ *rowCache, st *Styles) (lipgloss.Style, bool) {
-	return st.Changed, r.queueUp
+// queueSide is how wide each queue of the QUEUES cell is.
+const queueSide = 4
+
+// queuesCell is the receive and send queues as "recv/send", each side in
+// queueSide characters around a slash that stays in place from row to row,
+// so a column of receive queues reads down the left of it. For a listener
+// they are, as in ss, its accept queue and its backlog.
+func queuesCell(s *diag.Socket) string {
+	return fitRight(shortBytes(s.RecvQ), queueSide) + "/" + fit(shortBytes(s.SendQ), queueSide)
+}
+
+// shortBytes writes a byte count in at most four characters: exact up to
+// 9999 (an MSS, a backlog of 4096 read as ss shows them), then rounded to
+// K, M or G of 1024.
+func shortBytes(v uint32) string {
+	if v < 10000 {
+		return strconv.FormatUint(uint64(v), 10)
+	}
+	n := float64(v)
+	for _, unit := range []string{"K", "M"} {
+		n /= 1024
+		if r := math.Round(n); r < 1000 {
+			return strconv.Itoa(int(r)) + unit
+		}
+	}
+	return strconv.Itoa(int(math.Round(n/1024))) + "G"
+}
+
+// queueKey sorts by the larger queue, whichever way it is stuck: data the
+// application does not read, or data the peer or the path does not take.
+// A listener's Send-Q is its backlog, a limit rather than a queue: it
+// sorts by its accept queue alone.
+func queueKey(r *row) (uint32, bool) {
+	if r.s.State == diag.Listen {
+		return r.s.RecvQ, true
+	}
+	return max(r.s.RecvQ, r.s.SendQ), true
+}
+
+// paintQueues marks, in a QUEUES cell, the queue that grew since the last
+// refresh.
+func paintQueues(r *row, cell string, st *Styles) string {
+	if !r.recvUp && !r.sendUp {
+		return cell
+	}
+	recv, send, ok := strings.Cut(cell, "/")
+	if !ok {
+		return st.Changed.Render(cell)
+	}
+	if r.recvUp {
+		recv = st.Changed.Render(recv)
+	}
+	if r.sendUp {
+		send = st.Changed.Render(send)
+	}
+	return recv + "/" + send
 }
 
 // idleKey is how long an established socket has been quiet, in ms.
