@@ -115,8 +115,22 @@ func (m *Model) socketText(s *diag.Socket) string {
 		kv("kept alive by", refreshedText(o))
 	}
 
-	if len(s.Conntrack) > 0 || s.IPVS != nil {
+	// The tables a watch saw an entry of it in that hold none now: they
+	// forgot the flow.
+	var tracked, forgotBy []diag.Role
+	if s.Observed != nil {
+		tracked = s.Observed.TrackedBy
+	}
+	for _, r := range tracked {
+		if !slices.ContainsFunc(s.Conntrack, func(e diag.Flow) bool { return e.Netns == r }) {
+			forgotBy = append(forgotBy, r)
+		}
+	}
+	if len(s.Conntrack) > 0 || s.IPVS != nil || len(forgotBy) > 0 {
 		b.WriteString("\n" + st.Section.Render("What the path remembers") + "\n")
+		for _, r := range forgotBy {
+			kv("conntrack ("+r.String()+")", "nothing any more: an earlier sample of the watch saw its entry, which is gone")
+		}
 		for _, e := range s.Conntrack {
 			what := e.TCPState
 			if e.NAT != "" {

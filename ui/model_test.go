@@ -376,6 +376,26 @@ func TestDetailsShowWhatKeepsTheFlowAlive(t *testing.T) {
 	}
 }
 
+// TestDetailsSayTheWatchSawTheEntryGo: a conntrack table a watch saw an
+// entry of the connection in, which holds none now, forgot it; a table
+// that still holds one says so as before.
+func TestDetailsSayTheWatchSawTheEntryGo(t *testing.T) {
+	snap := fixture()
+	snap.Sockets[1].Observed = &diag.Observed{WatchedS: 60, Samples: 61, LongestQuietS: 40, RefreshedBy: diag.RefreshedByNone,
+		TrackedBy: []diag.Role{diag.Target, diag.Host}}
+	snap.Sockets[1].Conntrack = []diag.Flow{{Netns: diag.Target, TCPState: "ESTABLISHED", ExpiresInS: 20}}
+	m := drive(t, 160, 40, snap)
+	got := ansi.Strip(m.socketText(&m.snap.Sockets[1]))
+	for _, want := range []string{"conntrack (host)   nothing any more: an earlier sample of the watch saw its entry", "conntrack (target) ESTABLISHED, forgets it in 20s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("details lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "conntrack (target) nothing") {
+		t.Errorf("a table that still holds the entry is said to have forgotten it:\n%s", got)
+	}
+}
+
 // TestNotesAreShown: what tcpvet could not read is counted in the header
 // and spelled out, wrapped, in the findings view, findings or not.
 func TestNotesAreShown(t *testing.T) {
