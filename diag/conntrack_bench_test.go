@@ -1,6 +1,7 @@
 package diag
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -99,6 +100,53 @@ func BenchmarkConntrackRead(b *testing.B) {
 					b.Fatalf("lookup: %d entries, %v", len(got), err)
 				}
 				newConntrack(got, "host")
+			}
+		})
+	}
+}
+
+// BenchmarkHostAsTarget takes a snapshot of a host namespace whose
+// conntrack holds 20,000 entries (all a table may hold and still be
+// dumped), as a node sweep takes the host's own: through the view the
+// sweep read once (view), and reading it again (again), as sweeps did.
+func BenchmarkHostAsTarget(b *testing.B) {
+	if !modulePresent("nf_conntrack_netlink") {
+		b.Skip("nf_conntrack_netlink is not loaded")
+	}
+	ns := testnet.New(b)
+	ns.Run(b, "nft", "add table inet t")
+	ns.Run(b, "nft", "add chain inet t c { type filter hook input priority 0 ; }")
+	ns.Run(b, "nft", "add rule inet t c ct state new counter")
+	h, err := netns.FromPath(ns.Path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	c, err := conntrack.Dial(netlinkConfig(h))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	flows, _ := benchFlows(conntrackDumpLimit, 0)
+	for i, f := range flows {
+		if err := c.Create(f); err != nil {
+			b.Fatalf("create entry %d: %v", i, err)
+		}
+	}
+	view := ReadHost(h, "")
+	if view.Host().Conntrack == nil || view.Host().Conntrack.Flows < conntrackDumpLimit {
+		b.Fatalf("the view's conntrack: %+v", view.Host().Conntrack)
+	}
+	for _, o := range []struct {
+		name string
+		opts Options
+	}{{"view", Options{Target: h, HostView: view}}, {"again", Options{Target: h, Host: h}}} {
+		b.Run(o.name, func(b *testing.B) {
+			for b.Loop() {
+				snap, err := Take(context.Background(), o.opts)
+				if err != nil || snap.Target.Conntrack == nil || snap.Target.Conntrack.Flows < conntrackDumpLimit {
+					b.Fatalf("take: %v", err)
+				}
 			}
 		})
 	}

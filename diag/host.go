@@ -59,6 +59,36 @@ func readHost(h *netns.NS, proc string, established []flowKey, shared bool) *Hos
 	return v
 }
 
+// readAsTarget makes what the view read of the host snap's target, when the
+// target is the host itself (a sweep's host namespace): a sweep then reads
+// the host once, not twice, its conntrack and IPVS tables the largest of a
+// node. Its conntrack names its flows the target's, its notes say the
+// target's, and a table too large to dump is asked for the entries of
+// established, as any target's is. It returns the host's IPVS connections.
+func (v *HostView) readAsTarget(snap *Snapshot, established []flowKey) *IPVSConns {
+	n := v.host
+	n.Role, n.NetnsInode, n.Path, n.PID, n.Visible = Target, snap.Target.NetnsInode, snap.Target.Path, snap.Target.PID, false
+	for _, note := range v.Notes {
+		snap.Notes = append(snap.Notes, note.as(Target))
+	}
+	switch {
+	case v.lookup:
+		n.Conntrack = readConntrack(v.ns, Target, n.Sysctls, established)
+		if n.Conntrack == nil {
+			n.Firewall = nil
+		} else if !n.Conntrack.Read {
+			snap.Notes = append(snap.Notes, conntrackNote(Target, n.Conntrack))
+		}
+	case n.Conntrack != nil:
+		// The same entries, shared and never written, under the target's name.
+		ct := *n.Conntrack
+		ct.role = Target
+		n.Conntrack = &ct
+	}
+	snap.Target = n
+	return v.ipvsConns
+}
+
 // lookupConntrack asks the host's table, too large to dump, for the entries
 // of established, noting what it could not read in snap.
 func (v *HostView) lookupConntrack(snap *Snapshot, established []flowKey) *Conntrack {

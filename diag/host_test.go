@@ -93,4 +93,26 @@ func TestHostViewTakesTheSameSnapshot(t *testing.T) {
 	if self.Host.Visible || self.Host.Sysctls != nil || self.Host.NetnsInode != hn.Inode {
 		t.Errorf("the host seen from itself: %+v", self.Host)
 	}
+	// Its target is what the view read, not read again, and is what Take
+	// alone reads of it: the same sysctls, addresses, firewall, and
+	// conntrack entries, which name the target's table.
+	selfAlone, err := Take(context.Background(), Options{Target: hn, Host: hn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := norm(selfAlone), norm(self); a != b {
+		t.Errorf("the host through the view:\n%s\nread by Take:\n%s", b, a)
+	}
+	tracked := 0
+	for _, s := range self.Sockets {
+		for _, f := range s.Conntrack {
+			tracked++
+			if f.Netns != Target {
+				t.Errorf("the host as target: %s's entry is the %s's", s.Local, f.Netns)
+			}
+		}
+	}
+	if tracked == 0 || self.Target.Conntrack == nil || !self.Target.Conntrack.Read || self.Target.Sysctls == nil {
+		t.Errorf("the host as target through the view: %d entries, conntrack %+v", tracked, self.Target.Conntrack)
+	}
 }

@@ -1,6 +1,9 @@
 package diag
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Note says what tcpvet could not read or do, and so what it shows as
 // unknown or may have missed. Code says which kind of note it is, for a
@@ -24,6 +27,21 @@ func Notef(code NoteCode, format string, args ...any) Note {
 // formatted as fmt.Sprintf does.
 func (r Role) notef(code NoteCode, format string, args ...any) Note {
 	n := Notef(code, format, args...)
+	n.Netns = r
+	return n
+}
+
+// as is the note said of the namespace of role r instead: what a host's
+// view noted, shown as the target's when the target is the host. A note's
+// text names its namespace by role first, as every note of a namespace's
+// readers does. A note of no namespace stays one.
+func (n Note) as(r Role) Note {
+	if n.Netns == "" {
+		return n
+	}
+	if strings.HasPrefix(n.Text, string(n.Netns)+" ") {
+		n.Text = string(r) + strings.TrimPrefix(n.Text, string(n.Netns))
+	}
 	n.Netns = r
 	return n
 }

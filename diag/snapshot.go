@@ -212,13 +212,18 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		}
 	}
 
-	target := snap.visit(t, &snap.Target, proc)
-	ipvsConns := []*IPVSConns{target.ipvsConns}
-	snap.readNetfilter(t, &snap.Target, target, established)
-	snap.readIPVS(t, &snap.Target)
+	hv, h := opts.HostView, opts.Host
+	var ipvsConns []*IPVSConns
+	if hv != nil && hv.ns.Same(t) {
+		ipvsConns = append(ipvsConns, hv.readAsTarget(snap, established))
+	} else {
+		target := snap.visit(t, &snap.Target, proc)
+		ipvsConns = append(ipvsConns, target.ipvsConns)
+		snap.readNetfilter(t, &snap.Target, target, established)
+		snap.readIPVS(t, &snap.Target)
+	}
 
 	// The host is read here, or was read once for a whole sweep (HostView).
-	hv, h := opts.HostView, opts.Host
 	if hv != nil {
 		h = hv.ns
 	}
