@@ -241,8 +241,15 @@ func (t *tracker) nextPacket(s *diag.Socket, sd side, entry *diag.Flow) (Outcome
 	case loose != 0 && nat == "unknown":
 		return MayBreak, "with nf_conntrack_tcp_loose=1 its next packet is picked up again; had a rule here translated it (a Service, masquerade), that packet is translated anew or not at all, and tcpvet sees no entry of the flow to tell"
 	case loose != 0 && nat == "dnat" && !sd.server:
+		// A FIN or a reset from no state is invalid even with loose=1
+		// (nf_conntrack_proto_tcp's table): only data and ACKs are
+		// picked up.
+		const closeLost = "; and a close after the quiet is never picked up: its FIN goes untranslated, so the server never learns the connection ended"
 		backends := t.table.Services[unmap(s.Remote)]
-		return MayBreak, fmt.Sprintf("with nf_conntrack_tcp_loose=1 its next packet is picked up and balanced again (%s): a backend that never had the connection answers with a reset", plural(len(backends), "backend")+" behind "+s.Remote.String()+" seen now")
+		if len(backends) == 1 {
+			return MayBreak, fmt.Sprintf("with nf_conntrack_tcp_loose=1 its next packet is picked up and balanced again, to the one backend behind %s seen now: the one it had, unless the backends have changed since (a rolling update), when the new one never had the connection and answers with a reset%s", s.Remote, closeLost)
+		}
+		return MayBreak, fmt.Sprintf("with nf_conntrack_tcp_loose=1 its next packet is picked up and balanced again (%s): a backend that never had the connection answers with a reset%s", plural(len(backends), "backend")+" behind "+s.Remote.String()+" seen now", closeLost)
 	case loose != 0 && nat == "snat" && !sd.server:
 		return MayBreak, "with nf_conntrack_tcp_loose=1 its next packet is picked up and masqueraded again, to the same port only if it is free: else the server answers with a reset"
 	case loose != 0 && sd.server:
