@@ -150,13 +150,19 @@ func (o *Observed) appendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, int64(o.PeerProbes), 10)
 	b = append(b, `,"window_probes":`...)
 	b = strconv.AppendInt(b, int64(o.WindowProbes), 10)
-	if len(o.TrackedBy) > 0 {
-		b = append(b, `,"tracked_by":[`...)
-		for i, r := range o.TrackedBy {
+	if len(o.EntriesSeen) > 0 {
+		b = append(b, `,"entries_seen":[`...)
+		for i, e := range o.EntriesSeen {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, string(r))
+			b = append(b, `{"netns":`...)
+			b = appendString(b, string(e.Netns))
+			if e.NAT != "" {
+				b = append(b, `,"nat":`...)
+				b = appendString(b, e.NAT)
+			}
+			b = append(b, '}')
 		}
 		b = append(b, ']')
 	}

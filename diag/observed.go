@@ -57,17 +57,34 @@ type Observed struct {
 	// was closed: the same bare segment as a keepalive probe, sent by the
 	// persist timer instead, which keepalive then waits for.
 	WindowProbes int `json:"window_probes"`
-	// TrackedBy names the conntrack tables (the target's, the host's) that
-	// held an entry of the connection in some sample of the watch. A table
-	// that holds none now forgot the flow: it cannot be one that a rule
-	// exempts from tracking and that never had an entry.
-	TrackedBy []Role `json:"tracked_by,omitempty"`
+	// EntriesSeen are the conntrack tables (the target's, the host's) that
+	// held an entry of the connection in some sample of the watch, with
+	// how each translated it. A table that holds none now forgot the flow:
+	// it cannot be one that a rule exempts from tracking and that never had
+	// an entry, and how it was translated is known, not guessed from other
+	// flows.
+	EntriesSeen []SeenEntry `json:"entries_seen,omitempty"`
 }
 
-// Tracked reports whether a sample of the watch saw an entry of the
-// connection in the conntrack of the namespace of role r.
-func (o *Observed) Tracked(r Role) bool {
-	return o != nil && slices.Contains(o.TrackedBy, r)
+// SeenEntry is a conntrack entry of a connection that a watch saw.
+type SeenEntry struct {
+	// Netns is whose table held it, as Flow.Netns.
+	Netns Role `json:"netns"`
+	// NAT is how it translated the flow, as Flow.NAT.
+	NAT string `json:"nat,omitempty"`
+}
+
+// EntrySeen is the entry of the connection a sample of the watch saw in
+// the conntrack of the namespace of role r; false when none did.
+func (o *Observed) EntrySeen(r Role) (SeenEntry, bool) {
+	if o == nil {
+		return SeenEntry{}, false
+	}
+	i := slices.IndexFunc(o.EntriesSeen, func(e SeenEntry) bool { return e.Netns == r })
+	if i < 0 {
+		return SeenEntry{}, false
+	}
+	return o.EntriesSeen[i], true
 }
 
 // Pings are an application's small periodic exchanges.

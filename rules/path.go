@@ -175,7 +175,7 @@ func (t *tracker) fate(f *forgetting, s *diag.Socket, sd side, idle, every time.
 	}
 	f.Meets, f.Because = t.nextPacket(s, sd, f.Entry)
 	if fw := t.firewall; read && f.Entry == nil && f.Meets.certain() && (!fw.Complete() || len(fw.Untracks) > 0) {
-		if s.Observed.Tracked(t.where) {
+		if _, seen := s.Observed.EntrySeen(t.where); seen {
 			// The watch saw the entry: a tracked flow, forgotten.
 			f.Because = "the watch saw an entry of it that is gone now, so this flow was tracked, whatever a rule here exempts from tracking; " + f.Because
 		} else {
@@ -187,21 +187,28 @@ func (t *tracker) fate(f *forgetting, s *diag.Socket, sd side, idle, every time.
 }
 
 // nat says how this conntrack translates the flow of s: "dnat", "snat",
-// "dnat+snat", "" for not at all, or "unknown". Its entry says so; without
-// one, the other flows it tracks between the same two addresses, or to the
-// same service address, or from a masqueraded source; or a ruleset with no
-// translating rule at all.
+// "dnat+snat", "" for not at all, or "unknown". Its entry says so, or the
+// entry a watch saw of it before it went. Without either, for a client end,
+// the other flows it tracks between the same two addresses, or to the same
+// service address, or from a masqueraded source; for either end, a ruleset
+// with no translating rule at all. A server end's other flows from the same
+// client prove nothing: a client reaches a pod both through a Service and
+// straight (a headless Service, a scrape of the pod's address), and the
+// replies of both come from the same two addresses.
 func (t *tracker) nat(s *diag.Socket, sd side, entry *diag.Flow) string {
 	if entry != nil {
 		return entry.NAT
 	}
+	if e, ok := s.Observed.EntrySeen(t.where); ok {
+		return e.NAT
+	}
 	if t.table == nil || !t.table.Read {
 		return "unknown"
 	}
-	if nat, ok := t.table.Between(s.Local.Addr(), s.Remote.Addr()); ok {
-		return nat
-	}
 	if !sd.server {
+		if nat, ok := t.table.Between(s.Local.Addr(), s.Remote.Addr()); ok {
+			return nat
+		}
 		switch {
 		case len(t.table.Services[unmap(s.Remote)]) > 0:
 			return "dnat"

@@ -673,14 +673,15 @@ func TestForgottenFlowFates(t *testing.T) {
 		return func(s *diag.Socket) { mutate(s); s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS = ms, ms }
 	}
 	// watched is mutate seen by a watch across its quiet, whose samples
-	// saw an entry of it in the tables of roles.
-	watched := func(mutate func(*diag.Socket), roles ...diag.Role) func(*diag.Socket) {
+	// saw the entries seen of it.
+	watched := func(mutate func(*diag.Socket), seen ...diag.SeenEntry) func(*diag.Socket) {
 		return func(s *diag.Socket) {
 			mutate(s)
 			s.Observed = &diag.Observed{WatchedS: 45, Samples: 45, LongestQuietS: 45, LongestQuietWatchedS: 45,
-				RefreshedBy: diag.RefreshedByNone, TrackedBy: roles}
+				RefreshedBy: diag.RefreshedByNone, EntriesSeen: seen}
 		}
 	}
+	hostSaw := func(nat string) diag.SeenEntry { return diag.SeenEntry{Netns: diag.Host, NAT: nat} }
 	tests := []struct {
 		name   string
 		mutate func(*diag.Socket)
@@ -695,7 +696,11 @@ func TestForgottenFlowFates(t *testing.T) {
 		{"loose=1, DNAT, server: who speaks first decides", server, tracked(30, 1, "dnat"), RuleNoKeepalive, Warning, MayBreak},
 		{"loose=1, DNAT, server, forgotten: who speaks first decides", idle(server, 45000), tracked(30, 1, "gone", fromClient), RuleFlowForgotten, Warning, MayBreak},
 		{"loose=0, DNAT, server, not yet forgotten: its client may keep it", server, tracked(30, 0, "dnat"), RuleNoKeepalive, Warning, Breaks},
-		{"loose=0, DNAT, server, forgotten: its reply goes untranslated", idle(server, 45000), tracked(30, 0, "gone", fromClient), RuleFlowForgotten, Critical, Breaks},
+		// The client's other flow reached this backend through the
+		// service; this one may have come straight to its address.
+		{"loose=0, DNAT, server, forgotten: the client's other flows prove nothing", idle(server, 45000), tracked(30, 0, "gone", fromClient), RuleFlowForgotten, Warning, MayBreak},
+		{"loose=0, DNAT, server, forgotten, a watch saw it translated: its reply goes untranslated", watched(idle(server, 45000), hostSaw("dnat")), tracked(30, 0, "gone", fromClient), RuleFlowForgotten, Critical, Breaks},
+		{"loose=0, server, forgotten, a watch saw it untranslated: it goes on", watched(idle(server, 45000), hostSaw("")), tracked(30, 0, "gone", fromClient), RuleNoKeepalive, Info, Survives},
 		{"loose=0, server, forgotten, other clients' flows prove nothing", idle(server, 45000), tracked(30, 0, "gone", service), RuleFlowForgotten, Warning, MayBreak},
 		{"loose=1, forgotten, nothing tells whether it was translated", idle(noKA, 45000), tracked(30, 1, "gone"), RuleFlowForgotten, Warning, MayBreak},
 		{"loose=1, forgotten, no rule here translates anything", idle(noKA, 45000), func(s *diag.Snapshot) { tracked(30, 1, "gone")(s); s.Host.Firewall.Translates = nil }, RuleNoKeepalive, Info, Survives},
@@ -712,8 +717,8 @@ func TestForgottenFlowFates(t *testing.T) {
 		{"loose=0, already forgotten, this client's own flows to it", idle(noKA, 45000), localVIP(tracked(30, 0, "gone", sameClient)), RuleFlowForgotten, Critical, Resets},
 		{"fast keepalive, yet the entry is gone", func(s *diag.Socket) {}, dropsInvalid(tracked(30, 0, "gone")), RuleFlowForgotten, Critical, Drops},
 		{"loose=0, forgotten, a rule exempts flows from tracking: it may never have had an entry", idle(noKA, 45000), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
-		{"loose=0, forgotten, a rule exempts flows, but a watch saw its entry", watched(idle(noKA, 45000), diag.Host), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Critical, Drops},
-		{"loose=0, forgotten, a rule exempts flows, a watch saw an entry in another table", watched(idle(noKA, 45000), diag.Target), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
+		{"loose=0, forgotten, a rule exempts flows, but a watch saw its entry", watched(idle(noKA, 45000), hostSaw("")), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Critical, Drops},
+		{"loose=0, forgotten, a rule exempts flows, a watch saw an entry in another table", watched(idle(noKA, 45000), diag.SeenEntry{Netns: diag.Target}), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
 		{"loose=0, forgotten, a watch saw nothing of an entry", watched(idle(noKA, 45000)), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
 		{"options unknown, yet the entry is gone", func(s *diag.Socket) { s.Keepalive = diag.Keepalive{Source: "unknown"} }, dropsInvalid(tracked(30, 0, "gone")), RuleFlowForgotten, Critical, Drops},
 		{"slow keepalive, loose=0, DNAT", slowKA(60), tracked(30, 0, "dnat"), RuleKeepaliveTooSlow, Critical, Breaks},

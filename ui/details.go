@@ -117,13 +117,14 @@ func (m *Model) socketText(s *diag.Socket) string {
 
 	// The tables a watch saw an entry of it in that hold none now: they
 	// forgot the flow.
-	var tracked, forgotBy []diag.Role
+	var seen []diag.SeenEntry
+	var forgotBy []diag.Role
 	if s.Observed != nil {
-		tracked = s.Observed.TrackedBy
+		seen = s.Observed.EntriesSeen
 	}
-	for _, r := range tracked {
-		if !slices.ContainsFunc(s.Conntrack, func(e diag.Flow) bool { return e.Netns == r }) {
-			forgotBy = append(forgotBy, r)
+	for _, e := range seen {
+		if !slices.ContainsFunc(s.Conntrack, func(f diag.Flow) bool { return f.Netns == e.Netns }) {
+			forgotBy = append(forgotBy, e.Netns)
 		}
 	}
 	if len(s.Conntrack) > 0 || s.IPVS != nil || len(forgotBy) > 0 {

@@ -382,7 +382,7 @@ func TestDetailsShowWhatKeepsTheFlowAlive(t *testing.T) {
 func TestDetailsSayTheWatchSawTheEntryGo(t *testing.T) {
 	snap := fixture()
 	snap.Sockets[1].Observed = &diag.Observed{WatchedS: 60, Samples: 61, LongestQuietS: 40, RefreshedBy: diag.RefreshedByNone,
-		TrackedBy: []diag.Role{diag.Target, diag.Host}}
+		EntriesSeen: []diag.SeenEntry{{Netns: diag.Target}, {Netns: diag.Host, NAT: "dnat"}}}
 	snap.Sockets[1].Conntrack = []diag.Flow{{Netns: diag.Target, TCPState: "ESTABLISHED", ExpiresInS: 20}}
 	m := drive(t, 160, 40, snap)
 	got := ansi.Strip(m.socketText(&m.snap.Sockets[1]))

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"strings"
 	"time"
 
 	"github.com/tcpvet/tcpvet/diag"
@@ -119,7 +120,7 @@ func (o *Observer) Add(snap *diag.Snapshot) {
 		}
 		t.update(snap.TakenAt.Sub(o.first), s.TCPInfo)
 		for _, e := range s.Conntrack {
-			t.tracked |= trackedBits[e.Netns]
+			t.tracked |= seenBits(e)
 		}
 		if o.keepSeen && s.Remote.Port() != 0 {
 			o.remember(s, snap.TakenAt)
@@ -218,24 +219,61 @@ type tracker struct {
 	// none received, -1 the other way round: its answer is yet to come.
 	halfPing int8
 	varied   bool
-	// tracked has a bit for each conntrack table (trackedBits) that held
-	// an entry of the connection in some sample.
+	// tracked says which conntrack tables held an entry of the
+	// connection in some sample, and how each translated it (seenBits).
 	tracked uint8
 
 	probesSent, probesAnswered, peerProbes, windowProbes int
 }
 
-// trackedBits are tracker.tracked's bits, by the role of the namespace
-// whose conntrack held an entry.
-var trackedBits = map[diag.Role]uint8{diag.Target: 1, diag.Host: 2}
+// Each table's bits in tracker.tracked: seen, and the translations seen,
+// the host's shifted above the target's.
+const (
+	seenEntry uint8 = 1 << iota
+	seenDNAT
+	seenSNAT
+	hostShift = 3
+)
 
-// trackedBy names the tables whose bits are set in tracked.
-func trackedBy(tracked uint8) []diag.Role {
-	var out []diag.Role
-	for _, r := range []diag.Role{diag.Target, diag.Host} {
-		if tracked&trackedBits[r] != 0 {
-			out = append(out, r)
+// seenBits are the bits of tracker.tracked that entry e sets.
+func seenBits(e diag.Flow) uint8 {
+	b := seenEntry
+	if strings.Contains(e.NAT, "dnat") {
+		b |= seenDNAT
+	}
+	if strings.Contains(e.NAT, "snat") {
+		b |= seenSNAT
+	}
+	switch e.Netns {
+	case diag.Target:
+		return b
+	case diag.Host:
+		return b << hostShift
+	}
+	return 0
+}
+
+// entriesSeen says what tracked holds, table by table.
+func entriesSeen(tracked uint8) []diag.SeenEntry {
+	var out []diag.SeenEntry
+	for _, t := range []struct {
+		role  diag.Role
+		shift int
+	}{{diag.Target, 0}, {diag.Host, hostShift}} {
+		b := tracked >> t.shift
+		if b&seenEntry == 0 {
+			continue
 		}
+		e := diag.SeenEntry{Netns: t.role}
+		switch {
+		case b&seenDNAT != 0 && b&seenSNAT != 0:
+			e.NAT = "dnat+snat"
+		case b&seenDNAT != 0:
+			e.NAT = "dnat"
+		case b&seenSNAT != 0:
+			e.NAT = "snat"
+		}
+		out = append(out, e)
 	}
 	return out
 }
@@ -432,7 +470,7 @@ func (t *tracker) observed() *diag.Observed {
 		KeepaliveProbesAnswered: t.probesAnswered,
 		PeerProbes:              t.peerProbes,
 		WindowProbes:            t.windowProbes,
-		TrackedBy:               trackedBy(t.tracked),
+		EntriesSeen:             entriesSeen(t.tracked),
 	}
 	switch {
 	case t.varied || t.pingCount > 0 && (t.pingCount == 1 || t.pingsOut == 0 || t.pingsIn == 0):

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/netip"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -379,13 +380,13 @@ func TestLastSeenKeepsNoOldSnapshot(t *testing.T) {
 	}
 }
 
-// TestObservedTrackedBy: a connection whose entry a sample saw stays
-// tracked by that table once its entry is gone; one never seen with an
-// entry is tracked by none.
-func TestObservedTrackedBy(t *testing.T) {
+// TestObservedEntriesSeen: a connection whose entry a sample saw keeps
+// that table's entry, and how it translated the flow, once the entry is
+// gone; one never seen with an entry has none.
+func TestObservedEntriesSeen(t *testing.T) {
 	var o Observer
 	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	entry := []diag.Flow{{Netns: diag.Host, TCPState: "ESTABLISHED", ExpiresInS: 3}}
+	entry := []diag.Flow{{Netns: diag.Host, TCPState: "ESTABLISHED", ExpiresInS: 3, NAT: "dnat"}, {Netns: diag.Target, TCPState: "ESTABLISHED"}}
 	sample := func(n int, entries []diag.Flow) *diag.Snapshot {
 		snap := &diag.Snapshot{TakenAt: at.Add(time.Duration(n) * time.Second)}
 		for id, c := range [][]diag.Flow{entries, nil} {
@@ -401,10 +402,14 @@ func TestObservedTrackedBy(t *testing.T) {
 	sample(0, entry)
 	sample(1, entry)
 	last := sample(2, nil)
-	if got := last.Sockets[0].Observed; !got.Tracked(diag.Host) || got.Tracked(diag.Target) || len(got.TrackedBy) != 1 {
-		t.Errorf("the connection whose entry went: tracked by %v, want [host]", got.TrackedBy)
+	want := []diag.SeenEntry{{Netns: diag.Target}, {Netns: diag.Host, NAT: "dnat"}}
+	if got := last.Sockets[0].Observed.EntriesSeen; !slices.Equal(got, want) {
+		t.Errorf("the connection whose entries went: seen %v, want %v", got, want)
 	}
-	if got := last.Sockets[1].Observed; got.Tracked(diag.Host) || got.TrackedBy != nil {
-		t.Errorf("the connection never seen with an entry: tracked by %v, want none", got.TrackedBy)
+	if e, ok := last.Sockets[0].Observed.EntrySeen(diag.Host); !ok || e.NAT != "dnat" {
+		t.Errorf("the host's entry seen: %+v, %v", e, ok)
+	}
+	if got := last.Sockets[1].Observed; got.EntriesSeen != nil {
+		t.Errorf("the connection never seen with an entry: seen %v, want none", got.EntriesSeen)
 	}
 }
