@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"slices"
 	"time"
 
 	"github.com/tcpvet/tcpvet/diag"
@@ -94,6 +95,12 @@ func (ls *lastSeen) detach() {
 	}
 	own := &ownSample{sock: *ls.sock, info: *ls.sock.TCPInfo}
 	own.sock.TCPInfo, own.sock.IPVS, own.sock.Observed, own.sock.Conntrack = &own.info, nil, nil, nil
+	// The owners share one array of the snapshot (ownersOf), and the
+	// options point into another (attachOptions): copies of both.
+	own.sock.Processes = slices.Clone(own.sock.Processes)
+	k := &own.sock.Keepalive
+	k.Enabled, k.IdleS, k.IntervalS, k.Probes = own1(k.Enabled), own1(k.IdleS), own1(k.IntervalS), own1(k.Probes)
+	own.sock.UserTimeoutMS, own.sock.SynRetries = own1(own.sock.UserTimeoutMS), own1(own.sock.SynRetries)
 	ls.sock, ls.detached = &own.sock, true
 }
 
@@ -455,4 +462,13 @@ func (t *tracker) observed() *diag.Observed {
 		o.RefreshedBy = diag.RefreshedByNone
 	}
 	return o
+}
+
+// own1 is a pointer to a copy of *p; nil for nil.
+func own1[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
