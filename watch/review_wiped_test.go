@@ -57,6 +57,33 @@ func TestReviewFailedConnectIsNoAbort(t *testing.T) {
 		if err := unix.Listen(l, 16); err != nil {
 			return err
 		}
+		// A real abort, for contrast: connected, then closed with
+		// SO_LINGER 0 (tcp_disconnect). It must still be told.
+		l2, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return err
+		}
+		fds = append(fds, l2)
+		addr2 := &unix.SockaddrInet4{Port: 7001, Addr: [4]byte{127, 0, 0, 1}}
+		if err := unix.Bind(l2, addr2); err != nil {
+			return err
+		}
+		if err := unix.Listen(l2, 16); err != nil {
+			return err
+		}
+		a, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Connect(a, addr2); err != nil {
+			unix.Close(a)
+			return err
+		}
+		if err := unix.SetsockoptLinger(a, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+			unix.Close(a)
+			return err
+		}
+		unix.Close(a)
 		for range 8 {
 			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 			if err != nil {
@@ -81,10 +108,17 @@ func TestReviewFailedConnectIsNoAbort(t *testing.T) {
 		t.Fatal("no connect failed with EADDRNOTAVAIL")
 	}
 	time.Sleep(500 * time.Millisecond)
+	aborted := 0
 	for _, c := range d.Drain(&o, time.Now(), 0) {
 		t.Logf("closed: %s → %s %s: %s (tcp_info %v)", c.Local, c.Remote, c.Cause, c.Why, c.TCPInfo != nil)
-		if c.Cause == diag.CauseClosed {
+		switch {
+		case c.Remote.Addr().IsLoopback() && c.Local.Port() == 0:
 			t.Errorf("a connect that failed with EADDRNOTAVAIL, which never sent a segment, is told as a connection that closed: %s", c.Why)
+		case c.Cause == diag.CauseClosed:
+			aborted++
 		}
+	}
+	if aborted != 1 {
+		t.Errorf("%d connections aborted with SO_LINGER 0 told, want 1", aborted)
 	}
 }
