@@ -122,7 +122,13 @@ func (m *Model) socketText(s *diag.Socket) string {
 		tracked = s.Observed.TrackedBy
 	}
 	for _, r := range tracked {
-		if !slices.ContainsFunc(s.Conntrack, func(e diag.Flow) bool { return e.Netns == r }) {
+		// A table this snapshot could not read (a Reason, no entries)
+		// says nothing of what it holds; an absent one is empty.
+		table := m.snap.Target.Conntrack
+		if r == diag.Host {
+			table = m.snap.Host.Conntrack
+		}
+		if (table == nil || table.Read) && !slices.ContainsFunc(s.Conntrack, func(e diag.Flow) bool { return e.Netns == r }) {
 			forgotBy = append(forgotBy, r)
 		}
 	}
