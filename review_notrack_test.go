@@ -25,10 +25,9 @@ func TestReviewNotrackAddedDuringWatch(t *testing.T) {
 	r.Run(t, "nft", "add rule inet fw forward_filter ct state invalid drop")
 	r.Sysctl(t, "net.netfilter.nf_conntrack_tcp_timeout_established", "3")
 	r.Sysctl(t, "net.netfilter.nf_conntrack_tcp_loose", "0")
-	srv := p.Server.Start(t, testnet.Spec{Listen: []testnet.Listener{
+	p.Server.Start(t, testnet.Spec{Listen: []testnet.Listener{
 		{Name: "svc", Addr: ":7000", Mode: testnet.Echo}, {Name: "other", Addr: ":7002", Mode: testnet.Echo},
 	}})
-	_ = srv
 	cli := p.Client.Start(t, testnet.Spec{Dial: []testnet.Dial{
 		{Name: "busy", To: fmt.Sprintf("%s:7000", p.ServerAddr.V4), PingEveryMS: 500, PingBytes: 8},
 		// Keeps a tracked flow of the client's address in the table.
@@ -71,7 +70,7 @@ func TestReviewNotrackAddedDuringWatch(t *testing.T) {
 	if sock == nil || sock.Observed == nil {
 		t.Fatalf("busy (%s) not in the watch's report, or not observed", busy)
 	}
-	t.Logf("busy: tracked by %v, conntrack now %v", sock.Observed.TrackedBy, sock.Conntrack)
+	t.Logf("busy: observed %+v, conntrack now %v", *sock.Observed, sock.Conntrack)
 	for _, f := range res.Findings {
 		if f.Socket != nil && *f.Socket == sock.ID {
 			t.Logf("finding %s %s: %s", f.Severity, f.Rule, f.Summary)
