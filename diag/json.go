@@ -162,6 +162,10 @@ func (o *Observed) appendJSON(b []byte) []byte {
 				b = append(b, `,"nat":`...)
 				b = appendString(b, e.NAT)
 			}
+			if e.MissingS != nil {
+				b = append(b, `,"missing_s":`...)
+				b = appendFloat(b, *e.MissingS)
+			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')

@@ -72,6 +72,10 @@ type SeenEntry struct {
 	Netns Role `json:"netns"`
 	// NAT is how it translated the flow, as Flow.NAT.
 	NAT string `json:"nat,omitempty"`
+	// MissingS is how long the table, read, has held no entry of the
+	// connection, from the first sample that found none to the last; nil
+	// while it holds one (or could not be read since).
+	MissingS *float64 `json:"missing_s,omitempty"`
 }
 
 // EntrySeen is the entry of the connection a sample of the watch saw in

@@ -175,15 +175,24 @@ func (t *tracker) fate(f *forgetting, s *diag.Socket, sd side, idle, every time.
 	}
 	f.Meets, f.Because = t.nextPacket(s, sd, f.Entry)
 	if fw := t.firewall; read && f.Entry == nil && f.Meets.certain() && (!fw.Complete() || len(fw.Untracks) > 0) {
-		if _, seen := s.Observed.EntrySeen(t.where); seen {
-			// The watch saw the entry: a tracked flow, forgotten.
-			f.Because = "the watch saw an entry of it that is gone now, so this flow was tracked, whatever a rule here exempts from tracking; " + f.Because
+		if e, seen := s.Observed.EntrySeen(t.where); seen && goneUnanswered(e, s) {
+			// The watch saw the entry go, and nothing answered since:
+			// a tracked flow, forgotten.
+			f.Because = "the watch saw an entry of it that is gone now, and nothing has answered it since, so this flow was tracked and nothing lets it by untracked; " + f.Because
 		} else {
 			// A rule here may exempt the flow from tracking altogether.
 			f.Meets, f.Because = MayBreak, "tcpvet finds no entry of it, but a rule here may exempt flows from tracking (notrack, or one it cannot decode), so it may never have had one; if it had, "+f.Because
 		}
 	}
 	return true
+}
+
+// goneUnanswered reports whether the entry e a watch saw of s is gone and
+// no ACK has come since the samples first found the table without it. A
+// flow answered with no entry is let by untracked (a notrack rule added
+// since the entry was seen), not dropped.
+func goneUnanswered(e diag.SeenEntry, s *diag.Socket) bool {
+	return e.MissingS != nil && s.TCPInfo != nil && s.TCPInfo.SinceAckRecv().Seconds() >= *e.MissingS
 }
 
 // nat says how this conntrack translates the flow of s: "dnat", "snat",

@@ -681,7 +681,15 @@ func TestForgottenFlowFates(t *testing.T) {
 				RefreshedBy: diag.RefreshedByNone, EntriesSeen: seen}
 		}
 	}
-	hostSaw := func(nat string) diag.SeenEntry { return diag.SeenEntry{Netns: diag.Host, NAT: nat} }
+	// hostSaw is the host's entry a watch saw, gone for the last 20 s.
+	hostSaw := func(nat string) diag.SeenEntry {
+		missing := 20.0
+		return diag.SeenEntry{Netns: diag.Host, NAT: nat, MissingS: &missing}
+	}
+	// silent is idle with nothing received either, not even an ACK.
+	silent := func(mutate func(*diag.Socket), ms uint32) func(*diag.Socket) {
+		return func(s *diag.Socket) { idle(mutate, ms)(s); s.TCPInfo.LastAckRecvMS = ms }
+	}
 	tests := []struct {
 		name   string
 		mutate func(*diag.Socket)
@@ -717,7 +725,11 @@ func TestForgottenFlowFates(t *testing.T) {
 		{"loose=0, already forgotten, this client's own flows to it", idle(noKA, 45000), localVIP(tracked(30, 0, "gone", sameClient)), RuleFlowForgotten, Critical, Resets},
 		{"fast keepalive, yet the entry is gone", func(s *diag.Socket) {}, dropsInvalid(tracked(30, 0, "gone")), RuleFlowForgotten, Critical, Drops},
 		{"loose=0, forgotten, a rule exempts flows from tracking: it may never have had an entry", idle(noKA, 45000), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
-		{"loose=0, forgotten, a rule exempts flows, but a watch saw its entry", watched(idle(noKA, 45000), hostSaw("")), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Critical, Drops},
+		{"loose=0, forgotten, a rule exempts flows, but a watch saw its entry go, nothing answered since", watched(silent(noKA, 45000), hostSaw("")), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Critical, Drops},
+		// ACKs while the table held no entry: the flow is let by untracked
+		// (a notrack rule added since), not dropped.
+		{"loose=0, forgotten, a rule exempts flows, a watch saw its entry go, answered since", watched(idle(noKA, 45000), hostSaw("")), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
+		{"loose=0, forgotten, a rule exempts flows, a watch saw its entry but not go", watched(silent(noKA, 45000), diag.SeenEntry{Netns: diag.Host}), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
 		{"loose=0, forgotten, a rule exempts flows, a watch saw an entry in another table", watched(idle(noKA, 45000), diag.SeenEntry{Netns: diag.Target}), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
 		{"loose=0, forgotten, a watch saw nothing of an entry", watched(idle(noKA, 45000)), untracks(dropsInvalid(tracked(30, 0, "gone"))), RuleFlowForgotten, Warning, MayBreak},
 		{"options unknown, yet the entry is gone", func(s *diag.Socket) { s.Keepalive = diag.Keepalive{Source: "unknown"} }, dropsInvalid(tracked(30, 0, "gone")), RuleFlowForgotten, Critical, Drops},

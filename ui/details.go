@@ -123,7 +123,13 @@ func (m *Model) socketText(s *diag.Socket) string {
 		seen = s.Observed.EntriesSeen
 	}
 	for _, e := range seen {
-		if !slices.ContainsFunc(s.Conntrack, func(f diag.Flow) bool { return f.Netns == e.Netns }) {
+		// A table this snapshot could not read (a Reason, no entries)
+		// says nothing of what it holds; an absent one is empty.
+		table := m.snap.Target.Conntrack
+		if e.Netns == diag.Host {
+			table = m.snap.Host.Conntrack
+		}
+		if (table == nil || table.Read) && !slices.ContainsFunc(s.Conntrack, func(f diag.Flow) bool { return f.Netns == e.Netns }) {
 			forgotBy = append(forgotBy, e.Netns)
 		}
 	}

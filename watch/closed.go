@@ -37,7 +37,13 @@ func IsConnection(last *diag.Socket, d diag.Death) bool {
 		return last.State != diag.Listen && last.Remote.Port() != 0
 	}
 	// An aborted connection keeps its peer's address but not its port
-	// (tcp_disconnect); a socket that never connected has neither.
+	// (tcp_disconnect); a socket that never connected has neither. One
+	// whose connect failed before its SYN (inet_hash_connect: no
+	// ephemeral port left) keeps the peer's address too, but has no
+	// local port either, as an aborted connection keeps its own.
+	if d.Remote.Port() == 0 && d.Local.Port() == 0 {
+		return false
+	}
 	return d.Remote.Addr().IsValid() && !d.Remote.Addr().IsUnspecified()
 }
 

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -95,6 +96,12 @@ func (ls *lastSeen) detach() {
 	}
 	own := &ownSample{sock: *ls.sock, info: *ls.sock.TCPInfo}
 	own.sock.TCPInfo, own.sock.IPVS, own.sock.Observed, own.sock.Conntrack = &own.info, nil, nil, nil
+	// The owners share one array of the snapshot (ownersOf), and the
+	// options point into another (attachOptions): copies of both.
+	own.sock.Processes = slices.Clone(own.sock.Processes)
+	k := &own.sock.Keepalive
+	k.Enabled, k.IdleS, k.IntervalS, k.Probes = own1(k.Enabled), own1(k.IdleS), own1(k.IntervalS), own1(k.Probes)
+	own.sock.UserTimeoutMS, own.sock.SynRetries = own1(own.sock.UserTimeoutMS), own1(own.sock.SynRetries)
 	ls.sock, ls.detached = &own.sock, true
 }
 
@@ -107,6 +114,7 @@ func (o *Observer) Add(snap *diag.Snapshot) {
 	o.samples++
 	o.last = snap.TakenAt
 	seen := make(map[diag.Cookie]bool, len(snap.Sockets))
+	read := readTables(snap)
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		if s.TCPInfo == nil || s.State == diag.Listen {
@@ -119,9 +127,7 @@ func (o *Observer) Add(snap *diag.Snapshot) {
 			o.socks[s.ID] = t
 		}
 		t.update(snap.TakenAt.Sub(o.first), s.TCPInfo)
-		for _, e := range s.Conntrack {
-			t.tracked |= seenBits(e)
-		}
+		t.noteEntries(snap.TakenAt.Sub(o.first), s.Conntrack, read)
 		if o.keepSeen && s.Remote.Port() != 0 {
 			o.remember(s, snap.TakenAt)
 		}
@@ -219,59 +225,87 @@ type tracker struct {
 	// none received, -1 the other way round: its answer is yet to come.
 	halfPing int8
 	varied   bool
-	// tracked says which conntrack tables held an entry of the
-	// connection in some sample, and how each translated it (seenBits).
-	tracked uint8
+	// entries says, for each conntrack table (as tables orders them),
+	// what the samples saw of the connection's entry there (entry* bits),
+	// and missingAt since when that table, read, has held none.
+	entries   [2]uint8
+	missingAt [2]time.Duration
 
 	probesSent, probesAnswered, peerProbes, windowProbes int
 }
 
-// Each table's bits in tracker.tracked: seen, and the translations seen,
-// the host's shifted above the target's.
+// tables are the conntrack tables a connection may have an entry in, in
+// the order of tracker.entries.
+var tables = [2]diag.Role{diag.Target, diag.Host}
+
+// What tracker.entries says of one table.
 const (
-	seenEntry uint8 = 1 << iota
-	seenDNAT
-	seenSNAT
-	hostShift = 3
+	entrySeen uint8 = 1 << iota
+	entryDNAT
+	entrySNAT
+	// entryMissing: seen once, absent from the table since missingAt.
+	entryMissing
 )
 
-// seenBits are the bits of tracker.tracked that entry e sets.
-func seenBits(e diag.Flow) uint8 {
-	b := seenEntry
-	if strings.Contains(e.NAT, "dnat") {
-		b |= seenDNAT
+// readTables says which of snap's conntrack tables were read (or hold
+// nothing at all): only there is an entry that is absent gone.
+func readTables(snap *diag.Snapshot) [2]bool {
+	var out [2]bool
+	for i, ns := range []*diag.Namespace{&snap.Target, &snap.Host} {
+		out[i] = ns.Conntrack == nil || ns.Conntrack.Read
 	}
-	if strings.Contains(e.NAT, "snat") {
-		b |= seenSNAT
-	}
-	switch e.Netns {
-	case diag.Target:
-		return b
-	case diag.Host:
-		return b << hostShift
-	}
-	return 0
+	return out
 }
 
-// entriesSeen says what tracked holds, table by table.
-func entriesSeen(tracked uint8) []diag.SeenEntry {
+// noteEntries reads the conntrack entries of the socket sampled at at,
+// whose snapshot read the tables read says.
+func (t *tracker) noteEntries(at time.Duration, flows []diag.Flow, read [2]bool) {
+	for i, role := range tables {
+		has := false
+		for _, e := range flows {
+			if e.Netns != role {
+				continue
+			}
+			has = true
+			t.entries[i] |= entrySeen
+			if strings.Contains(e.NAT, "dnat") {
+				t.entries[i] |= entryDNAT
+			}
+			if strings.Contains(e.NAT, "snat") {
+				t.entries[i] |= entrySNAT
+			}
+		}
+		switch b := t.entries[i]; {
+		case has:
+			t.entries[i] &^= entryMissing
+		case b&entrySeen != 0 && b&entryMissing == 0 && read[i]:
+			t.entries[i] |= entryMissing
+			t.missingAt[i] = at
+		}
+	}
+}
+
+// entriesSeen says what the samples saw of the connection's entries,
+// table by table.
+func (t *tracker) entriesSeen() []diag.SeenEntry {
 	var out []diag.SeenEntry
-	for _, t := range []struct {
-		role  diag.Role
-		shift int
-	}{{diag.Target, 0}, {diag.Host, hostShift}} {
-		b := tracked >> t.shift
-		if b&seenEntry == 0 {
+	for i, role := range tables {
+		b := t.entries[i]
+		if b&entrySeen == 0 {
 			continue
 		}
-		e := diag.SeenEntry{Netns: t.role}
+		e := diag.SeenEntry{Netns: role}
 		switch {
-		case b&seenDNAT != 0 && b&seenSNAT != 0:
+		case b&entryDNAT != 0 && b&entrySNAT != 0:
 			e.NAT = "dnat+snat"
-		case b&seenDNAT != 0:
+		case b&entryDNAT != 0:
 			e.NAT = "dnat"
-		case b&seenSNAT != 0:
+		case b&entrySNAT != 0:
 			e.NAT = "snat"
+		}
+		if b&entryMissing != 0 {
+			missing := secs(t.at - t.missingAt[i])
+			e.MissingS = &missing
 		}
 		out = append(out, e)
 	}
@@ -470,7 +504,7 @@ func (t *tracker) observed() *diag.Observed {
 		KeepaliveProbesAnswered: t.probesAnswered,
 		PeerProbes:              t.peerProbes,
 		WindowProbes:            t.windowProbes,
-		EntriesSeen:             entriesSeen(t.tracked),
+		EntriesSeen:             t.entriesSeen(),
 	}
 	switch {
 	case t.varied || t.pingCount > 0 && (t.pingCount == 1 || t.pingsOut == 0 || t.pingsIn == 0):
@@ -493,4 +527,13 @@ func (t *tracker) observed() *diag.Observed {
 		o.RefreshedBy = diag.RefreshedByNone
 	}
 	return o
+}
+
+// own1 is a pointer to a copy of *p; nil for nil.
+func own1[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

@@ -4,7 +4,6 @@ import (
 	"math"
 	"net/netip"
 	"runtime"
-	"slices"
 	"testing"
 	"time"
 
@@ -401,10 +400,24 @@ func TestObservedEntriesSeen(t *testing.T) {
 	}
 	sample(0, entry)
 	sample(1, entry)
-	last := sample(2, nil)
-	want := []diag.SeenEntry{{Netns: diag.Target}, {Netns: diag.Host, NAT: "dnat"}}
-	if got := last.Sockets[0].Observed.EntriesSeen; !slices.Equal(got, want) {
-		t.Errorf("the connection whose entries went: seen %v, want %v", got, want)
+	sample(2, nil)
+	last := sample(5, nil)
+	got := last.Sockets[0].Observed.EntriesSeen
+	if len(got) != 2 || got[0].Netns != diag.Target || got[0].NAT != "" || got[1].Netns != diag.Host || got[1].NAT != "dnat" {
+		t.Errorf("the connection whose entries went: seen %+v, want the target's and the host's (dnat)", got)
+	}
+	for _, e := range got {
+		if e.MissingS == nil || *e.MissingS != 3 {
+			t.Errorf("%s's entry: missing for %v, want 3 s (from the first sample without it)", e.Netns, e.MissingS)
+		}
+	}
+	// A table that holds the entry again: not missing.
+	again := sample(6, entry[:1])
+	if e, ok := again.Sockets[0].Observed.EntrySeen(diag.Host); !ok || e.MissingS != nil {
+		t.Errorf("the host's entry back: %+v", e)
+	}
+	if e, _ := again.Sockets[0].Observed.EntrySeen(diag.Target); e.MissingS == nil || *e.MissingS != 4 {
+		t.Errorf("the target's entry still gone: %+v", e)
 	}
 	if e, ok := last.Sockets[0].Observed.EntrySeen(diag.Host); !ok || e.NAT != "dnat" {
 		t.Errorf("the host's entry seen: %+v, %v", e, ok)
