@@ -82,24 +82,35 @@ func (c *SandboxCache) get(id string) (sandbox, bool) {
 	return s, ok
 }
 
-// keep replaces what the cache holds with the sandboxes of items known
-// now (got, by item; nil when not read): those no longer listed, removed
-// since the list or not asked go.
+// keep adds to the cache the sandboxes of items known now (got, by item;
+// nil when not read) and drops those no longer listed. A sandbox listed
+// but not read is kept if it was known: sweeps sharing the cache each add
+// what they read rather than undo one another's.
 func (c *SandboxCache) keep(items []*cri.PodSandbox, got []*sandbox) {
 	if c == nil {
 		return
 	}
-	byID := make(map[string]sandbox, len(items))
+	listed := make(map[string]bool, len(items))
+	for _, sb := range items {
+		listed[sb.GetId()] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byID == nil {
+		c.byID = make(map[string]sandbox, len(items))
+	}
+	for id := range c.byID {
+		if !listed[id] {
+			delete(c.byID, id)
+		}
+	}
 	for i, sb := range items {
 		if s := got[i]; s != nil && s.settled {
 			s := *s
 			s.pod.Container = ""
-			byID[sb.GetId()] = s
+			c.byID[sb.GetId()] = s
 		}
 	}
-	c.mu.Lock()
-	c.byID = byID
-	c.mu.Unlock()
 }
 
 // listSandboxes asks the runtime listening on socket for every pod sandbox,
