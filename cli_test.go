@@ -167,6 +167,27 @@ func TestUnprivileged(t *testing.T) {
 	if msg := stderr.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "takes root or CAP_SYS_ADMIN") {
 		t.Errorf("stderr = %q, want one line saying entering the namespace takes root or CAP_SYS_ADMIN", msg)
 	}
+
+	// A sweep of the machine that cannot read the test's namespace says so
+	// in one line, and a gate (--fail-on) does not pass over it.
+	for _, tt := range []struct {
+		args []string
+		code int
+	}{{[]string{"--all-netns", "--json"}, 0}, {[]string{"--all-netns", "--json", "--fail-on", "critical"}, 1}} {
+		stderr.Reset()
+		cmd = exec.Command(nobody[0], append(nobody[1:], append([]string{bin}, tt.args...)...)...)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if msg := stderr.String(); code != tt.code || strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "namespaces could not be read, so their connections are not inspected") {
+			t.Errorf("nobody, tcpvet %v: exit %d, stderr %q; want %d and one line saying namespaces could not be read", tt.args, code, msg, tt.code)
+		}
+	}
 }
 
 // ptrText is *p as text, or "unknown" for nil.

@@ -52,7 +52,8 @@ Examples:
   tcpvet --pid "$(pgrep -o envoy)" --watch 1m --json | jq '.sockets[].observed'
   sudo tcpvet --all-netns --json | jq '.namespaces[] | select(.findings != []) | .pod'
 
-Exit status: 0 fine, 1 could not inspect, 2 bad command line, 3 a finding at or above --fail-on.
+Exit status: 0 fine, 1 could not inspect (with --all-netns --fail-on, any namespace), 2 bad command line,
+3 a finding at or above --fail-on.
 
 Flags:
 `
@@ -199,8 +200,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return serve(ctx, cfg, stderr)
 	}
 	var worst func() (rules.Severity, bool)
+	var sw *node.Sweep
 	if cfg.allNetns {
-		sw, serr := sweepAll(ctx, cfg, stdout)
+		var serr error
+		sw, serr = sweepAll(ctx, cfg, stdout)
 		worst, err = sw.Worst, serr
 	} else {
 		rep, ierr := inspect(ctx, cfg, stdout)
@@ -212,6 +215,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if worst, any := worst(); cfg.failOn != nil && any && worst >= *cfg.failOn {
 		return 3
+	}
+	if sw != nil && sw.Errors > 0 {
+		// Not inspected is not fine: a gate must not pass over them.
+		fmt.Fprintf(stderr, "tcpvet: %d of %d namespaces could not be read, so their connections are not inspected (the notes say why)\n", sw.Errors, len(sw.Namespaces))
+		if cfg.failOn != nil {
+			return 1
+		}
 	}
 	return 0
 }

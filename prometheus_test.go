@@ -526,3 +526,33 @@ func TestServeStops(t *testing.T) {
 		t.Errorf("something still listens on %s", addr)
 	}
 }
+
+// TestServePIDGone: an exporter of one process's namespace exits, with one
+// line saying why, once the process has exited, rather than serve its
+// empty namespace as healthy; until then it serves.
+func TestServePIDGone(t *testing.T) {
+	t.Parallel()
+	proc := exec.Command("unshare", "-n", "sleep", "60")
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Process.Kill()
+	addr := freeLoopbackAddr(t)
+	var stderr progOutput
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"--serve", addr, "--pid", strconv.Itoa(proc.Process.Pid), "--interval", "200ms"}, io.Discard, &stderr)
+	}()
+	waitHealthy(t, "http://"+addr+"/healthz")
+	proc.Process.Kill()
+	proc.Wait()
+	select {
+	case code := <-done:
+		want := fmt.Sprintf("pid %d has exited: nothing left to serve", proc.Process.Pid)
+		if code != 1 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("exit %d, stderr %q; want 1 and a line saying %q", code, stderr.String(), want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("--serve --pid still running 10 s after its process exited: %s", stderr.String())
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/tcpvet/tcpvet/metrics"
 	"github.com/tcpvet/tcpvet/node"
 	"github.com/tcpvet/tcpvet/ui"
+	"github.com/tcpvet/tcpvet/watch"
 )
 
 // checkServe refuses --serve with an address that cannot be one, or with
@@ -54,6 +55,17 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) int {
 		return 1
 	}
 	defer closeSweep()
+	// A --pid target that has exited leaves nothing to serve: an empty
+	// namespace served as healthy would say all is well.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	untilGone := func(ctx context.Context) (*node.Sweep, error) {
+		s, err := sweep(ctx)
+		if errors.Is(err, watch.ErrTargetGone) {
+			stop(err)
+		}
+		return s, err
+	}
 	ln, err := net.Listen("tcp", cfg.serve)
 	if err != nil {
 		// The address is the command line's: one the machine will not
@@ -62,9 +74,13 @@ func serve(ctx context.Context, cfg config, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintf(stderr, "tcpvet: serving /metrics and /healthz on %s, sweeping every %v\n", ln.Addr(), cfg.interval)
-	err = metrics.Run(ctx, ln, metrics.Options{Sweep: sweep, Interval: cfg.interval, Log: stderr})
+	err = metrics.Run(ctx, ln, metrics.Options{Sweep: untilGone, Interval: cfg.interval, Log: stderr})
 	if err != nil {
 		fmt.Fprintf(stderr, "tcpvet: --serve %s: %s\n", cfg.serve, oneLine(err))
+		return 1
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, watch.ErrTargetGone) {
+		fmt.Fprintf(stderr, "tcpvet: %s: nothing left to serve\n", oneLine(cause))
 		return 1
 	}
 	return 0
@@ -84,7 +100,7 @@ func sweeper(cfg config) (metrics.SweepFunc, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return oneNamespace(evaluated(t.take(cfg), cfg.middleboxes)), t.Close, nil
+	return oneNamespace(evaluated(watchedTake(t.take(cfg), cfg.pid), cfg.middleboxes)), t.Close, nil
 }
 
 // oneNamespace turns the source of a single target (the default, --pid or

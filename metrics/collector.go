@@ -24,6 +24,8 @@ var (
 		append([]string{"state"}, nsLabels...), nil)
 	namespacesDesc = prometheus.NewDesc("tcpvet_namespaces",
 		"Network namespaces the latest sweep found, read or not.", nil, nil)
+	unreadableDesc = prometheus.NewDesc("tcpvet_namespaces_unreadable",
+		"Network namespaces the latest sweep found but could not read: their connections are in no other series (the exporter's log says why).", nil, nil)
 	durationDesc = prometheus.NewDesc("tcpvet_sweep_duration_seconds",
 		"How long the latest completed sweep took.", nil, nil)
 	timestampDesc = prometheus.NewDesc("tcpvet_last_sweep_timestamp_seconds",
@@ -52,6 +54,8 @@ type Summary struct {
 	TakenAt    time.Time
 	Duration   time.Duration
 	Namespaces int
+	// Unreadable counts the namespaces found but not read.
+	Unreadable int
 }
 
 // counts is a sweep as the Collector keeps it: the series it makes, and
@@ -104,7 +108,7 @@ func (c *Collector) Last() (Summary, bool) {
 // Describe sends every metric's description: the set is fixed, so the
 // registry can check the collector's series against them.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{findingsDesc, connectionsDesc, namespacesDesc, durationDesc, timestampDesc, ageDesc, sweepsDesc, errorsDesc} {
+	for _, d := range []*prometheus.Desc{findingsDesc, connectionsDesc, namespacesDesc, unreadableDesc, durationDesc, timestampDesc, ageDesc, sweepsDesc, errorsDesc} {
 		ch <- d
 	}
 }
@@ -121,6 +125,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(namespacesDesc, prometheus.GaugeValue, float64(s.Namespaces))
+	ch <- prometheus.MustNewConstMetric(unreadableDesc, prometheus.GaugeValue, float64(s.Unreadable))
 	ch <- prometheus.MustNewConstMetric(durationDesc, prometheus.GaugeValue, s.Duration.Seconds())
 	ch <- prometheus.MustNewConstMetric(timestampDesc, prometheus.GaugeValue, float64(s.TakenAt.UnixNano())/1e9)
 	ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, max(c.now().Sub(s.TakenAt), 0).Seconds())
@@ -139,7 +144,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // series.
 func count(s *node.Sweep) *counts {
 	n := &counts{
-		Summary:  Summary{TakenAt: s.TakenAt, Duration: s.Duration, Namespaces: len(s.Namespaces)},
+		Summary:  Summary{TakenAt: s.TakenAt, Duration: s.Duration, Namespaces: len(s.Namespaces), Unreadable: s.Errors},
 		findings: map[[6]string]int{},
 		conns:    map[[5]string]int{},
 	}

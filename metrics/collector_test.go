@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strconv"
@@ -287,5 +289,40 @@ func TestCollectorKeepsNoSweep(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(c, "tcpvet_connections"); n != 6 {
 		t.Errorf("%d tcpvet_connections series, want 6", n)
+	}
+}
+
+// TestUnreadableNamespaces: the namespaces a sweep found but could not
+// read are a gauge of the latest sweep, /healthz says the exporter is
+// degraded (not failed: restarting reads no more), and the log says so,
+// with why, once when the count changes rather than every sweep.
+func TestUnreadableNamespaces(t *testing.T) {
+	c := collector(t0.Add(time.Second))
+	c.Update(sweep()) // one of four unreadable
+	if got := gathered(t, c, "tcpvet_namespaces_unreadable"); got != 1 {
+		t.Errorf("tcpvet_namespaces_unreadable = %v, want 1", got)
+	}
+	rec := httptest.NewRecorder()
+	Handler(c).ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if body := rec.Body.String(); rec.Code != http.StatusOK || !strings.HasPrefix(body, "degraded: ") || !strings.Contains(body, "1 of 4 namespaces unreadable") {
+		t.Errorf("healthz with a namespace unreadable: %d %q", rec.Code, body)
+	}
+
+	var log strings.Builder
+	was := logUnreadable(&log, sweep(), 0)
+	was = logUnreadable(&log, sweep(), was)
+	clean := sweep()
+	clean.Errors = 0
+	was = logUnreadable(&log, clean, was)
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if was != 0 || len(lines) != 2 ||
+		lines[0] != "tcpvet: 1 of 4 namespaces could not be read, so their connections are not inspected, e.g. netns 4026532003 (): vanished mid-sweep" ||
+		lines[1] != "tcpvet: every one of the 4 namespaces was read again" {
+		t.Errorf("the log, two sweeps with one unreadable then a clean one:\n%s", log.String())
+	}
+
+	c.Update(clean)
+	if got := gathered(t, c, "tcpvet_namespaces_unreadable"); got != 0 {
+		t.Errorf("after a clean sweep, tcpvet_namespaces_unreadable = %v, want 0", got)
 	}
 }

@@ -84,6 +84,7 @@ func Run(ctx context.Context, ln net.Listener, o Options) error {
 // a sweep that takes longer than the interval delays the next rather than
 // piling up behind it.
 func loop(ctx context.Context, c *Collector, o Options) {
+	unreadable := 0
 	for {
 		sctx, cancel := context.WithTimeout(ctx, o.Timeout)
 		s, err := o.Sweep(sctx)
@@ -100,6 +101,7 @@ func loop(ctx context.Context, c *Collector, o Options) {
 			fmt.Fprintln(o.Log, "tcpvet: sweep failed: it returned nothing")
 		default:
 			c.Update(s)
+			unreadable = logUnreadable(o.Log, s, unreadable)
 		}
 		t := time.NewTimer(o.Interval)
 		select {
@@ -109,6 +111,28 @@ func loop(ctx context.Context, c *Collector, o Options) {
 		case <-t.C:
 		}
 	}
+}
+
+// logUnreadable says in o.Log how many of s's namespaces could not be read,
+// and why the first could not, when that count differs from was's: a line
+// when it changes, not one a sweep. It returns the count.
+func logUnreadable(log io.Writer, s *node.Sweep, was int) int {
+	if s.Errors == was {
+		return was
+	}
+	if s.Errors == 0 {
+		fmt.Fprintf(log, "tcpvet: every one of the %d namespaces was read again\n", len(s.Namespaces))
+		return 0
+	}
+	why := ""
+	for i := range s.Namespaces {
+		if n := &s.Namespaces[i]; n.Snapshot == nil && len(n.Notes) > 0 {
+			why = fmt.Sprintf(", e.g. netns %d (%s): %s", n.Inode, n.Name(), n.Notes[0].Text)
+			break
+		}
+	}
+	fmt.Fprintf(log, "tcpvet: %d of %d namespaces could not be read, so their connections are not inspected%s\n", s.Errors, len(s.Namespaces), why)
+	return s.Errors
 }
 
 // Handler serves c's metrics, with the exporter's own Go runtime and
@@ -150,6 +174,11 @@ func healthz(w http.ResponseWriter, c *Collector, staleAfter time.Duration) {
 	if staleAfter > 0 && age > staleAfter {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "stale: last sweep %s ago, more than %s: sweeps have stopped\n", age, staleAfter)
+		return
+	}
+	if s.Unreadable > 0 {
+		// Degraded, not failed: restarting would read no more.
+		fmt.Fprintf(w, "degraded: last sweep %s ago, %d of %d namespaces unreadable (the log says why)\n", age, s.Unreadable, s.Namespaces)
 		return
 	}
 	fmt.Fprintf(w, "ok: last sweep %s ago, %d namespaces\n", age, s.Namespaces)
