@@ -35,9 +35,13 @@ func halfOpen(c conn) *Finding {
 	ev := Evidence{RetransEvidence: re, QueueEvidence: &QueueEvidence{SendQ: s.SendQ}}
 	when := "the kernel's give-up time is unknown (sysctls unreadable)"
 	var failsIn *float64
+	// Silent since its last ACK, which may be long before the data now
+	// retransmitted was sent: the retransmissions' own time, when known.
+	silent := fmt.Sprintf("has not acknowledged anything for %s", human(info.SinceAckRecv()))
 	ut, _ := s.UserTimeout()
 	if rt, ok := NewRetransmission(snap.Target.Sysctls, ut); ok {
 		state := retransmitState(s, rt.RTOMax)
+		silent = fmt.Sprintf("has acknowledged nothing sent for %s", human(min(state.Elapsed, info.SinceAckRecv())))
 		abort := rt.AbortAfter(state.FirstRTO)
 		in := max(0, abort-state.Elapsed)
 		because := rt.Reason()
@@ -51,8 +55,8 @@ func halfOpen(c conn) *Finding {
 		Severity: Critical,
 		Failing:  FailingNow,
 		FailsInS: failsIn,
-		Summary: fmt.Sprintf("%s: the peer has not acknowledged anything for %s (%s in a row, tcpi_retransmits; %s unacknowledged): it is probably gone; %s",
-			ends(s), human(info.SinceAckRecv()), plural(int(info.Retransmits), "unanswered retransmission"), plural(int(info.Unacked), "segment"), when),
+		Summary: fmt.Sprintf("%s: the peer %s (%s in a row, tcpi_retransmits; %s unacknowledged): it is probably gone; %s",
+			ends(s), silent, plural(int(info.Retransmits), "unanswered retransmission"), plural(int(info.Unacked), "segment"), when),
 		Evidence: ev,
 		Fix:      userTimeoutFixes(suggestedUserTimeout, snap.Target.Sysctls),
 	}

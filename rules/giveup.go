@@ -122,6 +122,15 @@ func retransmitState(s *diag.Socket, rtoMax time.Duration) retransmitting {
 	if left := s.Timer.Expires(); left < rto {
 		elapsed += rto - left
 	}
+	// ICMP unreachables from the path revert the backoff (RFC 6069,
+	// tcp_ld_RTO_revert), so the expiries it counts fall short of the time
+	// that passed, while the kernel gives up by that time. Its own clock of
+	// the recovery (tcpi_total_rto_time, Linux 6.7+) runs from the first
+	// expiry: it is this recovery's alone while it is the connection's
+	// first (tcpi_total_rto_recoveries 1) and the timer has fired in it.
+	if info.Size >= 248 && info.TotalRTORecoveries == 1 && info.Retransmits > 0 {
+		elapsed = max(elapsed, first+time.Duration(info.TotalRTOTimeMS)*time.Millisecond)
+	}
 	return retransmitting{Elapsed: elapsed, FirstRTO: first}
 }
 

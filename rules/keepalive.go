@@ -182,8 +182,26 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 	fin := &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: ev, Fix: keepaliveFixes(c, f.IdleTimeout), FailsInS: ptrTo(secs(f.In))}
 	if f.Already {
 		fin.Failing = FailingNextWrite
+		if in, ok := probesRunOut(c); ok {
+			// Its probes meet the path already: it fails with no write.
+			fin.Failing, fin.FailsInS = FailingNow, ptrTo(secs(in))
+			fin.Summary += fmt.Sprintf("; its keepalive probes already go unanswered (%d of %d sent): the kernel closes it with \"connection timed out\" in %s, written to or not",
+				c.Timer.Retrans, *c.Keepalive.Probes, human(in))
+		}
 	}
 	return fin
+}
+
+// probesRunOut is how long until the kernel closes c for want of an answer
+// to its keepalive probes, when some already went unanswered: its keepalive
+// timer fires once per probe left and once more to give up
+// (tcp_keepalive_timer).
+func probesRunOut(c conn) (time.Duration, bool) {
+	k, out := c.Keepalive, int(c.Timer.Retrans)
+	if c.Timer.Kind != diag.TimerKeepalive || out == 0 || k.Probes == nil || k.IntervalS == nil {
+		return 0, false
+	}
+	return c.Timer.Expires() + time.Duration(max(0, *k.Probes-out))*time.Duration(*k.IntervalS)*time.Second, true
 }
 
 // nextProbe says when the socket's next keepalive probe goes, where its

@@ -332,6 +332,62 @@ func TestHalfOpenPredictsTheAbort(t *testing.T) {
 	}
 }
 
+// TestHalfOpenWithICMPUnreachables: the path answers each retransmission
+// with an ICMP unreachable, which reverts the backoff (RFC 6069): 112
+// retransmissions, backoff 4. The kernel still gives up by time, which its
+// own clock of the recovery (tcpi_total_rto_time) counts, and the summary
+// counts the silence from the retransmissions, not from an ACK long before.
+func TestHalfOpenWithICMPUnreachables(t *testing.T) {
+	s := healthy()
+	deadPeer(112, 600_000)(&s)
+	s.TCPInfo.Backoff, s.TCPInfo.RTOUs = 4, 204000<<4
+	s.TCPInfo.Size, s.TCPInfo.TotalRTORecoveries, s.TCPInfo.TotalRTOTimeMS = 248, 1, 340_000
+	f := fired(Evaluate(snapshot(s), nil), s.ID)[RuleHalfOpen]
+	g := f.Evidence.GiveUpEvidence
+	if g == nil || g.GivesUpInS == nil {
+		t.Fatalf("no give-up evidence: %+v", f)
+	}
+	// 0.204 s to the first expiry, 340 s of recovery since: 928.692 -
+	// 340.204 s left, where four expiries of the backoff would leave 920 s.
+	if got, want := *g.GivesUpInS, 928.692-340.204; !near(got, want) {
+		t.Errorf("gives_up_in_s = %v, want %v", got, want)
+	}
+	if !strings.Contains(f.Summary, "has acknowledged nothing sent for 340 s") {
+		t.Errorf("summary: %s", f.Summary)
+	}
+	// A second recovery: the clock is no longer this one's alone.
+	s.TCPInfo.TotalRTORecoveries = 2
+	f = fired(Evaluate(snapshot(s), nil), s.ID)[RuleHalfOpen]
+	if got := *f.Evidence.GiveUpEvidence.GivesUpInS; got < 900 {
+		t.Errorf("with two recoveries, gives_up_in_s = %v: the first recovery's time was counted as this one's", got)
+	}
+}
+
+// TestKeepaliveProbesRunningOut: a connection whose path forgot it and
+// whose keepalive probes already go unanswered (4 of 5 sent) fails now,
+// not at its next write: the kernel closes it when the probes run out.
+func TestKeepaliveProbesRunningOut(t *testing.T) {
+	s := healthy()
+	slowKA(300)(&s)
+	s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS, s.TCPInfo.LastAckRecvMS = 590_000, 590_000, 590_000
+	s.Timer = diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 4528, Retrans: 4}
+	snap := snapshot(s)
+	tracked(30, 0, "gone")(snap)
+	snap.Host.Firewall.InvalidDrops = []diag.InvalidDrop{{Chain: "inet filter forward", Family: "inet", Hook: "forward"}}
+	f := fired(Evaluate(snap, nil), s.ID)[RuleFlowForgotten]
+	if f.Severity != Critical || f.Failing != FailingNow || f.FailsInS == nil {
+		t.Fatalf("%s, failing %q, fails in %v: %s", f.Severity, f.Failing, f.FailsInS, f.Summary)
+	}
+	// The timer fires in 4.528 s with the fifth probe, then once more, 10 s
+	// later (healthy's interval), to give up.
+	if got, want := *f.FailsInS, 14.528; !near(got, want) {
+		t.Errorf("fails_in_s = %v, want %v", got, want)
+	}
+	if !strings.Contains(f.Summary, "keepalive probes already go unanswered (4 of 5 sent)") {
+		t.Errorf("summary: %s", f.Summary)
+	}
+}
+
 func near(got any, want float64) bool {
 	g, ok := got.(float64)
 	return ok && g > want-0.001 && g < want+0.001
