@@ -150,7 +150,13 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	if c.criSocket != "" {
 		// A path typed is a path meant: unlike the defaults tried, its
 		// absence is no note but a mistake.
-		if fi, err := os.Stat(c.criSocket); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		fi, err := os.Stat(c.criSocket)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return c, fmt.Errorf("--cri-socket %s: no such file", c.criSocket)
+		case err != nil:
+			return c, fmt.Errorf("--cri-socket %w", err)
+		case fi.Mode()&os.ModeSocket == 0:
 			return c, fmt.Errorf("--cri-socket %s: not a socket", c.criSocket)
 		}
 	}

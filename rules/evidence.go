@@ -46,7 +46,8 @@ type PathEvidence struct {
 	MiddleboxSource string  `json:"middlebox_source,omitempty"`
 	OnExpiry        Expiry  `json:"on_expiry,omitempty"`
 	MiddleboxMatch  string  `json:"middlebox_match,omitempty"`
-	// ForgetsInS is how long until it forgets the flow, 0 when it has.
+	// ForgetsInS is how long until it forgets the flow, 0 when it has
+	// (AlreadyForgotten) or when no middlebox is known (Middlebox empty).
 	ForgetsInS       float64 `json:"forgets_in_s"`
 	AlreadyForgotten bool    `json:"already_forgotten"`
 	// Meets is what the flow's next packet meets then, and MeetsBecause
