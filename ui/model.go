@@ -103,9 +103,12 @@ type Model struct {
 	// sweep is the node's last sweep, nodes its table; inNS is the inode
 	// of the namespace the connection view shows, 0 when it shows none
 	// (back in the node view) or there is no node.
-	sweep   *node.Sweep
-	nodes   nodeTable
-	inNS    uint64
+	sweep *node.Sweep
+	nodes nodeTable
+	inNS  uint64
+	// inWhich tells the namespace shown from another given its inode
+	// number since (which).
+	inWhich string
 	podName string // the pod of the namespace shown, "" for none
 	// nsNotes are what the sweep says of the namespace shown, beside its
 	// snapshot's own notes.

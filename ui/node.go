@@ -568,6 +568,7 @@ func (m *Model) openNamespace() {
 		return
 	}
 	m.inNS, m.podName, m.nsNotes = r.ns.Inode, "", r.ns.Notes
+	m.inWhich = which(r.ns)
 	if r.ns.Pod != nil {
 		m.podName = r.name
 	}
@@ -581,6 +582,20 @@ func (m *Model) openNamespace() {
 	m.findItems, m.findCur = nil, 0
 	m.open(modeTable)
 	m.apply(r.ns.Snapshot, r.ns.Report)
+}
+
+// which tells namespaces with the same inode number apart: the kernel
+// reuses a deleted namespace's number. A pod's is its UID, a bound one's
+// its file; one only processes hold has nothing steadier than its number,
+// the process the sweep opened it by being any of them.
+func which(ns *node.Namespace) string {
+	switch {
+	case ns.Pod != nil && ns.Pod.UID != "":
+		return "pod " + ns.Pod.UID
+	case !strings.HasPrefix(ns.Path, "/proc/"):
+		return ns.Path
+	}
+	return ""
 }
 
 // unreadable says why the sweep could not read a namespace.
@@ -604,6 +619,11 @@ func (m *Model) applySweep(sw *node.Sweep) {
 		r := &m.nodes.all[i]
 		if r.ns.Inode != m.inNS {
 			continue
+		}
+		if which(r.ns) != m.inWhich {
+			// The kernel gives a deleted namespace's inode number to the
+			// next one made: another namespace, not this one.
+			break
 		}
 		if !r.readable() {
 			m.flash, m.flashErr = unreadable(r)+"; showing what was read before", true

@@ -347,6 +347,15 @@ func TestNodeSweepRefreshesTheOpenNamespace(t *testing.T) {
 			t.Errorf("socket %s new %v", r.s.ID, r.isNew)
 		}
 	}
+	// Its inode number given to another namespace (the pod's deleted, a
+	// new one made): that one's sockets are not this pod's.
+	reused := nodeFixture()
+	other := &reused.Namespaces[len(reused.Namespaces)-1]
+	*other = nsOf(other.Inode, "/run/netns/other", nil, []string{"9"}, nil)
+	m, _ = step(m, sweepMsg{sweep: reused})
+	if s := flat(screen(m)); !strings.Contains(s, "netns 4026532307 is gone from the latest sweep") || !strings.Contains(s, "10.0.0.5:50000") {
+		t.Errorf("the namespace's inode number reused by another:\n%s", screen(m))
+	}
 	// Gone from the next sweep.
 	without := nodeFixture()
 	without.Namespaces = without.Namespaces[:len(without.Namespaces)-1]
