@@ -98,6 +98,17 @@ func idleRule(c conn) *Finding {
 			Evidence: pathEvidence(c, harmless),
 			Fix:      keepaliveFixes(c, harmless.IdleTimeout),
 		}
+	case harmless != nil && known && every > harmless.IdleTimeout:
+		// As without keepalive: said, and harmless, so that turning on a
+		// keepalive still too slow does not make the finding vanish.
+		return &Finding{
+			Rule:     RuleKeepaliveTooSlow,
+			Severity: Info,
+			Summary: fmt.Sprintf("%s sends its first keepalive probe after %s idle; %s forgets it after %s quiet, but %s; a dead peer still takes %s to notice",
+				ends(c.Socket), human(every), harmless.Name, human(harmless.IdleTimeout), harmless.Because, human(detection(c.Keepalive))),
+			Evidence: pathEvidence(c, harmless),
+			Fix:      keepaliveFixes(c, harmless.IdleTimeout),
+		}
 	}
 	return nil
 }

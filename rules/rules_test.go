@@ -755,6 +755,7 @@ func TestForgottenFlowFates(t *testing.T) {
 		meets  Outcome
 	}{
 		{"loose=1, untranslated: picked up again", noKA, tracked(30, 1, ""), RuleNoKeepalive, Info, Survives},
+		{"loose=1, untranslated, keepalive slower than the path: picked up again", slowKA(7200), tracked(30, 1, ""), RuleKeepaliveTooSlow, Info, Survives},
 		{"loose=1, DNAT, client: balanced again", noKA, tracked(30, 1, "dnat"), RuleNoKeepalive, Warning, MayBreak},
 		{"loose=1, SNAT, client: masqueraded again", noKA, tracked(30, 1, "snat"), RuleNoKeepalive, Warning, MayBreak},
 		{"loose=1, DNAT, server: who speaks first decides", server, tracked(30, 1, "dnat"), RuleNoKeepalive, Warning, MayBreak},
