@@ -163,7 +163,9 @@ func (r *row) matches(words []string, rep *rules.Report, c *rowCache) bool {
 	return true
 }
 
-// shortDur writes a duration in at most six characters: 850ms, 3.2s, 15m, 2h.
+// shortDur writes a duration in at most six characters: 850ms, 3.2s,
+// 45s, 2m59s, 15m, 1h59m, 15h, 5d. Below ten minutes and ten hours it keeps
+// the smaller unit too: 119 minutes is not "1h", nor 2m59s "2m".
 func shortDur(d time.Duration) string {
 	switch {
 	case d < time.Second:
@@ -172,8 +174,12 @@ func shortDur(d time.Duration) string {
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	case d < 100*time.Second:
 		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < 10*time.Minute:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	case d < 100*time.Minute:
 		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 10*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	case d < 100*time.Hour:
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
