@@ -8,6 +8,7 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/tcpvet/tcpvet/diag"
 	"github.com/tcpvet/tcpvet/rules"
 )
 
@@ -29,6 +30,23 @@ func findingOrder(rep *rules.Report) []int {
 	return idx
 }
 
+// findingsShown are the findings the findings view lists, in its order:
+// with a filter on the table, only those about the connections it keeps.
+func (m *Model) findingsShown() []int {
+	order := findingOrder(&m.report)
+	if len(m.table.words) == 0 {
+		return order
+	}
+	kept := make(map[diag.Cookie]bool, len(m.table.visible))
+	for _, i := range m.table.visible {
+		kept[m.table.rows[i].s.ID] = true
+	}
+	return slices.DeleteFunc(order, func(fi int) bool {
+		id := m.report.Findings[fi].Socket
+		return id == nil || !kept[*id]
+	})
+}
+
 func (m Model) findingsView() string {
 	st := m.styles
 	h := m.tableHeight() + 1
@@ -47,7 +65,13 @@ func (m Model) findingsView() string {
 			}
 		}
 	}
-	if len(m.findItems) == 0 {
+	filtered := len(m.table.words) > 0
+	switch {
+	case filtered && len(m.findItems) == 0:
+		lines = append(lines, line{st.OK.Render("no findings about the connections the filter /" + m.filter.Value() + " keeps"), -1})
+	case filtered:
+		lines = append(lines, line{st.Dim.Render("only the findings about the connections the filter /" + m.filter.Value() + " keeps"), -1})
+	case len(m.findItems) == 0:
 		lines = append(lines, line{st.OK.Render("no findings: every connection looks healthy"), -1})
 	}
 	cur := 0

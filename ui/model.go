@@ -547,7 +547,7 @@ func (m *Model) apply(snap *diag.Snapshot, rep rules.Report) {
 	m.procNames = strings.Join(processNames(snap, 4), ", ")
 	m.findItems = nil
 	if m.under(modeFindings) {
-		m.findItems = findingOrder(&m.report)
+		m.findItems = m.findingsShown()
 		m.findCur = min(m.findCur, max(0, len(m.findItems)-1))
 	}
 	if m.under(modeDetails) {
@@ -576,7 +576,7 @@ func (m *Model) under(md mode) bool {
 func (m *Model) openFindings() {
 	m.open(modeFindings)
 	if m.findItems == nil {
-		m.findItems = findingOrder(&m.report)
+		m.findItems = m.findingsShown()
 	}
 	m.findCur = min(m.findCur, max(0, len(m.findItems)-1))
 }

@@ -469,3 +469,27 @@ func TestFindingsKeysWithNoFindings(t *testing.T) {
 		t.Errorf("want the empty findings view still:\n%s", screen(m))
 	}
 }
+
+// TestFindingsFollowTheFilter: with the table filtered, the findings view
+// lists only the findings about the connections the filter keeps, and
+// says so; without one, all of them.
+func TestFindingsFollowTheFilter(t *testing.T) {
+	snap := fixture()
+	all := drive(t, 160, 40, snap, keyMsg("f"))
+	if len(all.findItems) < 2 {
+		t.Fatalf("the fixture's findings: %d, want several", len(all.findItems))
+	}
+	m := drive(t, 160, 40, snap, append(append([]tea.Msg{keyMsg("/")}, typeText("40003")...), keyMsg("enter"), keyMsg("f"))...)
+	if len(m.findItems) == 0 || len(m.findItems) >= len(all.findItems) {
+		t.Fatalf("filtered to one connection: %d findings of %d", len(m.findItems), len(all.findItems))
+	}
+	for _, fi := range m.findItems {
+		f := m.report.Findings[fi]
+		if f.Socket == nil || !strings.HasSuffix(f.Summary[:strings.Index(f.Summary, " ->")], ":40003") {
+			t.Errorf("a finding the filter does not keep: %s", f.Summary)
+		}
+	}
+	if s := screen(m); !strings.Contains(s, "only the findings about the connections the filter /40003 keeps") {
+		t.Errorf("the findings view does not say it is filtered:\n%s", s)
+	}
+}
