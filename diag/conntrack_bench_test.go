@@ -52,15 +52,11 @@ func BenchmarkConntrackJoin(b *testing.B) {
 	}
 }
 
-// BenchmarkConntrackRead dumps a table of 250,000 entries from the kernel
-// and indexes it, and against the same table asks for the entries of
-// 40,000 and of 200 connections one by one, as tcpvet does for a table too
-// large to dump. It needs root, and fills a namespace's table of its own.
-func BenchmarkConntrackRead(b *testing.B) {
-	if !modulePresent("nf_conntrack_netlink") {
-		b.Skip("nf_conntrack_netlink is not loaded")
-	}
-	n := 250000
+// filledConntrack is a namespace of the test's own whose conntrack table
+// holds flows, and a connection to that table; both close when the
+// benchmark ends.
+func filledConntrack(b *testing.B, flows []conntrack.Flow) (*netns.NS, *conntrack.Conn) {
+	b.Helper()
 	ns := testnet.New(b)
 	// Any ct rule hooks conntrack in; entries created over ctnetlink do
 	// not need it, but a table a rule uses is the real case.
@@ -71,18 +67,31 @@ func BenchmarkConntrackRead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer h.Close()
+	b.Cleanup(func() { h.Close() })
 	c, err := conntrack.Dial(netlinkConfig(h))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
-	flows, conns := benchFlows(n, 40000)
+	b.Cleanup(func() { c.Close() })
 	for i, f := range flows {
 		if err := c.Create(f); err != nil {
 			b.Fatalf("create entry %d: %v (net.netfilter.nf_conntrack_max too low?)", i, err)
 		}
 	}
+	return h, c
+}
+
+// BenchmarkConntrackRead dumps a table of 250,000 entries from the kernel
+// and indexes it, and against the same table asks for the entries of
+// 40,000 and of 200 connections one by one, as tcpvet does for a table too
+// large to dump. It needs root, and fills a namespace's table of its own.
+func BenchmarkConntrackRead(b *testing.B) {
+	if !modulePresent("nf_conntrack_netlink") {
+		b.Skip("nf_conntrack_netlink is not loaded")
+	}
+	n := 250000
+	flows, conns := benchFlows(n, 40000)
+	h, c := filledConntrack(b, flows)
 	b.Run(fmt.Sprintf("dump-%d", n), func(b *testing.B) {
 		for b.Loop() {
 			got, err := c.Dump(nil)
@@ -113,26 +122,8 @@ func BenchmarkHostAsTarget(b *testing.B) {
 	if !modulePresent("nf_conntrack_netlink") {
 		b.Skip("nf_conntrack_netlink is not loaded")
 	}
-	ns := testnet.New(b)
-	ns.Run(b, "nft", "add table inet t")
-	ns.Run(b, "nft", "add chain inet t c { type filter hook input priority 0 ; }")
-	ns.Run(b, "nft", "add rule inet t c ct state new counter")
-	h, err := netns.FromPath(ns.Path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
-	c, err := conntrack.Dial(netlinkConfig(h))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
 	flows, _ := benchFlows(conntrackDumpLimit, 0)
-	for i, f := range flows {
-		if err := c.Create(f); err != nil {
-			b.Fatalf("create entry %d: %v", i, err)
-		}
-	}
+	h, _ := filledConntrack(b, flows)
 	view := ReadHost(h, "")
 	if view.Host().Conntrack == nil || view.Host().Conntrack.Flows < conntrackDumpLimit {
 		b.Fatalf("the view's conntrack: %+v", view.Host().Conntrack)

@@ -4,16 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -112,22 +109,6 @@ func (r *countingRuntime) counted() (calls, maxInFlight int) {
 	return calls, maxInFlight
 }
 
-// serveCounting serves r as crifake.Serve serves its runtime: the real
-// protocol on a unix socket in the test's directory, until the test ends.
-func serveCounting(t testing.TB, r *countingRuntime) string {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "cri.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	cri.RegisterRuntimeServiceServer(srv, r)
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
-	return sock
-}
-
 // podsRuntime is a runtime of n ready pods, pod i in sandbox "sb<i>" with
 // its namespace at /var/run/netns/cni-<i> and one container "app-<i>".
 func podsRuntime(t testing.TB, n int, delay time.Duration) *countingRuntime {
@@ -168,7 +149,7 @@ func TestSandboxCache(t *testing.T) {
 		r.AddPod(t, &cri.PodSandboxMetadata{Namespace: "kube-system", Name: "kube-proxy", Uid: "uid-kp"}, "", "kube-proxy")
 		r.HostNet = map[string]bool{"sb5": true}
 	})
-	sock := serveCounting(t, rt)
+	sock := crifake.Serve(t, rt)
 	ctx := context.Background()
 	cache := &SandboxCache{}
 	sweep := func(c *SandboxCache) []sandbox {
@@ -265,7 +246,7 @@ func TestSandboxStatusConcurrent(t *testing.T) {
 	rt := podsRuntime(t, 20, 50*time.Millisecond)
 	rt.change(func(r *crifake.Runtime) { r.HostNet = map[string]bool{"sb4": true} })
 	rt.gone = map[string]bool{"sb7": true, "sb13": true}
-	sock := serveCounting(t, rt)
+	sock := crifake.Serve(t, rt)
 	ctx := context.Background()
 
 	seq, err := listSandboxes(ctx, sock, nil, 1)
@@ -301,7 +282,7 @@ func TestSandboxStatusConcurrent(t *testing.T) {
 // cache. The sweep's note says the runtime stopped answering.
 func TestSandboxStatusFails(t *testing.T) {
 	rt := podsRuntime(t, 5, 20*time.Millisecond)
-	sock := serveCounting(t, rt)
+	sock := crifake.Serve(t, rt)
 	ctx := context.Background()
 	cache := &SandboxCache{}
 	if _, err := listSandboxes(ctx, sock, cache, statusWorkers); err != nil {
@@ -383,7 +364,7 @@ func TestSandboxStatusFails(t *testing.T) {
 // by side, and known from the sweep before.
 func BenchmarkListSandboxes(b *testing.B) {
 	rt := podsRuntime(b, 100, time.Millisecond)
-	sock := serveCounting(b, rt)
+	sock := crifake.Serve(b, rt)
 	ctx := context.Background()
 	for _, bc := range []struct {
 		name    string
@@ -425,7 +406,7 @@ func TestTakeKeepsSandboxes(t *testing.T) {
 	if err := os.Symlink("/proc/self", proc+"/self"); err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{ProcRoot: proc, NetnsDir: t.TempDir(), CRISocket: serveCounting(t, rt)}
+	opts := Options{ProcRoot: proc, NetnsDir: t.TempDir(), CRISocket: crifake.Serve(t, rt)}
 	for _, tc := range []struct {
 		sandboxes *SandboxCache
 		want      []int

@@ -12,28 +12,19 @@ sockets=${1:-40000}
 seconds=${2:-20}
 cd "$(dirname "$0")/.."
 
+. scripts/farm.sh
 work=$(mktemp -d)
 ns=tcpvet-liveview-$$
 session=tcpvet-liveview-$$
 cleanup() {
   tmux kill-session -t "$session" 2>/dev/null || true
-  exec 3>&- 2>/dev/null || true
-  ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
+  farm_stop "$ns"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 go build -o "$work/tcpvet" .
-go build -o "$work/sockfarm" ./internal/cmd/sockfarm
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-
-mkfifo "$work/ctl"
-ip netns exec "$ns" "$work/sockfarm" -sockets "$sockets" <"$work/ctl" >"$work/farm.out" &
-exec 3>"$work/ctl"
-for _ in $(seq 300); do grep -q ready "$work/farm.out" 2>/dev/null && break; sleep 0.2; done
-grep -q ready "$work/farm.out" || { echo "sockfarm did not get ready" >&2; exit 1; }
+farm_start "$ns" "$sockets" "$work"
 echo "namespace $ns: $(ip netns exec "$ns" ss -Htan 2>/dev/null | wc -l) TCP sockets"
 
 # measure NAME BINARY: the live view of BINARY for $seconds.

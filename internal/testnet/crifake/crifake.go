@@ -80,9 +80,10 @@ func (r *Runtime) ListContainers(_ context.Context, req *cri.ListContainersReque
 	return &cri.ListContainersResponse{Containers: out}, nil
 }
 
-// Serve serves r on a unix socket in the test's directory, until the test
-// ends, and returns the socket's path.
-func Serve(t testing.TB, r *Runtime) string {
+// Serve serves r (a Runtime, or one that wraps it to watch its calls) on a
+// unix socket in the test's directory, until the test ends, and returns the
+// socket's path.
+func Serve(t testing.TB, r cri.RuntimeServiceServer) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "cri.sock")
 	l, err := net.Listen("unix", sock)
