@@ -354,7 +354,7 @@ var columns = [numColumns]columnDef{
 		num:   queueKey,
 		paint: paintQueues,
 	},
-	colTimer: {title: "TIMER", width: 16, priority: 8,
+	colTimer: {title: "TIMER", width: 17, priority: 8,
 		text: func(r *row, _ *rules.Report, _ *rowCache) string {
 			s := r.s
 			if s.Timer.Kind == diag.TimerOff {
