@@ -236,7 +236,10 @@ func consequence(c conn, o Outcome) string {
 	case Drops:
 		return "the next write is dropped without a word and " + hang
 	case Breaks:
-		return `the next write gets "connection reset by peer", or is dropped and ` + hang
+		// Untranslated, it may be routed nowhere: the kernel keeps the
+		// ICMP unreachable it gets back as the error it gives up with.
+		return `the next write gets "connection reset by peer", or is dropped and ` + hang +
+			` (or "no route to host" or "network is unreachable", where the path answers with an ICMP unreachable)`
 	}
 	return "the next write may fail"
 }
