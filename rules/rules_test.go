@@ -369,6 +369,9 @@ func TestHalfOpenWithICMPUnreachables(t *testing.T) {
 func TestKeepaliveProbesRunningOut(t *testing.T) {
 	s := healthy()
 	slowKA(300)(&s)
+	// No TCP_USER_TIMEOUT: with healthy()'s 30 s the kernel would have
+	// closed it at the second probe (TestKeepaliveProbesWithUserTimeout).
+	s.UserTimeoutMS = ptr(0)
 	s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS, s.TCPInfo.LastAckRecvMS = 590_000, 590_000, 590_000
 	s.Timer = diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 4528, Retrans: 4}
 	snap := snapshot(s)
