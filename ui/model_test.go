@@ -493,3 +493,22 @@ func TestFindingsFollowTheFilter(t *testing.T) {
 		t.Errorf("the findings view does not say it is filtered:\n%s", s)
 	}
 }
+
+// TestFindingsFollowAFilterSetAfter: the findings view, seen once, then the
+// table filtered, lists only what the filter keeps when opened again, as
+// its line says, before any refresh.
+func TestFindingsFollowAFilterSetAfter(t *testing.T) {
+	snap := fixture()
+	msgs := []tea.Msg{keyMsg("f"), keyMsg("esc"), keyMsg("/")}
+	msgs = append(append(msgs, typeText("40003")...), keyMsg("enter"), keyMsg("f"))
+	m := drive(t, 160, 40, snap, msgs...)
+	if m.mode != modeFindings {
+		t.Fatalf("mode %v, want the findings view", m.mode)
+	}
+	for _, fi := range m.findItems {
+		f := m.report.Findings[fi]
+		if f.Socket == nil || !strings.HasSuffix(f.Summary[:strings.Index(f.Summary, " ->")], ":40003") {
+			t.Errorf("a finding the filter does not keep, under the line saying it is filtered: %s", f.Summary)
+		}
+	}
+}
