@@ -512,3 +512,19 @@ func TestFindingsFollowAFilterSetAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestPathCellFits: the PATH cell of an entry with minutes and seconds
+// left, conntrack's or IPVS's, fits its column rather than lose its end
+// to an ellipsis.
+func TestPathCellFits(t *testing.T) {
+	for _, left := range []uint32{41, 299, 599, 5999, 35999} {
+		for _, s := range []diag.Socket{
+			{Conntrack: []diag.Flow{{ExpiresInS: left}}},
+			{IPVS: &diag.IPVSConn{ExpiresInS: left}},
+		} {
+			if cell := pathCell(&s, false); len(cell) > columns[colPath].width {
+				t.Errorf("PATH %q is %d wide, its column %d", cell, len(cell), columns[colPath].width)
+			}
+		}
+	}
+}
