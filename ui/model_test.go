@@ -522,8 +522,8 @@ func TestPathCellFits(t *testing.T) {
 			{Conntrack: []diag.Flow{{ExpiresInS: left}}},
 			{IPVS: &diag.IPVSConn{ExpiresInS: left}},
 		} {
-			if cell := pathCell(&s, false); len(cell) > columns[colPath].width {
-				t.Errorf("PATH %q is %d wide, its column %d", cell, len(cell), columns[colPath].width)
+			if cell := pathCell(&s, false); len(cell) > pathWidth {
+				t.Errorf("PATH %q is %d wide, its column %d", cell, len(cell), pathWidth)
 			}
 		}
 	}
