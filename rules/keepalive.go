@@ -206,13 +206,25 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 // probesRunOut is how long until the kernel closes c for want of an answer
 // to its keepalive probes, when some already went unanswered: its keepalive
 // timer fires once per probe left and once more to give up
-// (tcp_keepalive_timer).
+// (tcp_keepalive_timer). With TCP_USER_TIMEOUT set the probe count is not
+// consulted: the first firing that finds the peer silent that long gives
+// up, sooner or later than the probes would.
 func probesRunOut(c conn) (time.Duration, bool) {
 	k, out := c.Keepalive, int(c.Timer.Retrans)
-	if c.Timer.Kind != diag.TimerKeepalive || out == 0 || k.Probes == nil || k.IntervalS == nil {
+	ut, known := c.UserTimeout()
+	if c.Timer.Kind != diag.TimerKeepalive || out == 0 || k.Probes == nil || k.IntervalS == nil || !known || c.TCPInfo == nil {
 		return 0, false
 	}
-	return c.Timer.Expires() + time.Duration(max(0, *k.Probes-out))*time.Duration(*k.IntervalS)*time.Second, true
+	left, every := c.Timer.Expires(), time.Duration(*k.IntervalS)*time.Second
+	if ut == 0 {
+		return left + time.Duration(max(0, *k.Probes-out))*every, true
+	}
+	// keepalive_time_elapsed: the silence since anything was received.
+	silent := min(c.TCPInfo.SinceDataRecv(), c.TCPInfo.SinceAckRecv()) + left
+	if short := ut - silent; short > 0 && every > 0 {
+		left += (short + every - 1) / every * every
+	}
+	return left, true
 }
 
 // nextProbe says when the socket's next keepalive probe goes, where its

@@ -369,6 +369,9 @@ func TestHalfOpenWithICMPUnreachables(t *testing.T) {
 func TestKeepaliveProbesRunningOut(t *testing.T) {
 	s := healthy()
 	slowKA(300)(&s)
+	// No TCP_USER_TIMEOUT: with healthy()'s 30 s the kernel would have
+	// closed it at the second probe (TestKeepaliveProbesWithUserTimeout).
+	s.UserTimeoutMS = ptr(0)
 	s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS, s.TCPInfo.LastAckRecvMS = 590_000, 590_000, 590_000
 	s.Timer = diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 4528, Retrans: 4}
 	snap := snapshot(s)
@@ -385,6 +388,46 @@ func TestKeepaliveProbesRunningOut(t *testing.T) {
 	}
 	if !strings.Contains(f.Summary, "keepalive probes already go unanswered (4 of 5 sent)") {
 		t.Errorf("summary: %s", f.Summary)
+	}
+}
+
+// TestKeepaliveProbesWithUserTimeout: with TCP_USER_TIMEOUT set, the
+// kernel's keepalive timer ignores tcp_keepalive_probes and gives up at its
+// first firing once the peer has been silent that long with a probe out
+// (tcp_keepalive_timer): sooner or later than the probe count says.
+func TestKeepaliveProbesWithUserTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		utMS int
+		want float64
+	}{
+		// Silent 305 s, one probe out, UT 60 s: the next firing, in 5 s,
+		// finds 310 s >= 60 s and a probe out, and closes it; the probe
+		// count (4 more probes, 45 s) is not consulted.
+		{"short user timeout", 60_000, 5},
+		// UT 3600 s: the probes go on every 10 s, past the fifth, until
+		// a firing finds 3600 s of silence: 5 + 329 x 10 s from now.
+		{"long user timeout", 3_600_000, 3295},
+		// No user timeout: the probe count decides, 5 + 4 x 10 s.
+		{"no user timeout", 0, 45},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := healthy()
+			slowKA(300)(&s)
+			s.UserTimeoutMS = ptr(tt.utMS)
+			s.TCPInfo.LastDataRecvMS, s.TCPInfo.LastDataSentMS, s.TCPInfo.LastAckRecvMS = 305_000, 305_000, 305_000
+			s.Timer = diag.Timer{Kind: diag.TimerKeepalive, ExpiresMS: 5000, Retrans: 1}
+			snap := snapshot(s)
+			tracked(30, 0, "gone")(snap)
+			snap.Host.Firewall.InvalidDrops = []diag.InvalidDrop{{Chain: "inet filter forward", Family: "inet", Hook: "forward"}}
+			f, ok := fired(Evaluate(snap, nil), s.ID)[RuleFlowForgotten]
+			if !ok || f.FailsInS == nil {
+				t.Fatalf("no flow-forgotten with fails_in_s: %+v", f)
+			}
+			if got := *f.FailsInS; !near(got, tt.want) {
+				t.Errorf("TCP_USER_TIMEOUT %d ms: fails_in_s = %v, want %v (%s)", tt.utMS, got, tt.want, f.Summary)
+			}
+		})
 	}
 }
 

@@ -588,6 +588,8 @@ func (m *Model) refilter() {
 		return
 	}
 	m.table.setFilter(m.filter.Value(), m.tableHeight())
+	// The findings view follows the filter: built again when next shown.
+	m.findItems = nil
 }
 
 func (m *Model) clampCursor() {

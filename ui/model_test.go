@@ -493,3 +493,38 @@ func TestFindingsFollowTheFilter(t *testing.T) {
 		t.Errorf("the findings view does not say it is filtered:\n%s", s)
 	}
 }
+
+// TestFindingsFollowAFilterSetAfter: the findings view, seen once, then the
+// table filtered, lists only what the filter keeps when opened again, as
+// its line says, before any refresh.
+func TestFindingsFollowAFilterSetAfter(t *testing.T) {
+	snap := fixture()
+	msgs := []tea.Msg{keyMsg("f"), keyMsg("esc"), keyMsg("/")}
+	msgs = append(append(msgs, typeText("40003")...), keyMsg("enter"), keyMsg("f"))
+	m := drive(t, 160, 40, snap, msgs...)
+	if m.mode != modeFindings {
+		t.Fatalf("mode %v, want the findings view", m.mode)
+	}
+	for _, fi := range m.findItems {
+		f := m.report.Findings[fi]
+		if f.Socket == nil || !strings.HasSuffix(f.Summary[:strings.Index(f.Summary, " ->")], ":40003") {
+			t.Errorf("a finding the filter does not keep, under the line saying it is filtered: %s", f.Summary)
+		}
+	}
+}
+
+// TestPathCellFits: the PATH cell of an entry with minutes and seconds
+// left, conntrack's or IPVS's, fits its column rather than lose its end
+// to an ellipsis.
+func TestPathCellFits(t *testing.T) {
+	for _, left := range []uint32{41, 299, 599, 5999, 35999} {
+		for _, s := range []diag.Socket{
+			{Conntrack: []diag.Flow{{ExpiresInS: left}}},
+			{IPVS: &diag.IPVSConn{ExpiresInS: left}},
+		} {
+			if cell := pathCell(&s, false); len(cell) > pathWidth {
+				t.Errorf("PATH %q is %d wide, its column %d", cell, len(cell), pathWidth)
+			}
+		}
+	}
+}

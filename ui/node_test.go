@@ -678,3 +678,36 @@ func TestNodeFetchRunsTheSweep(t *testing.T) {
 		t.Errorf("a sweep of nothing:\n%s", s)
 	}
 }
+
+// TestNodeOpenNamespaceNamedLater: the namespace shown is the same one when
+// a later sweep knows more of it: its pod named once the runtime answers
+// (the first sweep found only its bound file), or a file bound to it
+// (ip netns attach) where the first sweep had only its processes. Neither
+// is another namespace given its inode number.
+func TestNodeOpenNamespaceNamedLater(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		path, then string
+		pod        *node.Pod
+	}{
+		{"its pod named once the runtime answers", "/run/netns/blue", "/run/netns/blue", &node.Pod{Namespace: "shop", Name: "web-0", UID: "uid-web-0", Source: "cri"}},
+		{"a file bound to it since", "/proc/777/ns/net", "/run/netns/blue", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			first := nodeFixture()
+			blue := &first.Namespaces[0] // healthy, no pod: last in the table
+			*blue = nsOf(blue.Inode, tt.path, nil, []string{"9", "7"}, nil)
+			m := driveNode(t, 160, 45, first, keyMsg("G"), keyMsg("enter"))
+			if m.mode != modeTable || m.inNS != blue.Inode {
+				t.Fatalf("mode %v, showing netns %d; want netns %d's table", m.mode, m.inNS, blue.Inode)
+			}
+			next := nodeFixture()
+			same := &next.Namespaces[0]
+			*same = nsOf(same.Inode, tt.then, tt.pod, []string{"9", "7", "40003"}, nil)
+			m, _ = step(m, sweepMsg{sweep: next})
+			if s := flat(screen(m)); strings.Contains(s, "is gone from the latest sweep") || len(m.table.rows) != 3 {
+				t.Errorf("the same namespace, known better: %d rows, screen:\n%s", len(m.table.rows), screen(m))
+			}
+		})
+	}
+}

@@ -186,6 +186,9 @@ func shortDur(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
+// pathWidth is the PATH column's: "ct 2m59s", "ipvs 14m".
+const pathWidth = 8
+
 // pathCell says what the path remembers of the connection: the soonest a
 // conntrack entry of it expires ("ct 41s"), "gone" where a middlebox on its
 // path has forgotten it, and "-" where nothing on the path keeps a record
@@ -206,7 +209,18 @@ func pathCell(s *diag.Socket, forgotten bool) string {
 	if what == "" {
 		return "-"
 	}
-	return what + " " + wholeSecs(left)
+	if cell := what + " " + wholeSecs(left); len(cell) <= pathWidth {
+		return cell
+	}
+	// "ipvs 4m59s" is wider than the column: its whole minutes or hours.
+	d := time.Duration(left) * time.Second
+	switch {
+	case d < 100*time.Minute:
+		return fmt.Sprintf("%s %dm", what, int(d.Minutes()))
+	case d < 100*time.Hour:
+		return fmt.Sprintf("%s %dh", what, int(d.Hours()))
+	}
+	return what + " " + shortDur(d)
 }
 
 // wholeSecs writes a time the kernel counts in whole seconds, saying no

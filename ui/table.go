@@ -433,7 +433,7 @@ var columns = [numColumns]columnDef{
 			return shortDur(u)
 		},
 	},
-	colPath: {title: "PATH", width: 8, priority: 7,
+	colPath: {title: "PATH", width: pathWidth, priority: 7,
 		text: func(r *row, rep *rules.Report, rc *rowCache) string {
 			forgotten := false
 			rc.findings(r, func(i int) { forgotten = forgotten || rep.Findings[i].Rule == rules.RuleFlowForgotten })
