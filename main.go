@@ -219,15 +219,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tcpvet: %s\n", oneLine(err))
 		return 1
 	}
+	unread := sw != nil && sw.Errors > 0
+	if unread {
+		fmt.Fprintf(stderr, "tcpvet: %d of %d namespaces could not be read, so their connections are not inspected (the notes say why)\n", sw.Errors, len(sw.Namespaces))
+	}
 	if worst, any := worst(); cfg.failOn != nil && any && worst >= *cfg.failOn {
 		return 3
 	}
-	if sw != nil && sw.Errors > 0 {
+	if unread && cfg.failOn != nil {
 		// Not inspected is not fine: a gate must not pass over them.
-		fmt.Fprintf(stderr, "tcpvet: %d of %d namespaces could not be read, so their connections are not inspected (the notes say why)\n", sw.Errors, len(sw.Namespaces))
-		if cfg.failOn != nil {
-			return 1
-		}
+		return 1
 	}
 	return 0
 }

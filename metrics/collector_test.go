@@ -71,7 +71,7 @@ func sweep() *node.Sweep {
 				Snapshot: sockets(diag.Listen, diag.TimeWait),
 				Report:   findings("pod-sysctl-differs:info"),
 			},
-			{Inode: 4026532003, Notes: []diag.Note{{Code: diag.NoteNamespaceUnreadable, Text: "vanished mid-sweep"}}},
+			{Inode: 4026532003, Path: "/proc/9/ns/net", Notes: []diag.Note{{Code: diag.NoteNamespaceUnreadable, Text: "open /proc/9/ns/net: permission denied"}}},
 		},
 	}
 }
@@ -316,7 +316,7 @@ func TestUnreadableNamespaces(t *testing.T) {
 	was = logUnreadable(&log, clean, was)
 	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
 	if was != 0 || len(lines) != 2 ||
-		lines[0] != "tcpvet: 1 of 4 namespaces could not be read, so their connections are not inspected, e.g. netns 4026532003 (): vanished mid-sweep" ||
+		lines[0] != "tcpvet: 1 of 4 namespaces could not be read, so their connections are not inspected, e.g. netns 4026532003 (/proc/9/ns/net): open /proc/9/ns/net: permission denied" ||
 		lines[1] != "tcpvet: every one of the 4 namespaces was read again" {
 		t.Errorf("the log, two sweeps with one unreadable then a clean one:\n%s", log.String())
 	}

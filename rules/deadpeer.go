@@ -38,25 +38,31 @@ func halfOpen(c conn) *Finding {
 	// Silent since its last ACK, which may be long before the data now
 	// retransmitted was sent: the retransmissions' own time, when known.
 	silent := fmt.Sprintf("has not acknowledged anything for %s", human(info.SinceAckRecv()))
+	inARow, counter := int(info.Retransmits), "tcpi_retransmits"
 	ut, _ := s.UserTimeout()
 	if rt, ok := NewRetransmission(snap.Target.Sysctls, ut); ok {
 		state := retransmitState(s, rt.RTOMax)
-		silent = fmt.Sprintf("has acknowledged nothing sent for %s", human(min(state.Elapsed, info.SinceAckRecv())))
 		abort := rt.AbortAfter(state.FirstRTO)
-		in := max(0, abort-state.Elapsed)
-		because := rt.Reason()
-		re.RetransmittingForS = secs(state.Elapsed)
-		ev.GiveUpEvidence = &GiveUpEvidence{GivesUpInS: ptrTo(secs(in)), GivesUpAfterS: secs(abort), GivesUpBecause: because}
-		failsIn = ptrTo(secs(in))
-		when = fmt.Sprintf("the kernel gives up in %s (%s, %s after the first unanswered transmission); until then writes hang", human(in), because, human(abort))
+		if state.Unknown {
+			inARow, counter = int(info.TotalRTO), "tcpi_total_rto" // every expiry is this recovery's
+			ev.GiveUpEvidence = &GiveUpEvidence{GivesUpAfterS: secs(abort), GivesUpBecause: rt.Reason()}
+			when = fmt.Sprintf("the kernel gives up %s after the first unanswered transmission (%s), but how long it has been retransmitting is unknown: over 255 retransmissions answered by ICMP unreachables ran its counters over; until then writes hang", human(abort), rt.Reason())
+		} else {
+			silent = fmt.Sprintf("has acknowledged nothing sent for %s", human(min(state.Elapsed, info.SinceAckRecv())))
+			in := max(0, abort-state.Elapsed)
+			re.RetransmittingForS = secs(state.Elapsed)
+			ev.GiveUpEvidence = &GiveUpEvidence{GivesUpInS: ptrTo(secs(in)), GivesUpAfterS: secs(abort), GivesUpBecause: rt.Reason()}
+			failsIn = ptrTo(secs(in))
+			when = fmt.Sprintf("the kernel gives up in %s (%s, %s after the first unanswered transmission); until then writes hang", human(in), rt.Reason(), human(abort))
+		}
 	}
 	return &Finding{
 		Rule:     RuleHalfOpen,
 		Severity: Critical,
 		Failing:  FailingNow,
 		FailsInS: failsIn,
-		Summary: fmt.Sprintf("%s: the peer %s (%s in a row, tcpi_retransmits; %s unacknowledged): it is probably gone; %s",
-			ends(s), silent, plural(int(info.Retransmits), "unanswered retransmission"), plural(int(info.Unacked), "segment"), when),
+		Summary: fmt.Sprintf("%s: the peer %s (%s in a row, %s; %s unacknowledged): it is probably gone; %s",
+			ends(s), silent, plural(inARow, "unanswered retransmission"), counter, plural(int(info.Unacked), "segment"), when),
 		Evidence: ev,
 		Fix:      userTimeoutFixes(suggestedUserTimeout, snap.Target.Sysctls),
 	}

@@ -98,6 +98,9 @@ type retransmitting struct {
 	// was first sent.
 	Elapsed  time.Duration
 	FirstRTO time.Duration
+	// Unknown is set when Elapsed is a floor only: the kernel's counters
+	// of this recovery ran over (retransmitState).
+	Unknown bool
 }
 
 // retransmitState reconstructs the retransmission so far from what the
@@ -127,11 +130,21 @@ func retransmitState(s *diag.Socket, rtoMax time.Duration) retransmitting {
 	// that passed, while the kernel gives up by that time. Its own clock of
 	// the recovery (tcpi_total_rto_time, Linux 6.7+) runs from the first
 	// expiry: it is this recovery's alone while it is the connection's
-	// first (tcpi_total_rto_recoveries 1) and the timer has fired in it.
-	if info.Size >= 248 && info.TotalRTORecoveries == 1 && info.Retransmits > 0 {
-		elapsed = max(elapsed, first+time.Duration(info.TotalRTOTimeMS)*time.Millisecond)
+	// first, when every expiry (tcpi_total_rto) is this recovery's
+	// (tcpi_retransmits). tcpi_retransmits is a byte: after 255 expiries
+	// (some 50 s of retransmissions answered with ICMP) it wraps, the
+	// kernel counts a new recovery and restarts its clock, and how long
+	// the connection has retransmitted is no longer known.
+	unknown := false
+	if n := int(info.Retransmits); info.Size >= 248 && n > 0 {
+		switch recoveries, total := int(info.TotalRTORecoveries), int(info.TotalRTO); {
+		case recoveries == 1 && total == n:
+			elapsed = max(elapsed, first+time.Duration(info.TotalRTOTimeMS)*time.Millisecond)
+		case recoveries > 1 && total-n == 256*(recoveries-1):
+			unknown = true
+		}
 	}
-	return retransmitting{Elapsed: elapsed, FirstRTO: first}
+	return retransmitting{Elapsed: elapsed, FirstRTO: first, Unknown: unknown}
 }
 
 // initialRTO is TCP_TIMEOUT_INIT: the first retransmission timeout of a

@@ -62,7 +62,10 @@ func idleRule(c conn) *Finding {
 		}
 		return unknownPath(c)
 	}
-	var worst, harmless *forgetting
+	// harmless is the soonest to forget of the middleboxes that pick the
+	// flow up again; outpaced, the one of them whose idle timeout the
+	// keepalive does not beat, the shortest.
+	var worst, harmless, outpaced *forgetting
 	var sev Severity
 	for i := range c.path {
 		f := &c.path[i]
@@ -70,6 +73,9 @@ func idleRule(c conn) *Finding {
 		case f.Meets == Survives:
 			if harmless == nil {
 				harmless = f
+			}
+			if every > 0 && every >= f.IdleTimeout && (outpaced == nil || f.IdleTimeout < outpaced.IdleTimeout) {
+				outpaced = f
 			}
 			continue
 		case f.KeptAlive, !f.Already && (!known || every > 0 && every < f.IdleTimeout):
@@ -98,16 +104,16 @@ func idleRule(c conn) *Finding {
 			Evidence: pathEvidence(c, harmless),
 			Fix:      keepaliveFixes(c, harmless.IdleTimeout),
 		}
-	case harmless != nil && known && every > harmless.IdleTimeout:
+	case outpaced != nil && known:
 		// As without keepalive: said, and harmless, so that turning on a
 		// keepalive still too slow does not make the finding vanish.
 		return &Finding{
 			Rule:     RuleKeepaliveTooSlow,
 			Severity: Info,
 			Summary: fmt.Sprintf("%s sends its first keepalive probe after %s idle; %s forgets it after %s quiet, but %s; a dead peer still takes %s to notice",
-				ends(c.Socket), human(every), harmless.Name, human(harmless.IdleTimeout), harmless.Because, human(detection(c.Keepalive))),
-			Evidence: pathEvidence(c, harmless),
-			Fix:      keepaliveFixes(c, harmless.IdleTimeout),
+				ends(c.Socket), human(every), outpaced.Name, human(outpaced.IdleTimeout), outpaced.Because, human(detection(c.Keepalive))),
+			Evidence: pathEvidence(c, outpaced),
+			Fix:      keepaliveFixes(c, outpaced.IdleTimeout),
 		}
 	}
 	return nil
@@ -193,8 +199,10 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 	fin := &Finding{Rule: rule, Severity: sev, Summary: summary, Evidence: ev, Fix: keepaliveFixes(c, f.IdleTimeout), FailsInS: ptrTo(secs(f.In))}
 	if f.Already {
 		fin.Failing = FailingNextWrite
-		if in, ok := probesRunOut(c); ok {
-			// Its probes meet the path already: it fails with no write.
+		if in, ok := probesRunOut(c); ok && f.Meets != Resets {
+			// Its probes meet the path already, and nothing answers them
+			// (where the path resets, the first would have ended it): it
+			// fails with no write.
 			fin.Failing, fin.FailsInS = FailingNow, ptrTo(secs(in))
 			fin.Summary += fmt.Sprintf("; its keepalive probes already go unanswered (%d of %d sent): the kernel closes it with \"connection timed out\" in %s, written to or not",
 				c.Timer.Retrans, *c.Keepalive.Probes, human(in))

@@ -341,7 +341,7 @@ func TestHalfOpenWithICMPUnreachables(t *testing.T) {
 	s := healthy()
 	deadPeer(112, 600_000)(&s)
 	s.TCPInfo.Backoff, s.TCPInfo.RTOUs = 4, 204000<<4
-	s.TCPInfo.Size, s.TCPInfo.TotalRTORecoveries, s.TCPInfo.TotalRTOTimeMS = 248, 1, 340_000
+	s.TCPInfo.Size, s.TCPInfo.TotalRTO, s.TCPInfo.TotalRTORecoveries, s.TCPInfo.TotalRTOTimeMS = 248, 112, 1, 340_000
 	f := fired(Evaluate(snapshot(s), nil), s.ID)[RuleHalfOpen]
 	g := f.Evidence.GiveUpEvidence
 	if g == nil || g.GivesUpInS == nil {
@@ -356,10 +356,18 @@ func TestHalfOpenWithICMPUnreachables(t *testing.T) {
 		t.Errorf("summary: %s", f.Summary)
 	}
 	// A second recovery: the clock is no longer this one's alone.
-	s.TCPInfo.TotalRTORecoveries = 2
+	s.TCPInfo.TotalRTO, s.TCPInfo.TotalRTORecoveries = 120, 2
 	f = fired(Evaluate(snapshot(s), nil), s.ID)[RuleHalfOpen]
 	if got := *f.Evidence.GiveUpEvidence.GivesUpInS; got < 900 {
 		t.Errorf("with two recoveries, gives_up_in_s = %v: the first recovery's time was counted as this one's", got)
+	}
+	// 262 expiries: tcpi_retransmits (a byte) wrapped to 6 and the kernel
+	// restarted its clock as a second recovery. How long it has retransmitted
+	// is unknown, and the finding says so rather than a time.
+	s.TCPInfo.Retransmits, s.TCPInfo.TotalRTO, s.TCPInfo.TotalRTORecoveries, s.TCPInfo.TotalRTOTimeMS = 6, 262, 2, 2100
+	f = fired(Evaluate(snapshot(s), nil), s.ID)[RuleHalfOpen]
+	if g := f.Evidence.GiveUpEvidence; f.FailsInS != nil || g == nil || g.GivesUpInS != nil || !strings.Contains(f.Summary, "how long it has been retransmitting is unknown") || !strings.Contains(f.Summary, "has not acknowledged anything for 600 s") || !strings.Contains(f.Summary, "262 unanswered retransmissions") {
+		t.Errorf("counters run over: fails in %v, evidence %+v: %s", f.FailsInS, g, f.Summary)
 	}
 }
 

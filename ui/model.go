@@ -106,9 +106,10 @@ type Model struct {
 	sweep *node.Sweep
 	nodes nodeTable
 	inNS  uint64
-	// inWhich tells the namespace shown from another given its inode
-	// number since (which).
-	inWhich string
+	// inWas is the namespace shown as the latest sweep that read it knew
+	// it (its path and pod, not its snapshot): what tells it from another
+	// given its inode number since (another).
+	inWas   node.Namespace
 	podName string // the pod of the namespace shown, "" for none
 	// nsNotes are what the sweep says of the namespace shown, beside its
 	// snapshot's own notes.

@@ -568,7 +568,7 @@ func (m *Model) openNamespace() {
 		return
 	}
 	m.inNS, m.podName, m.nsNotes = r.ns.Inode, "", r.ns.Notes
-	m.inWhich = which(r.ns)
+	m.inWas = node.Namespace{Path: r.ns.Path, Pod: r.ns.Pod}
 	if r.ns.Pod != nil {
 		m.podName = r.name
 	}
@@ -584,18 +584,31 @@ func (m *Model) openNamespace() {
 	m.apply(r.ns.Snapshot, r.ns.Report)
 }
 
-// which tells namespaces with the same inode number apart: the kernel
-// reuses a deleted namespace's number. A pod's is its UID, a bound one's
-// its file; one only processes hold has nothing steadier than its number,
-// the process the sweep opened it by being any of them.
-func which(ns *node.Namespace) string {
-	switch {
-	case ns.Pod != nil && ns.Pod.UID != "":
-		return "pod " + ns.Pod.UID
-	case !strings.HasPrefix(ns.Path, "/proc/"):
-		return ns.Path
+// another says whether ns, with the inode number of the namespace shown
+// (was, as the sweep that opened it knew it), is another namespace: the
+// kernel gives a deleted namespace's number to the next one made. What
+// both sweeps know is compared: pod UIDs, else bound files. A pod named
+// only later, or a file bound to a namespace since, is the same one; a
+// pod's namespace that names no pod any more, with no file to tell, is
+// taken for another (its pod's processes and the runtime both let go of
+// it); one only processes ever held has nothing steadier than its number.
+func another(ns *node.Namespace, was *node.Namespace) bool {
+	uid := func(n *node.Namespace) string {
+		if n.Pod == nil {
+			return ""
+		}
+		return n.Pod.UID
 	}
-	return ""
+	bound := func(n *node.Namespace) bool { return !strings.HasPrefix(n.Path, "/proc/") }
+	switch {
+	case uid(ns) != "" && uid(was) != "":
+		return uid(ns) != uid(was)
+	case bound(ns) && bound(was):
+		return ns.Path != was.Path
+	case uid(was) != "":
+		return true
+	}
+	return false
 }
 
 // unreadable says why the sweep could not read a namespace.
@@ -620,11 +633,13 @@ func (m *Model) applySweep(sw *node.Sweep) {
 		if r.ns.Inode != m.inNS {
 			continue
 		}
-		if which(r.ns) != m.inWhich {
+		if another(r.ns, &m.inWas) {
 			// The kernel gives a deleted namespace's inode number to the
 			// next one made: another namespace, not this one.
 			break
 		}
+		// Known better (its pod named, a file bound): compared so from now.
+		m.inWas = node.Namespace{Path: r.ns.Path, Pod: r.ns.Pod}
 		if !r.readable() {
 			m.flash, m.flashErr = unreadable(r)+"; showing what was read before", true
 			return
