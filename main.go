@@ -388,6 +388,22 @@ func observing(take watch.Take, middleboxes []rules.Middlebox, deaths *watch.Dea
 	}
 }
 
+// exitWatch says whether process pid has exited. A pidfd (Linux 5.3+),
+// held for the run, says so of a zombie and of a PID reused since, which
+// kill(pid, 0) does not; without one, kill it is.
+func exitWatch(pid int) func() bool {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return func() bool { return errors.Is(unix.Kill(pid, 0), unix.ESRCH) }
+	}
+	return func() bool {
+		// Readable once the process has exited.
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		return err == nil && n > 0
+	}
+}
+
 // keepClosed bounds the connections that ended the live view remembers:
 // the latest, which are the ones being asked about.
 const keepClosed = 1000
@@ -399,9 +415,10 @@ func watchedTake(take watch.Take, pid int) watch.Take {
 	if pid == 0 {
 		return take
 	}
+	exited := exitWatch(pid)
 	return func(ctx context.Context) (*diag.Snapshot, error) {
 		snap, err := take(ctx)
-		if err == nil && errors.Is(unix.Kill(pid, 0), unix.ESRCH) {
+		if err == nil && exited() {
 			// Asked after the sample, so a sample taken as it exited,
 			// its sockets half gone, is not kept.
 			return nil, fmt.Errorf("%w: pid %d has exited", watch.ErrTargetGone, pid)

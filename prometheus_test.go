@@ -544,8 +544,9 @@ func TestServePIDGone(t *testing.T) {
 		done <- run(context.Background(), []string{"--serve", addr, "--pid", strconv.Itoa(proc.Process.Pid), "--interval", "200ms"}, io.Discard, &stderr)
 	}()
 	waitHealthy(t, "http://"+addr+"/healthz")
+	// Killed, not reaped: a zombie still answers kill(pid, 0).
 	proc.Process.Kill()
-	proc.Wait()
+	defer proc.Wait()
 	select {
 	case code := <-done:
 		want := fmt.Sprintf("pid %d has exited: nothing left to serve", proc.Process.Pid)
