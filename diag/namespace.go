@@ -28,7 +28,12 @@ type Namespace struct {
 	// by place (the document's "target" and "host"), never as a key.
 	Role       Role   `json:"-"`
 	NetnsInode uint64 `json:"netns_inode"`
-	Path       string `json:"path"`
+	// NetnsCookie is the namespace's cookie (SO_NETNS_COOKIE, Linux
+	// 5.14+), 0 when unknown. Unlike its inode number, which the kernel
+	// gives to the next namespace made once it is deleted, a cookie is
+	// never used again: it tells a namespace from a later one. Not in JSON.
+	NetnsCookie uint64 `json:"-"`
+	Path        string `json:"path"`
 	// PID is the process the target was named by (--pid); 0 for the host
 	// and for a target named by path.
 	PID int `json:"pid,omitempty"`

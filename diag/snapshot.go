@@ -473,6 +473,7 @@ func (snap *Snapshot) visit(ns *netns.NS, into *Namespace, proc string) inside {
 	var in inside
 	var addrErr error
 	if err := ns.Do(func() (err error) {
+		into.NetnsCookie = netnsCookie()
 		into.Addresses, addrErr = interfaceAddrs()
 		in.legacy = legacyTables(proc + "/thread-self/net")
 		in.ipvsConns, in.ipvsErr = readIPVSConns(proc + "/thread-self/net/ip_vs_conn")
@@ -488,6 +489,22 @@ func (snap *Snapshot) visit(ns *netns.NS, into *Namespace, proc string) inside {
 		snap.Notes = append(snap.Notes, into.Role.notef(NoteAddressesUnreadable, "%s addresses unreadable: %v", into.Role, addrErr))
 	}
 	return in
+}
+
+// netnsCookie is the cookie of the namespace the calling thread is in,
+// read off a socket made there and closed at once; 0 where the kernel has
+// none (before 5.14).
+func netnsCookie() uint64 {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0
+	}
+	return c
 }
 
 // readNetfilter reads into's conntrack from ns (in a table too large to

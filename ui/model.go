@@ -107,10 +107,11 @@ type Model struct {
 	nodes nodeTable
 	inNS  uint64
 	// inWas is the namespace shown as the latest sweep that read it knew
-	// it (its path and pod, not its snapshot): what tells it from another
-	// given its inode number since (another).
-	inWas   node.Namespace
-	podName string // the pod of the namespace shown, "" for none
+	// it (its path and pod, not its snapshot), and inCookie its cookie:
+	// what tells it from another given its inode number since (another).
+	inWas    node.Namespace
+	inCookie uint64
+	podName  string // the pod of the namespace shown, "" for none
 	// nsNotes are what the sweep says of the namespace shown, beside its
 	// snapshot's own notes.
 	nsNotes []diag.Note

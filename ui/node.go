@@ -568,7 +568,7 @@ func (m *Model) openNamespace() {
 		return
 	}
 	m.inNS, m.podName, m.nsNotes = r.ns.Inode, "", r.ns.Notes
-	m.inWas = node.Namespace{Path: r.ns.Path, Pod: r.ns.Pod}
+	m.inWas, m.inCookie = node.Namespace{Path: r.ns.Path, Pod: r.ns.Pod}, cookieOf(r.ns)
 	if r.ns.Pod != nil {
 		m.podName = r.name
 	}
@@ -584,15 +584,28 @@ func (m *Model) openNamespace() {
 	m.apply(r.ns.Snapshot, r.ns.Report)
 }
 
+// cookieOf is the cookie of the namespace ns, 0 when unknown.
+func cookieOf(ns *node.Namespace) uint64 {
+	if ns.Snapshot == nil {
+		return 0
+	}
+	return ns.Snapshot.Target.NetnsCookie
+}
+
 // another says whether ns, with the inode number of the namespace shown
-// (was, as the sweep that opened it knew it), is another namespace: the
-// kernel gives a deleted namespace's number to the next one made. What
-// both sweeps know is compared: pod UIDs, else bound files. A pod named
+// (was, as the sweep that opened it knew it, with its cookie), is another
+// namespace: the kernel gives a deleted namespace's number to the next one
+// made. Cookies, never reused, tell for sure where both are known (Linux
+// 5.14+). Else what both sweeps know is compared: pod UIDs, else bound
+// files. A pod named
 // only later, or a file bound to a namespace since, is the same one; a
 // pod's namespace that names no pod any more, with no file to tell, is
 // taken for another (its pod's processes and the runtime both let go of
 // it); one only processes ever held has nothing steadier than its number.
-func another(ns *node.Namespace, was *node.Namespace) bool {
+func another(ns *node.Namespace, was *node.Namespace, wasCookie uint64) bool {
+	if c := cookieOf(ns); c != 0 && wasCookie != 0 {
+		return c != wasCookie
+	}
 	uid := func(n *node.Namespace) string {
 		if n.Pod == nil {
 			return ""
@@ -633,13 +646,16 @@ func (m *Model) applySweep(sw *node.Sweep) {
 		if r.ns.Inode != m.inNS {
 			continue
 		}
-		if another(r.ns, &m.inWas) {
+		if another(r.ns, &m.inWas, m.inCookie) {
 			// The kernel gives a deleted namespace's inode number to the
 			// next one made: another namespace, not this one.
 			break
 		}
 		// Known better (its pod named, a file bound): compared so from now.
 		m.inWas = node.Namespace{Path: r.ns.Path, Pod: r.ns.Pod}
+		if c := cookieOf(r.ns); c != 0 {
+			m.inCookie = c
+		}
 		if !r.readable() {
 			m.flash, m.flashErr = unreadable(r)+"; showing what was read before", true
 			return

@@ -711,3 +711,37 @@ func TestNodeOpenNamespaceNamedLater(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeOpenNamespaceByCookie: where the kernel gives namespaces cookies,
+// the cookie decides whether a namespace with the inode number of the one
+// shown is that one: the same cookie under another name is, another cookie
+// under the same name is not.
+func TestNodeOpenNamespaceByCookie(t *testing.T) {
+	cookie := func(c uint64) func(*diag.Snapshot) {
+		return func(s *diag.Snapshot) { s.Target.NetnsCookie = c }
+	}
+	for _, tt := range []struct {
+		name     string
+		then     string
+		cookie   uint64
+		wantGone bool
+	}{
+		{"the same cookie, bound under another name", "/run/netns/renamed", 77, false},
+		{"another cookie under the same name", "/run/netns/blue", 78, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			first := nodeFixture()
+			blue := &first.Namespaces[0]
+			*blue = nsOf(blue.Inode, "/run/netns/blue", nil, []string{"9", "7"}, cookie(77))
+			m := driveNode(t, 160, 45, first, keyMsg("G"), keyMsg("enter"))
+			next := nodeFixture()
+			same := &next.Namespaces[0]
+			*same = nsOf(same.Inode, tt.then, nil, []string{"9", "7", "40003"}, cookie(tt.cookie))
+			m, _ = step(m, sweepMsg{sweep: next})
+			gone := strings.Contains(flat(screen(m)), "is gone from the latest sweep")
+			if gone != tt.wantGone || !gone && len(m.table.rows) != 3 {
+				t.Errorf("gone %v (want %v), %d rows:\n%s", gone, tt.wantGone, len(m.table.rows), screen(m))
+			}
+		})
+	}
+}
