@@ -111,7 +111,7 @@ func idleRule(c conn) *Finding {
 			Rule:     RuleKeepaliveTooSlow,
 			Severity: Info,
 			Summary: fmt.Sprintf("%s sends its first keepalive probe after %s idle; %s forgets it after %s quiet, but %s; a dead peer still takes %s to notice",
-				ends(c.Socket), human(every), outpaced.Name, human(outpaced.IdleTimeout), outpaced.Because, human(detection(c.Keepalive))),
+				ends(c.Socket), human(every), outpaced.Name, human(outpaced.IdleTimeout), outpaced.Because, human(detection(c.Socket))),
 			Evidence: pathEvidence(c, outpaced),
 			Fix:      keepaliveFixes(c, outpaced.IdleTimeout),
 		}
@@ -150,16 +150,24 @@ func pathEvidence(c conn, f *forgetting) Evidence {
 		ev.Keepalive = ptrTo(*k.Enabled)
 		if *k.Enabled && k.IdleS != nil {
 			ev.KeepaliveIdleS, ev.KeepaliveIntervalS, ev.KeepaliveProbes, ev.KeepaliveSource = *k.IdleS, *k.IntervalS, *k.Probes, k.Source
-			ev.DetectionS = secs(detection(k))
+			ev.DetectionS = secs(detection(c.Socket))
 		}
 	}
 	return Evidence{PathEvidence: ev}
 }
 
-// detection is how long keepalive k takes to declare a silent peer dead,
-// from the last data.
-func detection(k diag.Keepalive) time.Duration {
-	return time.Duration(*k.IdleS+*k.IntervalS**k.Probes) * time.Second
+// detection is how long s's keepalive takes to declare a silent peer dead,
+// from the last data (tcp_keepalive_timer): its probes all spent or, with
+// TCP_USER_TIMEOUT, the first probe timer at or past that silence with a
+// probe out, however many probes that leaves unsent.
+func detection(s *diag.Socket) time.Duration {
+	k := s.Keepalive
+	idle, intvl := time.Duration(*k.IdleS)*time.Second, time.Duration(*k.IntervalS)*time.Second
+	if ut, _ := s.UserTimeout(); ut > 0 && intvl > 0 {
+		probes := max(1, int((ut-idle+intvl-1)/intvl))
+		return idle + time.Duration(probes)*intvl
+	}
+	return idle + time.Duration(*k.Probes)*intvl
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -182,7 +190,7 @@ func idleFinding(c conn, f *forgetting, sev Severity, every time.Duration) *Find
 			from = "the namespace's net.ipv4.tcp_keepalive_time"
 		}
 		summary = fmt.Sprintf("%s sends its first keepalive probe after %s idle (%s), but %s forgets an idle flow after %s (in %s%s): %s, so %s",
-			ends(c.Socket), human(every), from, f.Name, human(f.IdleTimeout), human(f.In), nextProbe(c), f.Because, lateProbe(f.Meets, detection(c.Keepalive)))
+			ends(c.Socket), human(every), from, f.Name, human(f.IdleTimeout), human(f.In), nextProbe(c), f.Because, lateProbe(f.Meets, detection(c.Socket)))
 	default:
 		rule = RuleNoKeepalive
 		summary = fmt.Sprintf("%s has no keepalive: %s forgets it after %s quiet (in %s; idle now %s): %s",

@@ -164,7 +164,11 @@ func (t *tracker) fate(f *forgetting, s *diag.Socket, sd side, idle, every time.
 			f.IdleTimeout, f.IdleTimeoutS = timeout, timeout.Seconds()
 		}
 		f.In = time.Duration(f.Entry.ExpiresInS) * time.Second
-		f.KeptAlive = idle > timeout
+		// Fresher than the flow's quiet: packets without data keep it, a
+		// keepalive's probes from either end. Not this end's own where
+		// they come too late to keep it: its probe may have made the
+		// entry anew (loose=1 picks a flow up), as it will each time.
+		f.KeptAlive = idle > timeout && (every == 0 || every < timeout)
 	case read:
 		// The table tracks this socket's other flows, yet holds no entry
 		// of this one: forgotten, deleted, or older than the rule that
@@ -260,12 +264,15 @@ func (t *tracker) nextPacket(s *diag.Socket, sd side, entry *diag.Flow) (Outcome
 		// A FIN or a reset from no state is invalid even with loose=1
 		// (nf_conntrack_proto_tcp's table): only data and ACKs are
 		// picked up.
-		const closeLost = "; and a close after the quiet is never picked up: its FIN goes untranslated, so the server never learns the connection ended"
-		backends := t.table.Services[unmap(s.Remote)]
-		if len(backends) == 1 {
+		const closeLost = " (and a close after the quiet is never picked up: its FIN goes untranslated, and the server never learns the connection ended)"
+		switch backends := t.table.Services[unmap(s.Remote)]; len(backends) {
+		case 0:
+			return MayBreak, fmt.Sprintf("with nf_conntrack_tcp_loose=1 its next packet is picked up and balanced again over the backends behind %s, of which no flow tracked now shows one: the one it had goes on, any other never had the connection and answers with a reset%s", s.Remote, closeLost)
+		case 1:
 			return MayBreak, fmt.Sprintf("with nf_conntrack_tcp_loose=1 its next packet is picked up and balanced again, to the one backend behind %s seen now: the one it had, unless the backends have changed since (a rolling update), when the new one never had the connection and answers with a reset%s", s.Remote, closeLost)
+		default:
+			return MayBreak, fmt.Sprintf("with nf_conntrack_tcp_loose=1 its next packet is picked up and balanced again over the %d backends behind %s seen now: one that never had the connection answers with a reset%s", len(backends), s.Remote, closeLost)
 		}
-		return MayBreak, fmt.Sprintf("with nf_conntrack_tcp_loose=1 its next packet is picked up and balanced again (%s): a backend that never had the connection answers with a reset%s", plural(len(backends), "backend")+" behind "+s.Remote.String()+" seen now", closeLost)
 	case loose != 0 && nat == "snat" && !sd.server:
 		return MayBreak, "with nf_conntrack_tcp_loose=1 its next packet is picked up and masqueraded again, to the same port only if it is free: else the server answers with a reset"
 	case loose != 0 && sd.server:

@@ -657,9 +657,19 @@ func TestWhatTheNextWriteMeets(t *testing.T) {
 			want: []string{`"connection reset by peer", or is dropped and hangs about 925 s`}},
 		{name: "slow keepalive, NLB", mutate: slowKA(600), declared: "aws-nlb", rule: RuleKeepaliveTooSlow, onExpiry: ExpiryReset,
 			want: []string{`the probe or the next write gets "connection reset by peer"`}, wantNot: []string{"dropped"}},
-		// 600 s idle, then 5 probes 10 s apart.
+		// 600 s idle, then 5 probes 10 s apart: 650 s; but with a 30 s
+		// TCP_USER_TIMEOUT (healthy's) the kernel gives up at the first
+		// probe timer past it with a probe out, 10 s after the first probe.
 		{name: "slow keepalive, Azure LB", mutate: slowKA(600), declared: "azure-lb", rule: RuleKeepaliveTooSlow, onExpiry: ExpiryDrop,
-			want: []string{`the probe is dropped without a word, the next write hangs, and the connection dies with "connection timed out" 650 s (10m50s) after its last data`}},
+			want: []string{`the probe is dropped without a word, the next write hangs, and the connection dies with "connection timed out" 610 s (10m10s) after its last data`}},
+		{name: "slow keepalive, Azure LB, no TCP_USER_TIMEOUT", mutate: func(s *diag.Socket) { slowKA(600)(s); s.UserTimeoutMS = ptr(0) }, declared: "azure-lb", rule: RuleKeepaliveTooSlow, onExpiry: ExpiryDrop,
+			want: []string{`the connection dies with "connection timed out" 650 s (10m50s) after its last data`}},
+		// The trial's: 30 s idle, 5 s apart, TCP_USER_TIMEOUT 32 s: the
+		// kernel gave up 35.3 s after the last data.
+		{name: "keepalive and TCP_USER_TIMEOUT", mutate: func(s *diag.Socket) {
+			s.Keepalive.IdleS, s.Keepalive.IntervalS, s.Keepalive.Probes, s.UserTimeoutMS = ptr(300), ptr(5), ptr(9), ptr(302_000)
+		}, declared: "azure-lb", rule: RuleKeepaliveTooSlow, onExpiry: ExpiryDrop,
+			want: []string{`the connection dies with "connection timed out" 305 s (5m5s) after its last data`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -807,6 +817,9 @@ func TestForgottenFlowFates(t *testing.T) {
 	}{
 		{"loose=1, untranslated: picked up again", noKA, tracked(30, 1, ""), RuleNoKeepalive, Info, Survives},
 		{"loose=1, untranslated, keepalive slower than the path: picked up again", slowKA(7200), tracked(30, 1, ""), RuleKeepaliveTooSlow, Info, Survives},
+		// The entry is fresher than the quiet, but this end's keepalive is
+		// too slow to have kept it: its probe made it anew (the trial's).
+		{"loose=1, DNAT, an entry a slow keepalive's probe made anew", idle(slowKA(40), 50000), tracked(20, 1, "dnat"), RuleKeepaliveTooSlow, Warning, MayBreak},
 		{"loose=1, DNAT, client: balanced again", noKA, tracked(30, 1, "dnat"), RuleNoKeepalive, Warning, MayBreak},
 		{"loose=1, SNAT, client: masqueraded again", noKA, tracked(30, 1, "snat"), RuleNoKeepalive, Warning, MayBreak},
 		{"loose=1, DNAT, server: who speaks first decides", server, tracked(30, 1, "dnat"), RuleNoKeepalive, Warning, MayBreak},

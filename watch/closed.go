@@ -323,6 +323,9 @@ func retrying(info *diag.TCPInfo) string {
 	case info.Retransmits > 0:
 		return fmt.Sprintf("retransmitting, %d times unanswered", info.Retransmits)
 	}
+	if info.Probes == 1 {
+		return "probing, 1 probe unanswered"
+	}
 	return fmt.Sprintf("probing, %d probes unanswered", info.Probes)
 }
 
