@@ -162,12 +162,30 @@ func pathEvidence(c conn, f *forgetting) Evidence {
 // probe out, however many probes that leaves unsent.
 func detection(s *diag.Socket) time.Duration {
 	k := s.Keepalive
-	idle, intvl := time.Duration(*k.IdleS)*time.Second, time.Duration(*k.IntervalS)*time.Second
-	if ut, _ := s.UserTimeout(); ut > 0 && intvl > 0 {
-		probes := max(1, int((ut-idle+intvl-1)/intvl))
-		return idle + time.Duration(probes)*intvl
+	idle := time.Duration(*k.IdleS) * time.Second
+	ut, _ := s.UserTimeout()
+	return idle + keepaliveGivesUp(idle, 0, *k.Probes, time.Duration(*k.IntervalS)*time.Second, ut)
+}
+
+// keepaliveGivesUp is how long after one of its firings the kernel's
+// keepalive timer (tcp_keepalive_timer) gives up on a silent peer, the
+// peer silent for silence at that firing with out probes unanswered
+// before it; the timer fires again every intvl. Without TCP_USER_TIMEOUT
+// (ut 0) it gives up at the firing that finds probes out; with it, at the
+// first that finds the peer silent ut with a probe out, however many
+// probes that leaves unsent.
+func keepaliveGivesUp(silence time.Duration, out, probes int, intvl, ut time.Duration) time.Duration {
+	if ut == 0 {
+		return time.Duration(max(0, probes-out)) * intvl
 	}
-	return idle + time.Duration(*k.Probes)*intvl
+	firings := 0
+	if out == 0 {
+		firings = 1 // this firing sends the first probe
+	}
+	if short := ut - silence; short > 0 && intvl > 0 {
+		firings = max(firings, int((short+intvl-1)/intvl))
+	}
+	return time.Duration(firings) * intvl
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -231,16 +249,11 @@ func probesRunOut(c conn) (time.Duration, bool) {
 	if c.Timer.Kind != diag.TimerKeepalive || out == 0 || k.Probes == nil || k.IntervalS == nil || !known || c.TCPInfo == nil {
 		return 0, false
 	}
-	left, every := c.Timer.Expires(), time.Duration(*k.IntervalS)*time.Second
-	if ut == 0 {
-		return left + time.Duration(max(0, *k.Probes-out))*every, true
-	}
-	// keepalive_time_elapsed: the silence since anything was received.
-	silent := min(c.TCPInfo.SinceDataRecv(), c.TCPInfo.SinceAckRecv()) + left
-	if short := ut - silent; short > 0 && every > 0 {
-		left += (short + every - 1) / every * every
-	}
-	return left, true
+	// keepalive_time_elapsed: the silence since anything was received,
+	// as of the timer's next firing.
+	left := c.Timer.Expires()
+	silence := min(c.TCPInfo.SinceDataRecv(), c.TCPInfo.SinceAckRecv()) + left
+	return left + keepaliveGivesUp(silence, out, *k.Probes, time.Duration(*k.IntervalS)*time.Second, ut), true
 }
 
 // nextProbe says when the socket's next keepalive probe goes, where its
