@@ -73,12 +73,7 @@ func (v *HostView) readAsTarget(snap *Snapshot, established []flowKey) *IPVSConn
 	}
 	switch {
 	case v.lookup:
-		n.Conntrack = readConntrack(v.ns, Target, n.Sysctls, established)
-		if n.Conntrack == nil {
-			n.Firewall = nil
-		} else if !n.Conntrack.Read {
-			snap.Notes = append(snap.Notes, conntrackNote(Target, n.Conntrack))
-		}
+		v.lookupConntrack(snap, established, &n)
 	case n.Conntrack != nil:
 		// The same entries, shared and never written, under the target's name.
 		ct := *n.Conntrack
@@ -90,11 +85,15 @@ func (v *HostView) readAsTarget(snap *Snapshot, established []flowKey) *IPVSConn
 }
 
 // lookupConntrack asks the host's table, too large to dump, for the entries
-// of established, noting what it could not read in snap.
-func (v *HostView) lookupConntrack(snap *Snapshot, established []flowKey) *Conntrack {
-	ct := readConntrack(v.ns, Host, v.host.Sysctls, established)
-	if ct != nil && !ct.Read {
-		snap.Notes = append(snap.Notes, conntrackNote(Host, ct))
+// of established, as into's (the snapshot's host, or its target when that
+// is the host) under into's role, noting in snap what it could not read.
+// A table that tracks nothing leaves into no firewall to judge by either.
+func (v *HostView) lookupConntrack(snap *Snapshot, established []flowKey, into *Namespace) {
+	into.Conntrack = readConntrack(v.ns, into.Role, v.host.Sysctls, established)
+	switch ct := into.Conntrack; {
+	case ct == nil:
+		into.Firewall = nil
+	case !ct.Read:
+		snap.Notes = append(snap.Notes, conntrackNote(into.Role, ct))
 	}
-	return ct
 }

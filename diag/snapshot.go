@@ -238,9 +238,7 @@ func Take(ctx context.Context, opts Options) (*Snapshot, error) {
 		snap.Host = hv.host
 		ipvsConns = append(ipvsConns, hv.ipvsConns)
 		if hv.lookup {
-			if snap.Host.Conntrack = hv.lookupConntrack(snap, established); snap.Host.Conntrack == nil {
-				snap.Host.Firewall = nil
-			}
+			hv.lookupConntrack(snap, established, &snap.Host)
 		}
 	}
 	targetSysctls := snap.Target.Sysctls
