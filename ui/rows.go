@@ -168,18 +168,26 @@ func (r *row) matches(words []string, rep *rules.Report, c *rowCache) bool {
 // the smaller unit too: 119 minutes is not "1h", nor 2m59s "2m".
 func shortDur(d time.Duration) string {
 	switch {
+	case d >= 100*time.Second && d < 10*time.Minute:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d >= 100*time.Minute && d < 10*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return coarseDur(d)
+}
+
+// coarseDur writes a duration in one unit, in at most five characters:
+// 850ms, 3.2s, 45s, 4m, 15m, 1h, 15h, 5d.
+func coarseDur(d time.Duration) string {
+	switch {
 	case d < time.Second:
 		return fmt.Sprintf("%dms", d.Milliseconds())
 	case d < 10*time.Second:
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	case d < 100*time.Second:
 		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < 10*time.Minute:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	case d < 100*time.Minute:
 		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 10*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	case d < 100*time.Hour:
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
@@ -213,14 +221,7 @@ func pathCell(s *diag.Socket, forgotten bool) string {
 		return cell
 	}
 	// "ipvs 4m59s" is wider than the column: its whole minutes or hours.
-	d := time.Duration(left) * time.Second
-	switch {
-	case d < 100*time.Minute:
-		return fmt.Sprintf("%s %dm", what, int(d.Minutes()))
-	case d < 100*time.Hour:
-		return fmt.Sprintf("%s %dh", what, int(d.Hours()))
-	}
-	return what + " " + shortDur(d)
+	return what + " " + coarseDur(time.Duration(left)*time.Second)
 }
 
 // wholeSecs writes a time the kernel counts in whole seconds, saying no
