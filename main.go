@@ -221,7 +221,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	unread := sw != nil && sw.Errors > 0
 	if unread {
-		fmt.Fprintf(stderr, "tcpvet: %d of %d namespaces could not be read, so their connections are not inspected (the notes say why)\n", sw.Errors, len(sw.Namespaces))
+		fmt.Fprintf(stderr, "tcpvet: %s\n", sw.Unread())
 	}
 	if worst, any := worst(); cfg.failOn != nil && any && worst >= *cfg.failOn {
 		return 3

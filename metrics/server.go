@@ -124,14 +124,7 @@ func logUnreadable(log io.Writer, s *node.Sweep, was int) int {
 		fmt.Fprintf(log, "tcpvet: every one of the %d namespaces was read again\n", len(s.Namespaces))
 		return 0
 	}
-	why := ""
-	for i := range s.Namespaces {
-		if n := &s.Namespaces[i]; n.Snapshot == nil && len(n.Notes) > 0 {
-			why = fmt.Sprintf(", e.g. netns %d (%s): %s", n.Inode, n.Name(), n.Notes[0].Text)
-			break
-		}
-	}
-	fmt.Fprintf(log, "tcpvet: %d of %d namespaces could not be read, so their connections are not inspected%s\n", s.Errors, len(s.Namespaces), why)
+	fmt.Fprintf(log, "tcpvet: %s\n", s.Unread())
 	return s.Errors
 }
 

@@ -236,6 +236,22 @@ func (n *Namespace) Sockets() int {
 	return len(n.Snapshot.Sockets)
 }
 
+// Unread says in one sentence how many of the sweep's namespaces could not
+// be read, and why the first could not; "" when every one was read.
+func (s *Sweep) Unread() string {
+	if s.Errors == 0 {
+		return ""
+	}
+	why := ""
+	for i := range s.Namespaces {
+		if n := &s.Namespaces[i]; n.Snapshot == nil && len(n.Notes) > 0 {
+			why = fmt.Sprintf(", e.g. netns %d (%s): %s", n.Inode, n.Name(), n.Notes[0].Text)
+			break
+		}
+	}
+	return fmt.Sprintf("%d of %d namespaces could not be read, so their connections are not inspected%s", s.Errors, len(s.Namespaces), why)
+}
+
 // Worst returns the highest severity over every namespace of the sweep,
 // and false when there are no findings: what --fail-on judges.
 func (s *Sweep) Worst() (rules.Severity, bool) {
