@@ -1,7 +1,6 @@
 package diag
 
 import (
-	"context"
 	"encoding/json"
 	"net/netip"
 	"reflect"
@@ -9,9 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tcpvet/tcpvet/internal/testnet"
-	"github.com/tcpvet/tcpvet/netns"
 )
 
 // TestSnapshotJSONMirrorsSnapshot: snapshotJSON has Snapshot's fields, in
@@ -86,25 +82,5 @@ func TestNamespaceJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal(o["target"], &target); err != nil || target.Role != Target || target.PID != 42 {
 		t.Errorf("target read alone: %+v, %v", target, err)
-	}
-}
-
-// TestNetnsCookie: a snapshot knows its namespace's cookie, the same every
-// time, and another namespace's differs: what tells a namespace from a
-// later one given its inode number.
-func TestNetnsCookie(t *testing.T) {
-	a, b := testnet.New(t), testnet.New(t)
-	an, bn := openNS(t, a.Path), openNS(t, b.Path)
-	take := func(ns *netns.NS) uint64 {
-		t.Helper()
-		snap, err := Take(context.Background(), Options{Target: ns})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return snap.Target.NetnsCookie
-	}
-	first, again, other := take(an), take(an), take(bn)
-	if first == 0 || first != again || other == first || other == 0 {
-		t.Errorf("cookies: %d then %d for one namespace, %d for another; want the same, not 0, and a different one", first, again, other)
 	}
 }
