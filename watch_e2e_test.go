@@ -288,13 +288,22 @@ func TestWatchKeepaliveNotSeen(t *testing.T) {
 	t.Parallel()
 	const vip = "198.18.100.1"
 	p := testnet.NewPath(t, 2, 3)
-	natRouter(t, p, vip, 7001, 6*time.Second)
+	natRouter(t, p, vip, 7001, 8*time.Second)
 	p.Server.Start(t, testnet.Spec{Listen: []testnet.Listener{{Name: "stalled", Addr: ":7001", Mode: testnet.NoRead}}})
 	agent := p.Client.Start(t, testnet.Spec{Dial: []testnet.Dial{
 		{Name: "stuck", To: vip + ":80", Keepalive: &testnet.KA{Idle: 2, Interval: 1, Count: 3}},
 	}})
 	agent.Write(t, "stuck", 64<<20)
-	r := watchReport(t, 11*time.Second, "--netns", p.Client.Path, "--host-netns", p.Router.Path)
+	// The watch starts once the peer's window has closed (the persist
+	// timer runs): its window probes, 0.2 s apart and doubling, then leave
+	// a 6.4 s gap within the watch, longer than the keepalive's first probe
+	// time, however slowly a loaded machine filled the buffers.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.Client.Run(t, "ss", "-tnoH", "dport", "80"), "persist"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer's window never closed")
+		}
+	}
+	r := watchReport(t, 14*time.Second, "--netns", p.Client.Path, "--host-netns", p.Router.Path)
 	s := socketAt(r, agent.Local["stuck"])
 	if s == nil || s.Observed == nil {
 		t.Fatalf("socket %v, want it observed", s)
@@ -314,9 +323,9 @@ func TestWatchKeepaliveNotSeen(t *testing.T) {
 	if q := seen.Evidence.LongestQuietWatchedS; q < 4 {
 		t.Errorf("quiet %v s in the watch, want past the first probe time (2 s) by more than a sample", q)
 	}
-	// The window probes' gap doubles past the router's 6 s: the probe after
-	// it meets the router's own stack.
-	e, ok := agent.WaitFor("write-error", "stuck", 10*time.Second)
+	// The window probes' gap doubles past the router's 8 s (to 12.8 s): the
+	// probe after it meets the router's own stack.
+	e, ok := agent.WaitFor("write-error", "stuck", 20*time.Second)
 	if !ok {
 		t.Fatal("the kernel never reset the connection: the path did not forget it")
 	}
